@@ -1,0 +1,19 @@
+"""stabn_tf: ST-ABN (Spatio-Temporal Attention Branch Network) in TensorFlow / Keras 3."""
+
+from stabn_tf.model import (
+    attention_inversion,
+    build_baseline,
+    build_stabn,
+    explanation_model,
+    set_attention_inversion,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "attention_inversion",
+    "build_baseline",
+    "build_stabn",
+    "explanation_model",
+    "set_attention_inversion",
+]
