@@ -65,15 +65,17 @@ def build_baseline(
     width_multiplier: float = 1.0,
     dropout: float = 0.5,
     synchronized_bn: bool = False,
+    stride_in_1x1: bool = False,
     name: str = "baseline",
 ) -> keras.Model:
     """The 3D ResNet baseline: stem + res2..res5 + GAP + dropout + dense.
 
     Input `[B, T, H, W, 3]` (normalised RGB); output `{"perception": [B, K]}` logits,
     named like ST-ABN's prediction so the same training and evaluation code serves both.
+    Arguments mean what they mean for `build_stabn`.
     """
     height, width = _check_args(num_classes, num_frames, image_size, dropout)
-    cfg = BackboneConfig(depth, width_multiplier, synchronized_bn=synchronized_bn)
+    cfg = BackboneConfig(depth, width_multiplier, stride_in_1x1, synchronized_bn)
     clips = keras.Input((num_frames, height, width, 3), name="clips")
     x = stage(feature_extractor(clips, cfg), 3, cfg)
     logits = _classifier(x, num_classes, dropout, PERCEPTION)
@@ -91,6 +93,7 @@ def build_stabn(
     fusion_relu: bool = True,
     inversion: str = "none",
     synchronized_bn: bool = False,
+    stride_in_1x1: bool = False,
     name: str = "stabn",
 ) -> keras.Model:
     """ST-ABN (DESIGN.md §1) on a SlowOnly 3D ResNet.
@@ -108,6 +111,9 @@ def build_stabn(
       inversion: attention inversion at build time; change later with
         `set_attention_inversion`.
       synchronized_bn: synchronise BN statistics across replicas.
+      stride_in_1x1: put each bottleneck's spatial stride in its first 1×1 conv, the
+        layout of `keras.applications.ResNet50` (exact ImageNet inflation); the default
+        keeps it in the 1×3×3 conv like the reference.
 
     Returns:
       A model `[B, T, H, W, 3] -> {"perception": [B, K], "attention": [B, K]}` (float32
@@ -119,7 +125,7 @@ def build_stabn(
                          f"{attention_head!r}.")
     if inversion not in INVERSIONS:
         raise ValueError(f"`inversion` must be one of {INVERSIONS}, got {inversion!r}.")
-    cfg = BackboneConfig(depth, width_multiplier, synchronized_bn=synchronized_bn)
+    cfg = BackboneConfig(depth, width_multiplier, stride_in_1x1, synchronized_bn)
     sync = synchronized_bn
     clips = keras.Input((num_frames, height, width, 3), name="clips")
     features = feature_extractor(clips, cfg)  # f: [B, T, H/16, W/16, C4]

@@ -58,7 +58,7 @@ class Conv3DAs2D(keras.layers.Layer):
         self.filters = int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
         if any(k % 2 == 0 for k in self.kernel_size):
-            raise ValueError(f"`kernel_size` must be odd (centred windows), got {self.kernel_size}.")
+            raise ValueError(f"`kernel_size` must be odd (centred), got {self.kernel_size}.")
         strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
         if len(strides) != 2 or min(strides) < 1:
             raise ValueError(f"`strides` are spatial (sh, sw) and positive, got {strides}.")

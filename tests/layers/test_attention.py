@@ -1,0 +1,116 @@
+"""The three ST-ABN layers: shapes, ranges, semantics, configs."""
+
+import keras
+import numpy as np
+import pytest
+
+from stabn_tf.layers import AttentionFusion, SpatialAttention, TemporalAttention
+
+B, T, H, W, K, C = 2, 6, 5, 4, 7, 8
+
+
+@pytest.fixture
+def class_maps():
+    return np.random.default_rng(0).uniform(size=(B, T, H, W, K)).astype("float32")
+
+
+def test_spatial_attention_is_one_sigmoid_map_per_frame(class_maps):
+    layer = SpatialAttention(name="ms")
+    ms = np.asarray(layer(class_maps))
+    assert ms.shape == (B, T, H, W, 1)
+    assert ms.min() > 0.0 and ms.max() < 1.0
+    # 1×1×1 conv: each pixel depends only on its own class scores.
+    changed = class_maps.copy()
+    changed[0, 2, 1, 1] += 5.0
+    diff = np.abs(np.asarray(layer(changed)) - ms)[..., 0]
+    assert diff[0, 2, 1, 1] > 0 and np.count_nonzero(diff) == 1
+
+
+def test_temporal_attention_is_one_sigmoid_weight_per_frame(class_maps):
+    layer = TemporalAttention(name="mt")
+    mt = np.asarray(layer(class_maps))
+    assert mt.shape == (B, T)
+    assert mt.min() > 0.0 and mt.max() < 1.0
+    assert layer.frame_mix.kernel.shape == (1, 1, T, T)
+    assert layer.conv.kernel.shape == (3, 3, 3, K, 1)
+
+
+def test_temporal_attention_fixes_the_number_of_frames(class_maps):
+    layer = TemporalAttention()
+    layer(class_maps)
+    with pytest.raises(ValueError, match=f"axis 1.*{T}"):
+        layer(class_maps[:, :-1])
+
+
+def _fusion_inputs():
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(B, T, H, W, C)).astype("float32")
+    ms = rng.uniform(size=(B, T, H, W, 1)).astype("float32")
+    mt = rng.uniform(size=(B, T)).astype("float32")
+    return f, ms, mt
+
+
+@pytest.mark.parametrize(
+    "mode,spatial_gain,temporal_gain",
+    [
+        ("none", lambda ms: 1 + ms, lambda mt: mt),
+        ("spatial", lambda ms: 2 - ms, lambda mt: mt),
+        ("temporal", lambda ms: 1 + ms, lambda mt: 1 - mt),
+        ("both", lambda ms: 2 - ms, lambda mt: 1 - mt),
+    ],
+)
+def test_fusion_sees_the_specified_reweighting(mode, spatial_gain, temporal_gain):
+    f, ms, mt = _fusion_inputs()
+    layer = AttentionFusion(inversion=mode)
+    fs, ft = (np.asarray(t) for t in layer.fusion_inputs(f, ms, mt))
+    np.testing.assert_allclose(fs, spatial_gain(ms) * f, rtol=1e-6)
+    np.testing.assert_allclose(ft, temporal_gain(mt)[:, :, None, None, None] * f, rtol=1e-6)
+
+
+def test_fusion_output_and_inversion_switch_without_touching_weights():
+    f, ms, mt = _fusion_inputs()
+    layer = AttentionFusion(relu=True)
+    out = np.asarray(layer([f, ms, mt]))
+    assert out.shape == f.shape and out.min() >= 0.0
+    assert layer.conv.kernel.shape == (1, 1, 1, 2 * C, C)
+    weights = [w.copy() for w in layer.get_weights()]
+    layer.inversion = "both"
+    inverted = np.asarray(layer([f, ms, mt]))
+    assert not np.allclose(inverted, out)
+    for before, after in zip(weights, layer.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    layer.inversion = "none"
+    np.testing.assert_allclose(layer([f, ms, mt]), out)
+    with pytest.raises(ValueError, match="inversion"):
+        layer.inversion = "upside-down"
+
+
+def test_fusion_without_relu_can_be_negative():
+    f, ms, mt = _fusion_inputs()
+    assert np.asarray(AttentionFusion(relu=False)([f, ms, mt])).min() < 0.0
+
+
+def test_fusion_rejects_mismatched_maps():
+    f, ms, mt = _fusion_inputs()
+    with pytest.raises(ValueError, match="Ms"):
+        AttentionFusion()([f, ms[:, :, :-1], mt])
+
+
+@pytest.mark.parametrize(
+    "layer,inputs",
+    [
+        (SpatialAttention(synchronized_bn=True, name="ms"), "maps"),
+        (TemporalAttention(name="mt"), "maps"),
+        (AttentionFusion(relu=False, inversion="temporal", name="fuse"), "fusion"),
+    ],
+)
+def test_layers_serialize_by_registered_name(layer, inputs, class_maps):
+    x = [*_fusion_inputs()] if inputs == "fusion" else class_maps
+    expected = np.asarray(layer(x))
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"].startswith("stabn_tf>")
+    clone = keras.saving.deserialize_keras_object(config)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x), expected, atol=1e-6)
+    assert clone.get_config() == layer.get_config()
