@@ -139,13 +139,13 @@ def _sample_and_crop(frames: np.ndarray, num_frames: int, image_size: int | None
                      num_clips: int) -> tuple[tf.Tensor, np.ndarray]:
     """Eval sampling + centre crop + resize, the same ops as the eval pipeline.
 
-    Returns (0..1 float frames `[n, T, S, S, 3]`, indices `[n, T]`).
+    Returns (0..255 float frames `[n, T, S, S, 3]`, indices `[n, T]`).
     """
     indices = sampling.segment_indices(len(frames), num_frames, training=False,
                                        num_clips=num_clips).numpy()
     picked = frames[indices]  # [n, T, H, W, 3]
     if image_size is None:
-        return tf.convert_to_tensor(picked.astype(np.float32) / 255.0), indices
+        return tf.convert_to_tensor(picked.astype(np.float32)), indices
     y, x, h, w = (int(v) for v in preprocess.eval_crop_window(*frames.shape[1:3]))
     cropped = picked[:, :, y:y + h, x:x + w]
     return preprocess.resize_frames(cropped, image_size), indices
@@ -167,7 +167,7 @@ def load_video_frames(
     """
     decoded = decode_video(path, short_side=short_side)
     clips, _ = _sample_and_crop(decoded.frames, num_frames, image_size, num_clips)
-    out = np.clip(np.round(clips.numpy() * 255.0), 0, 255).astype(np.uint8)
+    out = np.clip(np.round(clips.numpy()), 0, 255).astype(np.uint8)
     return out[0] if num_clips == 1 else out
 
 
@@ -188,5 +188,5 @@ def load_video(
     """
     decoded = decode_video(path, short_side=short_side)
     clips, _ = _sample_and_crop(decoded.frames, num_frames, image_size, num_clips)
-    out = preprocess.normalize(clips).numpy()
+    out = preprocess.color_normalize(clips).numpy()
     return out[0] if num_clips == 1 else out

@@ -1,0 +1,32 @@
+"""Video data for ST-ABN: converters, the tf.data pipeline, single-file loading, and the
+built-in synthetic Something-Something (DESIGN.md §4).
+
+- `python -m stabn_tf.data.convert`: SSv1 / SSv2 / class-folder videos → TFRecord shards.
+- `python -m stabn_tf.data.synthetic`: the synthetic dataset (SSv2 layout + ground truth).
+- `make_dataset(...)`: shards → `(clips, {"perception", "attention"})` batches.
+- `load_video(path, num_frames, image_size)`: one file → a normalised clip, eval-style.
+"""
+
+from stabn_tf.data.labels import LabelFileError, read_labels, write_labels
+from stabn_tf.data.pipeline import count_examples, list_files, make_dataset
+from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+from stabn_tf.data.sampling import segment_indices
+from stabn_tf.data.video import VideoReadError, decode_video, load_video, load_video_frames
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LabelFileError",
+    "VideoReadError",
+    "count_examples",
+    "decode_video",
+    "denormalize",
+    "list_files",
+    "load_video",
+    "load_video_frames",
+    "make_dataset",
+    "normalize",
+    "read_labels",
+    "segment_indices",
+    "write_labels",
+]

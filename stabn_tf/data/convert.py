@@ -1,0 +1,789 @@
+"""Something-Something V1/V2 (or a folder of class sub-folders) → sharded TFRecords.
+
+    python -m stabn_tf.data.convert --dataset=ssv2 --input_dir=/data/ssv2 \\
+        --output_dir=/data/ssv2_tfrecords
+
+Writes `<split>-00000-of-000NN.tfrecord` shards (schema: `stabn_tf.data.tfrecord`),
+`labels.txt` (index order), `manifest.json` (counts per split and class, frame
+statistics, settings) and `failures.jsonl` (one line per video that was skipped, with its
+reason).
+
+Design points:
+- Nothing lost, nothing silent: every annotation entry is either written or listed as a
+  failure; the summary checks `read = written + failed` per split. Bad videos never stop
+  the run; only unusable label files or an empty result do (exit code 1).
+- Deterministic: a video's shard depends only on its id (ordered by a hash of the id, so
+  classes are mixed across and within shards), and JPEG encoding is deterministic, so the
+  same input gives byte-identical shards.
+- Resumable: a shard is written under `<name>.tmp` and renamed when complete, with a small
+  record in `.shards/` (fingerprint of its videos and settings, byte size, statistics).
+  A re-run skips shards whose record matches and rewrites the others.
+- Parallel: videos are decoded/encoded in `workers` processes (spawned, so it is safe to
+  call from a process that already runs TensorFlow); the parent only writes bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from PIL import Image
+
+from stabn_tf.data import labels as labels_lib
+from stabn_tf.data import tfrecord, video
+
+DATASETS = ("ssv2", "ssv1", "folder")
+DEFAULT_SPLITS = ("train", "validation")
+KNOWN_SPLITS = ("train", "validation", "test")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+FRAME_EXTENSIONS = (".jpg", ".jpeg")
+#: Auto shard count: about this many videos per shard (~100-200 MB of SSv2 at 256 px)...
+VIDEOS_PER_SHARD = 256
+#: ...but at least this many shards (when there are enough videos), so up to 8 workers
+#: can shard by file.
+MIN_SHARDS = 8
+LABELS_FILE = "labels.txt"
+MANIFEST_FILE = "manifest.json"
+FAILURES_FILE = "failures.jsonl"
+STATE_DIR = ".shards"
+#: Bump when the bytes written for the same input change, so old shards are rewritten.
+FORMAT_VERSION = 1
+
+SSV2_FILES = {  # official names, and the newer "labels/" layout
+    "labels": ("something-something-v2-labels.json", "labels/labels.json"),
+    "train": ("something-something-v2-train.json", "labels/train.json"),
+    "validation": ("something-something-v2-validation.json", "labels/validation.json"),
+    "test": ("something-something-v2-test.json", "labels/test.json"),
+}
+#: Optional per-frame ground truth (written by the synthetic generator):
+#: `{id: {"active": [0/1 per frame], "box": [[ymin, xmin, ymax, xmax] per frame]}}`.
+SSV2_GROUND_TRUTH = "something-something-v2-groundtruth.json"
+SSV2_VIDEO_DIRS = ("20bn-something-something-v2", "videos")
+SSV1_FILES = {
+    "labels": ("something-something-v1-labels.csv",),
+    "train": ("something-something-v1-train.csv",),
+    "validation": ("something-something-v1-validation.csv",),
+    "test": ("something-something-v1-test.csv",),
+}
+SSV1_FRAME_DIRS = ("20bn-something-something-v1", "frames")
+FOLDER_SPLIT_DIRS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+
+
+class ConversionError(RuntimeError):
+    """The conversion cannot produce a usable dataset (bad input layout, nothing written)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoItem:
+    """One video to convert: a file (`kind="video"`) or a folder of JPEG frames."""
+
+    split: str
+    clip_id: str
+    label_index: int
+    label_text: str
+    source: str
+    kind: str = "video"
+    gt_active: tuple[int, ...] | None = None
+    gt_box: tuple[tuple[float, float, float, float], ...] | None = None
+
+
+@dataclasses.dataclass
+class Listing:
+    """What a layout reader found: the class list, the items per split, and the
+    annotation entries rejected before decoding (each `{"id", "source", "reason"}`)."""
+
+    labels: list[str]
+    items: dict[str, list[VideoItem]]
+    rejected: dict[str, list[dict]]
+    notes: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeSettings:
+    short_side: int | None = video.DEFAULT_SHORT_SIDE
+    jpeg_quality: int = 90
+
+
+# --- ids and paths ---------------------------------------------------------------------
+
+_BAD_ID = re.compile(r"[/\\\x00]")
+
+
+def validate_id(clip_id: object) -> str:
+    """An id that is safe to use as a file or folder name; raises ValueError otherwise."""
+    if isinstance(clip_id, int) and not isinstance(clip_id, bool):
+        clip_id = str(clip_id)
+    if not isinstance(clip_id, str) or not clip_id.strip():
+        raise ValueError(f"invalid id {clip_id!r}: must be a non-empty string")
+    if clip_id != clip_id.strip() or _BAD_ID.search(clip_id) or clip_id in (".", "..") \
+            or clip_id.startswith(".") or os.path.isabs(clip_id):
+        raise ValueError(f"invalid id {clip_id!r}: ids may not contain path separators, "
+                         "start with '.', or be absolute paths")
+    return clip_id
+
+
+def _find(input_dir: str, candidates: Sequence[str], what: str, required: bool = True):
+    for name in candidates:
+        path = os.path.join(input_dir, name)
+        if os.path.exists(path):
+            return path
+    if required:
+        raise ConversionError(
+            f"{what} not found in {input_dir}: looked for {', '.join(candidates)}")
+    return None
+
+
+def _find_dir(input_dir: str, candidates: Sequence[str]) -> str:
+    for name in candidates:
+        path = os.path.join(input_dir, name)
+        if os.path.isdir(path):
+            return path
+    return input_dir
+
+
+def _norm_name(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+class _LabelLookup:
+    """Exact class-name lookup, falling back to case/whitespace-insensitive matching."""
+
+    def __init__(self, labels: Sequence[str]):
+        self.exact = {n: i for i, n in enumerate(labels)}
+        self.loose = {_norm_name(n): i for i, n in enumerate(labels)}
+
+    def get(self, name: str) -> int | None:
+        i = self.exact.get(name)
+        return self.loose.get(_norm_name(name)) if i is None else i
+
+
+# --- layout readers --------------------------------------------------------------------
+
+
+def _load_ground_truth(path: str) -> dict[str, dict]:
+    data = labels_lib.load_json(path)
+    if not isinstance(data, dict):
+        raise labels_lib.LabelFileError(path, "expected an object {id: {active, box}}")
+    return data
+
+
+def _gt_fields(entry: object, clip_id: str) -> tuple[tuple, tuple]:
+    if not isinstance(entry, dict) or "active" not in entry or "box" not in entry:
+        raise ValueError(f"ground truth for {clip_id!r} needs 'active' and 'box' lists")
+    active = tuple(int(a) for a in entry["active"])
+    box = tuple(tuple(float(v) for v in b) for b in entry["box"])
+    if len(active) != len(box) or any(len(b) != 4 for b in box):
+        raise ValueError(f"ground truth for {clip_id!r}: 'active' and 'box' must have one "
+                         "entry per frame, boxes of 4 numbers")
+    return active, box
+
+
+def list_ssv2(input_dir: str, splits: Sequence[str], video_dir: str | None = None) -> Listing:
+    """The official SSv2 layout: `<id>.webm` videos + labels/train/validation/test JSON."""
+    labels_path = _find(input_dir, SSV2_FILES["labels"], "SSv2 labels file")
+    labels = labels_lib.load_ssv2_labels(labels_path)
+    lookup = _LabelLookup(labels)
+    video_dir = video_dir or _find_dir(input_dir, SSV2_VIDEO_DIRS)
+    gt_path = _find(input_dir, (SSV2_GROUND_TRUTH,), "", required=False)
+    ground_truth = _load_ground_truth(gt_path) if gt_path else None
+    items: dict[str, list[VideoItem]] = {}
+    rejected: dict[str, list[dict]] = {}
+    for split in splits:
+        path = _find(input_dir, SSV2_FILES[split], f"SSv2 {split} annotation file")
+        entries = labels_lib.load_json(path)
+        if not isinstance(entries, list):
+            raise labels_lib.LabelFileError(path, "expected a JSON list of {id, template, ...}")
+        items[split], rejected[split] = [], []
+        for n, entry in enumerate(entries):
+            raw_id = entry.get("id") if isinstance(entry, dict) else None
+            where = f"{os.path.basename(path)} entry {n}"
+            try:
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{where}: expected an object, got {type(entry).__name__}")
+                clip_id = validate_id(raw_id)
+                if split == "test":
+                    index, text = tfrecord.NO_LABEL, ""
+                else:
+                    template = entry.get("template")
+                    if not isinstance(template, str):
+                        raise ValueError(f"{where}: no 'template' field")
+                    text = labels_lib.ssv2_template_to_label(template)
+                    index = lookup.get(text)
+                    if index is None:
+                        raise ValueError(f"label {text!r} is not in {labels_path}")
+                    text = labels[index]
+                gt_active = gt_box = None
+                if ground_truth is not None:
+                    if clip_id not in ground_truth:
+                        raise ValueError(f"no ground truth for this id in {gt_path}")
+                    gt_active, gt_box = _gt_fields(ground_truth[clip_id], clip_id)
+                source = os.path.join(video_dir, f"{clip_id}.webm")
+                items[split].append(VideoItem(split, clip_id, index, text, source, "video",
+                                              gt_active, gt_box))
+            except ValueError as e:
+                rejected[split].append({"id": str(raw_id), "source": path, "reason": str(e)})
+    return Listing(labels, items, rejected, {"labels_file": labels_path, "video_dir": video_dir})
+
+
+def _read_ssv1_csv(path: str, labelled: bool, lookup: _LabelLookup, labels_path: str,
+                   labels: Sequence[str], frame_dir: str, split: str):
+    items, rejected = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise labels_lib.LabelFileError(path, f"not UTF-8 text ({e.reason})") from e
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{os.path.basename(path)}:{lineno}"
+        parts = line.split(";", 1)
+        raw_id = parts[0].strip()
+        try:
+            clip_id = validate_id(raw_id)
+            if labelled:
+                if len(parts) != 2 or not parts[1].strip():
+                    raise ValueError(f"{where}: expected 'id;class name'")
+                index = lookup.get(parts[1].strip())
+                if index is None:
+                    raise ValueError(f"{where}: label {parts[1].strip()!r} is not in "
+                                     f"{labels_path}")
+                text = labels[index]
+            else:
+                index, text = tfrecord.NO_LABEL, ""
+            items.append(VideoItem(split, clip_id, index, text,
+                                   os.path.join(frame_dir, clip_id), "frames"))
+        except ValueError as e:
+            rejected.append({"id": raw_id, "source": f"{path}:{lineno}", "reason": str(e)})
+    return items, rejected
+
+
+def list_ssv1(input_dir: str, splits: Sequence[str], video_dir: str | None = None) -> Listing:
+    """The official SSv1 layout: `<id>/00001.jpg ...` frame folders + `id;class` CSVs."""
+    labels_path = _find(input_dir, SSV1_FILES["labels"], "SSv1 labels file")
+    labels = labels_lib.load_ssv1_labels(labels_path)
+    lookup = _LabelLookup(labels)
+    frame_dir = video_dir or _find_dir(input_dir, SSV1_FRAME_DIRS)
+    items, rejected = {}, {}
+    for split in splits:
+        path = _find(input_dir, SSV1_FILES[split], f"SSv1 {split} annotation file")
+        items[split], rejected[split] = _read_ssv1_csv(
+            path, split != "test", lookup, labels_path, labels, frame_dir, split)
+    return Listing(labels, items, rejected, {"labels_file": labels_path, "video_dir": frame_dir})
+
+
+def _hash_fraction(text: str) -> float:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16) / 16**12
+
+
+def list_folder(input_dir: str, splits: Sequence[str], validation_fraction: float = 0.0
+                ) -> Listing:
+    """Users' own data: `<class>/<video>` (or `<split>/<class>/<video>` with split folders
+    `train`, `validation`/`val`, `test`). Classes are the sorted class folder names across
+    all splits. Without split folders everything is `train`, except a deterministic
+    `validation_fraction` (by hash of the file path) that goes to `validation`.
+    """
+    split_roots: dict[str, str] = {}
+    for split, names in FOLDER_SPLIT_DIRS.items():
+        for name in names:
+            if os.path.isdir(os.path.join(input_dir, name)):
+                split_roots[split] = os.path.join(input_dir, name)
+                break
+    if split_roots and validation_fraction:
+        raise ConversionError(f"{input_dir} has split folders; validation_fraction only "
+                              "applies to a single folder of classes")
+    roots = split_roots or {"all": input_dir}
+
+    def class_dirs(root: str) -> list[str]:
+        return sorted(d for d in os.listdir(root)
+                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+
+    labels = sorted({c for root in roots.values() for c in class_dirs(root)})
+    if not labels:
+        raise ConversionError(f"no class folders found in {input_dir}")
+    label_index = {c: i for i, c in enumerate(labels)}
+    items = {s: [] for s in splits}
+    rejected = {s: [] for s in splits}
+    ignored = 0
+    for root_split, root in roots.items():
+        for cls in class_dirs(root):
+            cls_dir = os.path.join(root, cls)
+            for name in sorted(os.listdir(cls_dir)):
+                path = os.path.join(cls_dir, name)
+                if name.startswith(".") or not os.path.isfile(path):
+                    continue
+                if not name.lower().endswith(VIDEO_EXTENSIONS):
+                    ignored += 1
+                    logging.info("ignoring %s: not a video extension %s", path, VIDEO_EXTENSIONS)
+                    continue
+                clip_id = f"{cls}/{name}"
+                if root_split == "all":
+                    split = ("validation" if _hash_fraction(clip_id) < validation_fraction
+                             else "train")
+                else:
+                    split = root_split
+                if split not in items:
+                    continue
+                items[split].append(VideoItem(split, clip_id, label_index[cls], cls, path))
+    return Listing(labels, items, rejected, {"ignored_non_video_files": ignored})
+
+
+# --- per-video work (runs in worker processes) ------------------------------------------
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _frames_from_video(item: VideoItem, settings: EncodeSettings):
+    decoded = video.decode_video(item.source, short_side=settings.short_side, threads=1)
+    jpegs = [_jpeg(f, settings.jpeg_quality) for f in decoded.frames]
+    h, w = decoded.frames.shape[1:3]
+    return jpegs, decoded.fps, (h, w), decoded.source_size
+
+
+def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
+    if not os.path.isdir(item.source):
+        raise video.VideoReadError(item.source, "frame folder missing")
+    names = sorted(n for n in os.listdir(item.source) if n.lower().endswith(FRAME_EXTENSIONS))
+    if not names:
+        raise video.VideoReadError(item.source, "frame folder has no .jpg frames")
+    jpegs, size, source_size = [], None, None
+    for name in names:
+        path = os.path.join(item.source, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise video.VideoReadError(path, f"unreadable frame ({e})") from e
+        if source_size is None:
+            source_size = (img.height, img.width)
+            size = video.scaled_size(img.height, img.width, settings.short_side)
+        passthrough = (img.format == "JPEG" and img.mode in ("RGB", "L")
+                       and (img.height, img.width) == size)
+        if passthrough:  # already small enough: keep the original bytes, no re-encoding loss
+            jpegs.append(data)
+            continue
+        img = img.convert("RGB")
+        if (img.height, img.width) != size:
+            img = img.resize((size[1], size[0]), Image.Resampling.BOX)
+        jpegs.append(_jpeg(np.asarray(img), settings.jpeg_quality))
+    return jpegs, None, size, source_size
+
+
+def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
+    """Decodes and encodes one video. Never raises: failures come back as
+    `{"ok": False, "reason": ...}` so one bad file cannot stop a conversion."""
+    try:
+        if item.kind == "frames":
+            jpegs, fps, (h, w), source_size = _frames_from_folder(item, settings)
+        else:
+            jpegs, fps, (h, w), source_size = _frames_from_video(item, settings)
+        if item.gt_active is not None and len(item.gt_active) != len(jpegs):
+            raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
+                             f"{len(jpegs)}")
+        data = tfrecord.make_sequence_example(
+            item.clip_id, item.label_index, item.label_text, jpegs, frame_rate=fps,
+            gt_active=item.gt_active, gt_box=item.gt_box)
+        return {"ok": True, "data": data, "num_frames": len(jpegs), "height": h, "width": w,
+                "fps": fps, "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
+    except video.VideoReadError as e:
+        return {"ok": False, "reason": e.reason if e.path == item.source else str(e)}
+    except Exception as e:  # noqa: BLE001 - any per-video error is recorded, not fatal
+        return {"ok": False, "reason": f"{type(e).__name__}: {e}"}
+
+
+def _convert_task(task: tuple[VideoItem, EncodeSettings]) -> dict:
+    return convert_item(*task)
+
+
+# --- shards ------------------------------------------------------------------------------
+
+
+def auto_num_shards(num_videos: int) -> int:
+    """~VIDEOS_PER_SHARD videos per shard, at least MIN_SHARDS (never more than videos)."""
+    if num_videos <= 0:
+        return 1
+    return max(min(num_videos, MIN_SHARDS), math.ceil(num_videos / VIDEOS_PER_SHARD))
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def assign_shards(items: Sequence[VideoItem], num_shards: int) -> list[list[VideoItem]]:
+    """Deterministic: order by a hash of the id (mixing classes), then deal round-robin."""
+    ordered = sorted(items, key=lambda it: (hashlib.sha1(it.clip_id.encode()).hexdigest(),
+                                            it.clip_id))
+    return [ordered[i::num_shards] for i in range(num_shards)]
+
+
+def _fingerprint(items: Sequence[VideoItem], settings: EncodeSettings) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([FORMAT_VERSION, dataclasses.asdict(settings)]).encode())
+    for it in items:
+        h.update(json.dumps(dataclasses.asdict(it), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _state_path(output_dir: str, name: str) -> str:
+    return os.path.join(output_dir, STATE_DIR, name + ".json")
+
+
+def _read_state(output_dir: str, name: str, fingerprint: str) -> dict | None:
+    """The saved record of a complete shard, or None if it must be (re)written."""
+    path = os.path.join(output_dir, name)
+    try:
+        with open(_state_path(output_dir, name), encoding="utf-8") as f:
+            state = json.load(f)
+        size = os.path.getsize(path)
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != fingerprint or state.get("bytes") != size:
+        return None
+    return state
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class _Stats:
+    """Per-shard statistics, JSON-serialisable and mergeable."""
+
+    def __init__(self):
+        self.written = 0
+        self.failures: list[dict] = []
+        self.per_class: collections.Counter = collections.Counter()
+        self.frames: list[int] = []
+        self.heights: list[int] = []
+        self.widths: list[int] = []
+        self.kept_size = 0
+
+    def add(self, item: VideoItem, result: dict) -> None:
+        if result["ok"]:
+            self.written += 1
+            self.per_class[item.label_text or "<unlabelled>"] += 1
+            self.frames.append(result["num_frames"])
+            self.heights.append(result["height"])
+            self.widths.append(result["width"])
+            self.kept_size += int(result["kept_size"])
+        else:
+            self.failures.append({"split": item.split, "id": item.clip_id,
+                                  "source": item.source, "reason": result["reason"]})
+
+    def to_json(self) -> dict:
+        def span(v):
+            return [min(v), max(v)] if v else None
+        return {"written": self.written, "failures": self.failures,
+                "per_class": dict(sorted(self.per_class.items())),
+                "frames_total": sum(self.frames), "frames_span": span(self.frames),
+                "height_span": span(self.heights), "width_span": span(self.widths),
+                "kept_size": self.kept_size}
+
+
+def _write_shard(path: str, items: Sequence[VideoItem], results: Iterator[dict],
+                 on_done) -> _Stats:
+    stats = _Stats()
+    tmp = path + ".tmp"
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for item in items:
+            result = next(results)
+            stats.add(item, result)
+            if result["ok"]:
+                writer.write(result["data"])
+            else:
+                logging.warning("skipped %s %s (%s): %s", item.split, item.clip_id,
+                                item.source, result["reason"])
+            on_done()
+    return stats
+
+
+def _remove_stale_shards(output_dir: str, split: str, keep: set[str]) -> None:
+    """Deletes this split's leftovers: partial `.tmp` shards, and shards of an earlier run
+    with another shard count (a glob like `train-*.tfrecord` would read them twice)."""
+    pattern = re.compile(rf"{re.escape(split)}-\d{{5}}-of-\d{{5}}\.tfrecord(\.tmp)?")
+    for path in glob.glob(os.path.join(output_dir, f"{split}-*-of-*.tfrecord*")):
+        name = os.path.basename(path)
+        if name in keep or not pattern.fullmatch(name):
+            continue
+        logging.info("removing %s (partial, or not part of this conversion)", path)
+        os.remove(path)
+        base = name.removesuffix(".tmp")
+        if base not in keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(_state_path(output_dir, base))
+
+
+def _merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
+                 shard_names: Sequence[str]) -> dict:
+    per_class: collections.Counter = collections.Counter()
+    failures = list(rejected)
+    written = frames_total = kept = 0
+    spans: dict[str, list[int]] = {}
+    for s in states:
+        written += s["written"]
+        failures += s["failures"]
+        per_class.update(s["per_class"])
+        frames_total += s["frames_total"]
+        kept += s["kept_size"]
+        for key in ("frames_span", "height_span", "width_span"):
+            if s[key]:
+                lo, hi = spans.get(key, s[key])
+                spans[key] = [min(lo, s[key][0]), max(hi, s[key][1])]
+    frames = spans.get("frames_span")
+    return {
+        "read": read, "written": written, "failed": len(failures),
+        "num_shards": len(shard_names), "shards": list(shard_names),
+        "per_class": dict(sorted(per_class.items())),
+        "frames": {"total": frames_total, "min": frames[0] if frames else None,
+                   "max": frames[1] if frames else None,
+                   "mean": round(frames_total / written, 2) if written else None},
+        "height": spans.get("height_span"), "width": spans.get("width_span"),
+        "videos_not_downscaled": kept,
+        "_failures": failures,
+    }
+
+
+def list_dataset(dataset: str, input_dir: str, splits: Sequence[str], *,
+                 video_dir: str | None = None, validation_fraction: float = 0.0) -> Listing:
+    """Reads a layout's annotation files (no decoding). See the module doc for layouts."""
+    if dataset not in DATASETS:
+        raise ConversionError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+    if not os.path.isdir(input_dir):
+        raise ConversionError(f"input_dir {input_dir} is not a directory")
+    for split in splits:
+        if split not in KNOWN_SPLITS:
+            raise ConversionError(f"unknown split {split!r}; expected some of {KNOWN_SPLITS}")
+    if dataset == "ssv2":
+        return list_ssv2(input_dir, splits, video_dir)
+    if dataset == "ssv1":
+        return list_ssv1(input_dir, splits, video_dir)
+    return list_folder(video_dir or input_dir, splits, validation_fraction)
+
+
+def _results(pool, tasks: Iterable[tuple[VideoItem, EncodeSettings]]) -> Iterator[dict]:
+    if pool is None:
+        return map(_convert_task, tasks)
+    return pool.imap(_convert_task, tasks, chunksize=2)
+
+
+def convert_dataset(
+    dataset: str,
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    short_side: int | None = video.DEFAULT_SHORT_SIDE,
+    num_shards: int | dict[str, int] | None = None,
+    workers: int | None = None,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    jpeg_quality: int = 90,
+    video_dir: str | os.PathLike | None = None,
+    validation_fraction: float = 0.0,
+    progress: bool = True,
+) -> dict:
+    """Converts a dataset to TFRecords in `output_dir`; returns the manifest (a dict).
+
+    Args:
+      dataset: "ssv2", "ssv1" or "folder" (layouts in the module doc).
+      input_dir: the dataset root (annotation files; videos in the usual sub-folder).
+      output_dir: where shards, `labels.txt`, `manifest.json`, `failures.jsonl` go.
+      short_side: frames larger than this are shrunk to it; smaller ones are kept as they
+        are (never upscaled; counted as `videos_not_downscaled`). None keeps every size.
+      num_shards: shards per split (int, or {split: int}); None = `auto_num_shards`.
+      workers: decoding processes; None = all cores, 0 or 1 = in this process.
+      splits: which splits to convert ("train", "validation", "test").
+      jpeg_quality: JPEG quality of the stored frames.
+      video_dir: where the videos / frame folders are, if not in the usual place.
+      validation_fraction: `folder` without split folders: share put in "validation".
+      progress: show a tqdm progress bar per split.
+
+    Raises:
+      LabelFileError: a label/annotation file is malformed (message names file and line).
+      ConversionError: missing annotation files, or not a single video could be written.
+    """
+    from tqdm import tqdm  # local: only conversions need it
+
+    t0 = time.time()
+    input_dir, output_dir = os.fspath(input_dir), os.fspath(output_dir)
+    video_dir = os.fspath(video_dir) if video_dir is not None else None
+    splits = tuple(splits)
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    listing = list_dataset(dataset, input_dir, splits, video_dir=video_dir,
+                           validation_fraction=validation_fraction)
+    settings = EncodeSettings(short_side=short_side or None, jpeg_quality=jpeg_quality)
+    os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
+    labels_lib.write_labels(os.path.join(output_dir, LABELS_FILE), listing.labels)
+
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    pool = (multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None)
+    split_summaries: dict[str, dict] = {}
+    processed = 0
+    try:
+        for split in splits:
+            items = listing.items[split]
+            rejected = listing.rejected[split]
+            for r in rejected:
+                logging.warning("skipped %s %s (%s): %s", split, r["id"], r["source"],
+                                r["reason"])
+            count = (num_shards.get(split) if isinstance(num_shards, dict) else num_shards)
+            count = count or auto_num_shards(len(items))
+            shards = assign_shards(items, count)
+            names = [shard_name(split, i, count) for i in range(count)]
+            _remove_stale_shards(output_dir, split, set(names))
+            fingerprints = [_fingerprint(s, settings) for s in shards]
+            states = [_read_state(output_dir, n, f) for n, f in zip(names, fingerprints)]
+            pending = [i for i, s in enumerate(states) if s is None]
+            todo = sum(len(shards[i]) for i in pending)
+            if len(pending) < count:
+                logging.info("%s: %d of %d shards already complete, skipping them", split,
+                             count - len(pending), count)
+            tasks = ((item, settings) for i in pending for item in shards[i])
+            results = _results(pool, tasks)
+            with tqdm(total=todo, desc=f"{split}", unit="video", disable=not progress,
+                      dynamic_ncols=True) as bar:
+                for i in pending:
+                    path = os.path.join(output_dir, names[i])
+                    stats = _write_shard(path, shards[i], results, lambda: bar.update(1))
+                    state = {"fingerprint": fingerprints[i], **stats.to_json(),
+                             "bytes": os.path.getsize(path + ".tmp")}
+                    _atomic_write_text(_state_path(output_dir, names[i]), json.dumps(state))
+                    os.replace(path + ".tmp", path)
+                    states[i] = state
+            processed += todo
+            read = len(items) + len(rejected)
+            split_summaries[split] = _merge_split(states, rejected, read, names)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    failures = [f for s in split_summaries.values() for f in s.pop("_failures")]
+    elapsed = time.time() - t0
+    manifest = {
+        "dataset": dataset,
+        "input_dir": os.path.abspath(input_dir),
+        "num_classes": len(listing.labels),
+        "labels_file": LABELS_FILE,
+        "failures_file": FAILURES_FILE,
+        "schema": {"context": [tfrecord.CLIP_ID, tfrecord.LABEL_INDEX, tfrecord.LABEL_TEXT,
+                               tfrecord.NUM_FRAMES, tfrecord.FRAME_RATE],
+                   "feature_lists": [tfrecord.IMAGE_ENCODED] + (
+                       [tfrecord.GT_ACTIVE, tfrecord.GT_BOX]
+                       if any(it.gt_active is not None
+                              for v in listing.items.values() for it in v) else [])},
+        "settings": {"short_side": settings.short_side, "jpeg_quality": jpeg_quality,
+                     "workers": workers, "splits": list(splits),
+                     "video_dir": listing.notes.get("video_dir"),
+                     "validation_fraction": validation_fraction,
+                     "format_version": FORMAT_VERSION},
+        "splits": split_summaries,
+        "notes": {k: v for k, v in listing.notes.items() if k != "video_dir"},
+        "elapsed_s": round(elapsed, 2),
+        "videos_processed_this_run": processed,
+        "videos_per_s": round(processed / elapsed, 2) if elapsed > 0 else None,
+    }
+    with open(os.path.join(output_dir, FAILURES_FILE + ".tmp"), "w", encoding="utf-8") as f:
+        for failure in failures:
+            f.write(json.dumps(failure) + "\n")
+    os.replace(os.path.join(output_dir, FAILURES_FILE + ".tmp"),
+               os.path.join(output_dir, FAILURES_FILE))
+    _atomic_write_text(os.path.join(output_dir, MANIFEST_FILE),
+                       json.dumps(manifest, indent=2) + "\n")
+    if sum(s["written"] for s in split_summaries.values()) == 0:
+        raise ConversionError(
+            f"no video could be written from {input_dir} (see "
+            f"{os.path.join(output_dir, FAILURES_FILE)})")
+    return manifest
+
+
+def format_summary(manifest: dict) -> str:
+    """The end-of-run summary: `read = written + failed` per split, speed, failures file."""
+    lines = []
+    for split, s in manifest["splits"].items():
+        ok = "ok" if s["read"] == s["written"] + s["failed"] else "MISMATCH"
+        lines.append(f"{split:>10}: read {s['read']} = written {s['written']} + failed "
+                     f"{s['failed']} [{ok}], {s['num_shards']} shards, frames/video "
+                     f"{s['frames']['min']}..{s['frames']['max']} (mean {s['frames']['mean']})")
+    lines.append(f"{manifest['videos_processed_this_run']} videos converted in "
+                 f"{manifest['elapsed_s']:.1f}s ({manifest['videos_per_s']} videos/s)")
+    failed = sum(s["failed"] for s in manifest["splits"].values())
+    if failed:
+        lines.append(f"{failed} failures listed in {manifest['failures_file']}")
+    return "\n".join(lines)
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so importing this module (e.g. from the trainer)
+    # never clashes with the importer's own flags.
+    from absl import flags
+
+    flags.DEFINE_enum("dataset", None, list(DATASETS), "Input layout.", required=True)
+    flags.DEFINE_string("input_dir", None, "Dataset root directory.", required=True)
+    flags.DEFINE_string("output_dir", None, "Where to write TFRecords.", required=True)
+    flags.DEFINE_string("video_dir", None, "Videos / frame folders, if not in the usual "
+                        "sub-folder of input_dir.")
+    flags.DEFINE_integer("short_side", video.DEFAULT_SHORT_SIDE,
+                         "Shrink frames to this short side (never upscales); 0 keeps sizes.")
+    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
+    flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 = about "
+                         f"{VIDEOS_PER_SHARD} videos per shard, at least {MIN_SHARDS}.")
+    flags.DEFINE_integer("workers", 0, "Decoding processes; 0 = all cores, 1 = no pool.")
+    flags.DEFINE_list("splits", list(DEFAULT_SPLITS), "Splits to convert.")
+    flags.DEFINE_float("validation_fraction", 0.0, "folder layout without split folders: "
+                       "fraction of videos put in the validation split.")
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    if len(argv) > 1:
+        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+    f = flags.FLAGS
+    try:
+        manifest = convert_dataset(
+            f.dataset, f.input_dir, f.output_dir, short_side=f.short_side or None,
+            num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
+            jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
+            validation_fraction=f.validation_fraction, progress=f.progress)
+    except (labels_lib.LabelFileError, ConversionError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(format_summary(manifest))
+    print(f"wrote {os.path.join(f.output_dir, MANIFEST_FILE)}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,260 @@
+"""The tf.data input pipeline: TFRecord shards → batches ready for `model.fit`.
+
+Per video: parse the SequenceExample → choose frame indices (segment sampling, see
+`sampling`) → decode ONLY those JPEGs, and only the crop window of each
+(`tf.io.decode_and_crop_jpeg`) → resize → colour jitter (training) → normalise. Files are
+interleaved and shuffled in training, read in a fixed order in evaluation; everything
+runs in parallel and is AUTOTUNE'd.
+
+Distribution: the dataset starts from the list of files, with auto-shard policy FILE, so
+`MultiWorkerMirroredStrategy` gives every worker whole, distinct shards (this needs at
+least as many files as workers; the converter writes ≥ 8 shards per split by default).
+With `strategy.distribute_datasets_from_function`, pass its `input_context` and the
+per-replica batch size instead; the files are then sharded explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from stabn_tf.data import labels as labels_lib
+from stabn_tf.data import preprocess, sampling, tfrecord
+
+AUTOTUNE = tf.data.AUTOTUNE
+PERCEPTION = "perception"
+ATTENTION = "attention"
+
+
+def list_files(file_pattern: str | Sequence[str]) -> list[str]:
+    """Sorted, de-duplicated files matching a glob (or list of globs / paths).
+
+    Raises FileNotFoundError naming the pattern when nothing matches, so a typo in a path
+    fails at once instead of as an empty dataset later.
+    """
+    patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) \
+        else list(file_pattern)
+    if not patterns:
+        raise FileNotFoundError("no TFRecord file pattern given")
+    files: set[str] = set()
+    for pattern in patterns:
+        pattern = os.fspath(pattern)
+        matched = tf.io.gfile.glob(pattern)
+        if not matched:
+            raise FileNotFoundError(f"no TFRecord files match {pattern!r}")
+        files.update(matched)
+    return sorted(files)
+
+
+def _first_record(files: Sequence[str]) -> bytes | None:
+    for path in files:
+        for record in tf.data.TFRecordDataset(path).take(1):
+            return record.numpy()
+    return None
+
+
+def count_examples(file_pattern: str | Sequence[str]) -> int:
+    """Number of videos in the matched files (e.g. for `steps_per_epoch`).
+
+    Uses the converter's `.shards/` records next to the files when present (instant),
+    otherwise counts the records.
+    """
+    total = 0
+    for path in list_files(file_pattern):
+        state = os.path.join(os.path.dirname(path), ".shards", os.path.basename(path) + ".json")
+        try:
+            with open(state, encoding="utf-8") as f:
+                info = json.load(f)
+            if info.get("bytes") == os.path.getsize(path):
+                total += int(info["written"])
+                continue
+        except (OSError, ValueError, KeyError):
+            pass
+        total += sum(1 for _ in tf.data.TFRecordDataset(path))
+    return total
+
+
+def _resolve_labels(labels, files: Sequence[str]) -> list[str]:
+    if labels is None:
+        path = os.path.join(os.path.dirname(files[0]), "labels.txt")
+        if not os.path.exists(path):
+            raise ValueError("flip=True needs the class names (to swap left/right classes): "
+                             f"pass labels=, or put labels.txt next to the shards ({path})")
+        return labels_lib.read_labels(path)
+    if isinstance(labels, (str, os.PathLike)):
+        return labels_lib.read_labels(labels)
+    return list(labels)
+
+
+def _decode_frames(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """JPEG strings `[K]` → uint8 `[K, h, w, 3]`, decoding only the crop window."""
+    frames = tf.map_fn(
+        lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
+        encoded,
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        parallel_iterations=16,
+    )
+    return frames
+
+
+def make_dataset(
+    file_pattern: str | Sequence[str],
+    *,
+    training: bool,
+    batch_size: int,
+    num_frames: int = 32,
+    image_size: int = 224,
+    num_clips: int = 1,
+    shuffle_buffer: int = 256,
+    with_metadata: bool = False,
+    with_ground_truth: bool | None = None,
+    repeat: bool = False,
+    flip: bool = False,
+    labels: Sequence[str] | str | None = None,
+    seed: int | None = None,
+    color_jitter: float = 0.2,
+    crop_area_range: tuple[float, float] = preprocess.CROP_AREA_RANGE,
+    crop_aspect_range: tuple[float, float] = preprocess.CROP_ASPECT_RANGE,
+    drop_remainder: bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    cycle_length: int = 8,
+    deterministic: bool | None = None,
+) -> tf.data.Dataset:
+    """A dataset of `(clips, targets)` for `model.fit` / `model.evaluate`.
+
+    clips: float32 `[B, T, S, S, 3]`, ImageNet-normalised RGB (`[B, n, T, S, S, 3]` when
+    `num_clips = n > 1`). targets: `{"perception": labels, "attention": labels}` (int32
+    `[B]`, the same labels for both heads); with `with_metadata`, also `"clip_id"`
+    (string `[B]`), `"frame_indices"` (int32 `[B, T]` / `[B, n, T]`) and, when the records
+    have ground truth, `"gt_active"` (int32, same shape) and `"gt_box"` (float32, `[..., 4]`,
+    normalised ymin, xmin, ymax, xmax in the *output* clip: taken at the sampled frames and
+    mapped through the same crop and flip; all zeros where the object is not visible).
+
+    Args:
+      file_pattern: glob or list of globs/paths of TFRecord shards.
+      training: random segment positions, one random-resized crop and one colour jitter
+        per clip, file + record shuffling. Otherwise: centre sampling (`num_clips` evenly
+        offset clips), short side 256/224·S with a centre S crop, fixed order.
+      batch_size: examples per batch (per replica with `input_context`).
+      num_frames: T, frames per clip. image_size: S, output height and width.
+      num_clips: clips per video (multi-clip evaluation averages their scores).
+      shuffle_buffer: records held for shuffling (memory ≈ buffer × record size: an SSv2
+        record at 256 px is ~0.5 MB).
+      with_metadata / with_ground_truth: see above; `with_ground_truth=None` detects it
+        from the first record.
+      repeat: repeat forever (then give `model.fit` a `steps_per_epoch`); by default one
+        pass per iteration, reshuffled every epoch.
+      flip: random horizontal flips in training. Off by default: Something-Something has
+        left/right classes. When on, clips of direction classes take the mirrored class
+        (`labels.flip_class_map`), and classes without a mirror twin are never flipped;
+        needs `labels` (names, or a labels.txt path; default: labels.txt beside the shards).
+      seed: makes the training order and augmentation reproducible (and deterministic).
+      color_jitter: strength s of brightness/contrast/saturation (±s) and hue (±s/4); 0 off.
+      crop_area_range / crop_aspect_range: random-resized-crop ranges (area as a fraction
+        of the short side squared).
+      drop_remainder: default True in training (static batch shape), False in evaluation.
+      input_context: from `distribute_datasets_from_function`; shards files per pipeline.
+      cycle_length: files read concurrently.
+      deterministic: element order guarantee; default: True unless training without seed.
+    """
+    if batch_size < 1 or num_frames < 1 or num_clips < 1 or image_size < 1:
+        raise ValueError("batch_size, num_frames, num_clips and image_size must be >= 1")
+    files = list_files(file_pattern)
+    if with_metadata and with_ground_truth is None:
+        first = _first_record(files)
+        with_ground_truth = first is not None and tfrecord.has_ground_truth(first)
+    with_ground_truth = bool(with_metadata and with_ground_truth)
+    if drop_remainder is None:
+        drop_remainder = training
+    if deterministic is None:
+        deterministic = not training or seed is not None
+    flip = bool(flip and training)
+    if flip:
+        mapping, flippable = labels_lib.flip_class_map(_resolve_labels(labels, files))
+        flip_to = tf.constant(mapping, tf.int32)
+        can_flip = tf.constant(flippable, tf.bool)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    options = tf.data.Options()
+    if input_context is not None:
+        if len(files) < input_context.num_input_pipelines:
+            raise ValueError(f"{len(files)} files cannot be sharded over "
+                             f"{input_context.num_input_pipelines} input pipelines")
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+    else:
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.FILE
+    options.deterministic = deterministic
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(cycle_length, len(files))),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # One int64 per example seeds all its random draws (stateless ops), so a seeded
+    # pipeline is reproducible even with parallel map, and differs every epoch.
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, randoms))
+
+    def process(serialized: tf.Tensor, rand: tf.Tensor):
+        rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth)
+        encoded = rec[tfrecord.IMAGE_ENCODED]
+        label = tf.cast(rec[tfrecord.LABEL_INDEX], tf.int32)
+        seed_pair = tf.stack([rand, tf.constant(0x5EED, tf.int64)])
+        s_sample, s_crop, s_color, s_flip = tf.unstack(
+            tf.random.experimental.stateless_split(seed_pair, 4))
+        indices = sampling.segment_indices(
+            tf.shape(encoded)[0], num_frames, training=training, num_clips=num_clips,
+            seed=s_sample)  # [n, T]
+        flat = tf.reshape(indices, [-1])
+        shape = tf.io.extract_jpeg_shape(encoded[0])
+        height, width = shape[0], shape[1]
+        if training:
+            window = preprocess.random_crop_window(height, width, s_crop, crop_area_range,
+                                                   crop_aspect_range)
+        else:
+            window = preprocess.eval_crop_window(height, width)
+        frames = _decode_frames(tf.gather(encoded, flat), window)
+        frames = preprocess.resize_frames(frames, image_size)  # [n*T, S, S, 3], 0..255
+        clips = preprocess.color_normalize(
+            frames, jitter=color_jitter if training else 0.0, seed=s_color)
+        if flip:
+            do_flip = (tf.random.stateless_uniform([], s_flip) < 0.5) & can_flip[label]
+            clips = tf.cond(do_flip, lambda: tf.reverse(clips, axis=[2]), lambda: clips)
+            label = tf.where(do_flip, flip_to[label], label)
+        shape_out = [num_frames, image_size, image_size, 3]
+        if num_clips > 1:
+            shape_out = [num_clips, *shape_out]
+        clips = tf.reshape(clips, shape_out)
+        targets = {PERCEPTION: label, ATTENTION: label}
+        if with_metadata:
+            out_indices = indices if num_clips > 1 else indices[0]
+            targets["clip_id"] = rec[tfrecord.CLIP_ID]
+            targets["frame_indices"] = out_indices
+            if with_ground_truth:
+                active = tf.gather(rec[tfrecord.GT_ACTIVE], out_indices)
+                boxes = tf.gather(rec[tfrecord.GT_BOX], out_indices)
+                boxes = preprocess.crop_boxes(boxes, window, height, width)
+                if flip:
+                    boxes = tf.cond(do_flip, lambda: preprocess.flip_boxes(boxes),
+                                    lambda: boxes)
+                targets["gt_active"] = tf.cast(active, tf.int32)
+                targets["gt_box"] = boxes
+        return clips, targets
+
+    ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.prefetch(AUTOTUNE)
+    return ds.with_options(options)
