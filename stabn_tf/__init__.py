@@ -1,5 +1,8 @@
 """stabn_tf: ST-ABN (Spatio-Temporal Attention Branch Network) in TensorFlow / Keras 3."""
 
+# Imported for their registered Keras objects too: `.keras` checkpoints of training runs
+# name the recipe's loss and schedule.
+from stabn_tf import recipe
 from stabn_tf.model import (
     attention_inversion,
     build_baseline,
@@ -15,5 +18,6 @@ __all__ = [
     "build_baseline",
     "build_stabn",
     "explanation_model",
+    "recipe",
     "set_attention_inversion",
 ]

@@ -1,0 +1,86 @@
+"""Training callbacks of our own: NaN guard with a useful message, attention images."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stabn_tf.data.preprocess import denormalize
+from stabn_tf.model import explanation_model
+from stabn_tf.visualize import attention_figure, figure_png
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first non-finite loss and keeps a message naming the step.
+
+    Keras's `TerminateOnNaN` stops silently; a researcher needs where and what to try.
+    """
+
+    def __init__(self, steps_per_epoch: int, precision: str):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.precision = precision
+        self.message: str | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        hints = ["lower --base_lr or add --warmup_epochs", "keep --clip_norm (20 by default)"]
+        if self.precision == "mixed_float16":
+            hints.append("try --precision=mixed_bfloat16 or float32")
+        hints.append("check the input data (labels in range, frames decodable)")
+        self.message = (f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1} "
+                        f"(global step {step}); training stopped. Try: " + "; ".join(hints) + ".")
+        self.model.stop_training = True
+
+
+class AttentionImages(keras.callbacks.Callback):
+    """Every `every_epochs` epochs: a Figure-3 grid per fixed validation clip to TensorBoard."""
+
+    def __init__(self, clips: np.ndarray, labels: np.ndarray, class_names: list[str],
+                 log_dir: str, every_epochs: int = 1):
+        super().__init__()
+        self.clips = clips
+        self.labels = labels
+        self.class_names = class_names
+        self.every_epochs = max(1, every_epochs)
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_epochs:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "attention"))
+        images = [np.asarray(tf.io.decode_png(png)) for png in
+                  render_explanations(self.model, self.clips, self.labels, self.class_names)]
+        with self._writer.as_default():
+            for i, image in enumerate(images):
+                tf.summary.image(f"attention/clip_{i}", image[None], step=epoch + 1)
+        self._writer.flush()
+
+
+def render_explanations(model: keras.Model, clips: np.ndarray, labels: np.ndarray,
+                        class_names: list[str]) -> list[bytes]:
+    """PNG bytes of the attention figure for each normalised clip `[N, T, H, W, 3]`."""
+    outputs = explanation_model(model).predict(clips, verbose=0)
+    pngs = []
+    for i, clip in enumerate(clips):
+        probabilities = tf.nn.softmax(outputs["perception"][i]).numpy()
+        top = int(probabilities.argmax())
+        title = (f"true: {class_names[int(labels[i])]}  |  predicted: {class_names[top]} "
+                 f"(p={probabilities[top]:.2f})")
+        pngs.append(figure_png(attention_figure(
+            denormalize(clip), outputs["spatial_attention"][i], outputs["temporal_attention"][i],
+            title=title)))
+    return pngs

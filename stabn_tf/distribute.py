@@ -1,0 +1,54 @@
+"""Choosing a `tf.distribute` strategy, and who writes files under it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+def make_strategy(name: str = "auto", tpu_address: str = "") -> tf.distribute.Strategy:
+    """`auto`: Mirrored over all GPUs when there are several, else the default strategy.
+
+    `multi_worker` reads the cluster from `TF_CONFIG`; `tpu` connects to `tpu_address`
+    (empty: the local or environment-configured TPU).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
+    if name == "auto":
+        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the cluster in the TF_CONFIG "
+                             "environment variable.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def task_identity(strategy: tf.distribute.Strategy) -> tuple[str, int]:
+    """(task type, index) of this process; ("chief", 0) when not multi-worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "chief", 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The chief writes checkpoints and summaries: task "chief", or worker 0 without one."""
+    task_type, task_id = task_identity(strategy)
+    if task_type == "chief":
+        return True
+    if task_type == "worker" and task_id == 0:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        return "chief" not in cluster
+    return False

@@ -1,0 +1,363 @@
+"""Training ST-ABN (or the baseline) with `model.fit`: the library behind `stabn_tf.train`.
+
+Everything a run needs is in `TrainConfig`; `train(config)` checks it (before any
+training starts), builds the strategy, data, model and callbacks, fits, evaluates on the
+validation split and writes:
+
+    output_dir/
+      config.json              the settings used
+      checkpoints/best.keras   best validation perception top-1
+      checkpoints/final.keras  the model at the end (chief only)
+      backup/                  crash-safe state; a re-run of the same command resumes here
+      logs/                    TensorBoard: scalars (train/, validation/), attention images
+      history.csv              one row per epoch
+      results.json             final single-clip top-1/top-5 of both heads
+      explanations/*.png       attention figures for a few validation clips
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+
+import keras
+from absl import logging
+
+from stabn_tf import data as data_lib
+from stabn_tf.callbacks import AttentionImages, StopOnNaN, render_explanations
+from stabn_tf.data import synthetic
+from stabn_tf.distribute import is_chief, make_strategy, task_identity
+from stabn_tf.model import ATTENTION, PERCEPTION, build_baseline, build_stabn
+from stabn_tf.recipe import apply_weight_decay, build_optimizer, compile_model
+
+MODELS = ("stabn", "baseline")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DATASETS = ("tfrecord", "synthetic")
+
+
+class ConfigError(ValueError):
+    """A setting or an input that makes the run impossible, found before training."""
+
+
+class TrainingError(RuntimeError):
+    """Training started but had to stop (e.g. a non-finite loss)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run. Defaults are the paper's recipe on SSv2 (DESIGN.md §5)."""
+
+    output_dir: str = "runs/stabn"
+    # data
+    dataset: str = "tfrecord"
+    train_files: str = ""
+    val_files: str = ""
+    labels: str = ""  # labels.txt; default: next to the training shards
+    cache_dir: str = "data/cache"  # where --dataset=synthetic is generated
+    synthetic_train_per_class: int = 48
+    synthetic_val_per_class: int = 10
+    synthetic_resolution: int = 128
+    synthetic_frames: int = 24
+    shuffle_buffer: int = 256
+    # model
+    model: str = "stabn"
+    depth: int = 50
+    width_multiplier: float = 1.0
+    num_frames: int = 32
+    image_size: int = 224
+    num_classes: int = 0  # 0: as many as labels.txt lists
+    dropout: float = 0.5
+    attention_head: str = "per_frame"
+    fusion_relu: bool = True
+    init: str = "none"  # none | imagenet | path to a .keras / .weights.h5 file
+    # optimisation
+    batch_size: int = 64  # global, over all replicas
+    epochs: int = 150
+    steps_per_epoch: int = 0  # 0: one pass over the training split
+    validation_steps: int = 0  # 0: the whole validation split
+    base_lr: float = 0.01  # per 64 clips, scaled linearly with batch_size
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    decay_epochs: Sequence[int] = (75, 125)
+    warmup_epochs: float = 0.0
+    clip_norm: float = 20.0
+    label_smoothing: float = 0.0
+    perception_loss_weight: float = 1.0
+    attention_loss_weight: float = 1.0
+    # execution
+    precision: str = "float32"
+    jit_compile: bool = False
+    strategy: str = "auto"
+    tpu: str = ""
+    sync_bn: bool = False
+    seed: int = 0
+    backup_every_steps: int = 0  # 0: back up at the end of every epoch
+    explain_every_epochs: int = 1
+    num_explain_clips: int = 3
+    verbose: int = 1
+
+
+def _check(config: TrainConfig) -> None:
+    choices = {"model": MODELS, "precision": PRECISIONS, "dataset": DATASETS}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ConfigError(f"--{name}={getattr(config, name)!r}: must be one of {allowed}.")
+    for name in ("batch_size", "epochs", "num_frames", "image_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(config, name)}.")
+    if config.init not in ("none", "imagenet") and not os.path.exists(config.init):
+        raise ConfigError(f"--init={config.init!r}: no such checkpoint (or none|imagenet).")
+    if config.strategy == "multi_worker":
+        # Two failures inside Keras 3.15's TF trainer (reported upstream as
+        # keras-team/keras#20585): its symbolic build reduces a nested PerReplica batch,
+        # and its per-step metric reduction uses axis=0 on scalars under collective ops.
+        raise ConfigError("--strategy=multi_worker: Keras 3's model.fit does not run under "
+                          "MultiWorkerMirroredStrategy yet (keras-team/keras#20585); use "
+                          "--strategy=mirrored on one machine with several GPUs.")
+    if config.init == "imagenet" and (config.depth != 50 or config.width_multiplier != 1.0):
+        raise ConfigError("--init=imagenet needs --depth=50 and --width_multiplier=1 "
+                          "(Keras's ResNet50 weights).")
+
+
+def _resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
+    """Training files, validation files and class names; errors name what is missing."""
+    if config.dataset == "synthetic":
+        root = synthetic.ensure_synthetic_tfrecords(
+            config.cache_dir,
+            num_train_per_class=config.synthetic_train_per_class,
+            num_val_per_class=config.synthetic_val_per_class,
+            resolution=config.synthetic_resolution, num_frames=config.synthetic_frames,
+            seed=config.seed)
+        train_pattern = os.path.join(root, "train-*.tfrecord")
+        val_pattern = os.path.join(root, "validation-*.tfrecord")
+    else:
+        if not config.train_files or not config.val_files:
+            raise ConfigError("--train_files and --val_files are required with "
+                              "--dataset=tfrecord (or use --dataset=synthetic).")
+        train_pattern, val_pattern = config.train_files, config.val_files
+    try:
+        train_files = data_lib.list_files(train_pattern)
+        val_files = data_lib.list_files(val_pattern)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    labels_path = config.labels or os.path.join(os.path.dirname(train_files[0]), "labels.txt")
+    if not os.path.exists(labels_path):
+        raise ConfigError(f"no labels file {labels_path!r}: pass --labels=<labels.txt>.")
+    try:
+        class_names = data_lib.read_labels(labels_path)
+    except data_lib.LabelFileError as e:
+        raise ConfigError(str(e)) from None
+    if config.num_classes and config.num_classes != len(class_names):
+        raise ConfigError(f"--num_classes={config.num_classes} but {labels_path} lists "
+                          f"{len(class_names)} classes.")
+    return train_files, val_files, class_names
+
+
+def _check_output_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f"output directory {path!r} is not writable: {e.strerror}.") from None
+
+
+def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    """The configured ST-ABN or baseline (call under the strategy's scope)."""
+    common = dict(num_classes=num_classes, num_frames=config.num_frames,
+                  image_size=config.image_size, depth=config.depth,
+                  width_multiplier=config.width_multiplier, dropout=config.dropout,
+                  synchronized_bn=config.sync_bn)
+    if config.model == "baseline":
+        return build_baseline(**common)
+    return build_stabn(**common, attention_head=config.attention_head,
+                       fusion_relu=config.fusion_relu)
+
+
+def _load_init(model: keras.Model, init: str) -> None:
+    if init == "none":
+        return
+    if init == "imagenet":
+        from stabn_tf.inflate import inflate_resnet50
+
+        copied = inflate_resnet50(model)
+        logging.info("inflated ImageNet ResNet-50 into %d layers", len(copied))
+        return
+    if init.endswith(".weights.h5"):
+        model.load_weights(init)
+    else:
+        source = keras.saving.load_model(init, compile=False)
+        model.set_weights(source.get_weights())
+    logging.info("initialised from %s", init)
+
+
+def _trim_history(path: str, first_epoch: int) -> None:
+    """Drop rows of epochs that will run again, so each epoch appears exactly once."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < first_epoch]
+    with open(path + ".tmp", "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(path + ".tmp", path)
+
+
+def _explain_batch(val_files, config, num_clips: int):
+    dataset = data_lib.make_dataset(val_files, training=False, num_frames=config.num_frames,
+                                    image_size=config.image_size, batch_size=num_clips)
+    clips, targets = next(iter(dataset))
+    return clips.numpy(), targets[PERCEPTION].numpy()
+
+
+def _results_table(results: dict) -> str:
+    lines = ["| head | top-1 (%) | top-5 (%) |", "|---|---|---|"]
+    for head in (PERCEPTION, ATTENTION):
+        if head in results:
+            lines.append(f"| {head} | {100 * results[head]['top1']:.2f} | "
+                         f"{100 * results[head]['top5']:.2f} |")
+    return "\n".join(lines)
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) one training run; returns the final validation results."""
+    _check(config)
+    train_files, val_files, class_names = _resolve_data(config)
+    num_classes = len(class_names)
+    _check_output_dir(config.output_dir)
+
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy, config.tpu)
+    chief = is_chief(strategy)
+    task_type, task_id = task_identity(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
+                          f"{replicas} replicas.")
+
+    train_count = data_lib.count_examples(train_files)
+    steps_per_epoch = config.steps_per_epoch or max(1, train_count // config.batch_size)
+    val_count = data_lib.count_examples(val_files)
+    validation_steps = config.validation_steps or math.ceil(val_count / config.batch_size)
+    logging.info("%d training clips, %d validation clips, %d classes; %d replica(s), global "
+                 "batch %d, %d steps per epoch", train_count, val_count, num_classes, replicas,
+                 config.batch_size, steps_per_epoch)
+
+    out = config.output_dir
+    paths = {name: os.path.join(out, name) for name in
+             ("checkpoints", "backup", "logs", "explanations")}
+    if chief:
+        for name in ("checkpoints", "logs", "explanations"):
+            os.makedirs(paths[name], exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config) | {"num_classes": num_classes}, f, indent=2,
+                      default=list)
+    # Non-chief workers keep their own backup (all must restore the same state) and
+    # write nothing else into the output directory.
+    backup_dir = paths["backup"] if chief else os.path.join(paths["backup"],
+                                                            f"{task_type}-{task_id}")
+
+    with strategy.scope():
+        model = build_model(config, num_classes)
+        apply_weight_decay(model, config.weight_decay)
+        optimizer = build_optimizer(
+            global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs, base_lr=config.base_lr, momentum=config.momentum,
+            nesterov=config.nesterov, schedule=config.schedule,
+            decay_epochs=config.decay_epochs, warmup_epochs=config.warmup_epochs,
+            clip_global_norm=config.clip_norm)
+        compile_model(model, optimizer, label_smoothing=config.label_smoothing,
+                      loss_weights={PERCEPTION: config.perception_loss_weight,
+                                    ATTENTION: config.attention_loss_weight},
+                      jit_compile=config.jit_compile)
+        _load_init(model, config.init)
+
+    def dataset(files, training):
+        def make(batch_size, input_context=None):
+            # Several replicas: validation repeats so that every replica has a batch at
+            # each of the fixed `validation_steps` (the last batch may repeat a few clips).
+            return data_lib.make_dataset(
+                files, training=training, num_frames=config.num_frames,
+                image_size=config.image_size, batch_size=batch_size,
+                repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
+                seed=config.seed, input_context=input_context)
+
+        if replicas == 1:
+            return make(config.batch_size)
+        # Each input pipeline (worker) reads its own files and batches per replica.
+        return strategy.distribute_datasets_from_function(
+            lambda ctx: make(ctx.get_per_replica_batch_size(config.batch_size), ctx))
+
+    train_data, val_data = dataset(train_files, True), dataset(val_files, False)
+
+    metadata_path = os.path.join(backup_dir, "training_metadata.json")
+    initial_epoch = 0
+    if os.path.exists(metadata_path):
+        with open(metadata_path) as f:
+            initial_epoch = int(json.load(f).get("epoch", 0))
+        logging.info("resuming from the backup in %s at epoch %d", backup_dir, initial_epoch + 1)
+    history_path = os.path.join(out, "history.csv")
+    if chief:
+        _trim_history(history_path, initial_epoch)
+
+    nan_guard = StopOnNaN(steps_per_epoch, config.precision)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(
+            backup_dir, save_freq=config.backup_every_steps or "epoch",
+            double_checkpoint=True, delete_checkpoint=False),
+        nan_guard,
+    ]
+    if chief:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(paths["checkpoints"], "best.keras"),
+                monitor=f"val_{PERCEPTION}_top1", mode="max", save_best_only=True),
+            keras.callbacks.CSVLogger(history_path, append=True),
+            keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch"),
+        ]
+        if config.model == "stabn" and config.num_explain_clips and config.explain_every_epochs:
+            clips, labels = _explain_batch(val_files, config, config.num_explain_clips)
+            callbacks.append(AttentionImages(clips, labels, class_names, paths["logs"],
+                                             config.explain_every_epochs))
+
+    start = time.time()
+    model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+              validation_data=val_data, validation_steps=validation_steps,
+              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    if nan_guard.message:
+        raise TrainingError(nan_guard.message + f" The last good state is in {backup_dir}.")
+    train_seconds = time.time() - start
+
+    evaluation = model.evaluate(val_data, steps=validation_steps, return_dict=True, verbose=0)
+    heads = [h for h in (PERCEPTION, ATTENTION) if f"{h}_top1" in evaluation]
+    results = {h: {"top1": float(evaluation[f"{h}_top1"]), "top5": float(evaluation[f"{h}_top5"])}
+               for h in heads}
+    results |= {"model": config.model, "num_clips": 1, "validation_clips": val_count,
+                "epochs": config.epochs, "train_seconds_this_run": round(train_seconds, 1)}
+    if chief:
+        model.save(os.path.join(paths["checkpoints"], "final.keras"))
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        if config.model == "stabn" and config.num_explain_clips:
+            clips, labels = _explain_batch(val_files, config, config.num_explain_clips)
+            for i, png in enumerate(render_explanations(model, clips, labels, class_names)):
+                with open(os.path.join(paths["explanations"], f"validation_clip_{i}.png"),
+                          "wb") as f:
+                    f.write(png)
+        print(f"\nValidation ({val_count} clips, single clip, {config.model}):\n"
+              f"{_results_table(results)}\nwritten to {out}", flush=True)
+    else:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    return results

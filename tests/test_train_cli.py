@@ -1,0 +1,118 @@
+"""`python -m stabn_tf.train` end to end: a tiny run, crash-safe resume, bad inputs."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+TINY_FLAGS = [
+    "--model=stabn", "--depth=18", "--width_multiplier=0.125", "--num_frames=4",
+    "--image_size=32", "--batch_size=4", "--num_explain_clips=2", "--verbose=2",
+]
+
+
+def _cmd(data_dir, out, *extra):
+    return [sys.executable, "-m", "stabn_tf.train", *TINY_FLAGS,
+            f"--train_files={data_dir}/train-*.tfrecord",
+            f"--val_files={data_dir}/validation-*.tfrecord", f"--output_dir={out}", *extra]
+
+
+def _run(cmd, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _epochs_in_history(out):
+    with open(out / "history.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, tmp_path):
+    out = tmp_path / "run"
+    result = _run(_cmd(tiny_tfrecords, out, "--epochs=2", "--steps_per_epoch=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| perception |" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    for head in ("perception", "attention"):
+        assert 0.0 <= results[head]["top1"] <= results[head]["top5"] <= 1.0
+    model = keras.saving.load_model(out / "checkpoints" / "final.keras")
+    assert set(model.output) == {"perception", "attention"}
+    assert (out / "checkpoints" / "best.keras").exists()
+    assert _epochs_in_history(out) == [0, 1]
+    assert any((out / "logs" / "train").iterdir())
+    assert any((out / "logs" / "attention").iterdir())
+    pngs = sorted((out / "explanations").glob("*.png"))
+    assert len(pngs) == 2 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfrecords, tmp_path):
+    out = tmp_path / "run"
+    cmd = _cmd(tiny_tfrecords, out, "--epochs=4", "--steps_per_epoch=6",
+               "--backup_every_steps=2", "--explain_every_epochs=0")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    metadata = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                state = json.loads(metadata.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if state.get("epoch", 0) >= 1 and state.get("batch", 0) > 0:
+                proc.send_signal(signal.SIGKILL)  # mid-epoch 2, after a step-level backup
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "the trainer finished before it could be killed"
+    killed_at = json.loads(metadata.read_text())["epoch"]
+    assert not (out / "checkpoints" / "final.keras").exists()
+
+    result = _run(cmd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "resuming from the backup" in log
+    assert f"Epoch {killed_at + 1}/4" in log and "Epoch 1/4" not in log
+    assert _epochs_in_history(out) == [0, 1, 2, 3]
+    keras.saving.load_model(out / "checkpoints" / "final.keras")
+
+
+def _one_error_line(result, expected):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "Epoch 1/" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if expected in line]
+    assert len(lines) == 1, result.stderr[-3000:]
+
+
+def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp_path):
+    missing = _run(_cmd(tiny_tfrecords, tmp_path / "a", "--train_files=/nowhere/train-*.tfrecord"))
+    _one_error_line(missing, "no TFRecord files match '/nowhere/train-*.tfrecord'")
+
+    mismatch = _run(_cmd(tiny_tfrecords, tmp_path / "b", "--num_classes=5"))
+    _one_error_line(mismatch, "--num_classes=5 but")
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    unwritable = _run(_cmd(tiny_tfrecords, blocker / "out"))
+    _one_error_line(unwritable, "is not writable")
+
+    flagfile = tmp_path / "typo.flags"
+    flagfile.write_text("--epochs=1\n--learning_rat=0.1\n")
+    unknown = _run(_cmd(tiny_tfrecords, tmp_path / "c", f"--flagfile={flagfile}"))
+    _one_error_line(unknown, "Unknown command line flag 'learning_rat'")
+
+
+@pytest.mark.parametrize("name", ["synthetic_frames", "decay_epochs", "init"])
+def test_every_config_field_is_a_flag(name):
+    result = _run([sys.executable, "-m", "stabn_tf.train", "--helpfull"])
+    assert f"--{name}" in result.stdout
