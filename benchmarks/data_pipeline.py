@@ -162,7 +162,6 @@ def main(argv):
                       shuffle_buffer=16)
     it = iter(ds)
     ours = _measure(lambda: next(it), bs, FLAGS.seconds)
-    del it
     naive_loader = NaiveLoader(frame_dir, t, s)
     naive = _measure(lambda: naive_loader.batch(bs), bs, FLAGS.seconds, warmup=1)
 

@@ -192,8 +192,21 @@ def make_dataset(
     options.deterministic = deterministic
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    # Randomness travels with the data: every file gets a fresh random key per epoch, and
+    # record i of that file the key folded with i. All augmentation draws are stateless ops
+    # on that per-record key, so a seeded pipeline is reproducible even with a parallel
+    # map, and differs every epoch. (The keys join the FILE list, not the records: the
+    # multi-worker auto-sharder must find the files as the only source of the pipeline.)
+    file_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, file_keys))
+
+    def read_file(path: tf.Tensor, key: tf.Tensor) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(path).enumerate()
+        return records.map(lambda i, record: (record, tf.random.experimental.stateless_fold_in(
+            tf.stack([key, tf.constant(0x5EED, tf.int64)]), i)))
+
     ds = ds.interleave(
-        tf.data.TFRecordDataset,
+        read_file,
         cycle_length=max(1, min(cycle_length, len(files))),
         block_length=1,
         num_parallel_calls=AUTOTUNE,
@@ -203,18 +216,13 @@ def make_dataset(
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    # One int64 per example seeds all its random draws (stateless ops), so a seeded
-    # pipeline is reproducible even with parallel map, and differs every epoch.
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, randoms))
 
-    def process(serialized: tf.Tensor, rand: tf.Tensor):
+    def process(serialized: tf.Tensor, key: tf.Tensor):
         rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth)
         encoded = rec[tfrecord.IMAGE_ENCODED]
         label = tf.cast(rec[tfrecord.LABEL_INDEX], tf.int32)
-        seed_pair = tf.stack([rand, tf.constant(0x5EED, tf.int64)])
         s_sample, s_crop, s_color, s_flip = tf.unstack(
-            tf.random.experimental.stateless_split(seed_pair, 4))
+            tf.random.experimental.stateless_split(key, 4))
         indices = sampling.segment_indices(
             tf.shape(encoded)[0], num_frames, training=training, num_clips=num_clips,
             seed=s_sample)  # [n, T]

@@ -162,7 +162,13 @@ def flip_boxes(boxes) -> tf.Tensor:
 def resize_frames(frames, image_size: int) -> tf.Tensor:
     """uint8 frames `[..., H, W, 3]` → float32 `[..., S, S, 3]`, still on the 0..255 scale
     (bilinear; `color_normalize` folds the 1/255 into its single affine pass)."""
-    return tf.image.resize(frames, [image_size, image_size], method="bilinear")
+    frames = tf.convert_to_tensor(frames)
+    if frames.shape.rank is not None and frames.shape.rank <= 4:
+        return tf.image.resize(frames, [image_size, image_size], method="bilinear")
+    shape = tf.shape(frames)
+    flat = tf.reshape(frames, tf.concat([[-1], shape[-3:]], 0))
+    out = tf.image.resize(flat, [image_size, image_size], method="bilinear")
+    return tf.reshape(out, tf.concat([shape[:-3], [image_size, image_size, 3]], 0))
 
 
 # --- colour jitter: brightness, contrast, saturation, hue as ONE affine map per clip ---

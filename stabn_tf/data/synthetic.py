@@ -68,7 +68,7 @@ DEFAULTS = {
     "seed": 0,
 }
 #: Bump when the rendering changes, so caches made by `ensure_synthetic_tfrecords` refresh.
-VERSION = 1
+VERSION = 2
 FPS = 12
 ASPECT = 5 / 4  # width / height
 #: Fraction of the clip the action lasts (the rest is static, before and after).
@@ -82,6 +82,7 @@ _COLOURS = {  # name → hue (HSV), for the acting object's saturated fill
     "blue": 0.62, "purple": 0.76, "magenta": 0.86,
 }
 _SHAPES = ("square", "triangle", "pentagon", "arrow", "L-block", "cross")
+_SUPERSAMPLE = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,10 @@ def _smooth(p: float) -> float:
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
-    """A static, muted texture: colour noise, stripes or a checkerboard, plus grain."""
+    """A static, muted texture: colour noise, stripes or a checkerboard, plus grain.
+
+    Kept within 40..230 so the acting object's black outline stays the darkest thing.
+    """
     kind = rng.integers(3)
     base = rng.uniform(70, 180, size=3)
     if kind == 0:
@@ -114,7 +118,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
             (w, h), Image.Resampling.BICUBIC), np.float32) - 128 + base
     else:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        other = base + rng.uniform(-50, 50, size=3)
+        other = np.clip(base + rng.uniform(-50, 50, size=3), 60, 200)
         if kind == 1:
             angle = rng.uniform(0, math.pi)
             period = rng.uniform(0.08, 0.2) * h
@@ -125,7 +129,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> Image.Image:
             mix = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2)[..., None] * 0.8 + 0.1
         img = base * mix + other * (1 - mix)
     img = img + rng.normal(0, 6, size=(h, w, 3))
-    return Image.fromarray(np.uint8(np.clip(img, 0, 255)))
+    return Image.fromarray(np.uint8(np.clip(img, 40, 230)))
 
 
 def _polygon(shape: str) -> list[tuple[float, float]]:
@@ -147,12 +151,13 @@ def _polygon(shape: str) -> list[tuple[float, float]]:
 
 
 def _object_sprite(rng: np.random.Generator, size: int) -> tuple[Image.Image, str]:
-    """The acting object, drawn 4× larger then downsampled (anti-aliased edges)."""
+    """The acting object, drawn at 4× its base `size` (`_place` scales it down after any
+    rotation, so edges stay crisp at every scale and angle)."""
     colour = list(_COLOURS)[rng.integers(len(_COLOURS))]
     shape = _SHAPES[rng.integers(len(_SHAPES))]
     r, g, b = colorsys.hsv_to_rgb(_COLOURS[colour], rng.uniform(0.85, 1.0),
                                   rng.uniform(0.85, 1.0))
-    big = size * 4
+    big = size * _SUPERSAMPLE
     img = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     half = big / 2 * 0.92
@@ -164,7 +169,7 @@ def _object_sprite(rng: np.random.Generator, size: int) -> tuple[Image.Image, st
     rad = big * 0.11
     draw.ellipse([mx - rad, my - rad, mx + rad, my + rad], fill=(255, 255, 255, 255),
                  outline=(0, 0, 0, 255), width=max(1, big // 40))
-    return img.resize((size, size), Image.Resampling.LANCZOS), f"{colour} {shape}"
+    return img, f"{colour} {shape}"
 
 
 def _distractor_sprite(rng: np.random.Generator, size: int) -> Image.Image:
@@ -234,15 +239,19 @@ def _trajectory(action: str, rng: np.random.Generator):
     raise ValueError(f"unknown action {action!r}")
 
 
-def _place(frame: Image.Image, sprite: Image.Image, state: _State,
+def _place(frame: Image.Image, sprite: Image.Image, state: _State, supersample: int = 1,
            ) -> tuple[float, float, float, float] | None:
-    """Pastes the transformed sprite; returns its normalised box, or None if invisible."""
+    """Pastes the sprite (drawn at `supersample`× size) rotated, scaled and faded as
+    `state` says; returns its normalised box (ymin, xmin, ymax, xmax), or None if invisible.
+    """
     w, h = frame.size
-    size = max(1, round(sprite.width * state.scale))
-    img = sprite if size == sprite.width else sprite.resize((size, size),
-                                                            Image.Resampling.BILINEAR)
+    img = sprite
     if state.angle % 360:
         img = img.rotate(state.angle, resample=Image.Resampling.BICUBIC, expand=True)
+    factor = state.scale / supersample
+    if factor != 1:
+        img = img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))),
+                         Image.Resampling.LANCZOS if factor < 1 else Image.Resampling.BILINEAR)
     if state.alpha < 1:
         a = img.getchannel("A").point(lambda v: int(v * state.alpha))
         img = img.copy()
@@ -295,7 +304,7 @@ def render_video(spec: VideoSpec) -> tuple[np.ndarray, list[int], list[list[floa
                     d["vel"][k] *= -1
                     d["pos"][k] = min(max(d["pos"][k], 0.05), 0.95)
             _place(frame, d["sprite"], _State(d["pos"][0], d["pos"][1]))
-        box = _place(frame, sprite, path(min(max(p, 0.0), 1.0)))
+        box = _place(frame, sprite, path(min(max(p, 0.0), 1.0)), _SUPERSAMPLE)
         frames.append(np.asarray(frame))
         active.append(int(0 <= t - start < length))
         boxes.append([round(v, 5) for v in box] if box else [0.0, 0.0, 0.0, 0.0])

@@ -71,7 +71,8 @@ def make_sequence_example(
             if len(box) != 4:
                 raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
             boxes.add().float_list.value.extend(float(v) for v in box)
-    return ex.SerializeToString()
+    # deterministic=True sorts the map keys: same input, byte-identical records in any process.
+    return ex.SerializeToString(deterministic=True)
 
 
 def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = False) -> dict:

@@ -18,8 +18,9 @@ import tensorflow as tf
 from stabn_tf.data import preprocess, sampling
 
 #: Decoded frames covering less than this fraction of the duration the container declares
-#: mean the file was cut short (a truncated webm still carries its full duration).
-MIN_DURATION_COVERAGE = 0.8
+#: (with 2 frames of slack for rounding) mean the file was cut short: a truncated webm still
+#: carries its full duration in the header, and decodes without an error.
+MIN_DURATION_COVERAGE = 0.9
 
 #: Short side videos are stored at by default (DESIGN.md §4: eval resizes to 256).
 DEFAULT_SHORT_SIDE = 256
@@ -61,7 +62,7 @@ def decode_video(
 
     Raises `VideoReadError` for a missing or empty file, a file PyAV cannot open or that
     has no video stream, a decode error, no decodable frames, or a truncated file (frames
-    cover < 80% of the declared duration). `threads` caps the decoder's threads (1 in the
+    cover < 90% of the declared duration). `threads` caps the decoder's threads (1 in the
     converter's worker processes, which already use every core).
     """
     path = os.fspath(path)
@@ -101,12 +102,12 @@ def decode_video(
                 path, f"decode error after {len(frames)} frames ({_av_reason(e)})"
             ) from e
         if not frames:
-            raise VideoReadError(path, "no decodable video frames")
+            raise VideoReadError(path, "no decodable video frames (truncated or corrupt)")
         declared = _declared_duration(container, stream)
     if declared and last_time is not None:
         frame_time = 1.0 / fps if fps else 0.0
         covered = last_time + frame_time - _start_time(stream)
-        if covered < MIN_DURATION_COVERAGE * declared:
+        if covered + 2 * frame_time < MIN_DURATION_COVERAGE * declared:
             raise VideoReadError(
                 path,
                 f"truncated: {len(frames)} decoded frames cover {covered:.2f}s of the "

@@ -1,0 +1,87 @@
+"""PyAV decoding: strict errors naming the file; load_video matches the eval pipeline."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from stabn_tf.data import preprocess, video
+
+
+@pytest.mark.parametrize("ext", [".webm", ".mp4", ".avi", ".mkv"])
+def test_decode_round_trip(tmp_path, write_video, moving_bar, ext):
+    frames = moving_bar(16, 64, 80)
+    path = write_video(tmp_path / f"v{ext}", frames)
+    decoded = video.decode_video(path)
+    assert decoded.frames.shape == (16, 64, 80, 3) and decoded.frames.dtype == np.uint8
+    assert decoded.fps == pytest.approx(12)
+    assert np.abs(decoded.frames.astype(int) - frames).mean() < 6
+
+
+def test_short_side_shrinks_but_never_upscales(tmp_path, write_video, moving_bar):
+    path = write_video(tmp_path / "v.webm", moving_bar(8, 96, 160))
+    assert video.decode_video(path, short_side=48).frames.shape == (8, 48, 80, 3)
+    assert video.decode_video(path, short_side=256).frames.shape == (8, 96, 160, 3)
+    assert video.decode_video(path, short_side=None).source_size == (96, 160)
+    assert video.scaled_size(240, 427, 128) == (128, 228)
+
+
+def test_bad_files_raise_errors_naming_the_file(tmp_path, write_video):
+    good = write_video(tmp_path / "good.webm")
+    data = pathlib.Path(good).read_bytes()
+    cases = {
+        "zero.webm": b"",
+        "text.webm": b"this is not a video\n" * 20,
+        "truncated.webm": data[: len(data) // 2],
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(video.VideoReadError) as err:
+            video.decode_video(path)
+        assert str(path) in str(err.value)
+        assert isinstance(err.value, OSError)
+    with pytest.raises(video.VideoReadError, match="missing.webm"):
+        video.decode_video(tmp_path / "missing.webm")
+    with pytest.raises(video.VideoReadError, match="truncated"):
+        video.decode_video(tmp_path / "truncated.webm")
+    with pytest.raises(video.VideoReadError, match="empty file"):
+        video.decode_video(tmp_path / "zero.webm")
+
+
+def test_load_video_shapes_range_and_sampling(tmp_path, write_video, moving_bar):
+    path = write_video(tmp_path / "v.mp4", moving_bar(16, 64, 80))
+    clip = video.load_video(path, num_frames=4, image_size=32)
+    assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.float32
+    lo = (0 - np.array(preprocess.IMAGENET_MEAN)) / np.array(preprocess.IMAGENET_STD)
+    hi = (1 - np.array(preprocess.IMAGENET_MEAN)) / np.array(preprocess.IMAGENET_STD)
+    assert np.all(clip >= lo - 1e-4) and np.all(clip <= hi + 1e-4)
+    two = video.load_video(path, num_frames=4, image_size=32, num_clips=2)
+    assert two.shape == (2, 4, 32, 32, 3)
+    assert not np.allclose(two[0], two[1])
+    # uint8 frames for visualisation line up with the normalised clip.
+    frames = video.load_video_frames(path, 4, image_size=32)
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+    assert np.abs(preprocess.denormalize(clip).astype(int) - frames).max() <= 1
+    # Without image_size: the full sampled frames (the bar moves right between them).
+    full = video.load_video_frames(path, 4)
+    assert full.shape == (4, 64, 80, 3)
+    bar_x = [np.argmax(f[32, :, 0] > 200) for f in full]
+    assert bar_x == sorted(bar_x) and len(set(bar_x)) == 4
+
+
+def test_load_video_unreadable_names_the_file(tmp_path):
+    path = tmp_path / "broken.webm"
+    path.write_bytes(b"junk" * 100)
+    with pytest.raises(OSError, match="broken.webm"):
+        video.load_video(path, 8, 32)
+
+
+@pytest.mark.parametrize("ext", [".webm", ".mkv"])
+def test_truncated_file_that_still_decodes_is_detected(tmp_path, write_video, ext):
+    frames = np.random.default_rng(0).integers(0, 255, size=(48, 48, 64, 3), dtype=np.uint8)
+    data = pathlib.Path(write_video(tmp_path / f"v{ext}", frames)).read_bytes()
+    path = tmp_path / f"cut{ext}"
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(video.VideoReadError, match=r"truncated: \d+ decoded frames cover"):
+        video.decode_video(path)
