@@ -1,4 +1,4 @@
-"""tf.distribute: Mirrored on two logical CPUs matches one device; multi-worker over loopback."""
+"""tf.distribute: Mirrored on two logical CPUs matches one device; multi-worker is refused."""
 
 import json
 import os
@@ -16,7 +16,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import pytest
+    import keras
     import stabn_tf
     from stabn_tf.recipe import compile_model
 
