@@ -15,19 +15,35 @@ from stabn_tf.layers.norm import batch_norm
 INVERSIONS = ("none", "spatial", "temporal", "both")
 
 
+class _ClassMapAttention(keras.layers.Layer):
+    """Shared by both attentions: K class maps in, a float32 sigmoid attention out."""
+
+    def __init__(self, synchronized_bn: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.synchronized_bn = synchronized_bn
+        self.bn = batch_norm("bn", synchronized=synchronized_bn, dtype=self.dtype_policy)
+        self.input_spec = keras.layers.InputSpec(ndim=5)
+
+    def compute_output_spec(self, class_maps, training=None):
+        # The default would use the compute dtype (float16 under mixed precision).
+        return keras.KerasTensor(self.compute_output_shape(class_maps.shape), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(synchronized_bn=self.synchronized_bn)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="stabn_tf")
-class SpatialAttention(keras.layers.Layer):
+class SpatialAttention(_ClassMapAttention):
     """One sigmoid map per frame from the K class maps: 1×1×1 conv K→1, BN, sigmoid.
 
     Shapes: `[B, T, H, W, K] -> [B, T, H, W, 1]` (float32).
     """
 
     def __init__(self, synchronized_bn: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.synchronized_bn = synchronized_bn
+        super().__init__(synchronized_bn, **kwargs)
         self.conv = Conv3DAs2D(1, 1, name="conv", dtype=self.dtype_policy)
-        self.bn = batch_norm("bn", synchronized=synchronized_bn, dtype=self.dtype_policy)
-        self.input_spec = keras.layers.InputSpec(ndim=5)
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -40,17 +56,9 @@ class SpatialAttention(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 1)
 
-    def compute_output_spec(self, class_maps, training=None):
-        return keras.KerasTensor(self.compute_output_shape(class_maps.shape), dtype="float32")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(synchronized_bn=self.synchronized_bn)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="stabn_tf")
-class TemporalAttention(keras.layers.Layer):
+class TemporalAttention(_ClassMapAttention):
     """One sigmoid weight per frame from the K class maps.
 
     3×3×3 conv K→1, BN, ReLU; the T frames then become channels `[B, H, W, T]`:
@@ -61,12 +69,8 @@ class TemporalAttention(keras.layers.Layer):
     """
 
     def __init__(self, synchronized_bn: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.synchronized_bn = synchronized_bn
-        policy = self.dtype_policy
-        self.conv = Conv3DAs2D(1, 3, name="conv", dtype=policy)
-        self.bn = batch_norm("bn", synchronized=synchronized_bn, dtype=policy)
-        self.input_spec = keras.layers.InputSpec(ndim=5)
+        super().__init__(synchronized_bn, **kwargs)
+        self.conv = Conv3DAs2D(1, 3, name="conv", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         num_frames = input_shape[1]
@@ -94,14 +98,6 @@ class TemporalAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1])
-
-    def compute_output_spec(self, class_maps, training=None):
-        return keras.KerasTensor(self.compute_output_shape(class_maps.shape), dtype="float32")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(synchronized_bn=self.synchronized_bn)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="stabn_tf")
