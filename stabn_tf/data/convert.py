@@ -613,7 +613,9 @@ def convert_dataset(
       short_side: frames larger than this are shrunk to it; smaller ones are kept as they
         are (never upscaled; counted as `videos_not_downscaled`). None keeps every size.
       num_shards: shards per split (int, or {split: int}); None = `auto_num_shards`.
-      workers: decoding processes; None = all cores, 0 or 1 = in this process.
+      workers: decoding processes; None = all cores, 0 or 1 = in this process. Workers are
+        spawned (safe next to a running TensorFlow), so a script calling this with
+        workers > 1 needs the usual `if __name__ == "__main__":` guard.
       splits: which splits to convert ("train", "validation", "test").
       jpeg_quality: JPEG quality of the stored frames.
       video_dir: where the videos / frame folders are, if not in the usual place.
@@ -730,6 +732,10 @@ def format_summary(manifest: dict) -> str:
         lines.append(f"{split:>10}: read {s['read']} = written {s['written']} + failed "
                      f"{s['failed']} [{ok}], {s['num_shards']} shards, frames/video "
                      f"{s['frames']['min']}..{s['frames']['max']} (mean {s['frames']['mean']})")
+        if s["videos_not_downscaled"] and manifest["settings"]["short_side"]:
+            lines.append(f"{'':>12}{s['videos_not_downscaled']} videos already at or below "
+                         f"short side {manifest['settings']['short_side']}: kept their size "
+                         "(never upscaled)")
     lines.append(f"{manifest['videos_processed_this_run']} videos converted in "
                  f"{manifest['elapsed_s']:.1f}s ({manifest['videos_per_s']} videos/s)")
     failed = sum(s["failed"] for s in manifest["splits"].values())

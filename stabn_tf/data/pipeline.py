@@ -201,7 +201,7 @@ def make_dataset(
     ds = tf.data.Dataset.zip((ds, file_keys))
 
     def read_file(path: tf.Tensor, key: tf.Tensor) -> tf.data.Dataset:
-        records = tf.data.TFRecordDataset(path).enumerate()
+        records = tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate()
         return records.map(lambda i, record: (record, tf.random.experimental.stateless_fold_in(
             tf.stack([key, tf.constant(0x5EED, tf.int64)]), i)))
 

@@ -312,9 +312,10 @@ def render_video(spec: VideoSpec) -> tuple[np.ndarray, list[int], list[list[floa
 
 
 def write_webm(path: str, frames: np.ndarray, fps: int = FPS) -> None:
-    """VP9 `.webm` (as SSv2 is distributed), single-threaded for deterministic output."""
+    """VP9 `.webm` (as SSv2 is distributed). Byte-identical for identical frames: one
+    encoder thread, and `bitexact` so the muxer writes no random UIDs."""
     tmp = path + ".part"
-    with av.open(tmp, "w", format="webm") as container:
+    with av.open(tmp, "w", format="webm", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("libvpx-vp9", rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"

@@ -30,11 +30,14 @@ def test_class_list():
     assert sum(m != i for i, m in enumerate(mapping)) == 4  # L/R and cw/ccw pairs
 
 
-def test_rendering_is_deterministic_from_the_seed():
+def test_rendering_is_deterministic_from_the_seed(tmp_path):
     a, b, c = _render(0, seed=5), _render(0, seed=5), _render(0, seed=6)
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1:] == b[1:]
     assert not np.array_equal(a[0], c[0])
+    for name in ("a.webm", "b.webm"):
+        synthetic.write_webm(str(tmp_path / name), a[0])
+    assert (tmp_path / "a.webm").read_bytes() == (tmp_path / "b.webm").read_bytes()
 
 
 @pytest.mark.parametrize("cls", range(len(synthetic.CLASSES)))
