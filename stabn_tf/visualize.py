@@ -1,17 +1,26 @@
-"""Figure-3-style pictures of an explanation: frames, "where" overlaid, "when" as colour bars."""
+"""Pictures of an explanation: frames, "where" overlaid, "when" as colour bars.
+
+- `attention_figure`: the paper's Figure 3 as a grid (any frame count), optionally with
+  ground-truth boxes and a top-k list; `figure_png` renders it.
+- `animation_frames` + `write_animation`: the same overlay as an animated GIF or MP4, one
+  video frame per clip frame, with its temporal weight as a coloured bar.
+"""
 
 from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Sequence
+from fractions import Fraction
 
+import av
 import matplotlib
 import numpy as np
 from matplotlib import cm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 SPATIAL_CMAP = "jet"
 # Temporal weights: red = important, blue = not, as in the paper's figure.
@@ -50,21 +59,31 @@ def attention_figure(
     title: str | None = None,
     columns: int = 8,
     frame_numbers: Sequence[int] | None = None,
+    boxes: np.ndarray | None = None,
+    top_k: Sequence[tuple[str, float]] | None = None,
+    temporal_label: str = "temporal attention",
 ) -> Figure:
     """A grid of frames with the spatial attention overlaid and, under each frame, a bar
     coloured by its temporal weight (value printed). Any frame count works; the last row
     may be partly empty.
+
+    `boxes` `[T, 4]` (normalised ymin, xmin, ymax, xmax; all zeros = none) are drawn as
+    white outlines (the ground truth, when known). `top_k` lists (class name, probability)
+    pairs printed under the title.
     """
     temporal = np.asarray(temporal, np.float32).reshape(-1)
     blended = overlay_attention(frames, spatial)
     count = len(blended)
     if len(temporal) != count:
         raise ValueError(f"{count} frames but {len(temporal)} temporal weights.")
+    if boxes is not None and len(boxes) != count:
+        raise ValueError(f"{count} frames but {len(boxes)} boxes.")
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
     aspect = blended.shape[1] / blended.shape[2]
+    header = (0.5 if title else 0) + (0.16 * len(top_k) + 0.1 if top_k else 0)
     # Figure, not pyplot: no global figure registry, no display backend needed.
-    fig = Figure(figsize=(1.6 * columns, (1.6 * aspect + 0.45) * rows + (0.5 if title else 0)))
+    fig = Figure(figsize=(1.6 * columns, (1.6 * aspect + 0.45) * rows + header))
     grid = fig.add_gridspec(2 * rows, columns, height_ratios=[6 * aspect, 1] * rows,
                             hspace=0.15, wspace=0.05)
     colormap = matplotlib.colormaps[TEMPORAL_CMAP]
@@ -75,6 +94,13 @@ def attention_figure(
         ax.imshow(blended[i])
         ax.set_title(f"frame {numbers[i]}", fontsize=7, pad=2)
         ax.axis("off")
+        if boxes is not None and _visible(boxes[i]):
+            height, width = blended.shape[1:3]
+            ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
+            ax.add_patch(Rectangle((xmin * width - 0.5, ymin * height - 0.5),
+                                   (xmax - xmin) * width, (ymax - ymin) * height,
+                                   fill=False, edgecolor="white", linewidth=1.0,
+                                   linestyle="--"))
         bar = fig.add_subplot(grid[2 * r + 1, c])
         value = float(temporal[i])
         bar.add_patch(Rectangle((0, 0), 1, 1, color=colormap(value)))
@@ -85,9 +111,19 @@ def attention_figure(
         bar.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
+    if top_k:
+        text = "\n".join(f"{i + 1}. {name}  {p:.3f}" for i, (name, p) in enumerate(top_k))
+        height = fig.get_figheight()
+        fig.text(0.5, 1.0 - (0.5 if title else 0.1) / height, text, ha="center", va="top",
+                 multialignment="left", fontsize=7, family="monospace")
+        fig.subplots_adjust(top=1.0 - header / height)
     fig.colorbar(cm.ScalarMappable(cmap=TEMPORAL_CMAP), ax=fig.axes, fraction=0.015, pad=0.01,
-                 label="temporal attention")
+                 label=temporal_label)
     return fig
+
+
+def _visible(box) -> bool:
+    return float(box[2]) > float(box[0]) and float(box[3]) > float(box[1])
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -95,3 +131,100 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def animation_frames(
+    frames: np.ndarray,
+    spatial: np.ndarray,
+    temporal: np.ndarray,
+    *,
+    display_size: int = 224,
+    frame_numbers: Sequence[int] | None = None,
+    caption: str | None = None,
+    boxes: np.ndarray | None = None,
+) -> list[Image.Image]:
+    """One RGB picture per frame for an animation: the frame (resized so its short side is
+    `display_size`) with the spatial attention overlaid, a bar coloured by the frame's
+    temporal weight (value and frame number printed) and an optional caption line.
+
+    Shapes: frames `[T, H, W, 3]` uint8, spatial `[T, h, w(, 1)]`, temporal `[T]`.
+    """
+    frames = np.asarray(frames)
+    temporal = np.asarray(temporal, np.float32).reshape(-1)
+    if len(temporal) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(temporal)} temporal weights.")
+    height, width = frames.shape[1:3]
+    scale = display_size / min(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+                        for f in frames])
+    blended = overlay_attention(resized, spatial)
+    bar = max(14, size[1] // 8)
+    font = _font(max(10, bar * 2 // 3))
+    colormap = matplotlib.colormaps[TEMPORAL_CMAP]
+    numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(frames)))
+    lines = 1 if caption else 0
+    pictures = []
+    for i, image in enumerate(blended):
+        canvas = Image.new("RGB", (size[0], size[1] + bar * (1 + lines)), "white")
+        canvas.paste(Image.fromarray(image), (0, 0))
+        draw = ImageDraw.Draw(canvas)
+        if boxes is not None and _visible(boxes[i]):
+            ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
+            draw.rectangle([xmin * size[0], ymin * size[1], xmax * size[0] - 1,
+                            ymax * size[1] - 1], outline="white", width=max(1, bar // 10))
+        value = float(temporal[i])
+        colour = tuple(int(255 * c) for c in colormap(value)[:3])
+        draw.rectangle([0, size[1], size[0], size[1] + bar], fill=colour)
+        ink = "white" if abs(value - 0.5) > 0.3 else "black"
+        draw.text((size[0] / 2, size[1] + bar / 2), f"frame {numbers[i]}: when = {value:.2f}",
+                  fill=ink, font=font, anchor="mm")
+        if caption:
+            draw.text((size[0] / 2, size[1] + 1.5 * bar), caption, fill="black", font=font,
+                      anchor="mm")
+        pictures.append(canvas)
+    return pictures
+
+
+ANIMATION_FORMATS = (".gif", ".mp4")
+
+
+def write_animation(path: str | os.PathLike, pictures: Sequence[Image.Image],
+                    fps: float = 4.0) -> str:
+    """Writes equally sized pictures as an animated GIF (looping) or an H.264/MPEG-4 MP4,
+    chosen by the file extension; returns the path."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in ANIMATION_FORMATS:
+        raise ValueError(f"{path}: animations are written as {ANIMATION_FORMATS}, got {ext!r}.")
+    if not pictures:
+        raise ValueError("no pictures to animate")
+    if ext == ".gif":
+        first, *rest = [p.convert("RGB") for p in pictures]
+        first.save(path, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0,
+                   optimize=True)
+        return path
+    _write_mp4(path, pictures, fps)
+    return path
+
+
+def _write_mp4(path: str, pictures: Sequence[Image.Image], fps: float) -> None:
+    # yuv420p needs even sides.
+    width, height = (pictures[0].width // 2 * 2, pictures[0].height // 2 * 2)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(path, "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for picture in pictures:
+            rgb = np.asarray(picture.convert("RGB"))[:height, :width]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
