@@ -44,6 +44,27 @@ class StopOnNaN(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
+class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that stops saving once `guard` saw a non-finite loss.
+
+    Keras still ends the epoch after `stop_training`, and a plain backup would then
+    overwrite the last good state with NaN weights, which a re-run would resume from.
+    Put `guard` before this callback.
+    """
+
+    def __init__(self, guard: StopOnNaN, backup_dir: str, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.guard = guard
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.guard.message is None:
+            super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.message is None:
+            super().on_epoch_end(epoch, logs)
+
+
 class AttentionImages(keras.callbacks.Callback):
     """Every `every_epochs` epochs: a Figure-3 grid per fixed validation clip to TensorBoard."""
 

@@ -31,7 +31,12 @@ import keras
 from absl import logging
 
 from stabn_tf import data as data_lib
-from stabn_tf.callbacks import AttentionImages, StopOnNaN, render_explanations
+from stabn_tf.callbacks import (
+    AttentionImages,
+    GuardedBackupAndRestore,
+    StopOnNaN,
+    render_explanations,
+)
 from stabn_tf.data import synthetic
 from stabn_tf.distribute import is_chief, make_strategy, task_identity
 from stabn_tf.model import ATTENTION, PERCEPTION, build_baseline, build_stabn
@@ -314,10 +319,10 @@ def train(config: TrainConfig) -> dict:
 
     nan_guard = StopOnNaN(steps_per_epoch, config.precision)
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(
-            backup_dir, save_freq=config.backup_every_steps or "epoch",
+        nan_guard,  # first: the backup must know before it saves
+        GuardedBackupAndRestore(
+            nan_guard, backup_dir, save_freq=config.backup_every_steps or "epoch",
             double_checkpoint=True, delete_checkpoint=False),
-        nan_guard,
     ]
     if chief:
         callbacks += [
@@ -327,9 +332,14 @@ def train(config: TrainConfig) -> dict:
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch"),
         ]
-        if config.model == "stabn" and config.num_explain_clips and config.explain_every_epochs:
-            clips, labels = _explain_batch(val_files, config, config.num_explain_clips)
-            callbacks.append(AttentionImages(clips, labels, class_names, paths["logs"],
+
+    # A few fixed validation clips, explained in TensorBoard during training and as PNGs
+    # at the end.
+    explain = None
+    if chief and config.model == "stabn" and config.num_explain_clips:
+        explain = _explain_batch(val_files, config, config.num_explain_clips)
+        if config.explain_every_epochs:
+            callbacks.append(AttentionImages(*explain, class_names, paths["logs"],
                                              config.explain_every_epochs))
 
     start = time.time()
@@ -337,7 +347,8 @@ def train(config: TrainConfig) -> dict:
               validation_data=val_data, validation_steps=validation_steps,
               callbacks=callbacks, verbose=config.verbose, shuffle=False)
     if nan_guard.message:
-        raise TrainingError(nan_guard.message + f" The last good state is in {backup_dir}.")
+        raise TrainingError(f"{nan_guard.message} The last backup before it (if any) is "
+                            f"kept in {backup_dir}.")
     train_seconds = time.time() - start
 
     evaluation = model.evaluate(val_data, steps=validation_steps, return_dict=True, verbose=0)
@@ -350,9 +361,8 @@ def train(config: TrainConfig) -> dict:
         model.save(os.path.join(paths["checkpoints"], "final.keras"))
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
-        if config.model == "stabn" and config.num_explain_clips:
-            clips, labels = _explain_batch(val_files, config, config.num_explain_clips)
-            for i, png in enumerate(render_explanations(model, clips, labels, class_names)):
+        if explain is not None:
+            for i, png in enumerate(render_explanations(model, *explain, class_names)):
                 with open(os.path.join(paths["explanations"], f"validation_clip_{i}.png"),
                           "wb") as f:
                     f.write(png)

@@ -112,6 +112,22 @@ def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp
     _one_error_line(unknown, "Unknown command line flag 'learning_rat'")
 
 
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfrecords, tmp_path):
+    out = tmp_path / "run"
+    # One clean epoch (lr 0) to get a good backup, then an absurd rate diverges in epoch 2.
+    first = _run(_cmd(tiny_tfrecords, out, "--epochs=1", "--steps_per_epoch=2",
+                      "--base_lr=0", "--num_explain_clips=0"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    good = (out / "backup" / "latest.weights.h5").read_bytes()
+    blown = _run(_cmd(tiny_tfrecords, out, "--epochs=3", "--steps_per_epoch=4",
+                      "--base_lr=1e12", "--clip_norm=0", "--num_explain_clips=0"))
+    assert blown.returncode == 2
+    lines = [line for line in blown.stderr.splitlines() if "loss became nan" in line]
+    assert len(lines) == 1 and "global step" in lines[0] and "--base_lr" in lines[0], lines
+    assert (out / "backup" / "latest.weights.h5").read_bytes() == good
+    assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+
+
 @pytest.mark.parametrize("name", ["synthetic_frames", "decay_epochs", "init"])
 def test_every_config_field_is_a_flag(name):
     result = _run([sys.executable, "-m", "stabn_tf.train", "--helpfull"])
