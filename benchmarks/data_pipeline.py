@@ -21,6 +21,7 @@ total).
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import math
@@ -40,7 +41,9 @@ flags.DEFINE_integer("width", 427, "Frame width (SSv2: mostly 427).")
 flags.DEFINE_integer("num_frames", 32, "T, frames per clip.")
 flags.DEFINE_integer("image_size", 224, "Output crop size.")
 flags.DEFINE_integer("batch_size", 8, "Clips per batch.")
-flags.DEFINE_float("seconds", 20.0, "Measuring time per loader (after warm-up).")
+flags.DEFINE_float("seconds", 20.0, "Measuring time per loader (after warm-up), in total.")
+flags.DEFINE_integer("rounds", 3, "Alternate the loaders this many times, so a change in "
+                     "machine load hits both alike.")
 flags.DEFINE_string("json_out", None, "Also write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -139,14 +142,16 @@ class NaiveLoader:
         return np.stack([self.clip() for _ in range(batch_size)])
 
 
-def _measure(next_batch, batch_size: int, seconds: float, warmup: int = 3) -> float:
+def _measure(next_batch, batch_size: int, seconds: float, warmup: int = 3
+             ) -> tuple[int, float]:
+    """(clips, seconds) over at least `seconds` of wall time, after `warmup` batches."""
     for _ in range(warmup):
         next_batch()
     clips, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         next_batch()
         clips += batch_size
-    return clips / (time.perf_counter() - t0)
+    return clips, time.perf_counter() - t0
 
 
 def main(argv):
@@ -160,10 +165,23 @@ def main(argv):
     ds = make_dataset(os.path.join(rec_dir, "train-*.tfrecord"), training=True,
                       batch_size=bs, num_frames=t, image_size=s, repeat=True,
                       shuffle_buffer=16)
-    it = iter(ds)
-    ours = _measure(lambda: next(it), bs, FLAGS.seconds)
     naive_loader = NaiveLoader(frame_dir, t, s)
-    naive = _measure(lambda: naive_loader.batch(bs), bs, FLAGS.seconds, warmup=1)
+    per_round = FLAGS.seconds / FLAGS.rounds
+    totals = {"ours": [0, 0.0], "naive": [0, 0.0]}
+    for _ in range(FLAGS.rounds):
+        # A fresh iterator per round, dropped after it: no tf.data thread keeps working
+        # (or banks batches) while the naive loader is measured.
+        it = iter(ds)
+        clips, sec = _measure(lambda it=it: next(it), bs, per_round)
+        del it
+        gc.collect()
+        totals["ours"][0] += clips
+        totals["ours"][1] += sec
+        clips, sec = _measure(lambda: naive_loader.batch(bs), bs, per_round, warmup=1)
+        totals["naive"][0] += clips
+        totals["naive"][1] += sec
+    ours = totals["ours"][0] / totals["ours"][1]
+    naive = totals["naive"][0] / totals["naive"][1]
 
     result = {
         "clip": f"{t}x{s}x{s}", "frames": f"{FLAGS.height}x{FLAGS.width}", "cores": cores,
