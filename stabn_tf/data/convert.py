@@ -8,6 +8,20 @@ Writes `<split>-00000-of-000NN.tfrecord` shards (schema: `stabn_tf.data.tfrecord
 statistics, settings) and `failures.jsonl` (one line per video that was skipped, with its
 reason).
 
+Layouts (`--dataset`):
+- ssv2: `something-something-v2-{labels,train,validation,test}.json` (or the newer
+  `labels/{labels,train,validation,test}.json`) in `input_dir`, videos `<id>.webm` in
+  `input_dir/20bn-something-something-v2/` (or `videos/`, or `input_dir` itself, or
+  `--video_dir`). The class is the entry's `template` without brackets; test entries are
+  written with label -1. An optional `something-something-v2-groundtruth.json` (the
+  synthetic set's) adds per-frame `clip/gt/active` and `clip/gt/box`.
+- ssv1: `something-something-v1-labels.csv` (one class per line) and
+  `something-something-v1-{train,validation,test}.csv` (`id;class name` lines, test: ids),
+  frames `20bn-something-something-v1/<id>/00001.jpg ...` (or `frames/`, or `--video_dir`).
+  Frames already within the short side are stored byte-for-byte (no re-encoding).
+- folder: `<class>/<video>` (mp4/webm/avi/mkv/mov/m4v), or `<split>/<class>/<video>` with
+  split folders `train`, `validation` or `val`, `test`; classes are the sorted folder names.
+
 Design points:
 - Nothing lost, nothing silent: every annotation entry is either written or listed as a
   failure; the summary checks `read = written + failed` per split. Bad videos never stop

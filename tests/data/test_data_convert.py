@@ -336,3 +336,25 @@ def test_folder_layout_with_split_folders(tmp_path, write_video):
     assert read_labels(tmp_path / "out" / "labels.txt") == ["a", "b", "c"]
     assert manifest["splits"]["train"]["written"] == 2
     assert manifest["splits"]["validation"]["per_class"] == {"a": 1, "c": 1}
+
+
+def test_ssv2_newer_labels_folder_layout_and_test_split(raw_copy, tmp_path):
+    # The newer download: labels/{labels,train,validation,test}.json and videos/.
+    os.makedirs(os.path.join(raw_copy, "labels"))
+    for name in ("labels", "train", "validation", "test"):
+        os.rename(os.path.join(raw_copy, f"something-something-v2-{name}.json"),
+                  os.path.join(raw_copy, "labels", f"{name}.json"))
+    os.rename(os.path.join(raw_copy, "20bn-something-something-v2"),
+              os.path.join(raw_copy, "videos"))
+    with open(os.path.join(raw_copy, "labels", "validation.json")) as f:
+        ids = [e["id"] for e in json.load(f)][:3]
+    with open(os.path.join(raw_copy, "labels", "test.json"), "w") as f:
+        json.dump([{"id": i} for i in ids], f)
+    out = tmp_path / "out"
+    manifest = convert.convert_dataset("ssv2", raw_copy, out, workers=1, progress=False,
+                                       splits=("validation", "test"))
+    assert manifest["splits"]["validation"]["written"] == 12
+    assert manifest["splits"]["test"]["written"] == 3
+    assert manifest["splits"]["test"]["per_class"] == {"<unlabelled>": 3}
+    labels = {_ctx(r, tfrecord.LABEL_INDEX) for r in _records(str(out / "test-*.tfrecord"))}
+    assert labels == {tfrecord.NO_LABEL}
