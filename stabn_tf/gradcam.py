@@ -90,6 +90,11 @@ class GradCAM:
             name=f"{model.name}_gradcam")
         self._step = tf.function(self._maps, reduce_retracing=True)
 
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """(h, w) of the per-frame maps."""
+        return tuple(int(d) for d in self._probe.output[0].shape[2:4])
+
     def _maps(self, clips, class_indices):
         with tf.GradientTape() as tape:
             # Watching the input records every op, also when no variable lies upstream of

@@ -112,7 +112,9 @@ def attention_figure(
     if title:
         fig.suptitle(title, fontsize=9)
     if top_k:
-        text = "\n".join(f"{i + 1}. {name}  {p:.3f}" for i, (name, p) in enumerate(top_k))
+        width = max(len(name) for name, _ in top_k)
+        text = "\n".join(f"{i + 1}. {name:<{width}}  {p:.3f}"
+                         for i, (name, p) in enumerate(top_k))
         height = fig.get_figheight()
         fig.text(0.5, 1.0 - (0.5 if title else 0.1) / height, text, ha="center", va="top",
                  multialignment="left", fontsize=7, family="monospace")
