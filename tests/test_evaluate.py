@@ -1,0 +1,210 @@
+"""Evaluation: multi-clip averaging, inversion, the tables, the CLI end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import stabn_tf
+from stabn_tf import data as data_lib
+from stabn_tf import evaluate as ev
+from stabn_tf.layers.attention import AttentionFusion
+
+TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny ST-ABN and baseline with fixed (seeded) weights, saved as .keras files.
+    BN statistics are moved off their defaults so the inference path is non-trivial."""
+    keras.utils.set_random_seed(3)
+    out = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, builder in (("stabn", stabn_tf.build_stabn), ("baseline", stabn_tf.build_baseline)):
+        model = builder(**TINY)
+        rng = np.random.default_rng(0)
+        for w in model.weights:
+            if w.path.endswith("moving_variance"):
+                w.assign(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
+            elif w.path.endswith("moving_mean"):
+                w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+        paths[name] = str(out / f"{name}.keras")
+        model.save(paths[name])
+    return paths
+
+
+def _val(tiny_tfrecords):
+    return os.path.join(tiny_tfrecords, "validation-*.tfrecord")
+
+
+def _softmax(x):
+    return tf.nn.softmax(x, axis=-1).numpy()
+
+
+def test_two_clips_average_exactly_the_two_clips_scores(models, tiny_tfrecords):
+    model = ev.load_checkpoint(models["stabn"])
+    scores = ev.score_videos(model, _val(tiny_tfrecords), num_clips=2, batch_size=5)
+    ds = data_lib.make_dataset(_val(tiny_tfrecords), training=False, batch_size=64,
+                               num_frames=4, image_size=32, num_clips=2)
+    clips, targets = next(iter(ds))
+    assert clips.shape[1] == 2 and len(scores.labels) == len(clips) == 12
+    first = model.predict(clips[:, 0], verbose=0)
+    second = model.predict(clips[:, 1], verbose=0)
+    for head in ("perception", "attention"):
+        expected = (_softmax(first[head]) + _softmax(second[head])) / 2
+        np.testing.assert_allclose(scores.probabilities[head], expected, atol=1e-5)
+        np.testing.assert_allclose(scores.per_clip[head][:, 1], _softmax(second[head]),
+                                   atol=1e-5)
+    assert not np.allclose(scores.per_clip["perception"][:, 0],
+                           scores.per_clip["perception"][:, 1])  # two different clips
+    np.testing.assert_array_equal(scores.labels, targets["perception"].numpy())
+    # A video limit keeps the first videos, in order.
+    few = ev.score_videos(model, _val(tiny_tfrecords), num_clips=2, batch_size=5, max_videos=7)
+    np.testing.assert_allclose(few.probabilities["perception"],
+                               scores.probabilities["perception"][:7], atol=1e-6)
+
+
+def test_topk_accuracy_known_answers():
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
+    labels = np.array([1, 2, 0, 1])
+    assert ev.topk_accuracy(probs, labels, 1) == 0.25  # row 3 ties: lowest index wins
+    assert ev.topk_accuracy(probs, labels, 2) == 0.75
+    assert ev.topk_accuracy(probs, labels, 5) == 1.0  # k capped at K
+
+
+def test_inversion_changes_the_fusion_inputs_as_specified(models):
+    model = ev.load_checkpoint(models["stabn"])
+    fusion = model.get_layer("attention_fusion")
+    probe = keras.Model(model.input, list(fusion.input))  # [f, Ms, Mt]
+    clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype("float32")
+    f, ms, mt = (np.asarray(t) for t in probe(clips, training=False))
+    assert (ms > 0).all() and (ms < 1).all() and (mt > 0).all() and (mt < 1).all()
+    logits = {}
+    for mode, (s, t) in {"none": (ms, mt), "spatial": (1 - ms, mt),
+                         "temporal": (ms, 1 - mt), "both": (1 - ms, 1 - mt)}.items():
+        with stabn_tf.attention_inversion(mode, model):
+            assert fusion.inversion == mode
+            fs, ft = (np.asarray(x) for x in fusion.fusion_inputs(f, ms, mt))
+            logits[mode] = model.predict(clips, verbose=0)["perception"]
+        np.testing.assert_allclose(fs, (1 + s) * f, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ft, t[:, :, None, None, None] * f, rtol=1e-5, atol=1e-6)
+    assert fusion.inversion == "none"
+    for mode in ("spatial", "temporal", "both"):
+        assert not np.allclose(logits[mode], logits["none"]), mode
+
+
+def test_evaluate_inversions_matches_manual_inversion(models, tiny_tfrecords):
+    model = ev.load_checkpoint(models["stabn"])
+    results = ev.evaluate_inversions(model, _val(tiny_tfrecords), batch_size=12)
+    ds = data_lib.make_dataset(_val(tiny_tfrecords), training=False, batch_size=64,
+                               num_frames=4, image_size=32)
+    clips, targets = next(iter(ds))
+    labels = targets["perception"].numpy()
+    for mode in ("none", "spatial", "temporal", "both"):
+        stabn_tf.set_attention_inversion(mode, model)
+        probs = _softmax(model.predict(clips, verbose=0)["perception"])
+        assert results[mode]["top1"] == ev.topk_accuracy(probs, labels, 1)
+        assert results[mode]["top5"] == ev.topk_accuracy(probs, labels, 5)
+    stabn_tf.set_attention_inversion("none", model)
+    assert set(results["ordering"]) == {"both < temporal", "temporal < none",
+                                        "spatial < none", "reproduced"}
+    fusion = [layer for layer in model.layers if isinstance(layer, AttentionFusion)][0]
+    assert fusion.inversion == "none"
+    baseline = ev.load_checkpoint(models["baseline"])
+    with pytest.raises(ev.EvaluationError, match="ST-ABN"):
+        ev.evaluate_inversions(baseline, _val(tiny_tfrecords))
+
+
+def test_inversion_ordering_and_tables():
+    results = {"none": {"top1": 0.5, "top5": 0.8}, "spatial": {"top1": 0.4, "top5": 0.7},
+               "temporal": {"top1": 0.3, "top5": 0.6}, "both": {"top1": 0.2, "top5": 0.5}}
+    assert ev.inversion_ordering(results)["reproduced"]
+    results["ordering"] = ev.inversion_ordering(results)
+    table = ev.table2_markdown(results)
+    assert "| spatial inverted (1−Ms) | 40.0 | 70.0 |" in table
+    assert "reproduced: yes" in table
+    broken = dict(results, temporal={"top1": 0.6, "top5": 0.9})
+    order = ev.inversion_ordering(broken)
+    assert not order["reproduced"] and order["temporal < none"] is False
+    spec = ev.ModelSpec(32, 224, 174, True, "3D ResNet-50")
+    rows = [("3D ResNet-50", spec, {"1": {"perception": {"top1": 0.452, "top5": 0.745}},
+                                    "2": {"perception": {"top1": 0.529, "top5": 0.815}}}),
+            ("3D ResNet-50 + ST-ABN", spec,
+             {"1": {"perception": {"top1": 0.459, "top5": 0.754},
+                    "attention": {"top1": 0.44, "top5": 0.7}}})]
+    lines = ev.table1_markdown(rows).splitlines()
+    assert lines[2] == "| 3D ResNet-50 | 32 | 45.2 | 74.5 | — |"
+    assert lines[3] == "| 3D ResNet-50 + ST-ABN | 32 | 45.9 | 75.4 | 44.0 / 70.0 |"
+    assert lines[4] == "| 3D ResNet-50 | 32+32 | 52.9 | 81.5 | — |"
+    assert ev.frames_label(16, 3) == "16×3"
+
+
+def test_describe_backbone_and_spec(models):
+    model = ev.load_checkpoint(models["stabn"])
+    spec = ev.model_spec(model)
+    assert spec == ev.ModelSpec(4, 32, 12, True, "3D ResNet-18 ×0.125")
+    assert ev.describe_backbone(stabn_tf.build_baseline(num_classes=5, num_frames=2,
+                                                        image_size=32, depth=50,
+                                                        width_multiplier=0.0625)) \
+        == "3D ResNet-50 ×0.0625"
+
+
+def test_load_checkpoint_errors_are_one_line(tmp_path):
+    with pytest.raises(ev.EvaluationError, match="no such checkpoint file") as missing:
+        ev.load_checkpoint(tmp_path / "nope.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ev.EvaluationError, match="cannot load as a Keras model") as broken:
+        ev.load_checkpoint(bad)
+    for err in (missing, broken):
+        assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path):
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
+           f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
+           "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
+           "--deletion_grid=2", "--explain_max_videos=4"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    table1 = results["table1"]
+    assert set(table1) == {"3D ResNet-18 ×0.125", "3D ResNet-18 ×0.125 + ST-ABN"}
+    assert set(table1["3D ResNet-18 ×0.125 + ST-ABN"]["2"]) == {"perception", "attention"}
+    assert set(table1["3D ResNet-18 ×0.125"]["1"]) == {"perception"}
+    assert set(results["table2"]) >= {"none", "spatial", "temporal", "both", "ordering"}
+    quality = results["explanation"]
+    assert quality["ground_truth"] and quality["videos"] == 4
+    assert quality["map_size"] == [2, 2]  # Ms at H/16
+    rows = {(r["method"], r["model"]): r for r in quality["methods"]}
+    assert set(rows) == {("ST-ABN attention (Ms, Mt)", "ST-ABN"),
+                         ("Grad-CAM res5_block2_out (perception branch)", "ST-ABN"),
+                         ("Grad-CAM res5_block2_out (baseline)", "baseline"),
+                         ("random", "ST-ABN"), ("random", "baseline")}
+    for row in rows.values():
+        assert row["frames_scored"] > 0
+        for key in ("pointing_game", "mass_in_box", "frame_deletion_auc",
+                    "region_deletion_auc"):
+            assert 0.0 <= row[key] <= 1.0, (row["method"], key)
+    text = (out / "table1.md").read_text()
+    assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4+4 |" in text
+    assert "| both inverted |" in (out / "table2.md").read_text()
+    table = (out / "explanation_quality.md").read_text()
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 6  # + header
+    assert "4 videos" in table
+    assert (out / "tables.md").read_text().count("### ") == 3
+    assert "| Model | Frames |" in result.stdout  # the tables are printed too
+
+    bad = subprocess.run(cmd[:3] + [f"--checkpoint={tmp_path}/missing.keras",
+                                    f"--files={_val(tiny_tfrecords)}"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == \
+        f"stabn_tf.evaluate: error: {tmp_path}/missing.keras: no such checkpoint file"
