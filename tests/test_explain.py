@@ -1,0 +1,160 @@
+"""`stabn_tf.explain` and the pictures: Figure-3 grid, GIF/MP4, CLI on video + TFRecord."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import av
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import stabn_tf
+from stabn_tf import explain, visualize
+from stabn_tf.callbacks import render_explanations
+
+TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _explanation_inputs(count, rng=None):
+    rng = rng or np.random.default_rng(0)
+    frames = rng.integers(0, 255, (count, 32, 32, 3), dtype=np.uint8)
+    return frames, rng.uniform(size=(count, 2, 2, 1)), rng.uniform(size=count)
+
+
+def _png_size(data):
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+@pytest.mark.parametrize("count,columns,rows", [(5, 3, 2), (8, 8, 1), (7, 4, 2), (1, 8, 1)])
+def test_figure_grid_for_any_frame_count(count, columns, rows):
+    frames, spatial, temporal = _explanation_inputs(count)
+    fig = visualize.attention_figure(frames, spatial, temporal, columns=columns)
+    images = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images) == count
+    assert [ax.get_title() for ax in images] == [f"frame {i}" for i in range(count)]
+    bar_values = [ax.texts[0].get_text() for ax in fig.axes if ax.texts]
+    assert bar_values == [f"{v:.2f}" for v in temporal]
+    # rows × (frame + bar) grid rows
+    assert fig.axes[0].get_gridspec().get_geometry() == (2 * rows, min(columns, count))
+
+
+def test_figure_png_grows_with_rows_and_shows_boxes_and_top_k():
+    frames, spatial, temporal = _explanation_inputs(6)
+    one_row = visualize.figure_png(visualize.attention_figure(frames, spatial, temporal,
+                                                              columns=6))
+    two_rows = visualize.figure_png(visualize.attention_figure(frames, spatial, temporal,
+                                                               columns=3))
+    assert one_row[:8] == PNG and two_rows[:8] == PNG
+    assert _png_size(two_rows)[1] > _png_size(one_row)[1]
+    boxes = np.tile([0.1, 0.2, 0.5, 0.6], (6, 1))
+    boxes[2] = 0  # not visible: no outline
+    fig = visualize.attention_figure(frames, spatial, temporal, boxes=boxes,
+                                     top_k=[("moving up", 0.7), ("moving down", 0.2)])
+    outlined = [ax for ax in fig.axes if ax.get_images() and ax.patches]
+    assert len(outlined) == 5
+    assert any("1. moving up" in t.get_text() and "2. moving down" in t.get_text()
+               for t in fig.texts)
+    with pytest.raises(ValueError, match="6 frames but 5"):
+        visualize.attention_figure(frames, spatial, temporal[:5])
+
+
+@pytest.mark.parametrize("ext", [".gif", ".mp4"])
+def test_animation_has_one_frame_per_clip_frame(tmp_path, ext):
+    frames, spatial, temporal = _explanation_inputs(5)
+    pictures = visualize.animation_frames(frames, spatial, temporal, display_size=64,
+                                          caption="moving up (0.70)")
+    assert len(pictures) == 5 and pictures[0].width == 64 and pictures[0].height > 64
+    path = visualize.write_animation(tmp_path / f"a{ext}", pictures, fps=5)
+    if ext == ".gif":
+        with Image.open(path) as gif:
+            assert gif.n_frames == 5 and gif.size == pictures[0].size
+    else:
+        with av.open(path) as video:
+            decoded = list(video.decode(video=0))
+        assert len(decoded) == 5 and decoded[0].width == 64
+    with pytest.raises(ValueError, match="animations are written as"):
+        visualize.write_animation(tmp_path / "a.avi", pictures)
+
+
+def test_training_callback_renderer_still_works():
+    model = stabn_tf.build_stabn(**TINY)
+    clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype("float32")
+    pngs = render_explanations(model, clips, np.array([0, 3]), [f"c{i}" for i in range(12)])
+    assert len(pngs) == 2 and all(p[:8] == PNG for p in pngs)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain")
+    keras.utils.set_random_seed(2)
+    stabn_tf.build_stabn(**TINY).save(root / "stabn.keras")
+    stabn_tf.build_baseline(**TINY).save(root / "baseline.keras")
+    return root
+
+
+def _video(path, count=9):
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
+        for t in range(count):
+            frame = np.full((40, 48, 3), 90, np.uint8)
+            frame[10:22, 3 + 4 * t:13 + 4 * t] = (30, 200, 60)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):
+    _video(tmp_path / "clip.mp4")
+    model = keras.saving.load_model(checkpoints / "baseline.keras")
+    with pytest.raises(ValueError, match="--method=gradcam"):
+        explain.Explainer(model, [str(i) for i in range(12)])
+    explainer = explain.Explainer(model, [f"class {i}" for i in range(12)], method="gradcam",
+                                  gradcam_layer="res4")
+    written, errors = explain.explain_inputs(
+        explainer, [str(tmp_path / "clip.mp4"), str(tmp_path / "clip.mp4"),
+                    str(tmp_path / "none.webm")],
+        str(tmp_path / "out"), animation="mp4", columns=3)
+    assert [w["name"] for w in written] == ["clip", "clip_2"]  # no overwriting
+    assert len(errors) == 1 and "none.webm: cannot access file" in errors[0]["error"]
+    with av.open(written[0]["animation"]) as video:
+        assert len(list(video.decode(video=0))) == 4
+    with open(written[0]["json"]) as f:
+        info = json.load(f)
+    assert info["method"] == "gradcam" and np.asarray(info["spatial"]).shape == (4, 2, 2)
+    assert info["frame_numbers"] == [1, 3, 5, 7]
+
+
+def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path):
+    _video(tmp_path / "clip.mp4")
+    (tmp_path / "broken.webm").write_bytes(b"\x1aE\xdf\xa3 this is not a webm")
+    out = tmp_path / "out"
+    records = os.path.join(tiny_tfrecords, "validation-*.tfrecord")
+    cmd = [sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
+           str(tmp_path / "broken.webm"), records, "--max_clips=2", "--columns=3",
+           f"--checkpoint={checkpoints / 'stabn.keras'}", f"--output_dir={out}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "stabn_tf.explain: error" in line]
+    assert len(errors) == 1 and "broken.webm" in errors[0]
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == 3 and "clip.png" in pngs  # the video + 2 TFRecord clips
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG
+        with Image.open(png.with_suffix(".gif")) as gif:
+            assert gif.n_frames == 4  # one per model frame
+        info = json.loads(png.with_suffix(".json").read_text())
+        assert len(info["top_k"]) == 5 and len(info["temporal"]) == 4
+    record = json.loads(next(p for p in out.glob("*.json") if p.stem != "clip").read_text())
+    # labels.txt beside the shards names the classes; the true class is known.
+    assert record["true_label"]["label"].startswith(("Moving", "Making", "Rotating",
+                                                     "Pushing", "Pretending"))
+    assert "→" in result.stdout and "clip:" in result.stdout
