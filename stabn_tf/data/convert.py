@@ -46,7 +46,7 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
+import multiprocessing.pool
 import os
 import re
 import sys
@@ -60,6 +60,7 @@ from PIL import Image
 
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import tfrecord, video
+from stabn_tf.data._parallel import default_workers, worker_pool
 
 DATASETS = ("ssv2", "ssv1", "folder")
 DEFAULT_SPLITS = ("train", "validation")
@@ -617,6 +618,7 @@ def convert_dataset(
     video_dir: str | os.PathLike | None = None,
     validation_fraction: float = 0.0,
     progress: bool = True,
+    pool: multiprocessing.pool.Pool | None = None,
 ) -> dict:
     """Converts a dataset to TFRecords in `output_dir`; returns the manifest (a dict).
 
@@ -635,6 +637,8 @@ def convert_dataset(
       video_dir: where the videos / frame folders are, if not in the usual place.
       validation_fraction: `folder` without split folders: share put in "validation".
       progress: show a tqdm progress bar per split.
+      pool: an existing process pool to use (then `workers` is ignored); e.g. one pool
+        shared by generation and conversion saves a start-up.
 
     Raises:
       LabelFileError: a label/annotation file is malformed (message names file and line).
@@ -655,12 +659,10 @@ def convert_dataset(
     labels_lib.write_labels(os.path.join(output_dir, LABELS_FILE), listing.labels)
 
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
-    pool = (multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None)
+        workers = default_workers()
     split_summaries: dict[str, dict] = {}
     processed = 0
-    try:
+    with worker_pool(workers, pool) as pool:
         for split in splits:
             items = listing.items[split]
             rejected = listing.rejected[split]
@@ -694,10 +696,6 @@ def convert_dataset(
             processed += todo
             read = len(items) + len(rejected)
             split_summaries[split] = _merge_split(states, rejected, read, names)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
 
     failures = [f for s in split_summaries.values() for f in s.pop("_failures")]
     elapsed = time.time() - t0

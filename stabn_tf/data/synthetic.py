@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
+import multiprocessing.pool
 import os
 import sys
 import time
@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stabn_tf.data import labels as labels_lib
+from stabn_tf.data._parallel import worker_pool
 
 #: The class list, as SSv2 templates (the class name is the template without brackets).
 TEMPLATES: tuple[str, ...] = (
@@ -367,12 +368,15 @@ def generate_synthetic_dataset(
     num_distractors: tuple[int, int] = (1, 3),
     workers: int | None = None,
     progress: bool = True,
+    pool: multiprocessing.pool.Pool | None = None,
 ) -> dict:
     """Writes the synthetic set in the SSv2 layout under `output_dir`; returns a summary.
 
     Layout: `something-something-v2-{labels,train,validation,test}.json`,
     `something-something-v2-groundtruth.json`, and `20bn-something-something-v2/<id>.webm`.
     `resolution` is the frame height (width = 5/4 of it); `num_frames` frames at 12 fps.
+    Rendering and VP9 encoding run in `workers` spawned processes (None: all cores; 1: in
+    this process), or in `pool` when given.
     """
     from tqdm import tqdm
 
@@ -387,21 +391,15 @@ def generate_synthetic_dataset(
     os.makedirs(video_dir, exist_ok=True)
     specs = _specs(num_train_per_class, num_val_per_class, num_test_per_class, resolution,
                    num_frames, seed, tuple(num_distractors))
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
     tasks = [(s, video_dir) for s in specs]
     results = {}
-    with contextlib.ExitStack() as stack:
-        if workers > 1 and len(specs) > 1:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
-            it = pool.imap_unordered(_make_one, tasks, chunksize=4)
-        else:
-            it = map(_make_one, tasks)
-        for clip_id, active, boxes, name in tqdm(it, total=len(tasks), unit="video",
-                                                 desc="synthesise", disable=not progress,
-                                                 dynamic_ncols=True):
-            results[clip_id] = (active, boxes, name)
+    with worker_pool(workers if len(specs) > 1 else 1, pool) as active:
+        it = (map(_make_one, tasks) if active is None
+              else active.imap_unordered(_make_one, tasks, chunksize=4))
+        for clip_id, active_flags, boxes, name in tqdm(
+                it, total=len(tasks), unit="video", desc="synthesise", disable=not progress,
+                dynamic_ncols=True):
+            results[clip_id] = (active_flags, boxes, name)
 
     def entry(spec: VideoSpec) -> dict:
         name = results[spec.clip_id][2]
@@ -495,17 +493,19 @@ def ensure_synthetic_tfrecords(
         from stabn_tf.data import convert  # local: convert imports TensorFlow
 
         raw_done = os.path.join(raw_dir, _SETTINGS_FILE)
-        if _read_json(raw_done) != settings:
-            generate_synthetic_dataset(
-                raw_dir, num_train_per_class=num_train_per_class,
-                num_val_per_class=num_val_per_class, num_test_per_class=0,
-                resolution=resolution, num_frames=num_frames, seed=seed,
-                num_distractors=num_distractors, workers=workers, progress=progress)
-            with open(raw_done, "w", encoding="utf-8") as f:
-                json.dump(settings, f)
-        manifest = convert.convert_dataset(
-            "ssv2", raw_dir, out_dir, num_shards=num_shards, workers=workers,
-            progress=progress)
+        with worker_pool(workers) as pool:  # one pool (one start-up) for both steps
+            if _read_json(raw_done) != settings:
+                generate_synthetic_dataset(
+                    raw_dir, num_train_per_class=num_train_per_class,
+                    num_val_per_class=num_val_per_class, num_test_per_class=0,
+                    resolution=resolution, num_frames=num_frames, seed=seed,
+                    num_distractors=num_distractors, workers=workers, progress=progress,
+                    pool=pool)
+                with open(raw_done, "w", encoding="utf-8") as f:
+                    json.dump(settings, f)
+            manifest = convert.convert_dataset(
+                "ssv2", raw_dir, out_dir, num_shards=num_shards, workers=workers,
+                progress=progress, pool=pool)
         failed = {k: v["failed"] for k, v in manifest["splits"].items() if v["failed"]}
         if failed:
             raise RuntimeError(f"synthetic conversion lost videos {failed}; see "
