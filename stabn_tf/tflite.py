@@ -1,39 +1,423 @@
-"""TFLite conversion of ST-ABN with builtin ops only (no CONV_3D, no custom or flex ops)."""
+"""TFLite conversion of ST-ABN: builtin ops only, float or genuinely quantized.
+
+DESIGN.md §2: the network is written with 2D ops so it converts without CONV_3D, 3D
+pooling, custom or flex ops. This module turns a trained model into the shipped graph
+and checks the result, op by op:
+
+- `deployment_model(model)`: the model with the outputs a device needs
+  (`probabilities`, `logits`, `spatial_attention [B, T, h, w]`, `temporal_attention`).
+  With `edge=True` it is a float32 clone derived automatically from the trained model:
+  every BatchNormalization that follows a convolution is folded into it (the converter
+  cannot fold across the reshape that `Conv3DAs2D` ends with, which costs a MUL and ADD
+  per conv and, in int8, a per-tensor quantized BN scale), and convolutions use
+  `EdgeConv3DAs2D`, whose temporal padding is done on a 4D tensor (the quantizer leaves
+  a conv float when its input also feeds a 5D PAD). No second copy of the architecture:
+  the clone comes from the model's own config, and parity tests prove it agrees.
+- `convert_to_tflite(model, quantize=...)`: none | float16 | dynamic | int8 | int16x8.
+  Integer modes calibrate on a representative set of real clips (`representative_clips`)
+  and are rejected unless every CONV_2D / FULLY_CONNECTED really runs in integers.
+- `op_report` / `quantization_violations`: op histogram by type and kernel dtype, read
+  from the interpreter's op and tensor details.
+- `compare_outputs`: parity and agreement numbers between two sets of outputs.
+"""
 
 from __future__ import annotations
 
 import collections
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
+from absl import logging
 from ai_edge_litert.interpreter import Interpreter
+from keras import ops
+
+from stabn_tf.layers.attention import TemporalAttention
+from stabn_tf.layers.conv import Conv3DAs2D
+from stabn_tf.model import (
+    PERCEPTION,
+    SPATIAL_ATTENTION,
+    TEMPORAL_ATTENTION,
+    explanation_model,
+)
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
+#: Ops whose kernels must run in integers for a model to count as integer-quantized.
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+PROBABILITIES = "probabilities"
+LOGITS = "logits"
+INPUT_NAME = "clips"
 
 
-def convert_to_tflite(model: keras.Model, batch_size: int = 1) -> bytes:
-    """Float32 TFLite flatbuffer of `model` at its fixed input shape, builtin ops only.
+# --- the deployment graph ------------------------------------------------------------
+
+
+class EdgeConv3DAs2D(Conv3DAs2D):
+    """`Conv3DAs2D` with the same weights and result, padded in time on a 4D tensor.
+
+    The general `kt×kh×kw` path pads `[B, T, H, W, C]` in time; when that 5D PAD shares
+    its input with another convolution (a residual block's shortcut, say), the TFLite
+    quantizer leaves that other convolution in float32 with QUANTIZE/DEQUANTIZE around
+    it. Padding `[B, T, H·W, C]` instead quantizes cleanly. Only the export clone uses
+    this layer; `tests/test_tflite.py` checks it against `Conv3DAs2D`.
+    """
+
+    def call(self, inputs):
+        kt, kh, kw = self.kernel_size
+        if kt == 1 or (kh == 1 and kw == 1):
+            return super().call(inputs)
+        _, t, h, w, c = ops.shape(inputs)
+        pad = kt // 2
+        seq = ops.pad(ops.reshape(inputs, (-1, t, h * w, c)),
+                      ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0)))
+        stacked = ops.concatenate([seq[:, i : i + t] for i in range(kt)], axis=-1)
+        frames = self._pad_frames(ops.reshape(stacked, (-1, h, w, kt * c)))
+        kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * c, -1))
+        y = ops.conv(frames, kernel, strides=self.strides, padding=self._conv_padding)
+        if self.use_bias:
+            y = y + self.bias
+        return ops.reshape(y, (-1, t, ops.shape(y)[1], ops.shape(y)[2], self.filters))
+
+
+class _FoldedBatchNorm(keras.layers.Layer):
+    """Stands where a BatchNormalization was folded into the conv before it."""
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+
+class _EdgeTemporalAttention(TemporalAttention):
+    """`TemporalAttention` whose 3×3×3 conv is an `EdgeConv3DAs2D`."""
+
+    def __init__(self, synchronized_bn: bool = False, **kwargs):
+        super().__init__(synchronized_bn, **kwargs)
+        self.conv = EdgeConv3DAs2D(1, 3, name="conv", dtype=self.dtype_policy)
+
+
+def _is_stabn(model: keras.Model) -> bool:
+    names = {layer.name for layer in model.layers}
+    return SPATIAL_ATTENTION in names and TEMPORAL_ATTENTION in names
+
+
+def _conv_bn_pairs(model: keras.Model) -> dict[str, str]:
+    """{BN layer name: conv layer name} for every channels-last BatchNormalization whose
+    input is a `Conv3DAs2D` output that nothing else reads, each layer used once in the
+    model's graph: exactly the pairs that fold without changing any other tensor."""
+    nodes = [node for depth in model._nodes_by_depth.values() for node in depth]
+    readers: collections.Counter[int] = collections.Counter(id(t) for t in model.outputs)
+    calls: collections.Counter[int] = collections.Counter()
+    for node in nodes:
+        calls[id(node.operation)] += 1
+        readers.update(id(t) for t in node.input_tensors)
+    pairs = {}
+    for node in nodes:
+        bn = node.operation
+        if not isinstance(bn, keras.layers.BatchNormalization) or len(node.input_tensors) != 1:
+            continue
+        tensor = node.input_tensors[0]
+        conv = tensor._keras_history.operation
+        if (isinstance(conv, Conv3DAs2D) and readers[id(tensor)] == 1 and calls[id(conv)] == 1
+                and calls[id(bn)] == 1 and bn.axis in (-1, 4, [-1], [4])):
+            pairs[bn.name] = conv.name
+    return pairs
+
+
+def _fold(conv: Conv3DAs2D, bn: keras.layers.BatchNormalization) -> list[np.ndarray]:
+    """Kernel and bias of `bn(conv(x))` in inference mode, computed in float64."""
+    kernel = np.asarray(conv.kernel, np.float64)
+    channels = kernel.shape[-1]
+    gamma = np.asarray(bn.gamma, np.float64) if bn.scale else np.ones(channels)
+    beta = np.asarray(bn.beta, np.float64) if bn.center else np.zeros(channels)
+    mean = np.asarray(bn.moving_mean, np.float64)
+    var = np.asarray(bn.moving_variance, np.float64)
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    bias = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(channels)
+    return [(kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
+
+
+def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
+    """A float32 clone of `model` for export, sharing no variables with it.
+
+    Every layer is rebuilt from its config in float32 (a mixed-precision checkpoint
+    exports in float32), `Conv3DAs2D` becomes `EdgeConv3DAs2D`, and with
+    `fold_batch_norm` each conv → BN pair becomes one biased conv (the BN a pass-through).
+    """
+    pairs = _conv_bn_pairs(model) if fold_batch_norm else {}
+    folded = set(pairs.values())
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        if layer.name in pairs:
+            return _FoldedBatchNorm(name=layer.name, dtype="float32")
+        if isinstance(layer, Conv3DAs2D):
+            if layer.name in folded:
+                config["use_bias"] = True
+            return EdgeConv3DAs2D.from_config(config)
+        if type(layer) is TemporalAttention:
+            return _EdgeTemporalAttention.from_config(config)
+        return type(layer).from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.name = f"{model.name}_edge"
+    for new in clone.layers:
+        if isinstance(new, keras.layers.InputLayer) or new.name in pairs:
+            continue
+        old = model.get_layer(new.name)
+        if new.name in folded:
+            bn = next(model.get_layer(b) for b, c in pairs.items() if c == new.name)
+            new.set_weights(_fold(old, bn))
+            continue
+        values = {v.path: v for v in old.weights}
+        for variable in new.weights:
+            variable.assign(ops.cast(values[variable.path], variable.dtype))
+    return clone
+
+
+def deployment_model(model: keras.Model, *, edge: bool = False,
+                     batch_size: int | None = None) -> keras.Model:
+    """`clips [B, T, H, W, 3] -> {"probabilities", "logits"[, "spatial_attention" [B, T, h, w],
+    "temporal_attention" [B, T]]}`, the outputs every deployment format ships.
+
+    `edge=False` wraps the trained model's own layers (the Keras reference); `edge=True`
+    wraps `edge_clone(explanation_model(model))`, the graph TFLite converts. The maps are
+    there for ST-ABN models, not for the baseline.
+    """
+    stabn = _is_stabn(model)
+    inner = explanation_model(model) if stabn else model
+    if edge:
+        inner = edge_clone(inner)
+    clips = keras.Input(inner.input.shape[1:], batch_size=batch_size, name=INPUT_NAME)
+    out = inner(clips)
+    logits = out[PERCEPTION]
+    heads = {LOGITS: logits,
+             PROBABILITIES: keras.layers.Softmax(name=PROBABILITIES, dtype="float32")(logits)}
+    if stabn:
+        spatial = out[SPATIAL_ATTENTION]
+        heads[SPATIAL_ATTENTION] = keras.layers.Reshape(
+            spatial.shape[1:-1], name=SPATIAL_ATTENTION, dtype="float32")(spatial)
+        heads[TEMPORAL_ATTENTION] = out[TEMPORAL_ATTENTION]
+    return keras.Model(clips, heads, name=f"{model.name}_{'edge' if edge else 'deploy'}")
+
+
+# --- conversion ----------------------------------------------------------------------
+
+
+def _representative_fn(clips: Iterable[np.ndarray], shape: Sequence[int]):
+    def generate():
+        for clip in clips:
+            clip = np.asarray(clip, np.float32).reshape(shape)
+            yield {INPUT_NAME: clip}
+    return generate
+
+
+def convert_to_tflite(
+    model: keras.Model,
+    batch_size: int = 1,
+    quantize: str = "none",
+    representative_data: Iterable[np.ndarray] | None = None,
+    integer_input: bool = False,
+) -> bytes:
+    """TFLite flatbuffer of `model` at its fixed input shape, builtin ops only.
 
     The input is named `clips`; outputs keep the model's output names. Pass
-    `explanation_model(model)` to ship the attention maps as outputs too.
+    `deployment_model(model, edge=True)` for the shipped graph (or
+    `explanation_model(model)` for the raw Keras outputs).
+
+    Args:
+      quantize: "none" (float32), "float16" (weights), "dynamic" (int8 weights, float
+        activations), "int8" (full integer: int8 weights and activations, int32 bias) or
+        "int16x8" (int16 activations, int8 weights).
+      representative_data: normalised clips `[T, H, W, 3]` (or with a leading 1) for the
+        integer modes: real clips, e.g. from `representative_clips`. Iterated once per
+        conversion, so a list is safest.
+      integer_input: integer modes only: the input tensor is int8 (int16 for int16x8)
+        with the scale/zero point in its details, instead of float32 with a QUANTIZE
+        op inside. Outputs are always float32.
+
+    Raises:
+      ValueError: unknown mode, or an integer mode without representative data.
+      RuntimeError: the graph has ops that do not ship (CONV_3D, flex, custom), or an
+        integer mode left a conv / fully-connected op in float.
     """
-    spec = tf.TensorSpec((batch_size, *model.input.shape[1:]), tf.float32, name="clips")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    integer = quantize in ("int8", "int16x8")
+    if integer and representative_data is None:
+        raise ValueError(f"quantize={quantize!r} needs representative_data (real clips)")
+    if integer_input and not integer:
+        raise ValueError("integer_input needs quantize='int8' or 'int16x8'")
+    shape = (batch_size, *model.input.shape[1:])
+    spec = tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
+    clips = list(representative_data) if integer else []
     # Through a SavedModel: converting a concrete function directly keeps Keras 3's
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
         model.export(export_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(export_dir)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = converter.convert()
+        flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input)
+        if integer and quantization_violations(flatbuffer, quantize):
+            # The MLIR quantizer (the default) sometimes leaves a conv whose input also
+            # feeds a pad/slice chain in float; the legacy quantizer does not.
+            logging.warning("%s: the MLIR quantizer left %s in float; converting again "
+                            "with the legacy quantizer", quantize,
+                            quantization_violations(flatbuffer, quantize))
+            flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input,
+                                  legacy_quantizer=True)
     bad = [op for op in op_histogram(flatbuffer) if op.startswith(FORBIDDEN_OPS)]
     if bad:
         raise RuntimeError(f"TFLite graph contains ops that do not ship: {bad}")
+    if integer:
+        left = quantization_violations(flatbuffer, quantize)
+        if left:
+            raise RuntimeError(f"{quantize} conversion left {len(left)} weighted ops outside "
+                               f"{quantize}: {left[:5]}")
     return flatbuffer
+
+
+def _convert(saved_model_dir: str, quantize: str, clips: list, shape: Sequence[int],
+             integer_input: bool, legacy_quantizer: bool = False) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize in ("int8", "int16x8"):
+        converter.representative_dataset = _representative_fn(clips, shape)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quantize == "int8" else
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if integer_input:
+            converter.inference_input_type = tf.int8 if quantize == "int8" else tf.int16
+        if legacy_quantizer:
+            converter.experimental_new_quantizer = False
+    return converter.convert()
+
+
+def representative_clips(file_pattern: str | Sequence[str], count: int, num_frames: int,
+                         image_size: int | tuple[int, int]) -> np.ndarray:
+    """`count` real clips `[count, T, S, S, 3]` from TFRecord shards, prepared exactly as
+    at inference (centre segments, centre crop, ImageNet normalisation), read round-robin
+    over the shards so the set spans the dataset rather than the first file."""
+    from stabn_tf.data import make_dataset
+
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    size = image_size if isinstance(image_size, int) else image_size[0]
+    if not isinstance(image_size, int) and image_size[0] != image_size[1]:
+        raise ValueError(f"the eval pipeline makes square clips; got image_size={image_size}")
+    data = make_dataset(file_pattern, training=False, batch_size=1, num_frames=num_frames,
+                        image_size=size)
+    clips = [np.asarray(x[0]) for x, _ in data.take(count)]
+    if len(clips) < count:
+        raise ValueError(f"{file_pattern!r} holds only {len(clips)} clips, {count} requested")
+    return np.stack(clips)
+
+
+# --- inspection ----------------------------------------------------------------------
+
+
+def _details(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
+    interpreter = Interpreter(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return interpreter._get_ops_details(), tensors  # the only op listing LiteRT's Python API has
+
+
+def _dtype(tensors: Mapping[int, dict], index: int) -> str | None:
+    return None if index < 0 else np.dtype(tensors[index]["dtype"]).name
+
+
+def kernel_type(op: Mapping, tensors: Mapping[int, dict]) -> str:
+    """What an op computes in: "int8", "float32", "int16x8" (int16 activations × int8
+    weights), "float32×int8" (hybrid / dynamic-range), or "a→b" for (de)quantize."""
+    inputs = [_dtype(tensors, i) for i in op["inputs"]]
+    output = _dtype(tensors, op["outputs"][0]) if len(op["outputs"]) else None
+    if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+        return f"{inputs[0]}→{output}"
+    if op["op_name"] in WEIGHTED_OPS and len(inputs) > 1:
+        act, weight = inputs[0], inputs[1]
+        if act == weight:
+            return act
+        if (act, weight) == ("int16", "int8"):
+            return "int16x8"
+        return f"{act}×{weight}"
+    return inputs[0] if inputs else str(output)
+
+
+def op_report(flatbuffer: bytes) -> collections.Counter[tuple[str, str]]:
+    """How many ops of each (type, kernel dtype) the model has, e.g. ("CONV_2D", "int8")."""
+    op_list, tensors = _details(flatbuffer)
+    return collections.Counter((op["op_name"], kernel_type(op, tensors)) for op in op_list)
 
 
 def op_histogram(flatbuffer: bytes) -> dict[str, int]:
     """How many times each op type occurs in a TFLite model."""
-    interpreter = Interpreter(model_content=flatbuffer)
-    ops = interpreter._get_ops_details()  # the only op listing LiteRT's Python API has
-    return dict(collections.Counter(op["op_name"] for op in ops))
+    op_list, _ = _details(flatbuffer)
+    return dict(collections.Counter(op["op_name"] for op in op_list))
+
+
+def quantization_violations(flatbuffer: bytes, quantize: str = "int8") -> list[str]:
+    """Weighted ops (conv, fully-connected) that do not run in `quantize` ("int8":
+    int8 input, weights and output; "int16x8": int16 input/output, int8 weights; the
+    bias int32/int64 or absent). Empty for a genuinely integer model."""
+    act = {"int8": "int8", "int16x8": "int16"}[quantize]
+    bias_ok = {None, "int32", "int64"}
+    op_list, tensors = _details(flatbuffer)
+    bad = []
+    for op in op_list:
+        if op["op_name"] not in WEIGHTED_OPS:
+            continue
+        dtypes = [_dtype(tensors, i) for i in op["inputs"]] + [None]
+        out = _dtype(tensors, op["outputs"][0])
+        if not (dtypes[0] == act and dtypes[1] == "int8" and out == act
+                and dtypes[2] in bias_ok):
+            name = tensors[op["outputs"][0]]["name"]
+            bad.append(f"{op['op_name']}({', '.join(map(str, dtypes[:3]))} -> {out}) {name}")
+    return bad
+
+
+def format_op_report(report: Mapping[tuple[str, str], int]) -> str:
+    """The op histogram as aligned lines, most frequent first."""
+    rows = sorted(report.items(), key=lambda kv: (-kv[1], kv[0]))
+    width = max((len(f"{op} [{kind}]") for (op, kind), _ in rows), default=0)
+    return "\n".join(f"  {f'{op} [{kind}]':<{width}}  {count:4d}" for (op, kind), count in rows)
+
+
+# --- agreement -----------------------------------------------------------------------
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays, flattened (nan when either is constant)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+                    labels: np.ndarray | None = None) -> dict[str, float]:
+    """Parity and agreement of `candidate` against `reference` (batched outputs with the
+    `deployment_model` names): max |diff| per output, top-1 agreement, temporal and
+    spatial attention Pearson correlation over all frames/cells, and top-1 accuracy of
+    both when `labels` are given (fractions, not percent)."""
+    out: dict[str, float] = {"clips": float(len(reference[LOGITS]))}
+    for key in reference:
+        if key in candidate:
+            diff = np.abs(np.asarray(candidate[key], np.float64) - reference[key])
+            out[f"max_abs_diff/{key}"] = float(diff.max())
+    ref_top1 = np.argmax(reference[LOGITS], axis=-1)
+    cand_top1 = np.argmax(candidate[LOGITS], axis=-1)
+    out["top1_agreement"] = float(np.mean(ref_top1 == cand_top1))
+    if labels is not None:
+        labels = np.asarray(labels)
+        out["reference_top1"] = float(np.mean(ref_top1 == labels))
+        out["candidate_top1"] = float(np.mean(cand_top1 == labels))
+    for key in (TEMPORAL_ATTENTION, SPATIAL_ATTENTION):
+        if key in reference and key in candidate:
+            out[f"pearson/{key}"] = pearson(reference[key], candidate[key])
+    return out
