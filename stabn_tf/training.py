@@ -289,15 +289,19 @@ def train(config: TrainConfig) -> dict:
                       jit_compile=config.jit_compile)
         _load_init(model, config.init)
 
+    heads = list(model.output)
+
     def dataset(files, training):
         def make(batch_size, input_context=None):
             # Several replicas: validation repeats so that every replica has a batch at
             # each of the fixed `validation_steps` (the last batch may repeat a few clips).
-            return data_lib.make_dataset(
+            data = data_lib.make_dataset(
                 files, training=training, num_frames=config.num_frames,
                 image_size=config.image_size, batch_size=batch_size,
                 repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
                 seed=config.seed, input_context=input_context)
+            # Labels for the model's heads only (the baseline has no attention head).
+            return data.map(lambda clips, targets: (clips, {h: targets[h] for h in heads}))
 
         if replicas == 1:
             return make(config.batch_size)

@@ -51,6 +51,16 @@ def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, t
     assert len(pngs) == 2 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path):
+    out = tmp_path / "baseline"
+    result = _run(_cmd(tiny_tfrecords, out, "--model=baseline", "--epochs=1",
+                       "--steps_per_epoch=1", "--validation_steps=1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == "baseline" and "attention" not in results
+    assert not any((out / "explanations").iterdir())
+
+
 def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfrecords, tmp_path):
     out = tmp_path / "run"
     cmd = _cmd(tiny_tfrecords, out, "--epochs=4", "--steps_per_epoch=6",
