@@ -562,5 +562,9 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     from absl import app
 
-    _define_flags()
-    app.run(main)
+    # Run the importable copy of this module (not __main__), so the tasks sent to worker
+    # processes pickle as `stabn_tf.data.synthetic.*`.
+    from stabn_tf.data import synthetic as _module
+
+    _module._define_flags()
+    app.run(_module.main)
