@@ -140,7 +140,8 @@ def make_dataset(
         offset clips), short side 256/224·S with a centre S crop, fixed order.
       batch_size: examples per batch (per replica with `input_context`).
       num_frames: T, frames per clip. image_size: S, output height and width.
-      num_clips: clips per video (multi-clip evaluation averages their scores).
+      num_clips: clips per video (multi-clip evaluation averages their scores). In training,
+        each clip draws its own frames; all of a video's clips share one crop and jitter.
       shuffle_buffer: records held for shuffling (memory ≈ buffer × record size: an SSv2
         record at 256 px is ~0.5 MB).
       with_metadata / with_ground_truth: see above; `with_ground_truth=None` detects it

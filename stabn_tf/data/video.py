@@ -74,7 +74,7 @@ def decode_video(
         raise VideoReadError(path, "empty file (0 bytes)")
     try:
         container = av.open(path)
-    except (av.FFmpegError, OSError, ValueError) as e:
+    except (av.error.FFmpegError, OSError, ValueError) as e:
         raise VideoReadError(path, f"cannot open as a video ({_av_reason(e)})") from e
     with container:
         if not container.streams.video:
@@ -97,7 +97,7 @@ def decode_video(
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if frame.time is not None:
                     last_time = frame.time
-        except (av.FFmpegError, OSError, ValueError) as e:
+        except (av.error.FFmpegError, OSError, ValueError) as e:
             raise VideoReadError(
                 path, f"decode error after {len(frames)} frames ({_av_reason(e)})"
             ) from e
