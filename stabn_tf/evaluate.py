@@ -3,8 +3,10 @@ and the quality of the explanations against ground truth, next to Grad-CAM and c
 
     python -m stabn_tf.evaluate --checkpoint=runs/demo/checkpoints/final.keras \\
         --baseline_checkpoint=runs/demo_baseline/checkpoints/final.keras \\
-        --files='data/cache/synthetic-*/tfrecords/validation-*.tfrecord' \\
-        --tables=all --output_dir=runs/demo/evaluation
+        --tables=all --figures=4 --output_dir=runs/demo/evaluation
+
+(`--files=<glob>` picks the TFRecords; by default the validation split the checkpoint's
+training run used, read from its config.json.)
 
 The CLI (`main`) is a thin layer over the library functions here:
 
@@ -118,6 +120,32 @@ def describe_backbone(model: keras.Model) -> str:
     return name if width == 1.0 else f"{name} ×{width:g}"
 
 
+def run_validation_files(checkpoint: str | os.PathLike) -> str:
+    """The validation shards a training run used, from its `config.json` (the run
+    directory holds `checkpoints/<file>.keras`): `val_files`, or the built-in synthetic set
+    (found in, or regenerated into, the run's `cache_dir`)."""
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise EvaluationError(f"no --files given and no readable training config {path} "
+                              f"next to the checkpoint ({e})") from None
+    if config.get("dataset") == "synthetic":
+        from stabn_tf.data import synthetic
+
+        root = synthetic.ensure_synthetic_tfrecords(
+            config["cache_dir"], num_train_per_class=config["synthetic_train_per_class"],
+            num_val_per_class=config["synthetic_val_per_class"],
+            resolution=config["synthetic_resolution"], num_frames=config["synthetic_frames"],
+            seed=config["seed"], progress=False)
+        return os.path.join(root, "validation-*.tfrecord")
+    if not config.get("val_files"):
+        raise EvaluationError(f"{path} names no val_files: pass --files")
+    return config["val_files"]
+
+
 def _forward(model: keras.Model) -> Callable:
     """A traced inference call (traced anew per call of this function, so the attention
     inversion set at that moment is the one compiled in)."""
@@ -191,9 +219,12 @@ def topk_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> floa
 
 
 def accuracy(scores: VideoScores) -> dict[str, dict[str, float]]:
-    """head → {"top1", "top5"} of the averaged scores."""
+    """head → {"top1", "top5", "true_class_probability"} of the averaged scores (the last
+    is the mean probability of the true class: finer than top-1 on small splits)."""
+    rows = np.arange(len(scores.labels))
     return {head: {"top1": topk_accuracy(p, scores.labels, 1),
-                   "top5": topk_accuracy(p, scores.labels, 5)}
+                   "top5": topk_accuracy(p, scores.labels, 5),
+                   "true_class_probability": float(p[rows, scores.labels].mean())}
             for head, p in scores.probabilities.items()}
 
 
@@ -422,6 +453,41 @@ def explanation_quality(
             "map_size": list(map_size), "image_size": size, "num_frames": spec.num_frames}
 
 
+def write_figures(stabn: keras.Model | None, baseline: keras.Model | None, file_pattern,
+                  output_dir: str, count: int, *, gradcam_layer: str | None = None,
+                  class_names: Sequence[str] | None = None) -> list[str]:
+    """Figure 3 (PNG + GIF + JSON, `stabn_tf.explain`) for the split's first `count` clips:
+    `<id>.png` with ST-ABN's attention and, given a baseline, `<id>_gradcam_baseline.png`
+    with its Grad-CAM; ground-truth boxes are drawn when the records have them. Class
+    names default to labels.txt beside the shards. Returns the PNG paths."""
+    from stabn_tf import explain  # explain imports this module
+
+    if class_names is None:
+        files = data_lib.list_files(file_pattern)
+        path = os.path.join(os.path.dirname(files[0]), "labels.txt")
+        class_names = data_lib.read_labels(path) if os.path.exists(path) else None
+    explainers = []
+    for model, method, suffix in ((stabn, "attention", ""),
+                                  (baseline, "gradcam", "_gradcam_baseline")):
+        if model is None:
+            continue
+        spec = model_spec(model)
+        names = list(class_names) if class_names and len(class_names) == spec.num_classes \
+            else [f"class {i}" for i in range(spec.num_classes)]
+        explainers.append((explain.Explainer(model, names, method,
+                                             gradcam_layer=gradcam_layer), suffix))
+    written = []
+    for explainer, suffix in explainers:
+        spec = explainer.spec
+        for item in explain.tfrecord_clips(file_pattern, spec.num_frames, spec.image_size,
+                                           max_clips=count):
+            explanation = explainer.explain(item["name"] + suffix, item["clip"], item["frames"],
+                                            frame_numbers=item["frame_numbers"],
+                                            true_label=item["true_label"], boxes=item["boxes"])
+            written.append(explain.render_explanation(explanation, output_dir)["png"])
+    return written
+
+
 # --- tables ---------------------------------------------------------------------------------
 
 
@@ -466,11 +532,12 @@ def table2_markdown(results: dict) -> str:
     """Table 2 layout: inversion setting | top-1 | top-5, then the ordering check."""
     names = {"none": "none (ST-ABN)", "spatial": "spatial inverted (1−Ms)",
              "temporal": "temporal inverted (1−Mt)", "both": "both inverted"}
-    lines = ["| Attention | top-1 (%) | top-5 (%) |", "|---|---|---|"]
+    lines = ["| Attention | top-1 (%) | top-5 (%) | mean p(true class) |", "|---|---|---|---|"]
     for mode in INVERSIONS:
         if mode in results:
             lines.append(f"| {names[mode]} | {_pct(results[mode]['top1'])} | "
-                         f"{_pct(results[mode]['top5'])} |")
+                         f"{_pct(results[mode]['top5'])} | "
+                         f"{_num(results[mode].get('true_class_probability'))} |")
     order = results.get("ordering", {})
     if order:
         marks = ", ".join(f"{k}: {'yes' if v else 'no' if v is not None else '—'}"
@@ -514,7 +581,7 @@ def _write(path: str, text: str) -> None:
 def run(
     *,
     checkpoint: str,
-    files: str | Sequence[str],
+    files: str | Sequence[str] = "",
     baseline_checkpoint: str = "",
     tables: Sequence[str] = TABLES,
     num_clips: Sequence[int] = (1, 2),
@@ -527,16 +594,21 @@ def run(
     deletion_grid: int = 4,
     gradcam_layer: str = "",
     seed: int = 0,
+    figures: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Everything `python -m stabn_tf.evaluate` does; returns the results it writes.
 
     Writes (with `output_dir`): `results.json` and `table1.md` / `table2.md` /
-    `explanation_quality.md` / `tables.md` (all three).
+    `explanation_quality.md` / `tables.md` (all three); with `figures=N`, Figure 3 for
+    the split's first N clips under `figures/` (`write_figures`).
     """
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES} or all")
+    if not files:
+        files = run_validation_files(checkpoint)
+        log(f"evaluating the run's validation split: {files}")
     if any(n < 1 for n in num_clips):
         raise EvaluationError(f"--num_clips must be >= 1, got {list(num_clips)}")
     try:
@@ -588,6 +660,11 @@ def run(
             max_videos=explain_max_videos or limit, pointing_tolerance=pointing_tolerance,
             deletion_grid=deletion_grid, gradcam_layer=gradcam_layer or None, seed=seed)
         markdown["explanation"] = explanation_markdown(results["explanation"])
+    if figures and output_dir:
+        results["figures"] = write_figures(stabn, baseline, files, os.path.join(output_dir,
+                                                                                "figures"),
+                                           figures, gradcam_layer=gradcam_layer or None)
+        log(f"Figure 3 for {figures} clip(s) in {os.path.join(output_dir, 'figures')}")
     titles = {"table1": "Table 1: accuracy (single clip and multi-clip)",
               "table2": f"Table 2: attention inversion ({num_clips[0]} clip(s) per video)",
               "explanation": "Explanation quality against ground truth"}
@@ -610,7 +687,8 @@ def _define_flags():
 
     flags.DEFINE_string("checkpoint", None, "ST-ABN (or baseline) .keras checkpoint.")
     flags.DEFINE_string("baseline_checkpoint", "", "Baseline .keras checkpoint to compare with.")
-    flags.DEFINE_list("files", None, "Glob(s) of the TFRecord shards to evaluate.")
+    flags.DEFINE_list("files", [], "Glob(s) of the TFRecord shards to evaluate; default: the "
+                      "validation split of the checkpoint's training run (its config.json).")
     flags.DEFINE_list("tables", ["all"], f"Which of {list(TABLES)} (or all).")
     flags.DEFINE_list("num_clips", ["1", "2"], "Clips per video for Table 1 (2 = '32+32'); "
                       "Table 2 uses the first.")
@@ -626,7 +704,9 @@ def _define_flags():
     flags.DEFINE_string("gradcam_layer", "", "Grad-CAM layer or stage (res4, res5); "
                         "default: the last stage.")
     flags.DEFINE_integer("seed", 0, "Seed of the random baseline.")
-    flags.mark_flags_as_required(["checkpoint", "files"])
+    flags.DEFINE_integer("figures", 0, "Also write Figure 3 (PNG/GIF) for the first N clips "
+                         "into <output_dir>/figures.")
+    flags.mark_flag_as_required("checkpoint")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -643,7 +723,7 @@ def main(argv: Sequence[str]) -> None:
             output_dir=f.output_dir, batch_size=f.batch_size, max_videos=f.max_videos,
             explain_max_videos=f.explain_max_videos, pointing_tolerance=f.pointing_tolerance,
             deletion_grid=f.deletion_grid, gradcam_layer=f.gradcam_layer, seed=f.seed,
-            log=lambda text: print(text, file=sys.stderr, flush=True))
+            figures=f.figures, log=lambda text: print(text, file=sys.stderr, flush=True))
     except (EvaluationError, OSError) as e:
         print(f"stabn_tf.evaluate: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -110,6 +110,8 @@ def test_evaluate_inversions_matches_manual_inversion(models, tiny_tfrecords):
         probs = _softmax(model.predict(clips, verbose=0)["perception"])
         assert results[mode]["top1"] == ev.topk_accuracy(probs, labels, 1)
         assert results[mode]["top5"] == ev.topk_accuracy(probs, labels, 5)
+        np.testing.assert_allclose(results[mode]["true_class_probability"],
+                                   probs[np.arange(len(labels)), labels].mean(), rtol=1e-5)
     stabn_tf.set_attention_inversion("none", model)
     assert set(results["ordering"]) == {"both < temporal", "temporal < none",
                                         "spatial < none", "reproduced"}
@@ -126,7 +128,7 @@ def test_inversion_ordering_and_tables():
     assert ev.inversion_ordering(results)["reproduced"]
     results["ordering"] = ev.inversion_ordering(results)
     table = ev.table2_markdown(results)
-    assert "| spatial inverted (1−Ms) | 40.0 | 70.0 |" in table
+    assert "| spatial inverted (1−Ms) | 40.0 | 70.0 | — |" in table
     assert "reproduced: yes" in table
     broken = dict(results, temporal={"top1": 0.6, "top5": 0.9})
     order = ev.inversion_ordering(broken)
@@ -170,7 +172,7 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
            f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
            "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
-           "--deletion_grid=2", "--explain_max_videos=4"]
+           "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -201,6 +203,8 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert "4 videos" in table
     assert (out / "tables.md").read_text().count("### ") == 3
     assert "| Model | Frames |" in result.stdout  # the tables are printed too
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert len(figures) == 2 and figures[1] == figures[0][:-4] + "_gradcam_baseline.png"
 
     bad = subprocess.run(cmd[:3] + [f"--checkpoint={tmp_path}/missing.keras",
                                     f"--files={_val(tiny_tfrecords)}"],
@@ -208,3 +212,14 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
         f"stabn_tf.evaluate: error: {tmp_path}/missing.keras: no such checkpoint file"
+
+
+def test_split_defaults_to_the_runs_validation_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint = run / "checkpoints" / "final.keras"
+    with pytest.raises(ev.EvaluationError, match="no --files given"):
+        ev.run_validation_files(checkpoint)
+    (run / "config.json").write_text(json.dumps({"dataset": "tfrecord",
+                                                 "val_files": "/data/val-*.tfrecord"}))
+    assert ev.run_validation_files(checkpoint) == "/data/val-*.tfrecord"
