@@ -205,6 +205,11 @@ def _load_init(model: keras.Model, init: str) -> None:
     logging.info("initialised from %s", init)
 
 
+def metric_name(heads: list[str], head: str, metric: str) -> str:
+    """Keras's log key for a head's metric: prefixed by the head only with several heads."""
+    return f"{head}_{metric}" if len(heads) > 1 else metric
+
+
 def _trim_history(path: str, first_epoch: int) -> None:
     """Drop rows of epochs that will run again, so each epoch appears exactly once."""
     if not os.path.exists(path):
@@ -332,7 +337,8 @@ def train(config: TrainConfig) -> dict:
         callbacks += [
             keras.callbacks.ModelCheckpoint(
                 os.path.join(paths["checkpoints"], "best.keras"),
-                monitor=f"val_{PERCEPTION}_top1", mode="max", save_best_only=True),
+                monitor="val_" + metric_name(heads, PERCEPTION, "top1"), mode="max",
+                save_best_only=True),
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch"),
         ]
@@ -356,8 +362,7 @@ def train(config: TrainConfig) -> dict:
     train_seconds = time.time() - start
 
     evaluation = model.evaluate(val_data, steps=validation_steps, return_dict=True, verbose=0)
-    heads = [h for h in (PERCEPTION, ATTENTION) if f"{h}_top1" in evaluation]
-    results = {h: {"top1": float(evaluation[f"{h}_top1"]), "top5": float(evaluation[f"{h}_top5"])}
+    results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}
                for h in heads}
     results |= {"model": config.model, "num_clips": 1, "validation_clips": val_count,
                 "epochs": config.epochs, "train_seconds_this_run": round(train_seconds, 1)}

@@ -58,6 +58,8 @@ def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["model"] == "baseline" and "attention" not in results
+    assert 0.0 <= results["perception"]["top1"] <= results["perception"]["top5"] <= 1.0
+    assert (out / "checkpoints" / "best.keras").exists()
     assert not any((out / "explanations").iterdir())
 
 
