@@ -14,8 +14,10 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # keras stays unimported until needed: export.client runs without it
+    import keras
 
 
 class ExportError(ValueError):
@@ -33,6 +35,8 @@ class RunData:
 
 def load_checkpoint(path: str | os.PathLike) -> keras.Model:
     """A `.keras` checkpoint of `stabn_tf.train` (registers stabn_tf's layers first)."""
+    import keras
+
     import stabn_tf  # noqa: F401  (registers the custom layers and training objects)
 
     path = os.fspath(path)
