@@ -287,7 +287,7 @@ def inversion_ordering(results: dict) -> dict:
 class _Method:
     name: str
     model_name: str
-    explain: Callable  # (clips, labels) -> (spatial [B,T,h,w], temporal [B,T])
+    explain: Callable  # (clips, labels) -> (spatial [B,T,h,w], temporal [B,T] or None)
     forward: Callable  # clips -> {"perception": logits}
 
 
@@ -346,15 +346,18 @@ def explanation_quality(
     pointing_tolerance: float = POINTING_TOLERANCE,
     deletion_grid: int = 4,
     deletion_batch: int = 64,
-    gradcam_layer: str | None = None,
+    gradcam_layers: Sequence[str] = ("res5", "res4"),
     seed: int = 0,
 ) -> dict:
     """Explanation metrics for each method, on the split's ground truth (`clip/gt/*`).
 
-    Methods: "ST-ABN attention" (Ms, Mt), "Grad-CAM" on ST-ABN's perception branch and on
-    the baseline (`gradcam_layer`, default the last res stage), and "random" maps/weights
-    (uniform noise at Ms's resolution, or the Grad-CAM's when there is no ST-ABN) for each
-    model. Grad-CAM explains the true class.
+    Methods: "ST-ABN attention" (Ms, Mt); "Grad-CAM" at each of `gradcam_layers` (layer
+    or stage names; "res5", the last stage, is ST-ABN's perception branch; "res4" has
+    twice the resolution: ST-ABN's f, and the same resolution as Ms) on each model; and two
+    references per model: "random" (uniform noise maps at Ms's resolution, or the first
+    Grad-CAM's without ST-ABN, and random frame weights) and "centre prior" (a fixed
+    Gaussian at the frame centre, `explanation_metrics.centre_prior`; no temporal part).
+    Grad-CAM explains the true class.
 
     - pointing game / mass in box: over active frames where the object is visible; the
       pointing game forgives `pointing_tolerance` (fraction of the frame side).
@@ -390,25 +393,30 @@ def explanation_quality(
         methods.append(_Method("ST-ABN attention (Ms, Mt)", "ST-ABN", attention,
                                forwards["ST-ABN"]))
         map_size = tuple(explanation_model(stabn).output[SPATIAL_ATTENTION].shape[2:4])
-    for name in ("ST-ABN", "baseline"):
-        if name not in models:
-            continue
-        cam = GradCAM(models[name], gradcam_layer)
-        label = "perception branch" if name == "ST-ABN" else "baseline"
+    for layer in gradcam_layers:
+        for name in ("ST-ABN", "baseline"):
+            if name not in models:
+                continue
+            cam = GradCAM(models[name], layer)
 
-        def gradcam(clips, labels, cam=cam):
-            result = cam(clips, labels, batch_size=len(clips))
-            return result.maps, result.frame_scores
+            def gradcam(clips, labels, cam=cam):
+                result = cam(clips, labels, batch_size=len(clips))
+                return result.maps, result.frame_scores
 
-        methods.append(_Method(f"Grad-CAM {cam.layer} ({label})", name, gradcam, forwards[name]))
-        if map_size is None:
-            map_size = cam.map_shape
+            methods.append(_Method(f"Grad-CAM {cam.layer}", name, gradcam, forwards[name]))
+            if map_size is None:
+                map_size = cam.map_shape
     for name in models:
         def random_maps(clips, labels, size=map_size):
             b, t = clips.shape[:2]
             return rng.uniform(size=(b, t, *size)), rng.uniform(size=(b, t))
 
+        def centre(clips, labels, size=map_size):
+            b, t = clips.shape[:2]
+            return np.broadcast_to(em.centre_prior(size), (b, t, *size)), None
+
         methods.append(_Method("random", name, random_maps, forwards[name]))
+        methods.append(_Method("centre prior", name, centre, forwards[name]))
 
     ds = data_lib.make_dataset(file_pattern, training=False, batch_size=batch_size,
                                num_frames=spec.num_frames, image_size=spec.image_size,
@@ -433,14 +441,16 @@ def explanation_quality(
                     a.pointing.append(em.pointing_game(spatial[scored], boxes[scored], size,
                                                        tolerance=pointing_tolerance))
                     a.mass.append(em.mass_in_box(spatial[scored], boxes[scored], size))
-                a.weights.append(temporal)
-                a.active.append(active)
-            frame_masks = [em.frame_deletion_masks(temporal[b]) for b in range(len(clips))]
+                if temporal is not None:
+                    a.weights.append(temporal)
+                    a.active.append(active)
+            if temporal is not None:
+                frame_masks = [em.frame_deletion_masks(temporal[b]) for b in range(len(clips))]
+                a.frame_auc.append(deletion_aucs(method.forward, clips, labels, frame_masks,
+                                                 em.apply_frame_mask, deletion_batch))
             cell_scores = [em.grid_scores(spatial[b], deletion_grid, size)
                            for b in range(len(clips))]
             region_masks = [em.region_deletion_masks(c) for c in cell_scores]
-            a.frame_auc.append(deletion_aucs(method.forward, clips, labels, frame_masks,
-                                             em.apply_frame_mask, deletion_batch))
             a.region_auc.append(deletion_aucs(
                 method.forward, clips, labels, region_masks,
                 lambda clip, mask: em.apply_region_mask(clip, mask, deletion_grid),
@@ -559,12 +569,17 @@ def explanation_markdown(quality: dict) -> str:
                      f"{_num(row['temporal_auroc_pooled'])} | "
                      f"{_num(row['frame_deletion_auc'])} | {_num(row['region_deletion_auc'])} |")
     size = quality["image_size"]
-    lines += ["", f"{quality['videos']} videos, {quality['num_frames']} frames at {size}×{size}; "
-              f"spatial metrics on active frames with the object visible, pointing tolerance "
-              f"{quality['pointing_tolerance'] * size:.1f} px; deletion replaces frames / "
-              f"{quality['deletion_grid']}×{quality['deletion_grid']} cells with the mean "
-              "colour, most important first (lower AUC of the true-class probability = more "
-              "faithful; compare with the random row of the same model)."]
+    h, w = quality["map_size"]
+    lines += ["", f"{quality['videos']} videos, {quality['num_frames']} frames at {size}×{size} "
+              f"(Ms: {h}×{w} per frame). Spatial metrics on active frames with the object "
+              f"visible; pointing tolerance {quality['pointing_tolerance'] * size:.1f} px; maps "
+              "are bilinearly upsampled to the frame. Temporal AUROC: active vs static frames. "
+              f"Deletion replaces frames / {quality['deletion_grid']}×"
+              f"{quality['deletion_grid']} cells per frame with the mean colour, most important "
+              "first, and integrates the true-class probability of the row's model (lower = "
+              "more faithful; compare with the random row of the same model). Grad-CAM "
+              "explains the true class; on ST-ABN its last stage (res5) is the perception "
+              "branch. Centre prior: a fixed central Gaussian (no temporal part)."]
     if not quality["ground_truth"]:
         lines.append("The records carry no ground truth (`clip/gt/*`): only deletion is scored.")
     return "\n".join(lines)
@@ -592,7 +607,7 @@ def run(
     explain_max_videos: int = 0,
     pointing_tolerance: float = POINTING_TOLERANCE,
     deletion_grid: int = 4,
-    gradcam_layer: str = "",
+    gradcam_layers: Sequence[str] = ("res5", "res4"),
     seed: int = 0,
     figures: int = 0,
     log: Callable[[str], None] = print,
@@ -658,12 +673,12 @@ def run(
         results["explanation"] = explanation_quality(
             stabn, baseline, files, batch_size=batch_size,
             max_videos=explain_max_videos or limit, pointing_tolerance=pointing_tolerance,
-            deletion_grid=deletion_grid, gradcam_layer=gradcam_layer or None, seed=seed)
+            deletion_grid=deletion_grid, gradcam_layers=gradcam_layers, seed=seed)
         markdown["explanation"] = explanation_markdown(results["explanation"])
     if figures and output_dir:
         results["figures"] = write_figures(stabn, baseline, files, os.path.join(output_dir,
                                                                                 "figures"),
-                                           figures, gradcam_layer=gradcam_layer or None)
+                                           figures, gradcam_layer=(gradcam_layers or [None])[0])
         log(f"Figure 3 for {figures} clip(s) in {os.path.join(output_dir, 'figures')}")
     titles = {"table1": "Table 1: accuracy (single clip and multi-clip)",
               "table2": f"Table 2: attention inversion ({num_clips[0]} clip(s) per video)",
@@ -701,8 +716,9 @@ def _define_flags():
     flags.DEFINE_float("pointing_tolerance", POINTING_TOLERANCE,
                        "Pointing game tolerance, as a fraction of the frame side.")
     flags.DEFINE_integer("deletion_grid", 4, "Region deletion removes G×G cells per frame.")
-    flags.DEFINE_string("gradcam_layer", "", "Grad-CAM layer or stage (res4, res5); "
-                        "default: the last stage.")
+    flags.DEFINE_list("gradcam_layers", ["res5", "res4"], "Grad-CAM layers or stages compared "
+                      "(res5: the last stage; res4: twice its resolution); the first one is "
+                      "used for --figures.")
     flags.DEFINE_integer("seed", 0, "Seed of the random baseline.")
     flags.DEFINE_integer("figures", 0, "Also write Figure 3 (PNG/GIF) for the first N clips "
                          "into <output_dir>/figures.")
@@ -722,7 +738,7 @@ def main(argv: Sequence[str]) -> None:
             tables=tables, num_clips=[int(n) for n in f.num_clips], invert=f.invert,
             output_dir=f.output_dir, batch_size=f.batch_size, max_videos=f.max_videos,
             explain_max_videos=f.explain_max_videos, pointing_tolerance=f.pointing_tolerance,
-            deletion_grid=f.deletion_grid, gradcam_layer=f.gradcam_layer, seed=f.seed,
+            deletion_grid=f.deletion_grid, gradcam_layers=f.gradcam_layers, seed=f.seed,
             figures=f.figures, log=lambda text: print(text, file=sys.stderr, flush=True))
     except (EvaluationError, OSError) as e:
         print(f"stabn_tf.evaluate: error: {e}", file=sys.stderr)

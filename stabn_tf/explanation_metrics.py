@@ -18,6 +18,8 @@ Metrics:
 - `pointing_game`: is the map's peak inside the box (1) or not (0)? Ties (a flat map)
   score the fraction of tied peak pixels inside, so a constant map scores the box's area,
   what chance would.
+- `centre_prior`: the map a method that ignores the video would give (a central blob):
+  with objects near the centre it is a stronger reference than random maps.
 - `mass_in_box`: share of the map's mass inside the box. Maps are min-max normalised per
   frame first by default, so a map with a large constant offset (a sigmoid attention that
   never goes below 0.3) is judged on its shape, like a ReLU'd Grad-CAM.
@@ -116,6 +118,16 @@ def mass_in_box(maps: np.ndarray, boxes: np.ndarray, size: tuple[int, int] | int
     area = inside.mean(axis=1)
     share = (flat * inside).sum(axis=1) / np.where(total > 0, total, 1.0)
     return np.where(total > 0, share, area)
+
+
+def centre_prior(shape: tuple[int, int], sigma: float = 0.2) -> np.ndarray:
+    """A reference "explanation" that ignores the input: a Gaussian `[h, w]` centred on the
+    frame, `sigma` in fractions of the frame side, peak 1. Objects tend to be near the
+    centre, so a spatial explanation should beat this, not only random maps."""
+    height, width = shape
+    ys = (np.arange(height) + 0.5) / height - 0.5
+    xs = (np.arange(width) + 0.5) / width - 0.5
+    return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

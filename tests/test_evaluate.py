@@ -186,20 +186,25 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert quality["ground_truth"] and quality["videos"] == 4
     assert quality["map_size"] == [2, 2]  # Ms at H/16
     rows = {(r["method"], r["model"]): r for r in quality["methods"]}
-    assert set(rows) == {("ST-ABN attention (Ms, Mt)", "ST-ABN"),
-                         ("Grad-CAM res5_block2_out (perception branch)", "ST-ABN"),
-                         ("Grad-CAM res5_block2_out (baseline)", "baseline"),
-                         ("random", "ST-ABN"), ("random", "baseline")}
-    for row in rows.values():
+    both = ("ST-ABN", "baseline")
+    assert set(rows) == {("ST-ABN attention (Ms, Mt)", "ST-ABN")} | {
+        (method, model) for model in both for method in
+        ("Grad-CAM res5_block2_out", "Grad-CAM res4_block2_out", "random", "centre prior")}
+    for (method, _), row in rows.items():
         assert row["frames_scored"] > 0
-        for key in ("pointing_game", "mass_in_box", "frame_deletion_auc",
-                    "region_deletion_auc"):
-            assert 0.0 <= row[key] <= 1.0, (row["method"], key)
+        keys = ["pointing_game", "mass_in_box", "region_deletion_auc"]
+        if method == "centre prior":  # no temporal part
+            assert np.isnan(row["temporal_auroc"]) and np.isnan(row["frame_deletion_auc"])
+        else:
+            keys += ["temporal_auroc", "frame_deletion_auc"]
+        for key in keys:
+            assert 0.0 <= row[key] <= 1.0, (method, key)
     text = (out / "table1.md").read_text()
     assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4+4 |" in text
     assert "| both inverted |" in (out / "table2.md").read_text()
     table = (out / "explanation_quality.md").read_text()
-    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 6  # + header
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 10  # + header
+    assert "| centre prior | ST-ABN |" in table and "— / —" in table
     assert "4 videos" in table
     assert (out / "tables.md").read_text().count("### ") == 3
     assert "| Model | Frames |" in result.stdout  # the tables are printed too

@@ -136,3 +136,13 @@ def test_deletion_auc():
     assert em.deletion_auc([1.0, 0.5, 0.0]) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         em.deletion_auc([1.0])
+
+
+def test_centre_prior_peaks_at_the_centre_and_scores_centred_boxes():
+    prior = em.centre_prior((4, 4))
+    assert prior.shape == (4, 4) and np.allclose(prior, prior.T) and np.allclose(prior, prior[::-1])
+    np.testing.assert_allclose(prior[1:3, 1:3], prior.max())
+    centred = np.array([[0.3, 0.3, 0.7, 0.7]])
+    corner = np.array([[0.0, 0.0, 0.25, 0.25]])
+    assert em.pointing_game(prior[None], centred, 64)[0] == 1.0
+    assert em.pointing_game(prior[None], corner, 64)[0] == 0.0
