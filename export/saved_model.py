@@ -73,17 +73,29 @@ def decode_example(serialized: tf.Tensor, num_frames: int, image_size: int) -> t
 
 
 def _checked(tensor: tf.Tensor, ok: tf.Tensor, message: str, static_shape) -> tf.Tensor:
-    """`tensor` with `static_shape`, after an InvalidArgument check whose message ends
-    with the shape that was sent."""
+    """`tensor` with `static_shape` (None: any size), after an InvalidArgument check whose
+    message ends with the shape that was sent.
+
+    Nothing downstream may fail before the check does (TF may run a shape assertion on
+    the input first, whatever the control dependencies say), so a bad tensor becomes an
+    empty one of the expected rank instead: only the Assert can report the problem.
+    """
     check = tf.debugging.Assert(ok, [message, tf.shape(tensor)], summarize=8)
     with tf.control_dependencies([check]):
-        return tf.ensure_shape(tf.identity(tensor), static_shape)
+        flat = tf.reshape(tensor, [-1])
+    rank = len(static_shape)
+    sent = tf.concat([tf.shape(tensor), tf.ones([rank], tf.int32)], 0)[:rank]
+    empty = [0 if size is None else size for size in static_shape]
+    shape = tf.where(ok, sent, empty)
+    return tf.ensure_shape(tf.reshape(flat[: tf.reduce_prod(shape)], shape), static_shape)
 
 
 def serving_archive(model: keras.Model, labels: Sequence[str],
                     top_k: int = 5) -> keras.export.ExportArchive:
     """The ExportArchive with both signatures for an ST-ABN (or baseline) model."""
     num_frames, image_size = _clip_geometry(model)
+    if len(labels) != num_classes(model):
+        raise ExportError(f"{len(labels)} labels for a model with {num_classes(model)} classes")
     deploy = deployment_model(model)
     k = max(1, min(top_k, len(labels)))
     class_names = tf.constant(list(labels), tf.string)

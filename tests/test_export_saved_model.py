@@ -1,0 +1,232 @@
+"""The TF Serving SavedModel, loaded and called the way TF Serving calls it."""
+
+import base64
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import stabn_tf
+from export import ExportError, client, saved_model
+from stabn_tf import tflite
+from stabn_tf.data import make_dataset, preprocess, tfrecord
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_tfrecords, tmp_path_factory):
+    """A small calibrated ST-ABN, its class names and its SavedModel, loaded."""
+    keras.utils.set_random_seed(0)
+    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
+                                 width_multiplier=0.125)
+    clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(clips, training=True)
+    labels = pathlib.Path(f"{tiny_tfrecords}/labels.txt").read_text().splitlines()
+    out = tmp_path_factory.mktemp("serving")
+    path = saved_model.export_saved_model(model, labels, str(out), model_name="stabn")
+    return model, labels, path, tf.saved_model.load(path)
+
+
+def _keras(model, clips):
+    return {k: np.asarray(v) for k, v in tflite.deployment_model(model)(clips).items()}
+
+
+def test_tf_serving_layout_and_versions(exported, tmp_path):
+    model, labels, path, _ = exported
+    assert pathlib.Path(path).parts[-2:] == ("stabn", "1")
+    assert (pathlib.Path(path) / "saved_model.pb").exists()
+    assert [p.name for p in pathlib.Path(path).parent.iterdir()] == ["1"]  # no staging left
+    # Next version by default, no silent overwrite, explicit overwrite allowed.
+    base = tmp_path / "models"
+    (base / "stabn" / "3").mkdir(parents=True)
+    assert saved_model.next_version(str(base / "stabn")) == 4
+    with pytest.raises(ExportError, match="exists"):
+        saved_model.export_saved_model(model, labels, str(base), version=3)
+    with pytest.raises(ExportError, match="labels"):  # wrong class count caught early
+        saved_model.export_saved_model(model, labels[:3], str(base), version=5)
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, _, path, _ = exported
+    cli = shutil.which("saved_model_cli")
+    assert cli, "saved_model_cli comes with TensorFlow"
+    result = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for needle in ("signature_def['serving_default']", "signature_def['serve_examples']",
+                   "inputs['frames']", "DT_UINT8", "inputs['examples']", "DT_STRING",
+                   "outputs['top_k_labels']", "outputs['spatial_attention']",
+                   "outputs['temporal_attention']", "outputs['probabilities']"):
+        assert needle in result.stdout, needle
+
+
+def test_serving_default_on_uint8_frames_matches_keras(exported):
+    model, labels, _, loaded = exported
+    fn = loaded.signatures["serving_default"]
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, T, 45, 60, 3), dtype=np.uint8)  # any H, W
+    got = {k: v.numpy() for k, v in fn(frames=tf.constant(frames)).items()}
+    # The eval pipeline's geometry: centre square of 224/256 of the short side → S.
+    window = preprocess.eval_crop_window(45, 60).numpy()
+    y, x, h, w = (int(v) for v in window)
+    cropped = frames[:, :, y:y + h, x:x + w]
+    clips = preprocess.color_normalize(preprocess.resize_frames(cropped, S))
+    want = _keras(model, clips)
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(got["spatial_attention"], want["spatial_attention"], atol=1e-5)
+    np.testing.assert_allclose(got["temporal_attention"], want["temporal_attention"], atol=1e-5)
+    assert got["spatial_attention"].shape == (2, T, S // 16, S // 16)
+    assert got["top_k_indices"].shape == (2, 5)
+    np.testing.assert_array_equal(got["top_k_indices"][:, 0], want["probabilities"].argmax(-1))
+    names = [[s.decode() for s in row] for row in got["top_k_labels"]]
+    assert names == [[labels[i] for i in row] for row in got["top_k_indices"]]
+    np.testing.assert_allclose(
+        got["top_k_probabilities"],
+        np.take_along_axis(got["probabilities"], got["top_k_indices"], axis=1), atol=1e-7)
+
+
+def test_serve_examples_equals_the_eval_pipeline(exported, tiny_tfrecords):
+    model, _, _, loaded = exported
+    pattern = f"{tiny_tfrecords}/validation-*.tfrecord"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
+    got = loaded.signatures["serve_examples"](examples=tf.constant(records[:4]))
+    data = make_dataset(sorted(tf.io.gfile.glob(pattern)), training=False, batch_size=4,
+                        num_frames=T, image_size=S, cycle_length=1)
+    clips, _ = next(iter(data))
+    want = _keras(model, clips)
+    for key in ("probabilities", "spatial_attention", "temporal_attention"):
+        np.testing.assert_allclose(got[key].numpy(), want[key], atol=1e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("shape, dtype, message", [
+    ((T, 32, 32, 3), np.uint8, r"\[batch, 4, height, width, 3\].*got shape\] \[4 32 32 3\]"),
+    ((1, T + 1, 32, 32, 3), np.uint8, r"T=4 RGB frames.*\[1 5 32 32 3\]"),
+    ((1, T, 32, 32, 4), np.uint8, r"\[1 4 32 32 4\]"),
+    ((1, T, 32, 32, 3), np.float32, r"expected to be a uint8 tensor but is a float"),
+])
+def test_bad_frames_are_invalid_argument_naming_what_was_expected(exported, shape, dtype,
+                                                                  message):
+    _, _, _, loaded = exported
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["serving_default"](frames=tf.zeros(shape, dtype))
+
+
+def test_bad_examples_are_invalid_argument(exported):
+    _, _, _, loaded = exported
+    fn = loaded.signatures["serve_examples"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"1-D string tensor \[batch\]"):
+        fn(examples=tf.constant(b"not a batch"))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fn(examples=tf.constant([b"not a SequenceExample"]))
+    empty = tfrecord.make_sequence_example("x", 0, "a", [b"\xff\xd8"])[:0]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fn(examples=tf.constant([empty]))  # no frames at all
+
+
+def test_client_sequence_example_is_the_project_format():
+    jpegs = [tf.io.encode_jpeg(np.full((8, 8, 3), i * 40, np.uint8)).numpy() for i in range(3)]
+    parsed = tfrecord.parse_sequence_example(client.sequence_example(jpegs, clip_id="c1"))
+    assert parsed[tfrecord.CLIP_ID].numpy() == b"c1"
+    assert list(parsed[tfrecord.IMAGE_ENCODED].numpy()) == jpegs
+    proto = tf.train.SequenceExample.FromString(client.sequence_example(jpegs))
+    assert proto.context.feature[tfrecord.NUM_FRAMES].int64_list.value == [3]
+
+
+class _FakeServing(http.server.BaseHTTPRequestHandler):
+    """TF Serving's REST predict API (row format) in front of a loaded SavedModel."""
+
+    signatures = None
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        name = body.get("signature_name", "serving_default")
+        try:
+            assert self.path.endswith("/v1/models/stabn:predict"), self.path
+            values = [base64.b64decode(i["b64"]) if isinstance(i, dict) else i
+                      for i in body["instances"]]
+            key = "examples" if name == "serve_examples" else "frames"
+            dtype = tf.string if key == "examples" else tf.uint8
+            out = self.signatures[name](**{key: tf.constant(values, dtype)})
+            rows = [{k: (v.numpy()[i].astype(str).tolist() if v.dtype == tf.string
+                         else v.numpy()[i].tolist()) for k, v in out.items()}
+                    for i in range(len(values))]
+            reply, status = {"predictions": rows}, 200
+        except (tf.errors.InvalidArgumentError, AssertionError, KeyError, TypeError,
+                ValueError) as e:
+            reply, status = {"error": str(e)[:500]}, 400
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server(exported):
+    _FakeServing.signatures = exported[3].signatures
+    server = http.server.HTTPServer(("127.0.0.1", 0), _FakeServing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_rest_client_round_trip(exported, fake_server, tiny_tfrecords, capsys):
+    _, labels, _, _ = exported
+    pattern = f"{tiny_tfrecords}/validation-*.tfrecord"
+    assert client.main(["--server", fake_server, "--tfrecord", pattern,
+                        "--max_examples", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" record ") == 2 and "when (temporal attention)" in printed
+    assert any(name in printed for name in labels)
+    # The shipped request example is a valid serve_examples request for any T.
+    body = json.loads((ROOT / "export" / "request_example.json").read_text())
+    predictions = client.predict(fake_server, "stabn", body)
+    assert len(predictions) == 1 and len(predictions[0]["temporal_attention"]) == T
+    assert predictions[0]["top_k_labels"][0] in labels
+    # A bad request comes back as the server's error message.
+    with pytest.raises(RuntimeError, match="HTTP 400.*uint8"):
+        client.predict(fake_server, "stabn", {"instances": [[[1.5]]]})
+
+
+def test_cli_exports_a_training_run(exported, tiny_tfrecords, tmp_path):
+    model, _, _, _ = exported
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    model.save(run_dir / "checkpoints" / "final.keras")
+    (run_dir / "config.json").write_text(json.dumps({
+        "dataset": "tfrecord", "train_files": f"{tiny_tfrecords}/train-*.tfrecord",
+        "val_files": f"{tiny_tfrecords}/validation-*.tfrecord", "num_frames": T,
+        "image_size": S}))
+    command = [sys.executable, "-m", "export.saved_model",
+               f"--checkpoint={run_dir}/checkpoints/final.keras",
+               f"--output_dir={tmp_path}/out", "--model_name=demo", "--version=7"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {tmp_path}/out/demo/7" in result.stdout
+    assert "12 classes" in result.stdout and "self-check" in result.stdout
+    diff = float(result.stdout.split("max |Δ probabilities| = ")[1].split()[0])
+    assert diff <= 1e-5
+    missing = subprocess.run(command[:3] + [f"--checkpoint={tmp_path}/nope.keras"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
