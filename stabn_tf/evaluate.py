@@ -354,8 +354,8 @@ def explanation_quality(
     Methods: "ST-ABN attention" (Ms, Mt); "Grad-CAM" at each of `gradcam_layers` (layer
     or stage names; "res5", the last stage, is ST-ABN's perception branch; "res4" has
     twice the resolution: ST-ABN's f, and the same resolution as Ms) on each model; and two
-    references per model: "random" (uniform noise maps at Ms's resolution, or the first
-    Grad-CAM's without ST-ABN, and random frame weights) and "centre prior" (a fixed
+    references per model: "random" (uniform noise maps at Ms's resolution, H/16, and
+    random frame weights) and "centre prior" (a fixed
     Gaussian at the frame centre, `explanation_metrics.centre_prior`; no temporal part).
     Grad-CAM explains the true class.
 
@@ -404,8 +404,8 @@ def explanation_quality(
                 return result.maps, result.frame_scores
 
             methods.append(_Method(f"Grad-CAM {cam.layer}", name, gradcam, forwards[name]))
-            if map_size is None:
-                map_size = cam.map_shape
+    if map_size is None:  # no ST-ABN: the resolution its Ms would have (f, at H/16)
+        map_size = (max(1, spec.image_size // 16),) * 2
     for name in models:
         def random_maps(clips, labels, size=map_size):
             b, t = clips.shape[:2]
@@ -571,9 +571,10 @@ def explanation_markdown(quality: dict) -> str:
     size = quality["image_size"]
     h, w = quality["map_size"]
     lines += ["", f"{quality['videos']} videos, {quality['num_frames']} frames at {size}×{size} "
-              f"(Ms: {h}×{w} per frame). Spatial metrics on active frames with the object "
-              f"visible; pointing tolerance {quality['pointing_tolerance'] * size:.1f} px; maps "
-              "are bilinearly upsampled to the frame. Temporal AUROC: active vs static frames. "
+              f"(Ms and the reference maps: {h}×{w} per frame). Spatial metrics on active "
+              "frames with the object visible; pointing tolerance "
+              f"{quality['pointing_tolerance'] * size:.1f} px; maps are bilinearly upsampled "
+              "to the frame. Temporal AUROC: active vs static frames. "
               f"Deletion replaces frames / {quality['deletion_grid']}×"
               f"{quality['deletion_grid']} cells per frame with the mean colour, most important "
               "first, and integrates the true-class probability of the row's model (lower = "
