@@ -741,7 +741,7 @@ def main(argv: Sequence[str]) -> None:
             explain_max_videos=f.explain_max_videos, pointing_tolerance=f.pointing_tolerance,
             deletion_grid=f.deletion_grid, gradcam_layers=f.gradcam_layers, seed=f.seed,
             figures=f.figures, log=lambda text: print(text, file=sys.stderr, flush=True))
-    except (EvaluationError, OSError) as e:
+    except (EvaluationError, OSError, data_lib.LabelFileError) as e:
         print(f"stabn_tf.evaluate: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(results["markdown"])
