@@ -90,6 +90,24 @@ def _checked(tensor: tf.Tensor, ok: tf.Tensor, message: str, static_shape) -> tf
     return tf.ensure_shape(tf.reshape(flat[: tf.reduce_prod(shape)], shape), static_shape)
 
 
+def _store_variables_once(archive: keras.export.ExportArchive) -> None:
+    """Makes `archive` write every weight once, not twice.
+
+    Keras 3.15 tracks the `keras.Variable` wrappers while the endpoints capture the
+    `tf.Variable`s under them; TF cannot tell they are the same, so each weight is written
+    (and loaded by TF Serving) twice (keras-team/keras#23553). Tracking the `tf.Variable`s
+    themselves lets the SavedModel writer de-duplicate them. A no-op if Keras changes.
+    """
+    holder = getattr(archive, "_tf_trackable", None)
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        tracked = getattr(holder, name, None)
+        if tracked is None:
+            continue
+        inner = [getattr(v, "_value", None) for v in tracked]  # the wrapped tf.Variable
+        setattr(holder, name, [u if isinstance(u, tf.Variable) else v
+                               for u, v in zip(inner, tracked)])
+
+
 def serving_archive(model: keras.Model, labels: Sequence[str],
                     top_k: int = 5) -> keras.export.ExportArchive:
     """The ExportArchive with both signatures for an ST-ABN (or baseline) model."""
@@ -135,6 +153,7 @@ def serving_archive(model: keras.Model, labels: Sequence[str],
 
     archive = keras.export.ExportArchive()
     archive.track(deploy)
+    _store_variables_once(archive)
     archive.add_endpoint(SERVING_DEFAULT, serve_frames,
                          input_signature=[tf.TensorSpec(None, tf.uint8, name=FRAMES)])
     archive.add_endpoint(SERVE_EXAMPLES, serve_examples,

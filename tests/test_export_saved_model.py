@@ -50,6 +50,11 @@ def test_tf_serving_layout_and_versions(exported, tmp_path):
     assert pathlib.Path(path).parts[-2:] == ("stabn", "1")
     assert (pathlib.Path(path) / "saved_model.pb").exists()
     assert [p.name for p in pathlib.Path(path).parent.iterdir()] == ["1"]  # no staging left
+    # Every weight stored once (Keras alone writes each twice: keras-team/keras#23553).
+    shapes = tf.train.load_checkpoint(f"{path}/variables/variables").get_variable_to_shape_map()
+    stored = sum(int(np.prod(shape)) for key, shape in shapes.items()
+                 if not key.startswith("_CHECKPOINTABLE"))
+    assert stored == model.count_params()
     # Next version by default, no silent overwrite, explicit overwrite allowed.
     base = tmp_path / "models"
     (base / "stabn" / "3").mkdir(parents=True)
