@@ -16,7 +16,9 @@ reference PyTorch code reads).
 
 Prints clips/s for both, the ratio, and clips/s per core (ours uses every core the
 process may run on; the naive loader is single-threaded, so its per-core figure is its
-total).
+total), plus clips per CPU-second of each (its efficiency, which other load on a shared
+machine does not change). The loaders alternate over `--rounds`, so a change in load hits
+both alike.
 """
 
 from __future__ import annotations
@@ -143,15 +145,16 @@ class NaiveLoader:
 
 
 def _measure(next_batch, batch_size: int, seconds: float, warmup: int = 3
-             ) -> tuple[int, float]:
-    """(clips, seconds) over at least `seconds` of wall time, after `warmup` batches."""
+             ) -> tuple[int, float, float]:
+    """(clips, wall seconds, CPU seconds of this process, all threads) over at least
+    `seconds` of wall time, after `warmup` batches."""
     for _ in range(warmup):
         next_batch()
-    clips, t0 = 0, time.perf_counter()
+    clips, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         next_batch()
         clips += batch_size
-    return clips, time.perf_counter() - t0
+    return clips, time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv):
@@ -167,34 +170,37 @@ def main(argv):
                       shuffle_buffer=16)
     naive_loader = NaiveLoader(frame_dir, t, s)
     per_round = FLAGS.seconds / FLAGS.rounds
-    totals = {"ours": [0, 0.0], "naive": [0, 0.0]}
+    totals = {"ours": np.zeros(3), "naive": np.zeros(3)}  # clips, wall s, CPU s
     for _ in range(FLAGS.rounds):
         # A fresh iterator per round, dropped after it: no tf.data thread keeps working
         # (or banks batches) while the naive loader is measured.
         it = iter(ds)
-        clips, sec = _measure(lambda it=it: next(it), bs, per_round)
+        totals["ours"] += _measure(lambda it=it: next(it), bs, per_round)
         del it
         gc.collect()
-        totals["ours"][0] += clips
-        totals["ours"][1] += sec
-        clips, sec = _measure(lambda: naive_loader.batch(bs), bs, per_round, warmup=1)
-        totals["naive"][0] += clips
-        totals["naive"][1] += sec
-    ours = totals["ours"][0] / totals["ours"][1]
-    naive = totals["naive"][0] / totals["naive"][1]
+        totals["naive"] += _measure(lambda: naive_loader.batch(bs), bs, per_round, warmup=1)
+    ours, naive = (totals[k][0] / totals[k][1] for k in ("ours", "naive"))
+    # Clips per CPU-second: the per-core efficiency, unaffected by other load on the machine.
+    ours_cpu, naive_cpu = (totals[k][0] / totals[k][2] for k in ("ours", "naive"))
 
     result = {
         "clip": f"{t}x{s}x{s}", "frames": f"{FLAGS.height}x{FLAGS.width}", "cores": cores,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "ours_clips_per_s": round(ours, 2), "naive_clips_per_s": round(naive, 2),
         "ratio": round(ours / naive, 2),
         "ours_clips_per_s_per_core": round(ours / cores, 2),
         "naive_clips_per_s_per_core": round(naive, 2),
+        "ours_clips_per_cpu_second": round(ours_cpu, 2),
+        "naive_clips_per_cpu_second": round(naive_cpu, 2),
     }
-    print(f"clips {t}x{s}x{s} from {FLAGS.height}x{FLAGS.width} JPEG frames, {cores} cores")
+    print(f"clips {t}x{s}x{s} from {FLAGS.height}x{FLAGS.width} JPEG frames, {cores} cores, "
+          f"load average {result['load_average']}")
     print(f"  ours  (tf.data, all {cores} cores): {ours:8.2f} clips/s "
-          f"({ours / cores:.2f} per core)")
-    print(f"  naive (PIL + numpy, 1 core):      {naive:8.2f} clips/s ({naive:.2f} per core)")
-    print(f"  ratio ours / naive: {ours / naive:.2f}x")
+          f"({ours / cores:.2f} per core; {ours_cpu:.2f} per CPU-second)")
+    print(f"  naive (PIL + numpy, 1 core):      {naive:8.2f} clips/s "
+          f"({naive:.2f} per core; {naive_cpu:.2f} per CPU-second)")
+    print(f"  ratio ours / naive: {ours / naive:.2f}x (per CPU-second: "
+          f"{ours_cpu / naive_cpu:.2f}x)")
     if FLAGS.json_out:
         with open(FLAGS.json_out, "w") as f:
             json.dump(result, f, indent=1)

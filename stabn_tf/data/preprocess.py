@@ -162,7 +162,9 @@ def flip_boxes(boxes) -> tf.Tensor:
 def resize_frames(frames, image_size: int) -> tf.Tensor:
     """uint8 frames `[..., H, W, 3]` → float32 `[..., S, S, 3]`, still on the 0..255 scale
     (bilinear; `color_normalize` folds the 1/255 into its single affine pass)."""
-    frames = tf.convert_to_tensor(frames)
+    # Cast first: TF's bilinear kernel is ~1.5× faster on float32 input than on uint8,
+    # with the same result.
+    frames = tf.cast(frames, tf.float32)
     if frames.shape.rank is not None and frames.shape.rank <= 4:
         return tf.image.resize(frames, [image_size, image_size], method="bilinear")
     shape = tf.shape(frames)
@@ -223,9 +225,14 @@ def color_normalize(frames, *, jitter: float = 0.0, seed=None) -> tf.Tensor:
     if jitter > 0:
         if seed is None:
             raise ValueError("color jitter needs a stateless seed")
-        rank = x.shape.rank
-        sub = x[..., ::4, ::4, :]  # the clip's mean colour, from 1/16 of its pixels
-        mean_rgb = tf.reduce_mean(sub, axis=list(range(rank - 1))) / 255.0
+        # The clip's mean colour (for contrast), from about 4 of its frames: a full pass
+        # over the clip would cost as much as the jitter itself.
+        # (tf.gather, not a strided slice: TF's strided copy is ~10× slower here.)
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [-1, shape[-3], shape[-2], 3])
+        count = tf.shape(flat)[0]
+        some = tf.gather(flat, tf.range(0, count, tf.maximum(1, count // 4)))
+        mean_rgb = tf.reduce_mean(some, axis=[0, 1, 2]) / 255.0
         matrix, offset = color_jitter_transform(jitter, seed, mean_rgb)
         x = tf.clip_by_value(_affine_rgb(x, matrix / 255.0, offset), 0.0, 1.0)
         return _affine_rgb(x, *_normalizer(1.0))
