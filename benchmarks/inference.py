@@ -1,7 +1,7 @@
 """CPU inference latency of one clip, every deployment format side by side in one run.
 
     python benchmarks/inference.py                                  # full R50 and the demo
-    python benchmarks/inference.py --models=demo --runs=20
+    python benchmarks/inference.py --models=demo --demo_runs=200
     python benchmarks/inference.py --models=r50 --formats=tflite_float32,tflite_int8
 
 Formats: Keras eager, `tf.function`, `tf.function(jit_compile=True)` (XLA), the TF Serving
