@@ -77,8 +77,13 @@ def test_gradients_of_the_combined_loss_reach_every_trainable_weight():
 
 
 def test_inversion_switches_on_a_built_model_without_touching_weights():
+    keras.utils.set_random_seed(0)
     model = stabn_tf.build_stabn(**TINY)
     x = _clip()
+    # Inversion is only visible where the maps are not exactly 0.5 (1 - 0.5 = 0.5).
+    maps = stabn_tf.explanation_model(model)(x)
+    assert np.abs(np.asarray(maps["temporal_attention"]) - 0.5).max() > 1e-3
+    assert np.abs(np.asarray(maps["spatial_attention"]) - 0.5).max() > 1e-3
     weights = [w.copy() for w in model.get_weights()]
     base = model.predict(x, verbose=0)["perception"]
     results = {}
