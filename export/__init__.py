@@ -65,7 +65,7 @@ def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
     count must match the model. Patterns stay None when neither flags nor run name them.
     """
     from stabn_tf.data import LabelFileError, read_labels
-    from stabn_tf.training import ConfigError, TrainConfig, _resolve_data
+    from stabn_tf.training import ConfigError, TrainConfig, resolve_data
 
     checkpoint = os.fspath(checkpoint)
     resolved_labels, problem = None, ""
@@ -74,7 +74,7 @@ def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         train_config = TrainConfig(**{k: v for k, v in config.items() if k in fields})
         try:
-            train_files, val_files, resolved_labels = _resolve_data(train_config)
+            train_files, val_files, resolved_labels = resolve_data(train_config)
             train_pattern = train_pattern or train_files
             val_pattern = val_pattern or val_files
         except ConfigError as e:

@@ -133,7 +133,7 @@ def _check(config: TrainConfig) -> None:
                           "(Keras's ResNet50 weights).")
 
 
-def _resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
+def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
     """Training files, validation files and class names; errors name what is missing."""
     if config.dataset == "synthetic":
         root = synthetic.ensure_synthetic_tfrecords(
@@ -243,7 +243,7 @@ def _results_table(results: dict) -> str:
 def train(config: TrainConfig) -> dict:
     """Runs (or resumes) one training run; returns the final validation results."""
     _check(config)
-    train_files, val_files, class_names = _resolve_data(config)
+    train_files, val_files, class_names = resolve_data(config)
     num_classes = len(class_names)
     _check_output_dir(config.output_dir)
 
