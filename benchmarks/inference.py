@@ -85,11 +85,7 @@ def _r50(data) -> tuple:
     keras.utils.set_random_seed(0)
     model = stabn_tf.build_stabn(num_classes=174, num_frames=32, image_size=224)
     clips = tflite.representative_clips(data, FLAGS.num_representative_r50, 32, 224)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    for i in range(0, len(clips), 2):  # BN statistics of real clips, 2 at a time (memory)
-        model(clips[i:i + 2], training=True)
+    tflite.calibrate_batch_norm(model, clips, chunk=2)  # real clips' BN statistics
     return model, clips, [f"class {i}" for i in range(174)]
 
 

@@ -318,6 +318,27 @@ def representative_clips(file_pattern: str | Sequence[str], count: int, num_fram
     return np.stack(clips)
 
 
+
+def calibrate_batch_norm(model: keras.Model, clips: np.ndarray, chunk: int | None = None) -> None:
+    """Set every BN's moving statistics to those of `clips` (the mean over chunks).
+
+    For untrained models in tests and benchmarks: He-initialised convs behind identity BN
+    give activations (and logits) in the hundreds, unlike a trained network, which skews
+    parity tolerances and int8 scales. `chunk` bounds memory for large models.
+    """
+    norms = [la for la in model._flatten_layers()  # Keras has no public recursive listing
+             if isinstance(la, keras.layers.BatchNormalization)]
+    saved = [la.momentum for la in norms]
+    chunk = chunk or len(clips)
+    try:
+        for i, start in enumerate(range(0, len(clips), chunk)):
+            for layer in norms:
+                layer.momentum = i / (i + 1)  # running mean of the chunks' statistics
+            model(clips[start:start + chunk], training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
 # --- inspection ----------------------------------------------------------------------
 
 

@@ -31,10 +31,7 @@ def exported(tiny_tfrecords, tmp_path_factory):
     model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
                                  width_multiplier=0.125)
     clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(clips, training=True)
+    tflite.calibrate_batch_norm(model, clips)
     labels = pathlib.Path(f"{tiny_tfrecords}/labels.txt").read_text().splitlines()
     out = tmp_path_factory.mktemp("serving")
     path = saved_model.export_saved_model(model, labels, str(out), model_name="stabn")

@@ -27,10 +27,7 @@ def run_dir(tiny_tfrecords, tmp_path_factory):
     model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
                                  width_multiplier=0.25)
     clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(clips, training=True)
+    tflite.calibrate_batch_norm(model, clips)
     run = tmp_path_factory.mktemp("run")
     (run / "checkpoints").mkdir()
     model.save(run / "checkpoints" / "final.keras")

@@ -27,10 +27,7 @@ def shipped(tiny_tfrecords, tmp_path_factory):
     model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
                                  width_multiplier=0.125)
     clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(clips, training=True)
+    tflite.calibrate_batch_norm(model, clips)
     directory = tmp_path_factory.mktemp("shipped")
     path = directory / "stabn.tflite"
     edge = tflite.deployment_model(model, edge=True, batch_size=1)

@@ -14,15 +14,6 @@ from stabn_tf.tflite import FORBIDDEN_OPS, convert_to_tflite, op_histogram
 T, S, K = 4, 32, 5
 
 
-def calibrate_bn(model: keras.Model, clips: np.ndarray) -> None:
-    """BN moving statistics := the statistics of `clips`, as after training (He-initialised
-    convs with identity BN give logits in the hundreds)."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(clips, training=True)
-
-
 def run(flatbuffer: bytes, clips: np.ndarray) -> dict[str, np.ndarray]:
     runner = Interpreter(model_content=flatbuffer).get_signature_runner()
     outs = [runner(clips=clip[None]) for clip in clips]
@@ -45,7 +36,7 @@ def tiny(real_clips):
     keras.utils.set_random_seed(0)
     model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
                                  width_multiplier=0.25)
-    calibrate_bn(model, real_clips[0])
+    tflite.calibrate_batch_norm(model, real_clips[0])
     reference = tflite.deployment_model(model)
     expected = {k: np.asarray(v) for k, v in reference(real_clips[1]).items()}
     edge = tflite.deployment_model(model, edge=True, batch_size=1)
@@ -56,7 +47,7 @@ def test_tiny_stabn_converts_to_float_tflite_without_3d_ops_and_matches_keras():
     model = stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=64, depth=50,
                                  width_multiplier=0.125)
     rng = np.random.default_rng(0)
-    calibrate_bn(model, rng.normal(size=(4, 4, 64, 64, 3)).astype("float32"))
+    tflite.calibrate_batch_norm(model, rng.normal(size=(4, 4, 64, 64, 3)).astype("float32"))
     explained = stabn_tf.explanation_model(model)
     flatbuffer = convert_to_tflite(explained)
 
@@ -229,3 +220,13 @@ def test_compare_outputs_and_pearson():
     assert numbers["max_abs_diff/logits"] == 1.0
     assert numbers["pearson/temporal_attention"] == pytest.approx(1.0)
     assert np.isnan(tflite.pearson(np.ones(3), np.arange(3)))
+
+
+def test_calibrate_batch_norm_averages_chunk_statistics_and_restores_momentum():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.9)])
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32") + 2.0
+    tflite.calibrate_batch_norm(model, x, chunk=2)
+    norm = model.layers[0]
+    expected = np.mean([x[i:i + 2].mean(0) for i in (0, 2, 4)], axis=0)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), expected, atol=1e-5)
+    assert norm.momentum == 0.9
