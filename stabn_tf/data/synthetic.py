@@ -69,7 +69,7 @@ DEFAULTS = {
     "seed": 0,
 }
 #: Bump when the rendering changes, so caches made by `ensure_synthetic_tfrecords` refresh.
-VERSION = 4
+VERSION = 3
 FPS = 12
 ASPECT = 5 / 4  # width / height
 #: Fraction of the clip the action lasts (the rest is static, before and after).
@@ -279,12 +279,8 @@ def render_video(spec: VideoSpec) -> tuple[np.ndarray, list[int], list[list[floa
     w = int(round(h * ASPECT / 2) * 2)
     n = spec.num_frames
     background = _background(rng, h, w)
+    sprite, name = _object_sprite(rng, max(8, round(h * rng.uniform(0.2, 0.26))))
     action = _ACTIONS[spec.class_index]
-    # A rotating object is drawn larger: its marker must travel across feature-map cells
-    # at the demo's 64 px input for the direction to be learnable by a small 3D CNN (the
-    # size tells "a rotation", never which way).
-    size = (0.38, 0.46) if action.startswith("rotate") else (0.2, 0.26)
-    sprite, name = _object_sprite(rng, max(8, round(h * rng.uniform(*size))))
     path = _trajectory(action, rng)
     length = max(2, round(n * rng.uniform(*ACTION_FRACTION)))
     start = int(rng.integers(0, n - length + 1))
