@@ -69,7 +69,7 @@ DEFAULTS = {
     "seed": 0,
 }
 #: Bump when the rendering changes, so caches made by `ensure_synthetic_tfrecords` refresh.
-VERSION = 3
+VERSION = 2
 FPS = 12
 ASPECT = 5 / 4  # width / height
 #: Fraction of the clip the action lasts (the rest is static, before and after).
@@ -165,11 +165,9 @@ def _object_sprite(rng: np.random.Generator, size: int) -> tuple[Image.Image, st
     pts = [(big / 2 + x * half, big / 2 + y * half) for x, y in _polygon(shape)]
     draw.polygon(pts, fill=(int(r * 255), int(g * 255), int(b * 255), 255),
                  outline=(0, 0, 0, 255), width=max(2, big // 12))
-    # The marker: a white dot with a black ring, off-centre, so rotation is visible. It
-    # must survive the demo's 64 px input (a few pixels wide there), or clockwise and
-    # counterclockwise become indistinguishable for symmetric shapes.
-    mx, my = pts[0][0] * 0.5 + big / 2 * 0.5, pts[0][1] * 0.5 + big / 2 * 0.5
-    rad = big * 0.17
+    # The marker: a white dot with a black ring, off-centre, so rotation is visible.
+    mx, my = pts[0][0] * 0.55 + big / 2 * 0.45, pts[0][1] * 0.55 + big / 2 * 0.45
+    rad = big * 0.11
     draw.ellipse([mx - rad, my - rad, mx + rad, my + rad], fill=(255, 255, 255, 255),
                  outline=(0, 0, 0, 255), width=max(1, big // 40))
     return img, f"{colour} {shape}"
