@@ -132,18 +132,18 @@ class LiteModel:
         Raises `stabn_tf.data.VideoReadError` (an OSError) naming the file when it cannot
         be read.
         """
-        from stabn_tf.data import load_video, load_video_frames
+        from stabn_tf.data.video import decode_video, eval_clips
 
         if self.height != self.width:
             raise ValueError(f"video input needs a square model, this one is "
                              f"{self.height}×{self.width}")
-        clip = load_video(path, self.num_frames, self.height)
-        out = {k: v[0] for k, v in self(clip).items()}
+        # One decode for both the model's clip and the frames shown with it.
+        clips, shown, _ = eval_clips(decode_video(path).frames, self.num_frames, self.height)
+        out = {k: v[0] for k, v in self(clips[0]).items()}
         # Rank by logits when present: int8 probabilities tie at their 1/256 resolution.
         scores = out.get(LOGITS, out[PROBABILITIES])
         order = np.argsort(-scores, kind="stable")[: max(1, min(top_k, self.num_classes))]
-        frames = (load_video_frames(path, self.num_frames, self.height)
-                  if with_frames else None)
+        frames = shown[0] if with_frames else None
         return VideoPrediction(
             path=os.fspath(path),
             top_k=[(int(i), self.labels[i], float(out[PROBABILITIES][i])) for i in order],

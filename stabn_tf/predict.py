@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from stabn_tf.data import preprocess, read_labels
+from stabn_tf.data import read_labels
 from stabn_tf.data import video as video_lib
 from stabn_tf.data.video import VideoReadError
 from stabn_tf.evaluate import EvaluationError, load_checkpoint, model_spec
@@ -89,10 +89,7 @@ def load_clip(path: str | os.PathLike, num_frames: int, image_size: int,
     else:
         decoded = video_lib.decode_video(path)
         source, fps = decoded.frames, decoded.fps
-    # The eval sampling + crop of `load_video`, kept in one place in stabn_tf.data.
-    pixels, indices = video_lib._sample_and_crop(source, num_frames, image_size, num_clips)
-    clips = preprocess.color_normalize(pixels).numpy()
-    frames = np.clip(np.round(pixels.numpy()), 0, 255).astype(np.uint8)
+    clips, frames, indices = video_lib.eval_clips(source, num_frames, image_size, num_clips)
     return LoadedClip(path, clips, frames, np.asarray(indices), len(source), fps)
 
 

@@ -152,6 +152,20 @@ def _sample_and_crop(frames: np.ndarray, num_frames: int, image_size: int | None
     return preprocess.resize_frames(cropped, image_size), indices
 
 
+def eval_clips(frames: np.ndarray, num_frames: int, image_size: int,
+               num_clips: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded frames → what evaluation feeds the model and what a person looks at.
+
+    Returns normalised float32 clips `[n, T, S, S, 3]`, the same pixels as uint8
+    `[n, T, S, S, 3]`, and the sampled source indices `[n, T]`, from one sampling and
+    crop (so explanations line up with the pixels the model saw).
+    """
+    pixels, indices = _sample_and_crop(frames, num_frames, image_size, num_clips)
+    clips = preprocess.color_normalize(pixels).numpy()
+    shown = np.clip(np.round(pixels.numpy()), 0, 255).astype(np.uint8)
+    return clips, shown, indices
+
+
 def load_video_frames(
     path: str | os.PathLike,
     num_frames: int,
@@ -188,6 +202,5 @@ def load_video(
     Raises `VideoReadError` (an `OSError`) naming the file when it cannot be read.
     """
     decoded = decode_video(path, short_side=short_side)
-    clips, _ = _sample_and_crop(decoded.frames, num_frames, image_size, num_clips)
-    out = preprocess.color_normalize(clips).numpy()
-    return out[0] if num_clips == 1 else out
+    clips, _, _ = eval_clips(decoded.frames, num_frames, image_size, num_clips)
+    return clips[0] if num_clips == 1 else clips
