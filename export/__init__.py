@@ -34,15 +34,14 @@ class RunData:
 
 
 def load_checkpoint(path: str | os.PathLike) -> keras.Model:
-    """A `.keras` checkpoint of `stabn_tf.train` (registers stabn_tf's layers first)."""
-    import keras
+    """A `.keras` checkpoint of `stabn_tf.train`: the library's loader, errors as ExportError."""
+    from stabn_tf.evaluate import EvaluationError
+    from stabn_tf.evaluate import load_checkpoint as load
 
-    import stabn_tf  # noqa: F401  (registers the custom layers and training objects)
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ExportError(f"no checkpoint {path!r}")
-    return keras.models.load_model(path, compile=False)
+    try:
+        return load(path)
+    except EvaluationError as e:
+        raise ExportError(str(e)) from None
 
 
 def _run_config(checkpoint: str) -> dict | None:

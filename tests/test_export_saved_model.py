@@ -231,4 +231,4 @@ def test_cli_exports_a_training_run(exported, tiny_tfrecords, tmp_path):
     assert diff <= 1e-5
     missing = subprocess.run(command[:3] + [f"--checkpoint={tmp_path}/nope.keras"], cwd=ROOT,
                              capture_output=True, text=True, timeout=300, env=env)
-    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr

@@ -99,4 +99,4 @@ def test_errors_name_the_missing_piece(run_dir, tmp_path):
         [sys.executable, "-m", "export.tflite", f"--checkpoint={tmp_path}/missing.keras"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 2 and "no checkpoint" in result.stderr
+    assert result.returncode == 2 and "no such checkpoint file" in result.stderr
