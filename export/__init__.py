@@ -11,7 +11,6 @@ training split calibrates int8, the validation split measures parity). Flags ove
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -44,16 +43,6 @@ def load_checkpoint(path: str | os.PathLike) -> keras.Model:
         raise ExportError(str(e)) from None
 
 
-def _run_config(checkpoint: str) -> dict | None:
-    here = os.path.dirname(os.path.abspath(checkpoint))
-    for directory in (here, os.path.dirname(here)):
-        path = os.path.join(directory, "config.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-    return None
-
-
 def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
              labels: str | None = None, train_pattern: str | Sequence[str] | None = None,
              val_pattern: str | Sequence[str] | None = None) -> RunData:
@@ -64,14 +53,12 @@ def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
     count must match the model. Patterns stay None when neither flags nor run name them.
     """
     from stabn_tf.data import LabelFileError, read_labels
-    from stabn_tf.training import ConfigError, TrainConfig, resolve_data
+    from stabn_tf.training import ConfigError, load_run_config, resolve_data
 
     checkpoint = os.fspath(checkpoint)
     resolved_labels, problem = None, ""
-    config = _run_config(checkpoint)
-    if config is not None and not (labels and train_pattern and val_pattern):
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        train_config = TrainConfig(**{k: v for k, v in config.items() if k in fields})
+    train_config = load_run_config(checkpoint)
+    if train_config is not None and not (labels and train_pattern and val_pattern):
         try:
             train_files, val_files, resolved_labels = resolve_data(train_config)
             train_pattern = train_pattern or train_files

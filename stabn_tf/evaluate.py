@@ -124,26 +124,21 @@ def run_validation_files(checkpoint: str | os.PathLike) -> str:
     """The validation shards a training run used, from its `config.json` (the run
     directory holds `checkpoints/<file>.keras`): `val_files`, or the built-in synthetic set
     (found in, or regenerated into, the run's `cache_dir`)."""
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
-    path = os.path.join(run_dir, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise EvaluationError(f"no --files given and no readable training config {path} "
-                              f"next to the checkpoint ({e})") from None
-    if config.get("dataset") == "synthetic":
-        from stabn_tf.data import synthetic
+    from stabn_tf.training import data_patterns, load_run_config
 
-        root = synthetic.ensure_synthetic_tfrecords(
-            config["cache_dir"], num_train_per_class=config["synthetic_train_per_class"],
-            num_val_per_class=config["synthetic_val_per_class"],
-            resolution=config["synthetic_resolution"], num_frames=config["synthetic_frames"],
-            seed=config["seed"], progress=False)
-        return os.path.join(root, "validation-*.tfrecord")
-    if not config.get("val_files"):
-        raise EvaluationError(f"{path} names no val_files: pass --files")
-    return config["val_files"]
+    try:
+        config = load_run_config(checkpoint)
+    except (OSError, ValueError, TypeError) as e:
+        raise EvaluationError(f"no --files given and the training config next to "
+                              f"{checkpoint} is unreadable ({e})") from None
+    if config is None:
+        raise EvaluationError(f"no --files given and no training config (config.json) next "
+                              f"to {checkpoint}")
+    val_pattern = data_patterns(config)[1]
+    if not val_pattern:
+        raise EvaluationError(f"no --files given and the training config next to "
+                              f"{checkpoint} names no val_files: pass --files")
+    return val_pattern
 
 
 def _forward(model: keras.Model) -> Callable:

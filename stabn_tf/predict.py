@@ -107,23 +107,25 @@ def resolve_class_names(checkpoint: str, labels: str, num_classes: int) -> list[
 
 
 def _run_labels(checkpoint: str) -> list[str] | None:
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    from stabn_tf.training import load_run_config
+
     try:
-        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
+        config = load_run_config(checkpoint)
+    except (OSError, ValueError, TypeError):
+        return None
+    if config is None:
         return None
     try:
-        if config.get("labels"):
-            return read_labels(config["labels"])
-        if config.get("dataset") == "synthetic":
+        if config.labels:
+            return read_labels(config.labels)
+        if config.dataset == "synthetic":  # known without (re)generating the data
             from stabn_tf.data.synthetic import CLASSES
 
             return list(CLASSES)
-        if config.get("train_files"):
+        if config.train_files:
             import glob
 
-            matches = sorted(glob.glob(config["train_files"].split(",")[0]))
+            matches = sorted(glob.glob(config.train_files.split(",")[0]))
             if matches:
                 return read_labels(os.path.join(os.path.dirname(matches[0]), "labels.txt"))
     except (OSError, ValueError):

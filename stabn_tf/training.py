@@ -133,8 +133,23 @@ def _check(config: TrainConfig) -> None:
                           "(Keras's ResNet50 weights).")
 
 
-def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
-    """Training files, validation files and class names; errors name what is missing."""
+def load_run_config(checkpoint: str | os.PathLike) -> TrainConfig | None:
+    """The settings of the run that wrote `checkpoint` (`<run>/checkpoints/x.keras`): its
+    `config.json`, looked for next to the checkpoint and one folder up; None if absent."""
+    here = os.path.dirname(os.path.abspath(checkpoint))
+    for directory in (here, os.path.dirname(here)):
+        path = os.path.join(directory, "config.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+            fields = {f.name for f in dataclasses.fields(TrainConfig)}
+            return TrainConfig(**{k: v for k, v in values.items() if k in fields})
+    return None
+
+
+def data_patterns(config: TrainConfig) -> tuple[str, str]:
+    """The training and validation shard patterns of a config ("" where it names none); for
+    the synthetic set, its cache (generated there first when missing)."""
     if config.dataset == "synthetic":
         root = synthetic.ensure_synthetic_tfrecords(
             config.cache_dir,
@@ -142,13 +157,16 @@ def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
             num_val_per_class=config.synthetic_val_per_class,
             resolution=config.synthetic_resolution, num_frames=config.synthetic_frames,
             seed=config.seed)
-        train_pattern = os.path.join(root, "train-*.tfrecord")
-        val_pattern = os.path.join(root, "validation-*.tfrecord")
-    else:
-        if not config.train_files or not config.val_files:
-            raise ConfigError("--train_files and --val_files are required with "
-                              "--dataset=tfrecord (or use --dataset=synthetic).")
-        train_pattern, val_pattern = config.train_files, config.val_files
+        return os.path.join(root, "train-*.tfrecord"), os.path.join(root, "validation-*.tfrecord")
+    return config.train_files, config.val_files
+
+
+def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
+    """Training files, validation files and class names; errors name what is missing."""
+    train_pattern, val_pattern = data_patterns(config)
+    if not train_pattern or not val_pattern:
+        raise ConfigError("--train_files and --val_files are required with "
+                          "--dataset=tfrecord (or use --dataset=synthetic).")
     try:
         train_files = data_lib.list_files(train_pattern)
         val_files = data_lib.list_files(val_pattern)

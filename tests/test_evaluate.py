@@ -223,7 +223,7 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     checkpoint = run / "checkpoints" / "final.keras"
-    with pytest.raises(ev.EvaluationError, match="no --files given"):
+    with pytest.raises(ev.EvaluationError, match="no --files given and no training config"):
         ev.run_validation_files(checkpoint)
     (run / "config.json").write_text(json.dumps({"dataset": "tfrecord",
                                                  "val_files": "/data/val-*.tfrecord"}))
