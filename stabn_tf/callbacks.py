@@ -65,6 +65,22 @@ class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_epoch_end(epoch, logs)
 
 
+class SaveBestModel(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint(save_best_only=True)` that saves `network`, whatever model is fit.
+
+    Under a multi-worker strategy `fit` runs a trainer that wraps the network
+    (`stabn_tf.distribute.multi_worker_trainer`); the checkpoint must still be the
+    network people load with `keras.saving.load_model`.
+    """
+
+    def __init__(self, network: keras.Model, filepath: str, monitor: str, mode: str = "max"):
+        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True)
+        self.network = network
+
+    def set_model(self, model):
+        super().set_model(self.network)
+
+
 class AttentionImages(keras.callbacks.Callback):
     """Every `every_epochs` epochs: a Figure-3 grid per fixed validation clip to TensorBoard."""
 
@@ -94,7 +110,10 @@ class AttentionImages(keras.callbacks.Callback):
 def render_explanations(model: keras.Model, clips: np.ndarray, labels: np.ndarray,
                         class_names: list[str]) -> list[bytes]:
     """PNG bytes of the attention figure for each normalised clip `[N, T, H, W, 3]`."""
-    outputs = explanation_model(model).predict(clips, verbose=0)
+    # A direct call, not `predict`: under a multi-worker strategy `predict` would wait
+    # for the other workers, and only the chief draws these figures.
+    outputs = {name: np.asarray(value) for name, value in
+               explanation_model(model)(clips, training=False).items()}
     pngs = []
     for i, clip in enumerate(clips):
         probabilities = tf.nn.softmax(outputs["perception"][i]).numpy()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -52,3 +54,39 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         return "chief" not in cluster
     return False
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """True for `MultiWorkerMirroredStrategy` with a cluster of several tasks."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())  # noqa: SLF001 (no public query)
+
+
+class _MultiWorkerTrainer(keras.Model):
+    """`model`'s layers, with the per-step logs as `[1]` vectors instead of scalars.
+
+    Keras 3's TF trainer reduces each step's logs under collective ops with
+    `strategy.reduce(MEAN, value, axis=0)`, which has no axis 0 on a scalar
+    (keras-team/keras#20585); a length-1 vector reduces to the replicas' mean.
+    """
+
+    def train_step(self, data):
+        return {name: ops.reshape(value, (1,)) for name, value in super().train_step(data).items()}
+
+    def test_step(self, data):
+        return {name: ops.reshape(value, (1,)) for name, value in super().test_step(data).items()}
+
+
+def multi_worker_trainer(model: keras.Model) -> keras.Model:
+    """A model sharing `model`'s layers and weights that `fit`/`evaluate` can run under
+    `MultiWorkerMirroredStrategy` (Keras 3.15 cannot run the model itself there).
+
+    Build `model` under the strategy's scope, call this *outside* it, then compile the
+    trainer, build its optimizer and call `fit` under the scope. Made outside the scope, the
+    trainer takes the strategy from the context in `fit`, which skips Keras's symbolic build
+    (it reduces the first batch with a collective that rejects nested batches, the other
+    half of keras-team/keras#20585). Save `model`, not the trainer.
+    """
+    if tf.distribute.has_strategy():
+        raise RuntimeError("multi_worker_trainer must be called outside the strategy's scope.")
+    return _MultiWorkerTrainer(model.input, model.output, name=model.name)

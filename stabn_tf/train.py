@@ -9,6 +9,7 @@ Re-running the same command after an interruption resumes from the backup.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 
 from absl import app, flags
@@ -93,6 +94,9 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfi
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TensorFlow's own INFO lines (one per collective all-reduce under a multi-worker
+    # strategy) would bury the progress bars; its warnings still show.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     try:
         train(config_from_flags())
     except (ConfigError, TrainingError) as e:

@@ -17,6 +17,7 @@ validation split and writes:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -34,11 +35,18 @@ from stabn_tf import data as data_lib
 from stabn_tf.callbacks import (
     AttentionImages,
     GuardedBackupAndRestore,
+    SaveBestModel,
     StopOnNaN,
     render_explanations,
 )
 from stabn_tf.data import synthetic
-from stabn_tf.distribute import is_chief, make_strategy, task_identity
+from stabn_tf.distribute import (
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+    multi_worker_trainer,
+    task_identity,
+)
 from stabn_tf.model import ATTENTION, PERCEPTION, build_baseline, build_stabn
 from stabn_tf.recipe import apply_weight_decay, build_optimizer, compile_model
 
@@ -121,13 +129,6 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(config, name)}.")
     if config.init not in ("none", "imagenet") and not os.path.exists(config.init):
         raise ConfigError(f"--init={config.init!r}: no such checkpoint (or none|imagenet).")
-    if config.strategy == "multi_worker":
-        # Two failures inside Keras 3.15's TF trainer (reported upstream as
-        # keras-team/keras#20585): its symbolic build reduces a nested PerReplica batch,
-        # and its per-step metric reduction uses axis=0 on scalars under collective ops.
-        raise ConfigError("--strategy=multi_worker: Keras 3's model.fit does not run under "
-                          "MultiWorkerMirroredStrategy yet (keras-team/keras#20585); use "
-                          "--strategy=mirrored on one machine with several GPUs.")
     if config.init == "imagenet" and (config.depth != 50 or config.width_multiplier != 1.0):
         raise ConfigError("--init=imagenet needs --depth=50 and --width_multiplier=1 "
                           "(Keras's ResNet50 weights).")
@@ -297,19 +298,26 @@ def train(config: TrainConfig) -> dict:
     backup_dir = paths["backup"] if chief else os.path.join(paths["backup"],
                                                             f"{task_type}-{task_id}")
 
+    multi_worker = is_multi_worker(strategy)
     with strategy.scope():
         model = build_model(config, num_classes)
         apply_weight_decay(model, config.weight_decay)
+    # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
+    # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
+    trainer = multi_worker_trainer(model) if multi_worker else model
+    with strategy.scope():
         optimizer = build_optimizer(
             global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
             epochs=config.epochs, base_lr=config.base_lr, momentum=config.momentum,
             nesterov=config.nesterov, schedule=config.schedule,
             decay_epochs=config.decay_epochs, warmup_epochs=config.warmup_epochs,
             clip_global_norm=config.clip_norm)
-        compile_model(model, optimizer, label_smoothing=config.label_smoothing,
+        compile_model(trainer, optimizer, label_smoothing=config.label_smoothing,
                       loss_weights={PERCEPTION: config.perception_loss_weight,
                                     ATTENTION: config.attention_loss_weight},
                       jit_compile=config.jit_compile)
+        if multi_worker:
+            optimizer.build(trainer.trainable_variables)
         _load_init(model, config.init)
 
     heads = list(model.output)
@@ -353,10 +361,8 @@ def train(config: TrainConfig) -> dict:
     ]
     if chief:
         callbacks += [
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(paths["checkpoints"], "best.keras"),
-                monitor="val_" + metric_name(heads, PERCEPTION, "top1"), mode="max",
-                save_best_only=True),
+            SaveBestModel(model, os.path.join(paths["checkpoints"], "best.keras"),
+                          monitor="val_" + metric_name(heads, PERCEPTION, "top1")),
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch"),
         ]
@@ -371,15 +377,22 @@ def train(config: TrainConfig) -> dict:
                                              config.explain_every_epochs))
 
     start = time.time()
-    model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=val_data, validation_steps=validation_steps,
-              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    # The multi-worker trainer runs under the scope (its strategy comes from the context).
+    def in_scope():
+        return strategy.scope() if multi_worker else contextlib.nullcontext()
+
+    with in_scope():
+        trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                    validation_data=val_data, validation_steps=validation_steps,
+                    callbacks=callbacks, verbose=config.verbose, shuffle=False)
     if nan_guard.message:
         raise TrainingError(f"{nan_guard.message} The last backup before it (if any) is "
                             f"kept in {backup_dir}.")
     train_seconds = time.time() - start
 
-    evaluation = model.evaluate(val_data, steps=validation_steps, return_dict=True, verbose=0)
+    with in_scope():
+        evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
+                                      verbose=0)
     results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}
                for h in heads}
     results |= {"model": config.model, "num_clips": 1, "validation_clips": val_count,
