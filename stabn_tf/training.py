@@ -300,7 +300,10 @@ def train(config: TrainConfig) -> dict:
 
     multi_worker = is_multi_worker(strategy)
     with strategy.scope():
-        model = build_model(config, num_classes)
+        try:
+            model = build_model(config, num_classes)
+        except ValueError as e:  # the builder names the bad argument
+            raise ConfigError(f"cannot build the model: {e}") from None
         apply_weight_decay(model, config.weight_decay)
     # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
     # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.

@@ -123,6 +123,10 @@ def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp
     unknown = _run(_cmd(tiny_tfrecords, tmp_path / "c", f"--flagfile={flagfile}"))
     _one_error_line(unknown, "Unknown command line flag 'learning_rat'")
 
+    odd_size = _run(_cmd(tiny_tfrecords, tmp_path / "d", "--image_size=40"))
+    _one_error_line(odd_size, "`image_size` must be an int or (height, width), each a positive "
+                              "multiple of 32")
+
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfrecords, tmp_path):
     out = tmp_path / "run"
