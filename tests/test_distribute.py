@@ -186,7 +186,8 @@ def test_multi_worker_cli_run_completes_and_only_the_chief_writes(tiny_tfrecords
     chief, worker = outs
     model = keras.saving.load_model(chief / "checkpoints" / "final.keras")
     assert set(model.output) == {"perception", "attention"}
-    assert (chief / "checkpoints" / "best.keras").exists()
+    best = keras.saving.load_model(chief / "checkpoints" / "best.keras")
+    assert type(best) is type(model)  # the network, not the multi-worker trainer
     assert json.loads((chief / "results.json").read_text())["perception"]["top5"] >= 0.0
     assert len(list((chief / "explanations").glob("*.png"))) == 2
     assert [p for p in worker.rglob("*") if p.is_file()] == []
