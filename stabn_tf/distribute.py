@@ -71,10 +71,14 @@ class _MultiWorkerTrainer(keras.Model):
     """
 
     def train_step(self, data):
-        return {name: ops.reshape(value, (1,)) for name, value in super().train_step(data).items()}
+        return _as_vectors(super().train_step(data))
 
     def test_step(self, data):
-        return {name: ops.reshape(value, (1,)) for name, value in super().test_step(data).items()}
+        return _as_vectors(super().test_step(data))
+
+
+def _as_vectors(logs: dict) -> dict:
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
 
 def multi_worker_trainer(model: keras.Model) -> keras.Model:
@@ -82,7 +86,8 @@ def multi_worker_trainer(model: keras.Model) -> keras.Model:
     `MultiWorkerMirroredStrategy` (Keras 3.15 cannot run the model itself there).
 
     Build `model` under the strategy's scope, call this *outside* it, then compile the
-    trainer, build its optimizer and call `fit` under the scope. Made outside the scope, the
+    trainer, build its optimizer and call `fit` under the scope (Keras's own build, which
+    would create the optimizer's variables, is skipped). Made outside the scope, the
     trainer takes the strategy from the context in `fit`, which skips Keras's symbolic build
     (it reduces the first batch with a collective that rejects nested batches, the other
     half of keras-team/keras#20585). Save `model`, not the trainer.

@@ -17,7 +17,6 @@ validation split and writes:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
@@ -298,7 +297,6 @@ def train(config: TrainConfig) -> dict:
     backup_dir = paths["backup"] if chief else os.path.join(paths["backup"],
                                                             f"{task_type}-{task_id}")
 
-    multi_worker = is_multi_worker(strategy)
     with strategy.scope():
         try:
             model = build_model(config, num_classes)
@@ -307,7 +305,7 @@ def train(config: TrainConfig) -> dict:
         apply_weight_decay(model, config.weight_decay)
     # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
     # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
-    trainer = multi_worker_trainer(model) if multi_worker else model
+    trainer = multi_worker_trainer(model) if is_multi_worker(strategy) else model
     with strategy.scope():
         optimizer = build_optimizer(
             global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
@@ -319,8 +317,7 @@ def train(config: TrainConfig) -> dict:
                       loss_weights={PERCEPTION: config.perception_loss_weight,
                                     ATTENTION: config.attention_loss_weight},
                       jit_compile=config.jit_compile)
-        if multi_worker:
-            optimizer.build(trainer.trainable_variables)
+        trainer.optimizer.build(trainer.trainable_variables)  # here: its variables need the scope
         _load_init(model, config.init)
 
     heads = list(model.output)
@@ -380,11 +377,8 @@ def train(config: TrainConfig) -> dict:
                                              config.explain_every_epochs))
 
     start = time.time()
-    # The multi-worker trainer runs under the scope (its strategy comes from the context).
-    def in_scope():
-        return strategy.scope() if multi_worker else contextlib.nullcontext()
-
-    with in_scope():
+    # Under the scope: the multi-worker trainer takes its strategy from the context.
+    with strategy.scope():
         trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                     validation_data=val_data, validation_steps=validation_steps,
                     callbacks=callbacks, verbose=config.verbose, shuffle=False)
@@ -393,7 +387,7 @@ def train(config: TrainConfig) -> dict:
                             f"kept in {backup_dir}.")
     train_seconds = time.time() - start
 
-    with in_scope():
+    with strategy.scope():
         evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
                                       verbose=0)
     results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}

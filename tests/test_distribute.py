@@ -13,12 +13,11 @@ import pytest
 
 from stabn_tf.distribute import is_chief, make_strategy
 
-MIRRORED_SCRIPT = textwrap.dedent("""
+# The tiny problem both comparisons train: fixed clips, a loss recorder, the same model.
+TINY_PROBLEM = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import stabn_tf
     from stabn_tf.recipe import compile_model
@@ -33,17 +32,28 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         def on_train_batch_end(self, batch, logs=None):
             self.losses.append(float(logs["loss"]))
 
-    def run(strategy):
+    def examples(rows):
+        return tf.data.Dataset.from_tensor_slices(
+            (clips[rows], {"perception": labels[rows], "attention": labels[rows]}))
+
+    def tiny_stabn():  # call under the strategy's scope
         keras.utils.set_random_seed(0)
+        return stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=32, depth=18,
+                                    width_multiplier=0.125, dropout=0.0, synchronized_bn=True)
+""")
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""") + TINY_PROBLEM + textwrap.dedent("""
+    def run(strategy):
         with strategy.scope():
-            model = stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=32, depth=18,
-                                         width_multiplier=0.125, dropout=0.0,
-                                         synchronized_bn=True)
+            model = tiny_stabn()
             compile_model(model, keras.optimizers.SGD(0.05, momentum=0.9))
-        data = tf.data.Dataset.from_tensor_slices(
-            (clips, {"perception": labels, "attention": labels})).batch(8)
         record = Losses()
-        model.fit(data, epochs=2, callbacks=[record], verbose=0, shuffle=False)
+        model.fit(examples(np.arange(32)).batch(8), epochs=2, callbacks=[record], verbose=0,
+                  shuffle=False)
         return record.losses
 
     one = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -67,36 +77,14 @@ def test_mirrored_two_cpus_follows_the_single_device_loss_trajectory():
         assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (one, two)
 
 
-MULTI_WORKER_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    import keras
-    import stabn_tf
+MULTI_WORKER_SCRIPT = TINY_PROBLEM + textwrap.dedent("""
     from stabn_tf.distribute import is_multi_worker, multi_worker_trainer
-    from stabn_tf.recipe import compile_model
-
-    rng = np.random.default_rng(0)
-    clips = rng.normal(size=(32, 4, 32, 32, 3)).astype("float32")
-    labels = rng.integers(0, 5, size=32)
-
-    class Losses(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.losses = []
-        def on_train_batch_end(self, batch, logs=None):
-            self.losses.append(float(logs["loss"]))
-
-    def examples(rows):
-        return tf.data.Dataset.from_tensor_slices(
-            (clips[rows], {"perception": labels[rows], "attention": labels[rows]}))
 
     single = sys.argv[1] == "single"
     strategy = (tf.distribute.get_strategy() if single
                 else tf.distribute.MultiWorkerMirroredStrategy())
-    keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=32, depth=18,
-                                     width_multiplier=0.125, dropout=0.0, synchronized_bn=True)
+        model = tiny_stabn()
     trainer = model if single else multi_worker_trainer(model)
     with strategy.scope():
         compile_model(trainer, keras.optimizers.SGD(0.05, momentum=0.9))
