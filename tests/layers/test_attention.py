@@ -85,6 +85,27 @@ def test_fusion_output_and_inversion_switch_without_touching_weights():
         layer.inversion = "upside-down"
 
 
+def test_fusion_can_absorb_a_flipped_spatial_map_when_mt_is_constant():
+    """Why the loss does not fix which way round Ms comes out (README, "Explaining a
+    prediction"): with Mt = m everywhere, kernels (−Ws, Wt + 3·Ws/m) on 1−Ms give exactly
+    the output of (Ws, Wt) on Ms, since (2−Ms)·(−Ws) + (Wt + 3Ws/m)·m = (1+Ms)·Ws + m·Wt."""
+    f, ms, _ = _fusion_inputs()
+    m = 0.5
+    mt = np.full((B, T), m, "float32")
+    layer = AttentionFusion(relu=False)
+    out = np.asarray(layer([f, ms, mt]))
+    kernel = layer.conv.kernel.numpy()
+    flipped = kernel.copy()
+    flipped[..., :C, :] = -kernel[..., :C, :]
+    flipped[..., C:, :] = kernel[..., C:, :] + 3.0 * kernel[..., :C, :] / m
+    layer.conv.kernel.assign(flipped)
+    np.testing.assert_allclose(layer([f, 1.0 - ms, mt]), out, rtol=1e-4, atol=1e-4)
+    # With Mt varying over frames the flip is no longer exact.
+    ramp = np.linspace(0.1, 0.9, T, dtype="float32")[None].repeat(B, 0)
+    varying = np.asarray(layer([f, 1.0 - ms, ramp]))
+    assert not np.allclose(varying, out, atol=1e-2)
+
+
 def test_fusion_without_relu_can_be_negative():
     f, ms, mt = _fusion_inputs()
     assert np.asarray(AttentionFusion(relu=False)([f, ms, mt])).min() < 0.0
