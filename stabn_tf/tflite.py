@@ -9,9 +9,8 @@ and checks the result, op by op:
   With `edge=True` it is a float32 clone derived automatically from the trained model:
   every BatchNormalization that follows a convolution is folded into it (the converter
   cannot fold across the reshape that `Conv3DAs2D` ends with, which costs a MUL and ADD
-  per conv and, in int8, a per-tensor quantized BN scale), and convolutions use
-  `EdgeConv3DAs2D`, whose temporal padding is done on a 4D tensor (the quantizer leaves
-  a conv float when its input also feeds a 5D PAD). No second copy of the architecture:
+  per conv and, in int8, a per-tensor quantized BN scale). No second copy of the
+  architecture:
   the clone comes from the model's own config, and parity tests prove it agrees.
 - `convert_to_tflite(model, quantize=...)`: none | float16 | dynamic | int8 | int16x8.
   Integer modes calibrate on a representative set of real clips (`representative_clips`)
@@ -34,13 +33,13 @@ from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 from keras import ops
 
-from stabn_tf.layers.attention import TemporalAttention
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.model import (
     PERCEPTION,
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,
     explanation_model,
+    is_stabn,
 )
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
@@ -56,51 +55,11 @@ INPUT_NAME = "clips"
 # --- the deployment graph ------------------------------------------------------------
 
 
-class EdgeConv3DAs2D(Conv3DAs2D):
-    """`Conv3DAs2D` with the same weights and result, padded in time on a 4D tensor.
-
-    The general `kt×kh×kw` path pads `[B, T, H, W, C]` in time; when that 5D PAD shares
-    its input with another convolution (a residual block's shortcut, say), the TFLite
-    quantizer leaves that other convolution in float32 with QUANTIZE/DEQUANTIZE around
-    it. Padding `[B, T, H·W, C]` instead quantizes cleanly. Only the export clone uses
-    this layer; `tests/test_tflite.py` checks it against `Conv3DAs2D`.
-    """
-
-    def call(self, inputs):
-        kt, kh, kw = self.kernel_size
-        if kt == 1 or (kh == 1 and kw == 1):
-            return super().call(inputs)
-        _, t, h, w, c = ops.shape(inputs)
-        pad = kt // 2
-        seq = ops.pad(ops.reshape(inputs, (-1, t, h * w, c)),
-                      ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0)))
-        stacked = ops.concatenate([seq[:, i : i + t] for i in range(kt)], axis=-1)
-        frames = self._pad_frames(ops.reshape(stacked, (-1, h, w, kt * c)))
-        kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * c, -1))
-        y = ops.conv(frames, kernel, strides=self.strides, padding=self._conv_padding)
-        if self.use_bias:
-            y = y + self.bias
-        return ops.reshape(y, (-1, t, ops.shape(y)[1], ops.shape(y)[2], self.filters))
-
-
 class _FoldedBatchNorm(keras.layers.Layer):
     """Stands where a BatchNormalization was folded into the conv before it."""
 
     def call(self, inputs, training=None, mask=None):
         return inputs
-
-
-class _EdgeTemporalAttention(TemporalAttention):
-    """`TemporalAttention` whose 3×3×3 conv is an `EdgeConv3DAs2D`."""
-
-    def __init__(self, synchronized_bn: bool = False, **kwargs):
-        super().__init__(synchronized_bn, **kwargs)
-        self.conv = EdgeConv3DAs2D(1, 3, name="conv", dtype=self.dtype_policy)
-
-
-def _is_stabn(model: keras.Model) -> bool:
-    names = {layer.name for layer in model.layers}
-    return SPATIAL_ATTENTION in names and TEMPORAL_ATTENTION in names
 
 
 def _conv_bn_pairs(model: keras.Model) -> dict[str, str]:
@@ -143,8 +102,8 @@ def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
     """A float32 clone of `model` for export, sharing no variables with it.
 
     Every layer is rebuilt from its config in float32 (a mixed-precision checkpoint
-    exports in float32), `Conv3DAs2D` becomes `EdgeConv3DAs2D`, and with
-    `fold_batch_norm` each conv → BN pair becomes one biased conv (the BN a pass-through).
+    exports in float32), and with `fold_batch_norm` each conv → BN pair becomes one
+    biased conv (the BN a pass-through).
     """
     pairs = _conv_bn_pairs(model) if fold_batch_norm else {}
     folded = set(pairs.values())
@@ -154,12 +113,8 @@ def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
         config["dtype"] = "float32"
         if layer.name in pairs:
             return _FoldedBatchNorm(name=layer.name, dtype="float32")
-        if isinstance(layer, Conv3DAs2D):
-            if layer.name in folded:
-                config["use_bias"] = True
-            return EdgeConv3DAs2D.from_config(config)
-        if type(layer) is TemporalAttention:
-            return _EdgeTemporalAttention.from_config(config)
+        if layer.name in folded:
+            config["use_bias"] = True
         return type(layer).from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=clone_layer)
@@ -187,7 +142,7 @@ def deployment_model(model: keras.Model, *, edge: bool = False,
     wraps `edge_clone(explanation_model(model))`, the graph TFLite converts. The maps are
     there for ST-ABN models, not for the baseline.
     """
-    stabn = _is_stabn(model)
+    stabn = is_stabn(model)
     inner = explanation_model(model) if stabn else model
     if edge:
         inner = edge_clone(inner)

@@ -8,7 +8,6 @@ from ai_edge_litert.interpreter import Interpreter
 
 import stabn_tf
 from stabn_tf import tflite
-from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.tflite import FORBIDDEN_OPS, convert_to_tflite, op_histogram
 
 T, S, K = 4, 32, 5
@@ -66,18 +65,6 @@ def test_tiny_stabn_converts_to_float_tflite_without_3d_ops_and_matches_keras():
     assert np.abs(got["perception"]).max() > 0.1  # not trivially zero
 
 
-@pytest.mark.parametrize("kernel, strides", [((3, 3, 3), 1), ((3, 3, 3), 2), ((3, 1, 1), 1),
-                                             ((1, 3, 3), 2), ((1, 1, 1), 2)])
-def test_edge_conv_equals_conv3d_as_2d(kernel, strides):
-    x = np.random.default_rng(1).normal(size=(2, 4, 8, 8, 6)).astype("float32")
-    conv = Conv3DAs2D(5, kernel, strides=strides, use_bias=True, bias_initializer="ones")
-    conv.build(x.shape)
-    edge = tflite.EdgeConv3DAs2D.from_config(conv.get_config())
-    edge.build(x.shape)
-    edge.set_weights(conv.get_weights())
-    np.testing.assert_allclose(np.asarray(edge(x)), np.asarray(conv(x)), atol=1e-5)
-
-
 def test_edge_clone_folds_batch_norm_into_convs_and_keeps_the_outputs(tiny, real_clips):
     model, edge, expected, _ = tiny
     explained = stabn_tf.explanation_model(model)
@@ -88,8 +75,6 @@ def test_edge_clone_folds_batch_norm_into_convs_and_keeps_the_outputs(tiny, real
     clone = tflite.edge_clone(explained)
     assert [layer.name for layer in clone.layers
             if isinstance(layer, keras.layers.BatchNormalization)] == ["att_bn_in"]
-    assert all(isinstance(layer, tflite.EdgeConv3DAs2D) for layer in clone.layers
-               if isinstance(layer, Conv3DAs2D))
     # A clone, not a view: no variable is shared with the trained model.
     assert not {id(v) for v in clone.weights} & {id(v) for v in model.weights}
     got = edge(real_clips[1][:1])

@@ -102,9 +102,12 @@ class Conv3DAs2D(keras.layers.Layer):
             y = ops.conv(seq, self.kernel[:, 0], strides=1, padding="same")
             y = ops.reshape(y, (-1, h, w, self.filters))
         else:
+            # Padded in time as [B, T, H·W, C]: a 5D PAD that shares its input with another
+            # conv makes the TFLite int8 quantizer leave that conv in float.
             pad = kt // 2
-            padded = ops.pad(inputs, ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0), (0, 0)))
-            stacked = ops.concatenate([padded[:, i : i + t] for i in range(kt)], axis=-1)
+            seq = ops.pad(ops.reshape(inputs, (-1, t, h * w, c)),
+                          ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0)))
+            stacked = ops.concatenate([seq[:, i : i + t] for i in range(kt)], axis=-1)
             frames = self._pad_frames(ops.reshape(stacked, (-1, h, w, kt * c)))
             # [kt, kh, kw, C, F] -> [kh, kw, kt·C, F], matching the channel stacking order.
             kernel = ops.reshape(ops.transpose(self.kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * c, -1))
