@@ -10,12 +10,10 @@ import subprocess
 import sys
 import threading
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import stabn_tf
 from export import ExportError, client, saved_model
 from stabn_tf import tflite
 from stabn_tf.data import make_dataset, preprocess, tfrecord
@@ -25,13 +23,9 @@ T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_tfrecords, tmp_path_factory):
+def exported(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
     """A small calibrated ST-ABN, its class names and its SavedModel, loaded."""
-    keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
-                                 width_multiplier=0.125)
-    clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    tflite.calibrate_batch_norm(model, clips)
+    model = calibrated_stabn(T, S)
     labels = pathlib.Path(f"{tiny_tfrecords}/labels.txt").read_text().splitlines()
     out = tmp_path_factory.mktemp("serving")
     path = saved_model.export_saved_model(model, labels, str(out), model_name="stabn")

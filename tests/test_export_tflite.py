@@ -10,24 +10,18 @@ import sys
 import keras
 import pytest
 
-import stabn_tf
 from export import ExportError
 from export import tflite as export_tflite
-from stabn_tf import tflite
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 T, S, K = 4, 32, 12
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_tfrecords, tmp_path_factory):
+def run_dir(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
     """A training run as `stabn_tf.train` leaves it: checkpoints/final.keras and a
     config.json naming the TFRecords (the model: BN statistics of real clips)."""
-    keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
-                                 width_multiplier=0.25)
-    clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    tflite.calibrate_batch_norm(model, clips)
+    model = calibrated_stabn(T, S, width_multiplier=0.25)
     run = tmp_path_factory.mktemp("run")
     (run / "checkpoints").mkdir()
     model.save(run / "checkpoints" / "final.keras")

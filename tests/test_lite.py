@@ -6,11 +6,9 @@ import pathlib
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
-import stabn_tf
 from stabn_tf import tflite
 from stabn_tf.data import load_video, write_labels
 from stabn_tf.lite import LiteModel, format_prediction, sparkline
@@ -20,14 +18,10 @@ T, S, K = 4, 32, 12
 
 
 @pytest.fixture(scope="module")
-def shipped(tiny_tfrecords, tmp_path_factory):
+def shipped(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
     """A float32 TFLite ST-ABN with labels.txt beside it, its Keras reference, and two
     of the synthetic set's raw videos."""
-    keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
-                                 width_multiplier=0.125)
-    clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    tflite.calibrate_batch_norm(model, clips)
+    model = calibrated_stabn(T, S)
     directory = tmp_path_factory.mktemp("shipped")
     path = directory / "stabn.tflite"
     edge = tflite.deployment_model(model, edge=True, batch_size=1)
