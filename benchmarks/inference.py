@@ -66,10 +66,10 @@ def _dir_bytes(path: str) -> int:
 def _training_data() -> list[str] | str:
     if FLAGS.data:
         return FLAGS.data
-    from export import load_checkpoint, num_classes, run_data
+    from export import load_checkpoint, model_spec, run_data
 
     model = load_checkpoint(FLAGS.checkpoint)
-    data = run_data(FLAGS.checkpoint, num_classes(model))
+    data = run_data(FLAGS.checkpoint, model_spec(model).num_classes)
     if not data.train_pattern:
         raise app.UsageError("no training TFRecords found for the demo run: pass --data")
     return data.train_pattern
@@ -90,11 +90,11 @@ def _r50(data) -> tuple:
 
 
 def _demo(data) -> tuple:
-    from export import load_checkpoint, num_classes, run_data
+    from export import load_checkpoint, model_spec, run_data
     from stabn_tf import tflite
 
     model = load_checkpoint(FLAGS.checkpoint)
-    labels = run_data(FLAGS.checkpoint, num_classes(model)).labels
+    labels = run_data(FLAGS.checkpoint, model_spec(model).num_classes).labels
     _, t, s, _, _ = model.input.shape
     return model, tflite.representative_clips(data, FLAGS.num_representative, t, s), labels
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # keras stays unimported until needed: export.client runs without it
     import keras
 
+    from stabn_tf.evaluate import ModelSpec
+
 
 class ExportError(ValueError):
     """An export cannot start: a missing file, or labels that do not fit the model."""
@@ -82,6 +84,12 @@ def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
     return RunData(list(resolved_labels), train_pattern, val_pattern)
 
 
-def num_classes(model: keras.Model) -> int:
-    """K of an ST-ABN or baseline model (its `perception` output)."""
-    return int(model.get_layer("perception").output.shape[-1])
+def model_spec(model: keras.Model) -> ModelSpec:
+    """The library's `model_spec` (frames, size, classes, kind), errors as ExportError."""
+    from stabn_tf.evaluate import EvaluationError
+    from stabn_tf.evaluate import model_spec as spec
+
+    try:
+        return spec(model)
+    except EvaluationError as e:
+        raise ExportError(str(e)) from None

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from export import ExportError, load_checkpoint, num_classes, run_data
+from export import ExportError, load_checkpoint, model_spec, run_data
 from stabn_tf.data import preprocess, sampling, tfrecord
 from stabn_tf.tflite import deployment_model
 
@@ -42,13 +42,6 @@ SERVING_DEFAULT = "serving_default"
 SERVE_EXAMPLES = "serve_examples"
 FRAMES = "frames"
 EXAMPLES = "examples"
-
-
-def _clip_geometry(model: keras.Model) -> tuple[int, int]:
-    _, t, h, w, c = model.input.shape
-    if h != w or c != 3:
-        raise ExportError(f"serving needs a square RGB model, this one takes {model.input.shape}")
-    return int(t), int(h)
 
 
 def preprocess_frames(frames: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -111,9 +104,10 @@ def _store_variables_once(archive: keras.export.ExportArchive) -> None:
 def serving_archive(model: keras.Model, labels: Sequence[str],
                     top_k: int = 5) -> keras.export.ExportArchive:
     """The ExportArchive with both signatures for an ST-ABN (or baseline) model."""
-    num_frames, image_size = _clip_geometry(model)
-    if len(labels) != num_classes(model):
-        raise ExportError(f"{len(labels)} labels for a model with {num_classes(model)} classes")
+    spec = model_spec(model)
+    num_frames, image_size = spec.num_frames, spec.image_size
+    if len(labels) != spec.num_classes:
+        raise ExportError(f"{len(labels)} labels for a model with {spec.num_classes} classes")
     deploy = deployment_model(model)
     k = max(1, min(top_k, len(labels)))
     class_names = tf.constant(list(labels), tf.string)
@@ -200,7 +194,8 @@ def export_saved_model(model: keras.Model, labels: Sequence[str], output_dir: st
 def self_check(path: str, model: keras.Model, seed: int = 0) -> float:
     """Max |Δ| of the exported `serving_default` probabilities against Keras on one
     random clip at the model's own size (no crop/resize effect beyond the eval crop)."""
-    num_frames, image_size = _clip_geometry(model)
+    spec = model_spec(model)
+    num_frames, image_size = spec.num_frames, spec.image_size
     rng = np.random.default_rng(seed)
     size = preprocess.eval_short_side(image_size)
     frames = rng.integers(0, 256, (1, num_frames, size, size, 3), dtype=np.uint8)
@@ -231,17 +226,17 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         model = load_checkpoint(FLAGS.checkpoint)
-        data = run_data(FLAGS.checkpoint, num_classes(model), labels=FLAGS.labels)
+        spec = model_spec(model)
+        data = run_data(FLAGS.checkpoint, spec.num_classes, labels=FLAGS.labels)
         path = export_saved_model(model, data.labels, FLAGS.output_dir, FLAGS.model_name,
                                   FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     diff = self_check(path, model)
-    num_frames, image_size = _clip_geometry(model)
     print(f"wrote {path}\n"
-          f"  {SERVING_DEFAULT}: {FRAMES} uint8 [batch, {num_frames}, H, W, 3] -> probabilities, "
-          f"top_k_indices, top_k_labels, top_k_probabilities, spatial_attention, "
+          f"  {SERVING_DEFAULT}: {FRAMES} uint8 [batch, {spec.num_frames}, H, W, 3] -> "
+          f"probabilities, top_k_indices, top_k_labels, top_k_probabilities, spatial_attention, "
           f"temporal_attention\n"
           f"  {SERVE_EXAMPLES}: {EXAMPLES} string [batch] (serialized SequenceExamples)\n"
           f"  {len(data.labels)} classes; self-check vs Keras: max |Δ probabilities| = "

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags
 
-from export import ExportError, load_checkpoint, num_classes, run_data
+from export import ExportError, load_checkpoint, model_spec, run_data
 from stabn_tf import tflite as lite_convert
 from stabn_tf.data import make_dataset, write_labels
 from stabn_tf.lite import LiteModel
@@ -81,9 +81,10 @@ def export_tflite(checkpoint: str, output: str, quantize: str = "none", *,
                   num_threads: int | None = None) -> dict:
     """Converts, writes the model and labels.txt, measures; returns the report as a dict."""
     model = load_checkpoint(checkpoint)
-    data = run_data(checkpoint, num_classes(model), labels=labels,
+    spec = model_spec(model)
+    data = run_data(checkpoint, spec.num_classes, labels=labels,
                     train_pattern=representative_data, val_pattern=eval_data)
-    _, num_frames, size, _, _ = model.input.shape
+    num_frames, size = spec.num_frames, spec.image_size
     clips = None
     if quantize in ("int8", "int16x8"):
         if not data.train_pattern:

@@ -46,6 +46,7 @@ from stabn_tf.model import (
     TEMPORAL_ATTENTION,
     attention_inversion,
     explanation_model,
+    is_stabn,
 )
 
 HEADS = (PERCEPTION, ATTENTION)
@@ -88,14 +89,9 @@ class ModelSpec:
     backbone: str
 
 
-def is_stabn(model: keras.Model) -> bool:
-    names = {layer.name for layer in model.layers}
-    return {SPATIAL_ATTENTION, TEMPORAL_ATTENTION} <= names
-
-
 def model_spec(model: keras.Model) -> ModelSpec:
     shape = model.input.shape  # (None, T, H, W, 3)
-    if len(shape) != 5 or shape[2] != shape[3]:
+    if len(shape) != 5 or shape[2] != shape[3] or shape[4] != 3:
         raise EvaluationError(f"model {model.name!r} takes {tuple(shape)}, not square clips "
                               "[B, T, S, S, 3]")
     classes = int(model.get_layer(PERCEPTION).output.shape[-1])

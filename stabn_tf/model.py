@@ -158,6 +158,12 @@ def build_stabn(
     )
 
 
+def is_stabn(model: keras.Model) -> bool:
+    """Whether `model` has ST-ABN's attention layers (else: the baseline)."""
+    names = {layer.name for layer in model.layers}
+    return {SPATIAL_ATTENTION, TEMPORAL_ATTENTION} <= names
+
+
 def explanation_model(model: keras.Model) -> keras.Model:
     """A sibling of an ST-ABN model that also outputs Ms and Mt; shares all weights.
 
