@@ -37,7 +37,7 @@ def measure(kind: str, precision: str, jit: bool) -> float:
     import keras
 
     import stabn_tf
-    from stabn_tf.recipe import compile_model
+    from stabn_tf.training.recipe import compile_model
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(precision)
@@ -45,7 +45,7 @@ def measure(kind: str, precision: str, jit: bool) -> float:
     model = build(num_classes=FLAGS.num_classes, num_frames=FLAGS.num_frames,
                   image_size=FLAGS.image_size, depth=FLAGS.depth,
                   width_multiplier=FLAGS.width_multiplier)
-    stabn_tf.recipe.apply_weight_decay(model, 5e-4)
+    stabn_tf.training.recipe.apply_weight_decay(model, 5e-4)
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, global_clipnorm=20.0)
     compile_model(model, optimizer, jit_compile=jit)
     rng = np.random.default_rng(0)

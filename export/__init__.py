@@ -55,7 +55,7 @@ def run_data(checkpoint: str | os.PathLike, num_classes: int, *,
     count must match the model. Patterns stay None when neither flags nor run name them.
     """
     from stabn_tf.data import LabelFileError, read_labels
-    from stabn_tf.training import ConfigError, load_run_config, resolve_data
+    from stabn_tf.training.trainer import ConfigError, load_run_config, resolve_data
 
     checkpoint = os.fspath(checkpoint)
     resolved_labels, problem = None, ""

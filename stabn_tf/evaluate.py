@@ -36,10 +36,10 @@ import tensorflow as tf
 import stabn_tf  # noqa: F401  (registers the custom objects `.keras` files name)
 from stabn_tf import data as data_lib
 from stabn_tf import explanation_metrics as em
-from stabn_tf.backbone import RESNET_SPECS, STEM_WIDTH
 from stabn_tf.gradcam import GradCAM
 from stabn_tf.layers.attention import INVERSIONS
-from stabn_tf.model import (
+from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
+from stabn_tf.models.stabn import (
     ATTENTION,
     PERCEPTION,
     SPATIAL_ATTENTION,
@@ -120,7 +120,7 @@ def run_validation_files(checkpoint: str | os.PathLike) -> str:
     """The validation shards a training run used, from its `config.json` (the run
     directory holds `checkpoints/<file>.keras`): `val_files`, or the built-in synthetic set
     (found in, or regenerated into, the run's `cache_dir`)."""
-    from stabn_tf.training import data_patterns, load_run_config
+    from stabn_tf.training.trainer import data_patterns, load_run_config
 
     try:
         config = load_run_config(checkpoint)

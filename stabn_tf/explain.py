@@ -35,7 +35,12 @@ from stabn_tf import visualize
 from stabn_tf.data.video import VideoReadError
 from stabn_tf.evaluate import EvaluationError, load_checkpoint, model_spec
 from stabn_tf.gradcam import GradCAM
-from stabn_tf.model import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION, explanation_model
+from stabn_tf.models.stabn import (
+    PERCEPTION,
+    SPATIAL_ATTENTION,
+    TEMPORAL_ATTENTION,
+    explanation_model,
+)
 from stabn_tf.predict import load_clip, resolve_class_names
 
 METHODS = ("attention", "gradcam")

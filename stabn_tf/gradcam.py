@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stabn_tf.model import PERCEPTION
+from stabn_tf.models.stabn import PERCEPTION
 
 _BLOCK_OUT = re.compile(r"^res(\d+)_block(\d+)_out$")
 

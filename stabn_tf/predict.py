@@ -29,7 +29,7 @@ from stabn_tf.data import read_labels
 from stabn_tf.data import video as video_lib
 from stabn_tf.data.video import VideoReadError
 from stabn_tf.evaluate import EvaluationError, load_checkpoint, model_spec
-from stabn_tf.model import ATTENTION, PERCEPTION, TEMPORAL_ATTENTION, explanation_model
+from stabn_tf.models.stabn import ATTENTION, PERCEPTION, TEMPORAL_ATTENTION, explanation_model
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -107,7 +107,7 @@ def resolve_class_names(checkpoint: str, labels: str, num_classes: int) -> list[
 
 
 def _run_labels(checkpoint: str) -> list[str] | None:
-    from stabn_tf.training import load_run_config
+    from stabn_tf.training.trainer import load_run_config
 
     try:
         config = load_run_config(checkpoint)

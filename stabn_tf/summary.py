@@ -38,7 +38,7 @@ def forward_latency(model, runs: int) -> list[float]:
 def main(argv):
     del argv
     import stabn_tf
-    from stabn_tf.complexity import count_flops, count_trainable_params
+    from stabn_tf.models.complexity import count_flops, count_trainable_params
 
     kwargs = dict(num_classes=FLAGS.num_classes, num_frames=FLAGS.num_frames,
                   image_size=FLAGS.image_size, depth=FLAGS.depth,

@@ -34,7 +34,7 @@ from ai_edge_litert.interpreter import Interpreter
 from keras import ops
 
 from stabn_tf.layers.conv import Conv3DAs2D
-from stabn_tf.model import (
+from stabn_tf.models.stabn import (
     PERCEPTION,
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,

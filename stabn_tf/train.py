@@ -1,6 +1,6 @@
 """Train ST-ABN or the baseline: `python -m stabn_tf.train --flagfile=configs/ssv2.flags`.
 
-A thin absl front end over `stabn_tf.training.train`: every `TrainConfig` field is a flag
+A thin absl front end over `stabn_tf.training.trainer.train`: every `TrainConfig` field is a flag
 of the same name. Errors found before training (missing files, labels that disagree with
 --num_classes, an unwritable output directory) print one line and exit with status 2.
 Re-running the same command after an interruption resumes from the backup.
@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from stabn_tf.training import ConfigError, TrainConfig, TrainingError, train
+from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
 
 HELP = {
     "output_dir": "Where checkpoints, logs, history.csv and results.json go.",

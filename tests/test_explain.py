@@ -14,7 +14,7 @@ from PIL import Image
 
 import stabn_tf
 from stabn_tf import explain, visualize
-from stabn_tf.callbacks import render_explanations
+from stabn_tf.training.callbacks import render_explanations
 
 TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 PNG = b"\x89PNG\r\n\x1a\n"

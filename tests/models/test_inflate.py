@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import stabn_tf
-from stabn_tf.inflate import inflate_resnet50, keras_resnet50_name
+from stabn_tf.models.inflate import inflate_resnet50, keras_resnet50_name
 
 FRAMES, SIZE = 20, 64
 # res4 (6 blocks) and res5 (3 blocks) each have one 3×1×1 conv per block: with zero

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import keras
 
-from stabn_tf.backbone import SPATIAL_REDUCTION, BackboneConfig, feature_extractor, stage
 from stabn_tf.layers.attention import (
     INVERSIONS,
     AttentionFusion,
@@ -24,6 +23,7 @@ from stabn_tf.layers.attention import (
 )
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.layers.norm import batch_norm
+from stabn_tf.models.backbone import SPATIAL_REDUCTION, BackboneConfig, feature_extractor, stage
 
 PERCEPTION = "perception"
 ATTENTION = "attention"

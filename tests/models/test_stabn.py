@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import stabn_tf
-from stabn_tf.complexity import count_flops, count_trainable_params
+from stabn_tf.models.complexity import count_flops, count_trainable_params
 
 TINY = dict(num_classes=5, num_frames=4, image_size=64, depth=18, width_multiplier=0.125)
 

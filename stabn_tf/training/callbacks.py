@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from stabn_tf.data.preprocess import denormalize
-from stabn_tf.model import explanation_model
+from stabn_tf.models.stabn import explanation_model
 from stabn_tf.visualize import attention_figure, figure_png
 
 
@@ -69,7 +69,7 @@ class SaveBestModel(keras.callbacks.ModelCheckpoint):
     """`ModelCheckpoint(save_best_only=True)` that saves `network`, whatever model is fit.
 
     Under a multi-worker strategy `fit` runs a trainer that wraps the network
-    (`stabn_tf.distribute.multi_worker_trainer`); the checkpoint must still be the
+    (`stabn_tf.training.distribute.multi_worker_trainer`); the checkpoint must still be the
     network people load with `keras.saving.load_model`.
     """
 

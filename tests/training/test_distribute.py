@@ -11,7 +11,7 @@ import textwrap
 import keras
 import pytest
 
-from stabn_tf.distribute import is_chief, make_strategy
+from stabn_tf.training.distribute import is_chief, make_strategy
 
 # The tiny problem both comparisons train: fixed clips, a loss recorder, the same model.
 TINY_PROBLEM = textwrap.dedent("""
@@ -20,7 +20,7 @@ TINY_PROBLEM = textwrap.dedent("""
     import tensorflow as tf
     import keras
     import stabn_tf
-    from stabn_tf.recipe import compile_model
+    from stabn_tf.training.recipe import compile_model
 
     rng = np.random.default_rng(0)
     clips = rng.normal(size=(32, 4, 32, 32, 3)).astype("float32")
@@ -78,7 +78,7 @@ def test_mirrored_two_cpus_follows_the_single_device_loss_trajectory():
 
 
 MULTI_WORKER_SCRIPT = TINY_PROBLEM + textwrap.dedent("""
-    from stabn_tf.distribute import is_multi_worker, multi_worker_trainer
+    from stabn_tf.training.distribute import is_multi_worker, multi_worker_trainer
 
     single = sys.argv[1] == "single"
     strategy = (tf.distribute.get_strategy() if single

@@ -31,23 +31,23 @@ import keras
 from absl import logging
 
 from stabn_tf import data as data_lib
-from stabn_tf.callbacks import (
+from stabn_tf.data import synthetic
+from stabn_tf.models.stabn import ATTENTION, PERCEPTION, build_baseline, build_stabn
+from stabn_tf.training.callbacks import (
     AttentionImages,
     GuardedBackupAndRestore,
     SaveBestModel,
     StopOnNaN,
     render_explanations,
 )
-from stabn_tf.data import synthetic
-from stabn_tf.distribute import (
+from stabn_tf.training.distribute import (
     is_chief,
     is_multi_worker,
     make_strategy,
     multi_worker_trainer,
     task_identity,
 )
-from stabn_tf.model import ATTENTION, PERCEPTION, build_baseline, build_stabn
-from stabn_tf.recipe import apply_weight_decay, build_optimizer, compile_model
+from stabn_tf.training.recipe import apply_weight_decay, build_optimizer, compile_model
 
 MODELS = ("stabn", "baseline")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -210,7 +210,7 @@ def _load_init(model: keras.Model, init: str) -> None:
     if init == "none":
         return
     if init == "imagenet":
-        from stabn_tf.inflate import inflate_resnet50
+        from stabn_tf.models.inflate import inflate_resnet50
 
         copied = inflate_resnet50(model)
         logging.info("inflated ImageNet ResNet-50 into %d layers", len(copied))
