@@ -11,26 +11,28 @@ from stabn_tf.data.labels import LabelFileError, read_labels, write_labels
 from stabn_tf.data.pipeline import count_examples, list_files, make_dataset
 from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 from stabn_tf.data.sampling import segment_indices
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.video import (
     VideoReadError,
     decode_video,
-    eval_clips,
     load_video,
-    load_video_frames,
+    read_frame_folder,
+    read_frames,
 )
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ClipPreprocessor",
     "LabelFileError",
     "VideoReadError",
     "count_examples",
     "decode_video",
     "denormalize",
-    "eval_clips",
     "list_files",
     "load_video",
-    "load_video_frames",
+    "read_frame_folder",
+    "read_frames",
     "make_dataset",
     "normalize",
     "read_labels",

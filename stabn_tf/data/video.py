@@ -2,8 +2,9 @@
 
 `decode_video` is strict on purpose: an empty, unreadable or truncated file raises a
 `VideoReadError` naming the file and the reason, so the converter can list it as a
-failure instead of writing a clip with half its frames. `load_video` turns one file into
-a model-ready clip with exactly the sampling and normalisation of the eval pipeline.
+failure instead of writing a clip with half its frames. `read_frames` also reads folders of
+frame images; `load_video` turns one input into a model-ready clip, prepared exactly as
+evaluation prepares a stored video.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import os
 
 import av
 import numpy as np
-import tensorflow as tf
+from PIL import Image
 
-from stabn_tf.data import preprocess, sampling
+from stabn_tf.data.preprocessor import ClipPreprocessor
 
 #: Decoded frames covering less than this fraction of the duration the container declares
 #: (with 2 frames of slack for rounding) mean the file was cut short: a truncated webm still
@@ -136,54 +137,49 @@ def _declared_duration(container, stream) -> float | None:
     return None
 
 
-def _sample_and_crop(frames: np.ndarray, num_frames: int, image_size: int | None,
-                     num_clips: int) -> tuple[tf.Tensor, np.ndarray]:
-    """Eval sampling + centre crop + resize, the same ops as the eval pipeline.
-
-    Returns (0..255 float frames `[n, T, S, S, 3]`, indices `[n, T]`).
-    """
-    indices = sampling.segment_indices(len(frames), num_frames, training=False,
-                                       num_clips=num_clips).numpy()
-    picked = frames[indices]  # [n, T, H, W, 3]
-    if image_size is None:
-        return tf.convert_to_tensor(picked.astype(np.float32)), indices
-    y, x, h, w = (int(v) for v in preprocess.eval_crop_window(*frames.shape[1:3]))
-    cropped = picked[:, :, y:y + h, x:x + w]
-    return preprocess.resize_frames(cropped, image_size), indices
+#: Image files a frame folder may hold (one frame each, in file-name order).
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def eval_clips(frames: np.ndarray, num_frames: int, image_size: int,
-               num_clips: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decoded frames → what evaluation feeds the model and what a person looks at.
+def read_frame_folder(path: str | os.PathLike,
+                      short_side: int | None = DEFAULT_SHORT_SIDE) -> np.ndarray:
+    """The images of a folder, sorted by name, as uint8 RGB `[N, H, W, 3]` with the short
+    side brought down to `short_side` (as videos are stored). Raises `VideoReadError` for
+    an empty folder, an unreadable image or mixed sizes."""
+    path = os.fspath(path)
+    try:
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(FRAME_EXTENSIONS))
+    except OSError as e:
+        raise VideoReadError(path, f"cannot list the frame folder ({e.strerror or e})") from e
+    if not names:
+        raise VideoReadError(path, f"frame folder has no {'/'.join(FRAME_EXTENSIONS)} images")
+    frames, size = [], None
+    for name in names:
+        file = os.path.join(path, name)
+        try:
+            with Image.open(file) as img:
+                img = img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise VideoReadError(file, f"unreadable frame ({e})") from e
+        if size is None:
+            first = (img.height, img.width)
+            size = scaled_size(img.height, img.width, short_side)
+        elif (img.height, img.width) != first:
+            raise VideoReadError(file, f"frame size {img.height}×{img.width} differs from the "
+                                 f"first frame's {first[0]}×{first[1]}")
+        if (img.height, img.width) != size:
+            img = img.resize((size[1], size[0]), Image.Resampling.BOX)
+        frames.append(np.asarray(img))
+    return np.stack(frames)
 
-    Returns normalised float32 clips `[n, T, S, S, 3]`, the same pixels as uint8
-    `[n, T, S, S, 3]`, and the sampled source indices `[n, T]`, from one sampling and
-    crop (so explanations line up with the pixels the model saw).
-    """
-    pixels, indices = _sample_and_crop(frames, num_frames, image_size, num_clips)
-    clips = preprocess.color_normalize(pixels).numpy()
-    shown = np.clip(np.round(pixels.numpy()), 0, 255).astype(np.uint8)
-    return clips, shown, indices
 
-
-def load_video_frames(
-    path: str | os.PathLike,
-    num_frames: int,
-    image_size: int | None = None,
-    num_clips: int = 1,
-    *,
-    short_side: int | None = DEFAULT_SHORT_SIDE,
-) -> np.ndarray:
-    """The sampled frames of one video as uint8 RGB, for visualisation.
-
-    `[T, H, W, 3]` (or `[n, T, H, W, 3]` when `num_clips > 1`): with `image_size`, the
-    eval centre crop resized to `image_size` (pixel-aligned with `load_video`'s clip);
-    without, the full sampled frames.
-    """
-    decoded = decode_video(path, short_side=short_side)
-    clips, _ = _sample_and_crop(decoded.frames, num_frames, image_size, num_clips)
-    out = np.clip(np.round(clips.numpy()), 0, 255).astype(np.uint8)
-    return out[0] if num_clips == 1 else out
+def read_frames(path: str | os.PathLike,
+                short_side: int | None = DEFAULT_SHORT_SIDE) -> DecodedVideo:
+    """A video file or a folder of frame images → its frames (fps None for a folder)."""
+    if os.path.isdir(path):
+        frames = read_frame_folder(path, short_side)
+        return DecodedVideo(frames, None, frames.shape[1:3])
+    return decode_video(path, short_side=short_side)
 
 
 def load_video(
@@ -194,13 +190,14 @@ def load_video(
     *,
     short_side: int | None = DEFAULT_SHORT_SIDE,
 ) -> np.ndarray:
-    """One video file → normalised float32 clip `[T, S, S, 3]` (`[n, T, S, S, 3]` when
-    `num_clips > 1`), exactly as the eval pipeline prepares a stored video: frames stored
-    at `short_side` like the converter, centre segment sampling, centre crop of 224/256
-    of the short side resized to `image_size`, ImageNet normalisation.
+    """One video file (or frame folder) → normalised float32 clip `[T, S, S, 3]`
+    (`[n, T, S, S, 3]` when `num_clips > 1`), exactly as evaluation prepares a stored
+    video (`ClipPreprocessor`): frames stored at `short_side` like the converter, centre
+    segment sampling, centre crop of 224/256 of the short side resized to `image_size`,
+    ImageNet normalisation.
 
     Raises `VideoReadError` (an `OSError`) naming the file when it cannot be read.
     """
-    decoded = decode_video(path, short_side=short_side)
-    clips, _, _ = eval_clips(decoded.frames, num_frames, image_size, num_clips)
+    preprocessor = ClipPreprocessor(num_frames, image_size)
+    clips, _, _ = preprocessor.from_frames(read_frames(path, short_side).frames, num_clips)
     return clips[0] if num_clips == 1 else clips

@@ -23,37 +23,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stabn_tf.models.stabn import PERCEPTION
+from stabn_tf.models.backbone import stage_output_name
+from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.outputs import PERCEPTION
 
-_BLOCK_OUT = re.compile(r"^res(\d+)_block(\d+)_out$")
-
-
-def stage_output_layer(model: keras.Model, stage: str | None = None) -> str:
-    """Name of the last block output of `stage` ("res2".."res5"; default: the deepest
-    stage) on the prediction path (`res*`, not the attention branch's `att_res*`)."""
-    blocks = {}
-    for layer in model.layers:
-        match = _BLOCK_OUT.match(layer.name)
-        if match:
-            blocks.setdefault(int(match.group(1)), []).append((int(match.group(2)), layer.name))
-    if not blocks:
-        raise ValueError(f"model {model.name!r} has no `res*_block*_out` layers: is it a "
-                         "model from `build_stabn` / `build_baseline`?")
-    if stage is None:
-        index = max(blocks)
-    else:
-        match = re.fullmatch(r"res(\d+)", stage)
-        if not match or int(match.group(1)) not in blocks:
-            raise ValueError(f"no stage {stage!r} in model {model.name!r}; stages: "
-                             f"{[f'res{i}' for i in sorted(blocks)]}.")
-        index = int(match.group(1))
-    return max(blocks[index])[1]
+STAGES = ("res2", "res3", "res4", "res5")
 
 
-def resolve_layer(model: keras.Model, layer: str | None) -> str:
-    """A layer name, or a stage name ("res4", "res5"), or None (the deepest stage)."""
-    if layer is None or re.fullmatch(r"res\d+", layer):
-        return stage_output_layer(model, layer)
+def resolve_layer(model: VideoClassifier, layer: str | None) -> str:
+    """A layer name, or a stage name ("res4", "res5": its last block's output), or None
+    (res5, the last stage on the prediction path — never the attention branch's copy)."""
+    if layer is None or layer in STAGES:
+        return stage_output_name(STAGES.index(layer or "res5"), model.depth)
+    if re.fullmatch(r"res\d+", layer):
+        raise ValueError(f"no stage {layer!r}; stages: {list(STAGES)}.")
     model.get_layer(layer)  # raises ValueError naming the layer when it does not exist
     return layer
 
@@ -82,7 +65,7 @@ class GradCAM:
     explain given classes (e.g. the true ones).
     """
 
-    def __init__(self, model: keras.Model, layer: str | None = None):
+    def __init__(self, model: VideoClassifier, layer: str | None = None):
         self.layer = resolve_layer(model, layer)
         self._probe = keras.Model(
             model.input,
@@ -132,7 +115,7 @@ class GradCAM:
                              np.concatenate(classes).astype(np.int64), self.layer)
 
 
-def grad_cam(model: keras.Model, clips, class_indices=None, layer: str | None = None,
+def grad_cam(model: VideoClassifier, clips, class_indices=None, layer: str | None = None,
              batch_size: int = 8) -> GradCAMResult:
     """One-shot `GradCAM(model, layer)(clips, class_indices, batch_size)`."""
     return GradCAM(model, layer)(clips, class_indices, batch_size)

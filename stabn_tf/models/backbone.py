@@ -101,14 +101,24 @@ def residual_block(x, width: int, stride: int, kt: int, name: str, cfg: Backbone
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
+def block_name(stage_index: int, block: int, prefix: str = "") -> str:
+    """`res3_block2`: how block `block` (from 1) of stage res{stage_index + 2} is named."""
+    return f"{prefix}res{stage_index + 2}_block{block}"
+
+
+def stage_output_name(stage_index: int, depth: int, prefix: str = "") -> str:
+    """The layer whose output is stage res{stage_index + 2}'s output (its last block's)."""
+    return f"{block_name(stage_index, resnet_spec(depth).blocks[stage_index], prefix)}_out"
+
+
 def stage(x, stage_index: int, cfg: BackboneConfig, *, stride: int | None = None,
           prefix: str = ""):
     """res{2..5}: the stage's blocks, the first one strided. `prefix` names a copy."""
     stride = STAGE_STRIDES[stage_index] if stride is None else stride
-    name = f"{prefix}res{stage_index + 2}"
     for i in range(cfg.spec.blocks[stage_index]):
         x = residual_block(x, cfg.width(stage_index), stride if i == 0 else 1,
-                           STAGE_TEMPORAL_KERNELS[stage_index], f"{name}_block{i + 1}", cfg)
+                           STAGE_TEMPORAL_KERNELS[stage_index],
+                           block_name(stage_index, i + 1, prefix), cfg)
     return x
 
 

@@ -1,19 +1,27 @@
-"""Model builders: ST-ABN and its baseline (the same 3D ResNet without the branches).
+"""ST-ABN and its baseline (the same 3D ResNet without the branches), as models that know
+themselves.
 
-The ST-ABN model's outputs are the two logits the loss uses, `{"perception",
-"attention"}`, so `model.fit` needs labels for exactly those. The explanation
-(`spatial_attention` Ms `[B, T, h, w, 1]`, `temporal_attention` Mt `[B, T]`) comes
-from `explanation_model(model)`, a sibling Keras model that shares every layer and
-weight with it, and also works on a model loaded from a `.keras` file.
+`STABN` and `ResNet3D` are registered Functional subclasses (the keras-hub pattern): the
+constructor builds the graph, and `get_config` holds exactly the build arguments —
+class names, frames, image size, depth, width, attention options — so a `.keras` file
+loads back as the same class with `model.class_names`, `model.num_frames`,
+`model.image_size` and `model.preprocessor` (how to prepare its clips) set. Nothing
+downstream reads shapes or layer names to find out what a model is.
+
+Outputs are the two logits the loss uses, `{"perception", "attention"}` (the baseline:
+`{"perception"}`), so `model.fit` needs labels for exactly those. The explanation
+(`spatial_attention` Ms `[B, T, h, w, 1]`, `temporal_attention` Mt `[B, T]`) comes from
+`explanation_model(model)`, a sibling model sharing every layer and weight.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import keras
 
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.layers.attention import (
     INVERSIONS,
     AttentionFusion,
@@ -23,30 +31,41 @@ from stabn_tf.layers.attention import (
 )
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.layers.norm import batch_norm
-from stabn_tf.models.backbone import SPATIAL_REDUCTION, BackboneConfig, feature_extractor, stage
+from stabn_tf.models.backbone import (
+    SPATIAL_REDUCTION,
+    BackboneConfig,
+    feature_extractor,
+    resnet_spec,
+    stage,
+)
+from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
-PERCEPTION = "perception"
-ATTENTION = "attention"
-SPATIAL_ATTENTION = "spatial_attention"
-TEMPORAL_ATTENTION = "temporal_attention"
 FUSION = "attention_fusion"
 ATTENTION_HEADS = ("per_frame", "gap")
 
 
-def _check_args(num_classes, num_frames, image_size, dropout) -> tuple[int, int]:
+class LegacyCheckpointError(ValueError):
+    """A `.keras` file saved before models carried their config (a plain Functional)."""
+
+
+def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
-    if not isinstance(num_frames, int) or num_frames < 1:
-        raise ValueError(f"`num_frames` must be an int >= 1, got {num_frames!r}.")
+    if class_names is None:
+        return [f"class {i}" for i in range(num_classes)]
+    names = [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for `num_classes={num_classes}`.")
+    return names
+
+
+def _image_size(image_size) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or any(not isinstance(s, int) or s < SPATIAL_REDUCTION
                              or s % SPATIAL_REDUCTION for s in size):
         raise ValueError(
             f"`image_size` must be an int or (height, width), each a positive multiple of "
-            f"{SPATIAL_REDUCTION} (the network's spatial reduction), got {image_size!r}."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+            f"{SPATIAL_REDUCTION} (the network's spatial reduction), got {image_size!r}.")
     return size
 
 
@@ -57,46 +76,108 @@ def _classifier(x, num_classes: int, dropout: float, name: str):
     return keras.layers.Dense(num_classes, name=name, dtype="float32")(x)
 
 
-def build_baseline(
-    num_classes: int = 174,
-    num_frames: int = 32,
-    image_size: int | tuple[int, int] = 224,
-    depth: int = 50,
-    width_multiplier: float = 1.0,
-    dropout: float = 0.5,
-    synchronized_bn: bool = False,
-    stride_in_1x1: bool = False,
-    name: str = "baseline",
-) -> keras.Model:
-    """The 3D ResNet baseline: stem + res2..res5 + GAP + dropout + dense.
+class VideoClassifier(keras.Model):
+    """What ST-ABN and its baseline share: a 3D ResNet video classifier that knows its
+    classes, clip shape and backbone. Not built directly: use `STABN` or `ResNet3D`."""
 
-    Input `[B, T, H, W, 3]` (normalised RGB); output `{"perception": [B, K]}` logits,
-    named like ST-ABN's prediction so the same training and evaluation code serves both.
-    Arguments mean what they mean for `build_stabn`.
+    has_attention = False
+
+    def __init__(self, *, inputs, outputs, num_classes: int, class_names, num_frames: int,
+                 image_size, depth: int, width_multiplier: float, dropout: float,
+                 synchronized_bn: bool, stride_in_1x1: bool, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.class_names = _class_names(num_classes, class_names)
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.depth = depth
+        self.width_multiplier = width_multiplier
+        self.dropout = dropout
+        self.synchronized_bn = synchronized_bn
+        self.stride_in_1x1 = stride_in_1x1
+
+    @staticmethod
+    def _inputs(num_classes, num_frames, image_size, dropout, depth, width_multiplier,
+                stride_in_1x1, synchronized_bn):
+        """Checks the shared arguments; returns (clips input, backbone config)."""
+        _class_names(num_classes, None)
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"`num_frames` must be an int >= 1, got {num_frames!r}.")
+        height, width = _image_size(image_size)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+        resnet_spec(depth)
+        cfg = BackboneConfig(depth, width_multiplier, stride_in_1x1, synchronized_bn)
+        return keras.Input((num_frames, height, width, 3), name="clips"), cfg
+
+    @property
+    def square_size(self) -> int:
+        """S of the square clips the evaluation makes; an error for non-square models."""
+        if not isinstance(self.image_size, int):
+            height, width = self.image_size
+            if height != width:
+                raise ValueError(f"model {self.name!r} takes {height}×{width} frames; clip "
+                                 "preparation makes square clips")
+            return height
+        return self.image_size
+
+    @property
+    def preprocessor(self) -> ClipPreprocessor:
+        """How to turn video frames into this model's input (evaluation-style)."""
+        return ClipPreprocessor(self.num_frames, self.square_size)
+
+    @property
+    def backbone_name(self) -> str:
+        """"3D ResNet-50", "3D ResNet-18 ×0.25": how tables name the network."""
+        name = f"3D ResNet-{self.depth}"
+        return name if self.width_multiplier == 1.0 else f"{name} ×{self.width_multiplier:g}"
+
+    def get_config(self) -> dict:
+        size = self.image_size
+        return {"name": self.name, "trainable": self.trainable,
+                "num_classes": self.num_classes, "class_names": list(self.class_names),
+                "num_frames": self.num_frames,
+                "image_size": size if isinstance(size, int) else list(size),
+                "depth": self.depth, "width_multiplier": self.width_multiplier,
+                "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
+                "stride_in_1x1": self.stride_in_1x1}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="stabn_tf")
+class ResNet3D(VideoClassifier):
+    """The baseline: stem + res2..res5 + GAP + dropout + dense, no branches.
+
+    `[B, T, H, W, 3]` (normalised RGB) → `{"perception": [B, K]}` logits, named like
+    ST-ABN's prediction so the same training and evaluation code serves both. Arguments
+    mean what they mean for `STABN`.
     """
-    height, width = _check_args(num_classes, num_frames, image_size, dropout)
-    cfg = BackboneConfig(depth, width_multiplier, stride_in_1x1, synchronized_bn)
-    clips = keras.Input((num_frames, height, width, 3), name="clips")
-    x = stage(feature_extractor(clips, cfg), 3, cfg)
-    logits = _classifier(x, num_classes, dropout, PERCEPTION)
-    return keras.Model(clips, {PERCEPTION: logits}, name=name)
+
+    def __init__(self, num_classes: int = 174, num_frames: int = 32,
+                 image_size: int | tuple[int, int] = 224, depth: int = 50,
+                 width_multiplier: float = 1.0, dropout: float = 0.5,
+                 synchronized_bn: bool = False, stride_in_1x1: bool = False,
+                 class_names: Sequence[str] | None = None, name: str = "baseline", **kwargs):
+        clips, cfg = self._inputs(num_classes, num_frames, image_size, dropout, depth,
+                                  width_multiplier, stride_in_1x1, synchronized_bn)
+        x = stage(feature_extractor(clips, cfg), 3, cfg)
+        logits = _classifier(x, num_classes, dropout, PERCEPTION)
+        super().__init__(
+            inputs=clips, outputs={PERCEPTION: logits}, num_classes=num_classes,
+            class_names=class_names, num_frames=num_frames, image_size=image_size,
+            depth=depth, width_multiplier=width_multiplier, dropout=dropout,
+            synchronized_bn=synchronized_bn, stride_in_1x1=stride_in_1x1, name=name, **kwargs)
 
 
-def build_stabn(
-    num_classes: int = 174,
-    num_frames: int = 32,
-    image_size: int | tuple[int, int] = 224,
-    depth: int = 50,
-    width_multiplier: float = 1.0,
-    dropout: float = 0.5,
-    attention_head: str = "per_frame",
-    fusion_relu: bool = True,
-    inversion: str = "none",
-    synchronized_bn: bool = False,
-    stride_in_1x1: bool = False,
-    name: str = "stabn",
-) -> keras.Model:
-    """ST-ABN (DESIGN.md §1) on a SlowOnly 3D ResNet.
+@keras.saving.register_keras_serializable(package="stabn_tf")
+class STABN(VideoClassifier):
+    """ST-ABN on a SlowOnly 3D ResNet (the architecture is described in docs/architecture.md).
+
+    `[B, T, H, W, 3]` (normalised RGB) → `{"perception": [B, K], "attention": [B, K]}`
+    float32 logits; `explanation_model(model)` adds the attention maps.
 
     Args:
       num_classes: K.
@@ -109,59 +190,107 @@ def build_stabn(
         the attention branch's dense layer (the reference); "gap" averages them over T.
       fusion_relu: ReLU after the fusion's BN (the paper's code has it).
       inversion: attention inversion at build time; change later with
-        `set_attention_inversion`.
+        `set_attention_inversion` (the current setting is saved with the model).
       synchronized_bn: synchronise BN statistics across replicas.
       stride_in_1x1: put each bottleneck's spatial stride in its first 1×1 conv, the
-        layout of `keras.applications.ResNet50` (exact ImageNet inflation); the default
-        keeps it in the 1×3×3 conv like the reference.
-
-    Returns:
-      A model `[B, T, H, W, 3] -> {"perception": [B, K], "attention": [B, K]}` (float32
-      logits). `explanation_model(model)` adds the attention maps.
+        layout of `keras.applications.ResNet50` (exact inflation of those weights); the
+        default keeps it in the 1×3×3 conv like the reference and torchvision.
+      class_names: K names (default "class 0", ...); saved with the model.
     """
-    height, width = _check_args(num_classes, num_frames, image_size, dropout)
-    if attention_head not in ATTENTION_HEADS:
-        raise ValueError(f"`attention_head` must be one of {ATTENTION_HEADS}, got "
-                         f"{attention_head!r}.")
-    if inversion not in INVERSIONS:
-        raise ValueError(f"`inversion` must be one of {INVERSIONS}, got {inversion!r}.")
-    cfg = BackboneConfig(depth, width_multiplier, stride_in_1x1, synchronized_bn)
-    sync = synchronized_bn
-    clips = keras.Input((num_frames, height, width, 3), name="clips")
-    features = feature_extractor(clips, cfg)  # f: [B, T, H/16, W/16, C4]
 
-    # Attention branch: res5 copy without spatial stride → K class maps per frame.
-    a = stage(features, 3, cfg, stride=1, prefix="att_")
-    a = batch_norm("att_bn_in", synchronized=sync)(a)
-    a = Conv3DAs2D(num_classes, 1, name="att_class_conv")(a)
-    a = batch_norm("att_class_bn", synchronized=sync)(a)
-    class_maps = keras.layers.ReLU(name="att_class_maps")(a)  # [B, T, h, w, K]
+    has_attention = True
 
-    scores = Conv3DAs2D(num_classes, 1, name="att_score_conv")(class_maps)
-    scores = FrameAveragePool(name="att_score_pool")(scores)  # [B, T, K]
-    if attention_head == "per_frame":
-        scores = keras.layers.Flatten(name="att_score_flatten")(scores)  # [B, T·K]
-    else:
-        scores = keras.layers.GlobalAveragePooling1D(name="att_score_gap")(scores)
-    scores = keras.layers.Dropout(dropout, name="att_dropout")(scores)
-    attention_logits = keras.layers.Dense(num_classes, name=ATTENTION, dtype="float32")(scores)
+    def __init__(self, num_classes: int = 174, num_frames: int = 32,
+                 image_size: int | tuple[int, int] = 224, depth: int = 50,
+                 width_multiplier: float = 1.0, dropout: float = 0.5,
+                 attention_head: str = "per_frame", fusion_relu: bool = True,
+                 inversion: str = "none", synchronized_bn: bool = False,
+                 stride_in_1x1: bool = False, class_names: Sequence[str] | None = None,
+                 name: str = "stabn", **kwargs):
+        if attention_head not in ATTENTION_HEADS:
+            raise ValueError(f"`attention_head` must be one of {ATTENTION_HEADS}, got "
+                             f"{attention_head!r}.")
+        if inversion not in INVERSIONS:
+            raise ValueError(f"`inversion` must be one of {INVERSIONS}, got {inversion!r}.")
+        clips, cfg = self._inputs(num_classes, num_frames, image_size, dropout, depth,
+                                  width_multiplier, stride_in_1x1, synchronized_bn)
+        sync = synchronized_bn
+        features = feature_extractor(clips, cfg)  # f: [B, T, H/16, W/16, C4]
 
-    spatial = SpatialAttention(synchronized_bn=sync, name=SPATIAL_ATTENTION)(class_maps)
-    temporal = TemporalAttention(synchronized_bn=sync, name=TEMPORAL_ATTENTION)(class_maps)
-    fused = AttentionFusion(relu=fusion_relu, inversion=inversion, synchronized_bn=sync,
-                            name=FUSION)([features, spatial, temporal])
+        # Attention branch: res5 copy without spatial stride → K class maps per frame.
+        a = stage(features, 3, cfg, stride=1, prefix="att_")
+        a = batch_norm("att_bn_in", synchronized=sync)(a)
+        a = Conv3DAs2D(num_classes, 1, name="att_class_conv")(a)
+        a = batch_norm("att_class_bn", synchronized=sync)(a)
+        class_maps = keras.layers.ReLU(name="att_class_maps")(a)  # [B, T, h, w, K]
 
-    # Perception branch: res5 on the attended features → prediction.
-    perception_logits = _classifier(stage(fused, 3, cfg), num_classes, dropout, PERCEPTION)
-    return keras.Model(
-        clips, {PERCEPTION: perception_logits, ATTENTION: attention_logits}, name=name
-    )
+        scores = Conv3DAs2D(num_classes, 1, name="att_score_conv")(class_maps)
+        scores = FrameAveragePool(name="att_score_pool")(scores)  # [B, T, K]
+        if attention_head == "per_frame":
+            scores = keras.layers.Flatten(name="att_score_flatten")(scores)  # [B, T·K]
+        else:
+            scores = keras.layers.GlobalAveragePooling1D(name="att_score_gap")(scores)
+        scores = keras.layers.Dropout(dropout, name="att_dropout")(scores)
+        attention_logits = keras.layers.Dense(num_classes, name=ATTENTION,
+                                              dtype="float32")(scores)
+
+        spatial = SpatialAttention(synchronized_bn=sync, name=SPATIAL_ATTENTION)(class_maps)
+        temporal = TemporalAttention(synchronized_bn=sync, name=TEMPORAL_ATTENTION)(class_maps)
+        fused = AttentionFusion(relu=fusion_relu, inversion=inversion, synchronized_bn=sync,
+                                name=FUSION)([features, spatial, temporal])
+
+        # Perception branch: res5 on the attended features → prediction.
+        perception_logits = _classifier(stage(fused, 3, cfg), num_classes, dropout, PERCEPTION)
+        super().__init__(
+            inputs=clips, outputs={PERCEPTION: perception_logits, ATTENTION: attention_logits},
+            num_classes=num_classes, class_names=class_names, num_frames=num_frames,
+            image_size=image_size, depth=depth, width_multiplier=width_multiplier,
+            dropout=dropout, synchronized_bn=synchronized_bn, stride_in_1x1=stride_in_1x1,
+            name=name, **kwargs)
+        self.attention_head = attention_head
+        self.fusion_relu = fusion_relu
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "attention_head": self.attention_head,
+                "fusion_relu": self.fusion_relu,
+                "inversion": self.get_layer(FUSION).inversion}
 
 
-def is_stabn(model: keras.Model) -> bool:
-    """Whether `model` has ST-ABN's attention layers (else: the baseline)."""
-    names = {layer.name for layer in model.layers}
-    return {SPATIAL_ATTENTION, TEMPORAL_ATTENTION} <= names
+def build_baseline(num_classes: int = 174, num_frames: int = 32,
+                   image_size: int | tuple[int, int] = 224, depth: int = 50,
+                   width_multiplier: float = 1.0, dropout: float = 0.5,
+                   synchronized_bn: bool = False, stride_in_1x1: bool = False,
+                   class_names: Sequence[str] | None = None,
+                   name: str = "baseline") -> ResNet3D:
+    """The 3D ResNet baseline (`ResNet3D`); arguments as for `build_stabn`."""
+    return ResNet3D(num_classes, num_frames, image_size, depth, width_multiplier, dropout,
+                    synchronized_bn, stride_in_1x1, class_names, name=name)
+
+
+def build_stabn(num_classes: int = 174, num_frames: int = 32,
+                image_size: int | tuple[int, int] = 224, depth: int = 50,
+                width_multiplier: float = 1.0, dropout: float = 0.5,
+                attention_head: str = "per_frame", fusion_relu: bool = True,
+                inversion: str = "none", synchronized_bn: bool = False,
+                stride_in_1x1: bool = False, class_names: Sequence[str] | None = None,
+                name: str = "stabn") -> STABN:
+    """ST-ABN (`STABN`); see its docstring for the arguments. Defaults: the paper's full
+    model, R50, K=174, 32×224×224."""
+    return STABN(num_classes, num_frames, image_size, depth, width_multiplier, dropout,
+                 attention_head, fusion_relu, inversion, synchronized_bn, stride_in_1x1,
+                 class_names, name=name)
+
+
+def load_model(path, compile: bool = False) -> VideoClassifier:
+    """`keras.saving.load_model` for `.keras` files of this project, refusing files from
+    before models carried their config with one line (`LegacyCheckpointError`)."""
+    model = keras.saving.load_model(path, compile=compile)
+    if not isinstance(model, VideoClassifier):
+        raise LegacyCheckpointError(
+            f"{path}: a plain Keras model, saved before stabn_tf models carried their "
+            "config; convert it once with `python -m stabn_tf.models.migrate "
+            f"{path} --labels=<labels.txt>`")
+    return model
 
 
 def explanation_model(model: keras.Model) -> keras.Model:
@@ -170,11 +299,9 @@ def explanation_model(model: keras.Model) -> keras.Model:
     Outputs `{"perception": [B, K], "attention": [B, K], "spatial_attention":
     [B, T, h, w, 1], "temporal_attention": [B, T]}`.
     """
-    names = {layer.name for layer in model.layers}
-    missing = {SPATIAL_ATTENTION, TEMPORAL_ATTENTION} - names
-    if missing:
-        raise ValueError(f"model {model.name!r} has no {sorted(missing)} layer: is it an ST-ABN "
-                         "model from `build_stabn`?")
+    if not getattr(model, "has_attention", False):
+        raise ValueError(f"model {model.name!r} has no attention branch: explanations of "
+                         "this kind need an ST-ABN model (`STABN`)")
     outputs = {key: model.get_layer(key).output for key in
                (PERCEPTION, ATTENTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION)}
     return keras.Model(model.input, outputs, name=f"{model.name}_explained")

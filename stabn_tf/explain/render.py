@@ -1,0 +1,64 @@
+"""The one renderer of a `Prediction`: Figure 3 (PNG), an animated overlay (GIF or MP4) and
+the numbers (JSON). The explain and predict CLIs, evaluation figures and the TensorBoard
+images all draw through here."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from matplotlib.figure import Figure
+
+from stabn_tf.explain import figures
+from stabn_tf.inference.prediction import Prediction
+
+ANIMATIONS = ("gif", "mp4", "none")
+
+
+def prediction_figure(prediction: Prediction, *, clip: int = 0, columns: int = 8,
+                      top_k: int = 5) -> Figure:
+    """Figure 3 for one clip of a prediction: frames with the spatial map overlaid, the
+    temporal weights as coloured bars, ground-truth boxes where known, the top-k."""
+    if prediction.temporal is None or prediction.frames is None:
+        raise ValueError(f"{prediction.name}: no explanation or frames to draw")
+    return figures.attention_figure(
+        prediction.frames[clip], prediction.spatial[clip], prediction.temporal[clip],
+        title=prediction.title(), columns=columns,
+        frame_numbers=[int(n) for n in prediction.frame_indices[clip]],
+        boxes=prediction.boxes if clip == 0 else None,
+        top_k=[(n, p) for _, n, p in prediction.top_k(top_k)],
+        temporal_label=prediction.explanation_label)
+
+
+def render_prediction(prediction: Prediction, output_dir: str, stem: str, *,
+                      columns: int = 8, animation: str = "gif", fps: float = 4.0,
+                      dpi: int = 100, display_size: int = 224, top_k: int = 5
+                      ) -> dict[str, str]:
+    """Writes `<stem>.json` and, when the prediction has an explanation, `<stem>.png` and
+    `<stem>.gif|mp4` into `output_dir`; returns {"json", "png", "animation"} → paths.
+
+    The JSON is written last, so a JSON file means its pictures are complete.
+    """
+    if animation not in ANIMATIONS:
+        raise ValueError(f"animation {animation!r}: choose from {ANIMATIONS}")
+    if not fps > 0:
+        raise ValueError(f"animation frame rate must be > 0, got {fps}")
+    base = os.path.join(output_dir, stem)
+    paths = {}
+    if prediction.temporal is not None and prediction.frames is not None:
+        fig = prediction_figure(prediction, columns=columns, top_k=top_k)
+        paths["png"] = base + ".png"
+        with open(paths["png"], "wb") as f:
+            f.write(figures.figure_png(fig, dpi=dpi))
+        if animation != "none":
+            _, name, p = prediction.top_k(1)[0]
+            pictures = figures.animation_frames(
+                prediction.frames[0], prediction.spatial[0], prediction.temporal[0],
+                display_size=display_size,
+                frame_numbers=[int(n) for n in prediction.frame_indices[0]],
+                caption=f"{name} ({p:.2f})", boxes=prediction.boxes)
+            paths["animation"] = figures.write_animation(f"{base}.{animation}", pictures, fps)
+    paths["json"] = base + ".json"
+    with open(paths["json"], "w", encoding="utf-8") as f:
+        json.dump(prediction.to_json(top_k), f, indent=1)
+    return paths

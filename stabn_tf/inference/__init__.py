@@ -1,0 +1,60 @@
+"""Inference: one result type (`Prediction`), one runner interface (`Runner`) that the
+Keras and the LiteRT models both implement, and the inputs they read (`Clip`).
+
+    runner = open_runner("runs/demo/checkpoints/final.keras")   # or a .tflite file
+    prediction = runner.predict(runner.load("clip.webm"))
+    prediction.top_k(5), prediction.spatial, prediction.temporal
+"""
+
+from __future__ import annotations
+
+import os
+
+from stabn_tf.inference.inputs import (
+    Clip,
+    OutputNames,
+    input_name,
+    is_tfrecord_input,
+    load_clip,
+    safe_name,
+    tfrecord_clips,
+)
+from stabn_tf.inference.keras_runner import METHODS, KerasRunner, load_checkpoint
+from stabn_tf.inference.litert import LiteRTRunner
+from stabn_tf.inference.prediction import Prediction, sparkline
+from stabn_tf.inference.runner import InferenceError, Runner, iter_inputs, run_inputs
+
+
+def open_runner(path: str | os.PathLike, method: str = "attention",
+                gradcam_layer: str | None = None) -> Runner:
+    """A runner for a `.keras` checkpoint or an exported `.tflite` model."""
+    path = os.fspath(path)
+    if path.endswith(".tflite"):
+        if method != "attention":
+            raise InferenceError("a TFLite model explains with its own attention maps only")
+        if not os.path.isfile(path):
+            raise InferenceError(f"{path}: no such model file")
+        return LiteRTRunner(path)
+    return KerasRunner(load_checkpoint(path), method, gradcam_layer)
+
+
+__all__ = [
+    "METHODS",
+    "Clip",
+    "InferenceError",
+    "KerasRunner",
+    "LiteRTRunner",
+    "OutputNames",
+    "Prediction",
+    "Runner",
+    "input_name",
+    "is_tfrecord_input",
+    "iter_inputs",
+    "load_checkpoint",
+    "load_clip",
+    "open_runner",
+    "run_inputs",
+    "safe_name",
+    "sparkline",
+    "tfrecord_clips",
+]

@@ -1,0 +1,86 @@
+"""`KerasRunner`: the `Runner` of a Keras `STABN` / `ResNet3D` model."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from stabn_tf.explain.gradcam import GradCAM
+from stabn_tf.inference.runner import InferenceError, Runner
+from stabn_tf.models.stabn import VideoClassifier, explanation_model, load_model
+from stabn_tf.outputs import (
+    ATTENTION,
+    PERCEPTION,
+    PROBABILITIES,
+    SPATIAL_ATTENTION,
+    TEMPORAL_ATTENTION,
+)
+
+METHODS = ("attention", "gradcam")
+
+
+class KerasRunner(Runner):
+    """A Keras `STABN` / `ResNet3D`. `method="gradcam"` explains with a 3D Grad-CAM of
+    the predicted class at `gradcam_layer` (a layer or stage name; default res5) instead
+    of the attention maps (and works for the baseline)."""
+
+    def __init__(self, model: VideoClassifier, method: str = "attention",
+                 gradcam_layer: str | None = None):
+        if not isinstance(model, VideoClassifier):
+            raise InferenceError(f"model {getattr(model, 'name', model)!r} is not a stabn_tf "
+                                 "model (STABN / ResNet3D)")
+        if method not in METHODS:
+            raise InferenceError(f"method {method!r}: choose from {METHODS}")
+        if method == "attention" and not model.has_attention:
+            raise InferenceError(f"{model.name!r} is a baseline without attention: use the "
+                                 "gradcam method")
+        try:
+            self.preprocessor = model.preprocessor
+        except ValueError as e:
+            raise InferenceError(str(e)) from None
+        self.model = model
+        self.name = model.name
+        self.class_names = list(model.class_names)
+        self.has_attention = model.has_attention or method == "gradcam"
+        self.method = method
+        net = explanation_model(model) if model.has_attention else model
+        self._forward = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+        try:
+            self._cam = GradCAM(model, gradcam_layer) if method == "gradcam" else None
+        except ValueError as e:
+            raise InferenceError(str(e)) from None
+
+    def outputs(self, clips: np.ndarray) -> dict[str, np.ndarray]:
+        raw = self._forward(tf.constant(np.asarray(clips, np.float32)))
+        out = {PROBABILITIES: tf.nn.softmax(tf.cast(raw[PERCEPTION], tf.float32)).numpy()}
+        if ATTENTION in raw:
+            out[ATTENTION] = tf.nn.softmax(tf.cast(raw[ATTENTION], tf.float32)).numpy()
+        if self._cam is not None:
+            cam = self._cam(clips, out[PROBABILITIES].argmax(axis=-1))
+            out[SPATIAL_ATTENTION], out[TEMPORAL_ATTENTION] = cam.maps, cam.frame_scores
+        elif SPATIAL_ATTENTION in raw:
+            out[SPATIAL_ATTENTION] = np.asarray(raw[SPATIAL_ATTENTION], np.float32)[..., 0]
+            out[TEMPORAL_ATTENTION] = np.asarray(raw[TEMPORAL_ATTENTION], np.float32)
+        return out
+
+
+def load_checkpoint(path: str | os.PathLike) -> VideoClassifier:
+    """A `.keras` model of this project; `InferenceError` with one line naming the file
+    when it is missing, not a Keras archive, or not one of our models."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InferenceError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise InferenceError(f"{path}: not a .keras model file (a .keras file is a zip "
+                             "archive; this one is not)")
+    try:
+        return load_model(path)
+    except Exception as e:  # Keras raises many exception types for a bad file
+        text = str(e).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+        if reason.startswith(path):
+            raise InferenceError(reason) from None
+        raise InferenceError(f"{path}: cannot load as a stabn_tf model ({reason})") from None

@@ -1,0 +1,121 @@
+"""One way to predict: a `Runner` turns `Clip`s into `Prediction`s, whatever runs the model.
+
+`KerasRunner` (`keras_runner`) runs a `.keras` model; `LiteRTRunner` (`litert`) an exported
+TFLite model. Both take their classes, clip shape and preprocessing from the model itself.
+`run_inputs` feeds a runner video files, frame folders and TFRecord shards, collecting
+unreadable inputs as one-line errors instead of stopping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.data.video import VideoReadError
+from stabn_tf.inference.inputs import Clip, is_tfrecord_input, load_clip, tfrecord_clips
+from stabn_tf.inference.prediction import Prediction
+from stabn_tf.outputs import ATTENTION, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+
+
+class InferenceError(ValueError):
+    """A model or an input that cannot be used; `str()` is one line for the user."""
+
+
+class Runner:
+    """The interface every model front end implements.
+
+    Subclasses set `name`, `class_names`, `preprocessor` and `has_attention`, and implement
+    `outputs`: normalised clips `[B, T, S, S, 3]` → `{"probabilities": [B, K]}` plus, where
+    the model explains itself, `"spatial_attention" [B, T, h, w]` and
+    `"temporal_attention" [B, T]` (and optionally the attention branch's `"attention"`
+    probabilities `[B, K]`).
+    """
+
+    name: str
+    class_names: list[str]
+    preprocessor: ClipPreprocessor
+    has_attention: bool
+    method = "attention"
+
+    @property
+    def num_frames(self) -> int:
+        return self.preprocessor.num_frames
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocessor.image_size
+
+    def outputs(self, clips: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(self, clip: Clip) -> Prediction:
+        """One input's prediction: each of its clips run, their softmax averaged."""
+        out = self.outputs(clip.clips)
+        per_clip = out[PROBABILITIES]
+        attention = out.get(ATTENTION)
+        return Prediction(
+            name=clip.name, class_names=self.class_names, probabilities=per_clip.mean(axis=0),
+            per_clip=per_clip, frame_indices=np.asarray(clip.frame_indices),
+            spatial=out.get(SPATIAL_ATTENTION), temporal=out.get(TEMPORAL_ATTENTION),
+            attention_probabilities=None if attention is None else attention.mean(axis=0),
+            frames=clip.frames, true_label=clip.true_label, boxes=clip.boxes,
+            method=self.method, source=clip.source)
+
+    def load(self, path: str | os.PathLike, num_clips: int = 1) -> Clip:
+        """A video file or frame folder, prepared for this model."""
+        return load_clip(path, self.preprocessor, num_clips)
+
+
+def iter_inputs(runner: Runner, inputs: Sequence[str], *, num_clips: int = 1,
+                max_clips: int | None = 4, clip_ids: Sequence[str] = (),
+                on_error: Callable[[str, str], None]) -> Iterator[Clip]:
+    """The clips of video files, frame folders and TFRecord patterns; an unreadable input
+    is reported through `on_error(path, message)` and skipped."""
+    for path in inputs:
+        path = os.fspath(path)
+        if not is_tfrecord_input(path):
+            try:
+                yield runner.load(path, num_clips)
+            except (VideoReadError, OSError) as e:
+                on_error(path, str(e) if isinstance(e, VideoReadError) else f"{path}: {e}")
+            continue
+        try:
+            clips = list(tfrecord_clips(path, runner.preprocessor, max_clips=max_clips,
+                                        clip_ids=clip_ids, num_clips=num_clips))
+        except FileNotFoundError as e:
+            on_error(path, str(e))
+            continue
+        except tf.errors.OpError as e:  # a corrupt shard
+            on_error(path, f"{path}: cannot read TFRecords ({type(e).__name__}: "
+                           f"{(e.message or '').splitlines()[0]})")
+            continue
+        missing = set(clip_ids) - {c.name for c in clips}
+        if clip_ids and missing:
+            on_error(path, f"{path}: clip id(s) not found: {sorted(missing)}")
+        yield from clips
+
+
+def run_inputs(runner: Runner, inputs: Sequence[str], *, num_clips: int = 1,
+               max_clips: int | None = 4, clip_ids: Sequence[str] = (),
+               on_result: Callable[[Prediction], None] | None = None,
+               on_error: Callable[[str, str], None] | None = None,
+               ) -> tuple[list[Prediction], list[dict]]:
+    """Predicts every input; returns (predictions, errors as `{"path", "error"}`)."""
+    predictions, errors = [], []
+
+    def fail(path: str, message: str) -> None:
+        errors.append({"path": path, "error": message})
+        if on_error:
+            on_error(path, message)
+
+    for clip in iter_inputs(runner, inputs, num_clips=num_clips, max_clips=max_clips,
+                            clip_ids=clip_ids, on_error=fail):
+        prediction = runner.predict(clip)
+        predictions.append(prediction)
+        if on_result:
+            on_result(prediction)
+    return predictions, errors

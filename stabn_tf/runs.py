@@ -1,0 +1,153 @@
+"""A training run's directory: the one place that knows its layout and reads or writes it.
+
+    runs/<name>/
+      config.json              the settings the run was started with (and its class names)
+      checkpoints/best.keras   best validation perception top-1
+      checkpoints/final.keras  the model at the end
+      backup/                  crash-safe state; re-running the same command resumes here
+      logs/                    TensorBoard
+      history.csv              one row per epoch
+      results.json             final validation results
+      explanations/*.png       attention figures for a few validation clips
+
+Training writes through `RunDirectory`; evaluation and export read through it (to find the
+data a checkpoint was trained on) without importing the trainer. A checkpoint does not need
+its run: the model carries its own config, so inference works from the `.keras` file alone.
+Files are written atomically (temporary file + rename), so an interrupted or failed command
+never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+
+from stabn_tf.data import synthetic
+
+
+class RunError(ValueError):
+    """A run directory (or a setting read from it) that cannot be used; one line."""
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` through a temporary file in the same folder + rename."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8",
+                                     prefix=".tmp-", suffix=os.path.basename(path)) as f:
+        f.write(text)
+        temporary = f.name
+    os.replace(temporary, path)
+
+
+def data_patterns(settings: Mapping) -> tuple[str, str]:
+    """The training and validation shard patterns a run's settings name ("" where none);
+    for the built-in synthetic set, its cache (generated there first when missing, with
+    the same arguments training used, so the same files are found)."""
+    if settings.get("dataset") == "synthetic":
+        root = synthetic.ensure_synthetic_tfrecords(
+            settings.get("cache_dir", "data/cache"),
+            num_train_per_class=settings["synthetic_train_per_class"],
+            num_val_per_class=settings["synthetic_val_per_class"],
+            resolution=settings["synthetic_resolution"],
+            num_frames=settings["synthetic_frames"], seed=settings.get("seed", 0))
+        return os.path.join(root, "train-*.tfrecord"), os.path.join(root, "validation-*.tfrecord")
+    return settings.get("train_files", ""), settings.get("val_files", "")
+
+
+class RunDirectory:
+    """The files of one run (see the module docstring)."""
+
+    CONFIG = "config.json"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | os.PathLike) -> RunDirectory | None:
+        """The run that wrote `checkpoint` (`<run>/checkpoints/x.keras`, or `x.keras`
+        directly in the run), or None when no run config is found there."""
+        here = os.path.dirname(os.path.abspath(checkpoint))
+        for folder in (os.path.dirname(here), here):
+            if os.path.isfile(os.path.join(folder, cls.CONFIG)):
+                return cls(folder)
+        return None
+
+    def file(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    @property
+    def checkpoints(self) -> str:
+        return self.file("checkpoints")
+
+    def checkpoint(self, name: str = "final") -> str:
+        return self.file("checkpoints", f"{name}.keras")
+
+    @property
+    def backup(self) -> str:
+        return self.file("backup")
+
+    @property
+    def logs(self) -> str:
+        return self.file("logs")
+
+    @property
+    def explanations(self) -> str:
+        return self.file("explanations")
+
+    @property
+    def history(self) -> str:
+        return self.file("history.csv")
+
+    @property
+    def results(self) -> str:
+        return self.file("results.json")
+
+    def check_writable(self) -> None:
+        """Creates the folder if needed and proves a file can be written in it (leaving
+        nothing behind); `RunError` with one line otherwise."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunError(f"output directory {self.path!r} is a file")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path):
+                pass
+        except OSError as e:
+            raise RunError(f"output directory {self.path!r} is not writable: "
+                           f"{e.strerror or e}") from None
+
+    def make_folders(self) -> None:
+        for folder in (self.checkpoints, self.logs, self.explanations):
+            os.makedirs(folder, exist_ok=True)
+
+    def read_config(self) -> dict | None:
+        """The run's settings, or None when it has none yet."""
+        path = self.file(self.CONFIG)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise RunError(f"{path}: unreadable run config ({e})") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{path}: not a run config (a JSON object)")
+        return config
+
+    def write_config(self, settings: Mapping) -> None:
+        write_atomic(self.file(self.CONFIG), json.dumps(dict(settings), indent=2, default=list))
+
+    def write_results(self, results: Mapping) -> None:
+        write_atomic(self.results, json.dumps(dict(results), indent=2))
+
+    def data_patterns(self) -> tuple[str, str]:
+        """(training, validation) shard patterns of the run; `RunError` without a config."""
+        config = self.read_config()
+        if config is None:
+            raise RunError(f"{self.path}: no run config ({self.CONFIG})")
+        try:
+            return data_patterns(config)
+        except KeyError as e:
+            raise RunError(f"{self.file(self.CONFIG)}: no {e} setting") from None
