@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import preprocess, sampling, tfrecord
 
@@ -100,6 +101,40 @@ def _decode_frames(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     return frames
 
 
+def _box_targets(rec: dict, flat: tf.Tensor, window: tf.Tensor, height: tf.Tensor,
+                 width: tf.Tensor, do_flip, keep: tf.Tensor, roles: tuple[str, ...],
+                 mask_side: int) -> dict:
+    """Supervision targets of one clip, flat over its `n·T` sampled frames.
+
+    The boxes of the sampled frames go through the same crop window (and flip) as the
+    pixels, then are rasterised at the attention map's resolution. `keep` False (not in
+    the supervised subset) zeroes every weight, like a video without annotations.
+    """
+    n = tf.shape(rec[tfrecord.IMAGE_ENCODED])[0]
+    values, box_roles, counts = tfrecord.box_values(rec, n)
+    wanted = tf.reduce_any(tf.equal(box_roles[:, tf.newaxis], tf.constant(roles)), axis=1)
+    values = tf.where(wanted[:, tf.newaxis], values, tf.zeros_like(values))
+    chosen = tf.gather(tf.RaggedTensor.from_row_lengths(values, counts), flat)
+    moved = preprocess.crop_boxes(chosen.flat_values, window, height, width)
+    if do_flip is not None:
+        moved = tf.cond(do_flip, lambda: preprocess.flip_boxes(moved), lambda: moved)
+    dense = chosen.with_flat_values(moved).to_tensor(shape=[None, None, 4])  # [nT, K, 4]
+    mask = boxes_lib.rasterize_boxes(dense, mask_side)
+
+    def per_frame(values: tf.Tensor) -> tf.Tensor:  # [0 or N] → [nT], zeros if absent
+        padded = tf.concat([values, tf.zeros([n - tf.size(values)], values.dtype)], 0)
+        return tf.gather(padded, flat)
+
+    annotated = tf.cast((per_frame(rec[tfrecord.BOX_ANNOTATED]) > 0) & keep, tf.float32)
+    active_known = tf.cast((tf.size(rec[tfrecord.GT_ACTIVE]) == n) & keep, tf.float32)
+    return {
+        "box_mask": mask * annotated[:, tf.newaxis, tf.newaxis],
+        "box_frames": annotated,
+        "active": tf.cast(per_frame(rec[tfrecord.GT_ACTIVE]) > 0, tf.float32) * active_known,
+        "active_known": active_known,
+    }
+
+
 def make_dataset(
     file_pattern: str | Sequence[str],
     *,
@@ -122,6 +157,11 @@ def make_dataset(
     input_context: tf.distribute.InputContext | None = None,
     cycle_length: int = 8,
     deterministic: bool | None = None,
+    with_boxes: bool = False,
+    box_roles: Sequence[str] = boxes_lib.ROLES,
+    supervised_fraction: float = 1.0,
+    supervision_seed: int = 0,
+    box_mask_size: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of `(clips, targets)` for `model.fit` / `model.evaluate`.
 
@@ -160,9 +200,29 @@ def make_dataset(
       input_context: from `distribute_datasets_from_function`; shards files per pipeline.
       cycle_length: files read concurrently.
       deterministic: element order guarantee; default: True unless training without seed.
+      with_boxes: add attention-supervision targets (see `stabn_tf.training.supervision`):
+        `"box_mask"` float32 `[B, T, h, w]` (the boxes of each sampled frame, moved with
+        the pixels through crop, resize and flip, rasterised area-weighted at the
+        attention map's h×w), `"box_frames"` float32 `[B, T]` (1 where the frame is
+        annotated), `"active"` float32 `[B, T]` (1 where the action happens) and
+        `"active_known"` float32 `[B]` (1 where the record has active labels); a
+        leading `n` axis after B when `num_clips = n > 1`. Videos without boxes or labels
+        give all zeros, so they add nothing to the supervision losses.
+      box_roles: the roles whose boxes make the mask ("object", "hand").
+      supervised_fraction: use boxes and active labels of about this fraction of the
+        videos only: a fixed subset chosen by a hash of (`supervision_seed`, clip id),
+        the same every epoch and in every process (`boxes.in_supervised_subset`).
+      box_mask_size: h = w of the mask; default the attention map's, ceil(S / 16).
     """
     if batch_size < 1 or num_frames < 1 or num_clips < 1 or image_size < 1:
         raise ValueError("batch_size, num_frames, num_clips and image_size must be >= 1")
+    if not 0.0 <= supervised_fraction <= 1.0:
+        raise ValueError(f"supervised_fraction must be in [0, 1], got {supervised_fraction}")
+    unknown_roles = set(box_roles) - set(boxes_lib.ROLES)
+    if unknown_roles:
+        raise ValueError(f"unknown box roles {sorted(unknown_roles)}; expected some of "
+                         f"{boxes_lib.ROLES}")
+    mask_side = box_mask_size or boxes_lib.mask_size(image_size)
     files = list_files(file_pattern)
     if with_metadata and with_ground_truth is None:
         first = _first_record(files)
@@ -219,7 +279,8 @@ def make_dataset(
         ds = ds.repeat()
 
     def process(serialized: tf.Tensor, key: tf.Tensor):
-        rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth)
+        rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth,
+                                              with_boxes=with_boxes)
         encoded = rec[tfrecord.IMAGE_ENCODED]
         label = tf.cast(rec[tfrecord.LABEL_INDEX], tf.int32)
         s_sample, s_crop, s_color, s_flip = tf.unstack(
@@ -248,6 +309,16 @@ def make_dataset(
             shape_out = [num_clips, *shape_out]
         clips = tf.reshape(clips, shape_out)
         targets = {PERCEPTION: label, ATTENTION: label}
+        if with_boxes:
+            keep = boxes_lib.in_supervised_subset(rec[tfrecord.CLIP_ID], supervised_fraction,
+                                                  supervision_seed)
+            extra = _box_targets(rec, flat, window, height, width, do_flip if flip else None,
+                                 keep, tuple(box_roles), mask_side)
+            lead = [num_clips, num_frames] if num_clips > 1 else [num_frames]
+            targets["box_mask"] = tf.reshape(extra["box_mask"], [*lead, mask_side, mask_side])
+            targets["box_frames"] = tf.reshape(extra["box_frames"], lead)
+            targets["active"] = tf.reshape(extra["active"], lead)
+            targets["active_known"] = extra["active_known"]
         if with_metadata:
             out_indices = indices if num_clips > 1 else indices[0]
             targets["clip_id"] = rec[tfrecord.CLIP_ID]

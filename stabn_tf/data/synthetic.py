@@ -15,8 +15,9 @@ The output is the official SSv2 layout (VP9 `.webm` + the four JSON files), so i
 through `stabn_tf.data.convert --dataset=ssv2` exactly like real data, plus
 `something-something-v2-groundtruth.json` with, per frame, the acting object's box
 (normalised ymin, xmin, ymax, xmax; all zeros while it is not visible) and whether the
-action is happening. The converter carries both into the TFRecords (`clip/gt/box`,
-`clip/gt/active`). Everything is deterministic given the seed.
+action is happening. The converter carries both into the TFRecords (the box as a
+`clip/box/*` box with role `object`, and `clip/gt/active`), where they also serve as
+attention supervision targets. Everything is deterministic given the seed.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ DEFAULTS = {
     "seed": 0,
 }
 #: Bump when the rendering changes, so caches made by `ensure_synthetic_tfrecords` refresh.
-VERSION = 2
+VERSION = 3  # 3: the object box is stored as a `clip/box/*` box of role "object"
 FPS = 12
 ASPECT = 5 / 4  # width / height
 #: Fraction of the clip the action lasts (the rest is static, before and after).

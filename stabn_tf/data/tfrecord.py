@@ -5,6 +5,21 @@ records and the pipeline that reads them cannot drift apart. The keys follow TF 
 Garden / DMVR video readers (DESIGN.md §4), so records written here can be read by those
 tools too; the optional `clip/gt/*` feature lists carry the synthetic dataset's ground
 truth for explanation metrics.
+
+Boxes (optional; only in records of videos whose boxes are known) are five feature lists
+with one entry per frame, each entry holding as many values as the frame has boxes
+(0, 1 or several), in the same order in all five:
+
+- `clip/box/ymin`, `clip/box/xmin`, `clip/box/ymax`, `clip/box/xmax`: floats, normalised
+  to the full stored frame (0..1; resizing the frames keeps them valid);
+- `clip/box/role`: bytes, `object` or `hand`;
+- `clip/box/annotated`: one int64: 1 where the frame's boxes are known (a frame may be
+  annotated with no box: nothing to look at), 0 where nobody annotated it.
+
+The synthetic set's acting object is stored this way (role `object`, every frame
+annotated); `clip/gt/box` is no longer written but still read from older records, and
+`parse_sequence_example(with_ground_truth=True)` derives it from the boxes otherwise
+(the first `object` box of each frame), so readers see one layout.
 """
 
 from __future__ import annotations
@@ -23,6 +38,13 @@ FRAME_RATE = "clip/frame_rate"
 IMAGE_ENCODED = "image/encoded"
 GT_ACTIVE = "clip/gt/active"  # int64: 1 where the action happens in this frame
 GT_BOX = "clip/gt/box"  # 4 floats: normalised ymin, xmin, ymax, xmax of the acting object
+BOX_YMIN = "clip/box/ymin"  # per frame: one float per box (normalised)
+BOX_XMIN = "clip/box/xmin"
+BOX_YMAX = "clip/box/ymax"
+BOX_XMAX = "clip/box/xmax"
+BOX_COORDS = (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX)
+BOX_ROLE = "clip/box/role"  # per frame: one bytes value per box, b"object" or b"hand"
+BOX_ANNOTATED = "clip/box/annotated"  # per frame: int64 1 where the boxes are known
 
 #: Label index stored for unlabelled videos (e.g. the SSv2 test split).
 NO_LABEL = -1
@@ -37,8 +59,17 @@ def make_sequence_example(
     frame_rate: float | None = None,
     gt_active: Sequence[int] | None = None,
     gt_box: Sequence[Sequence[float]] | None = None,
+    boxes: Sequence[Sequence[tuple[Sequence[float], str]]] | None = None,
+    box_annotated: Sequence[int] | None = None,
 ) -> bytes:
-    """Serialises one video. `gt_active`/`gt_box`, when given, need one entry per frame."""
+    """Serialises one video. `gt_active`/`gt_box`, when given, need one entry per frame
+    (`gt_box` only with `gt_active`; `gt_active` alone is fine).
+
+    `boxes`: per frame, a list of `((ymin, xmin, ymax, xmax) normalised, role)`, with
+    `box_annotated` (0/1 per frame; default: all 1). `gt_box` (one box per frame, all
+    zeros where not visible) is stored as role-`object` boxes on every frame; `boxes`, when
+    also given, replace it.
+    """
     n = len(frames_jpeg)
     if n == 0:
         raise ValueError(f"clip {clip_id!r}: a record needs at least one frame")
@@ -47,8 +78,21 @@ def make_sequence_example(
             raise ValueError(
                 f"clip {clip_id!r}: {name} has {len(values)} entries for {n} frames"
             )
-    if (gt_active is None) != (gt_box is None):
-        raise ValueError(f"clip {clip_id!r}: give both gt_active and gt_box, or neither")
+    if gt_box is not None and gt_active is None:
+        raise ValueError(f"clip {clip_id!r}: gt_box comes with gt_active")
+    if boxes is None and gt_box is not None:
+        for box in gt_box:
+            if len(box) != 4:
+                raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
+        visible = [box[2] > box[0] and box[3] > box[1] for box in gt_box]
+        boxes = [[(box, "object")] if v else [] for box, v in zip(gt_box, visible)]
+    if boxes is not None:
+        if box_annotated is None:
+            box_annotated = [1] * len(boxes)
+        for name, values in (("boxes", boxes), ("box_annotated", box_annotated)):
+            if len(values) != n:
+                raise ValueError(
+                    f"clip {clip_id!r}: {name} has {len(values)} entries for {n} frames")
 
     ex = tf.train.SequenceExample()
     ctx = ex.context.feature
@@ -62,25 +106,46 @@ def make_sequence_example(
     images = lists[IMAGE_ENCODED].feature
     for jpeg in frames_jpeg:
         images.add().bytes_list.value.append(jpeg)
-    if gt_active is not None and gt_box is not None:
+    if gt_active is not None:
         active = lists[GT_ACTIVE].feature
         for a in gt_active:
             active.add().int64_list.value.append(int(a))
-        boxes = lists[GT_BOX].feature
-        for box in gt_box:
-            if len(box) != 4:
-                raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
-            boxes.add().float_list.value.extend(float(v) for v in box)
+    if boxes is not None:
+        coords = [lists[key].feature for key in BOX_COORDS]
+        roles = lists[BOX_ROLE].feature
+        for frame in boxes:
+            # SetInParent: a frame with no box still gets a (empty) list of the right type.
+            values = [c.add().float_list for c in coords]
+            for v in values:
+                v.SetInParent()
+            role_values = roles.add().bytes_list
+            role_values.SetInParent()
+            for box, role in frame:
+                if len(box) != 4:
+                    raise ValueError(f"clip {clip_id!r}: a box needs 4 values, got {box!r}")
+                if role not in ("object", "hand"):
+                    raise ValueError(f"clip {clip_id!r}: unknown box role {role!r}")
+                for value, v in zip(values, box):
+                    value.value.append(float(v))
+                role_values.value.append(role.encode("utf-8"))
+        annotated = lists[BOX_ANNOTATED].feature
+        for a in box_annotated:
+            annotated.add().int64_list.value.append(int(a))
     # deterministic=True sorts the map keys: same input, byte-identical records in any process.
     return ex.SerializeToString(deterministic=True)
 
 
-def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = False) -> dict:
+def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = False,
+                           with_boxes: bool = False) -> dict:
     """Parses one serialized record into a flat dict keyed by the schema keys above.
 
     `image/encoded` comes back as a `[N]` string tensor (still JPEG): the pipeline decodes
     only the frames it samples. With `with_ground_truth`, `clip/gt/active` is `[N]` int64
-    and `clip/gt/box` `[N, 4]` float32.
+    and `clip/gt/box` `[N, 4]` float32 (read, or derived from the boxes).
+
+    With `with_boxes`, the `clip/box/*` coordinates and roles come back as ragged
+    `[N, None]` tensors, `clip/box/annotated` as `[N]` int64 and `clip/gt/active` as `[N]`
+    int64; in a record without them each has 0 rows (nothing known), never an error.
     """
     context_spec = {
         CLIP_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -89,15 +154,54 @@ def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = F
     sequence_spec = {IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)}
     if with_ground_truth:
         sequence_spec[GT_ACTIVE] = tf.io.FixedLenSequenceFeature([], tf.int64)
-        sequence_spec[GT_BOX] = tf.io.FixedLenSequenceFeature([4], tf.float32)
+        sequence_spec[GT_BOX] = tf.io.FixedLenSequenceFeature([4], tf.float32,
+                                                              allow_missing=True)
+    if with_boxes:
+        sequence_spec[GT_ACTIVE] = tf.io.FixedLenSequenceFeature([], tf.int64,
+                                                                 allow_missing=True)
+        sequence_spec[BOX_ANNOTATED] = tf.io.FixedLenSequenceFeature([], tf.int64,
+                                                                     allow_missing=True)
+    if with_boxes or with_ground_truth:
+        for key in BOX_COORDS:
+            sequence_spec[key] = tf.io.RaggedFeature(tf.float32)
+        sequence_spec[BOX_ROLE] = tf.io.RaggedFeature(tf.string)
     context, sequence = tf.io.parse_single_sequence_example(
         serialized, context_features=context_spec, sequence_features=sequence_spec
     )
-    return {**context, **sequence}
+    parsed = {**context, **sequence}
+    if with_ground_truth:
+        stored = parsed[GT_BOX]
+        derived = _first_object_box(parsed, tf.shape(parsed[IMAGE_ENCODED])[0])
+        parsed[GT_BOX] = tf.cond(tf.shape(stored)[0] > 0, lambda: stored, lambda: derived)
+        if not with_boxes:
+            for key in (*BOX_COORDS, BOX_ROLE):
+                del parsed[key]
+    return parsed
+
+
+def box_values(parsed: dict, num_frames) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`(boxes [M, 4], roles [M], boxes per frame [num_frames])` of a parsed record; a
+    record without boxes gives M = 0 and zero counts."""
+    boxes = tf.stack([parsed[key].flat_values for key in BOX_COORDS], axis=-1)
+    counts = tf.cast(parsed[BOX_YMIN].row_lengths(), tf.int32)
+    counts = tf.concat([counts, tf.zeros([num_frames - tf.size(counts)], tf.int32)], 0)
+    return boxes, parsed[BOX_ROLE].flat_values, counts
+
+
+def _first_object_box(parsed: dict, num_frames) -> tf.Tensor:
+    """`[num_frames, 4]`: each frame's first `object` box, all zeros where it has none."""
+    boxes, roles, counts = box_values(parsed, num_frames)
+    total = tf.shape(boxes)[0]
+    rows = tf.repeat(tf.range(num_frames), counts)
+    candidates = tf.where(tf.equal(roles, b"object"), tf.range(total), total)
+    first = tf.math.unsorted_segment_min(candidates, rows, num_frames)  # empty: int max
+    padded = tf.concat([boxes, tf.zeros([1, 4])], axis=0)
+    return tf.gather(padded, tf.minimum(first, total))
 
 
 def has_ground_truth(serialized: bytes) -> bool:
-    """True when a serialized record carries the `clip/gt/*` feature lists."""
+    """True when a serialized record carries the synthetic ground truth: `clip/gt/active`
+    and the acting object's box (`clip/gt/box`, or the `clip/box/*` lists)."""
     ex = tf.train.SequenceExample.FromString(serialized)
     lists = ex.feature_lists.feature_list
-    return GT_ACTIVE in lists and GT_BOX in lists
+    return GT_ACTIVE in lists and (GT_BOX in lists or BOX_YMIN in lists)

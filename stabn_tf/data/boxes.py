@@ -1,0 +1,413 @@
+"""Boxes for attention supervision: box files → one in-memory form → per-frame masks.
+
+Two file formats are read (`load_box_files` tells them apart by their shape):
+
+- **Something-Else** (hand and object boxes for Something-Something V2): a JSON object
+  `{video id: [frame, ...]}` where each frame has a `name` like `"<id>/0001.jpg"` (frames
+  numbered from 1 at 12 fps) and `labels`, each with `box2d` `{x1, y1, x2, y2}` in pixels
+  of the original video and a category (`standard_category` `"hand"` for hands, `"0000"`,
+  `"0001"`, ... for the objects). The frame numbers are mapped onto the decoded video by
+  time, so a video decoded at another rate still gets the right frames.
+- **The simple format** for boxes a person draws (documented in `docs/boxes.md`):
+  `{video id: {"frames": {frame index: [box, ...]}, "frame_size": [h, w]?,
+  "frame_rate": fps?}}`; a box is `[ymin, xmin, ymax, xmax]` (normalised, or pixels when
+  `frame_size` is given) or `{"box": [...], "role": "object" | "hand"}`.
+
+Either becomes a `VideoBoxes` per video (picklable, so converter workers can take it).
+`resolve` then fits it to a decoded video (frame count, frame rate, frame size): frame
+indices mapped, pixels normalised, boxes checked. Every problem becomes ONE line naming
+the file, video, frame and what is wrong; a bad box or frame is dropped, never the video.
+
+`rasterize_boxes` turns normalised boxes into the soft mask the spatial supervision loss
+compares with Ms, and `in_supervised_subset` picks the stable subset of videos whose boxes
+are used (`supervised_fraction`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+
+#: Box roles stored in the records.
+OBJECT = "object"
+HAND = "hand"
+ROLES = (OBJECT, HAND)
+#: `--box_categories` values → the roles they keep.
+CATEGORIES = {"hands": (HAND,), "objects": (OBJECT,), "both": (OBJECT, HAND)}
+#: Something-Else numbers its frames from 1, at this rate.
+SOMETHING_ELSE_FPS = 12.0
+#: Boxes may overshoot the frame by this fraction of its side (annotation tools round up
+#: to the border, e.g. x2 = 427.00000000000006 on a 427-wide frame); they are clipped. A
+#: box further outside is reported and dropped.
+OUTSIDE_TOLERANCE = 0.01
+
+_FRAME_NAME = re.compile(r"(?:.*/)?(\d+)\.\w+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """One box: `ymin, xmin, ymax, xmax` (pixels or normalised, as its `VideoBoxes` says)
+    and its role (`"object"` or `"hand"`)."""
+
+    ymin: float
+    xmin: float
+    ymax: float
+    xmax: float
+    role: str = OBJECT
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoBoxes:
+    """All boxes known for one video, as read from a file (not yet fitted to the video).
+
+    `frames` pairs a frame number (as the file counts) with that frame's boxes; a frame
+    listed with no boxes is annotated as "nothing to look at here". `frame_rate` None
+    means the numbers are the decoded video's frame indices; otherwise frame `first_frame
+    + k` is at time k / frame_rate. `pixels` boxes are normalised by `frame_size` (h, w),
+    or by the video's own size when that is None.
+    """
+
+    clip_id: str
+    source: str
+    frames: tuple[tuple[int, tuple[Box, ...]], ...]
+    pixels: bool = False
+    frame_size: tuple[float, float] | None = None
+    frame_rate: float | None = None
+    first_frame: int = 0
+
+
+def problem(source: str, clip_id: object, frame: object, what: str) -> str:
+    """The one-line report of a box problem: file, video, frame, what is wrong."""
+    where = f"video {clip_id}" + ("" if frame is None else f", frame {frame}")
+    return f"{os.path.basename(source) or source}: {where}: {what}"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+# --- Something-Else --------------------------------------------------------------------
+
+
+def _something_else_role(label: dict) -> str:
+    category = label.get("standard_category", label.get("category"))
+    return HAND if category == HAND else OBJECT
+
+
+def parse_something_else(data: dict, source: str, roles: Sequence[str] = ROLES
+                         ) -> tuple[dict[str, VideoBoxes], list[str]]:
+    """`{id: [frame, ...]}` (Something-Else) → (`{id: VideoBoxes}`, problem lines)."""
+    out: dict[str, VideoBoxes] = {}
+    problems: list[str] = []
+    for clip_id, frames in data.items():
+        if not isinstance(frames, list):
+            problems.append(problem(source, clip_id, None, "expected a list of frames, got "
+                                    f"{type(frames).__name__}"))
+            continue
+        kept: dict[int, tuple[Box, ...]] = {}
+        for n, frame in enumerate(frames):
+            name = frame.get("name") if isinstance(frame, dict) else None
+            match = _FRAME_NAME.match(name) if isinstance(name, str) else None
+            if match is None:
+                problems.append(problem(source, clip_id, f"#{n}", "a frame needs a 'name' "
+                                        f"like '{clip_id}/0001.jpg', got {name!r}"))
+                continue
+            number = int(match.group(1))
+            if "/" in name and name.split("/")[-2] != str(clip_id):
+                problems.append(problem(source, clip_id, name, "frame belongs to video "
+                                        f"{name.split('/')[-2]!r}"))
+                continue
+            if number < 1:
+                problems.append(problem(source, clip_id, name, "frame numbers start at 1"))
+                continue
+            labels = frame.get("labels", [])
+            if not isinstance(labels, list):
+                problems.append(problem(source, clip_id, name, "'labels' must be a list"))
+                continue
+            boxes = []
+            for label in labels:
+                b = label.get("box2d") if isinstance(label, dict) else None
+                coords = [b.get(k) for k in ("y1", "x1", "y2", "x2")] \
+                    if isinstance(b, dict) else None
+                if coords is None or not all(_number(v) for v in coords):
+                    problems.append(problem(source, clip_id, name, "a label needs 'box2d' "
+                                            f"with numbers x1, y1, x2, y2, got {b!r}"))
+                    continue
+                role = _something_else_role(label)
+                if role in roles:
+                    boxes.append(Box(*(float(v) for v in coords), role=role))
+            if number in kept:
+                problems.append(problem(source, clip_id, name, "frame listed twice; "
+                                        "keeping the first"))
+                continue
+            kept[number] = tuple(boxes)
+        if kept:
+            out[str(clip_id)] = VideoBoxes(str(clip_id), source, tuple(sorted(kept.items())),
+                                           pixels=True, frame_rate=SOMETHING_ELSE_FPS,
+                                           first_frame=1)
+    return out, problems
+
+
+# --- the simple format -----------------------------------------------------------------
+
+
+def _simple_box(value: object) -> Box | str:
+    """One box of the simple format, or what is wrong with it."""
+    role = OBJECT
+    if isinstance(value, dict):
+        role = value.get("role", OBJECT)
+        if role not in ROLES:
+            return f"unknown role {role!r} (expected one of {', '.join(ROLES)})"
+        value = value.get("box")
+    if not isinstance(value, list) or len(value) != 4 or not all(_number(v) for v in value):
+        return f"a box must be 4 numbers [ymin, xmin, ymax, xmax], got {value!r}"
+    return Box(*(float(v) for v in value), role=role)
+
+
+def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
+                 ) -> tuple[dict[str, VideoBoxes], list[str]]:
+    """The simple format (see the module doc) → (`{id: VideoBoxes}`, problem lines)."""
+    out: dict[str, VideoBoxes] = {}
+    problems: list[str] = []
+    for clip_id, entry in data.items():
+        def bad(frame, what, clip_id=clip_id):
+            problems.append(problem(source, clip_id, frame, what))
+
+        if not isinstance(entry, dict) or not isinstance(entry.get("frames"), dict):
+            bad(None, "expected an object with 'frames': {frame index: [boxes]}")
+            continue
+        size = entry.get("frame_size")
+        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+                _number(v) and v > 0 for v in size)):
+            bad(None, f"'frame_size' must be [height, width] in pixels, got {size!r}")
+            continue
+        rate = entry.get("frame_rate")
+        if rate is not None and not (_number(rate) and rate > 0):
+            bad(None, f"'frame_rate' must be a positive number, got {rate!r}")
+            continue
+        kept: dict[int, tuple[Box, ...]] = {}
+        for key, boxes in entry["frames"].items():
+            if not (isinstance(key, str) and key.isdigit()):
+                bad(key, "frame keys must be frame indices (0, 1, ...)")
+                continue
+            if not isinstance(boxes, list):
+                bad(key, f"expected a list of boxes, got {type(boxes).__name__}")
+                continue
+            good = []
+            for value in boxes:
+                box = _simple_box(value)
+                if isinstance(box, str):
+                    bad(key, box)
+                elif box.role in roles:
+                    good.append(box)
+            kept[int(key)] = tuple(good)
+        if kept:
+            out[str(clip_id)] = VideoBoxes(
+                str(clip_id), source, tuple(sorted(kept.items())), pixels=size is not None,
+                frame_size=tuple(float(v) for v in size) if size is not None else None,
+                frame_rate=float(rate) if rate is not None else None)
+    return out, problems
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def _is_something_else(data: dict) -> bool:
+    return any(isinstance(v, list) for v in data.values())
+
+
+def load_box_files(paths: str | Iterable[str], categories: str = "both"
+                   ) -> tuple[dict[str, VideoBoxes], list[str]]:
+    """Reads box files (Something-Else or the simple format, told apart per file) →
+    (`{id: VideoBoxes}`, problem lines). `categories` ("hands", "objects", "both") picks
+    the roles kept. A video in two files keeps the first file's boxes (and is reported).
+
+    Raises ValueError for a file that cannot be read at all (missing, not JSON, not an
+    object): nothing sensible can be converted from it.
+    """
+    if categories not in CATEGORIES:
+        raise ValueError(f"box categories must be one of {', '.join(CATEGORIES)}, got "
+                         f"{categories!r}")
+    roles = CATEGORIES[categories]
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    table: dict[str, VideoBoxes] = {}
+    problems: list[str] = []
+    for path in paths:
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"box file {path}: cannot read it as JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"box file {path}: expected a JSON object keyed by video id, "
+                             f"got {type(data).__name__}")
+        parse = parse_something_else if _is_something_else(data) else parse_simple
+        found, found_problems = parse(data, path, roles)
+        problems += found_problems
+        for clip_id, boxes in found.items():
+            if clip_id in table:
+                problems.append(problem(path, clip_id, None, "boxes already given in "
+                                        f"{os.path.basename(table[clip_id].source)}; "
+                                        "keeping those"))
+                continue
+            table[clip_id] = boxes
+    return table, problems
+
+
+def unknown_ids(table: dict[str, VideoBoxes], known: Iterable[str]) -> list[str]:
+    """One problem line per video in `table` that is not among the `known` ids."""
+    known = set(known)
+    return [problem(v.source, clip_id, None, "no such video in the converted splits")
+            for clip_id, v in sorted(table.items()) if clip_id not in known]
+
+
+# --- fitting boxes to a decoded video ---------------------------------------------------
+
+
+def resolve(
+    boxes: VideoBoxes,
+    num_frames: int,
+    fps: float | None,
+    frame_size: tuple[int, int] | None,
+) -> tuple[list[list[tuple[tuple[float, float, float, float], str]]], list[int], list[str]]:
+    """Fits a video's boxes to its decoded frames.
+
+    Args:
+      boxes: the video's boxes as read.
+      num_frames: frames the decoded video has.
+      fps: its frame rate (None when unknown: indices are then taken as they are).
+      frame_size: (height, width) of the ORIGINAL video, which pixel boxes refer to.
+
+    Returns:
+      `(per_frame, annotated, problems)`: for each decoded frame a list of
+      `((ymin, xmin, ymax, xmax) normalised, role)`, a 0/1 flag per frame (1 where the
+      frame's boxes are known, even if it has none), and problem lines. Several annotated
+      frames landing on one decoded frame: the one nearest in time wins.
+    """
+    per_frame: list[list] = [[] for _ in range(num_frames)]
+    annotated = [0] * num_frames
+    distance = [math.inf] * num_frames
+    problems: list[str] = []
+    size = boxes.frame_size if boxes.frame_size is not None else frame_size
+    if boxes.pixels and size is None:
+        return per_frame, annotated, [problem(boxes.source, boxes.clip_id, None, "boxes in "
+                                              "pixels but the frame size is unknown")]
+    for number, frame_boxes in boxes.frames:
+        k = number - boxes.first_frame
+        if boxes.frame_rate is None or not fps:
+            index, gap = k, 0.0
+        else:
+            t = k / boxes.frame_rate
+            index = round(t * fps)
+            gap = abs(index / fps - t)
+        if not 0 <= index < num_frames:
+            problems.append(problem(boxes.source, boxes.clip_id, number, "beyond the video "
+                                    f"(it would be decoded frame {index}; the video has "
+                                    f"{num_frames})"))
+            continue
+        if gap >= distance[index]:
+            continue
+        good = []
+        for box in frame_boxes:
+            coords = (box.ymin, box.xmin, box.ymax, box.xmax)
+            if boxes.pixels:
+                h, w = size
+                coords = (coords[0] / h, coords[1] / w, coords[2] / h, coords[3] / w)
+            if min(coords) < -OUTSIDE_TOLERANCE or max(coords) > 1 + OUTSIDE_TOLERANCE:
+                extent = (f"the {size[1]:g}x{size[0]:g} frame" if boxes.pixels
+                          else "the frame [0, 1]")
+                problems.append(problem(boxes.source, boxes.clip_id, number, "box "
+                                        f"{_show(box)} lies outside {extent}"))
+                continue
+            coords = tuple(min(max(c, 0.0), 1.0) for c in coords)
+            if coords[2] <= coords[0] or coords[3] <= coords[1]:
+                problems.append(problem(boxes.source, boxes.clip_id, number, f"box "
+                                        f"{_show(box)} is empty (needs ymin < ymax and "
+                                        "xmin < xmax)"))
+                continue
+            good.append((coords, box.role))
+        per_frame[index], annotated[index], distance[index] = good, 1, gap
+    return per_frame, annotated, problems
+
+
+def _show(box: Box) -> str:
+    return f"[{box.ymin:g}, {box.xmin:g}, {box.ymax:g}, {box.xmax:g}]"
+
+
+# --- masks and the supervised subset (TF, used by the input pipeline) ------------------
+
+
+def mask_size(image_size: int) -> int:
+    """Side of the attention map for `image_size` input: the backbone halves it 4 times,
+    rounding up (padded strided convs)."""
+    return -(-int(image_size) // 16)
+
+
+def _axis_coverage(lo, hi, valid, cells: int):
+    """Elementary intervals of one axis: for `[F, K]` box edges, the sorted cut points of
+    cell borders and box edges give intervals `[F, J]` that lie in one cell each and are
+    either inside or outside each box. Returns (length [F, J], cell one-hot [F, J, cells],
+    inside [F, K, J])."""
+    frames = tf.shape(lo)[0]
+    borders = tf.broadcast_to(tf.linspace(0.0, 1.0, cells + 1)[tf.newaxis], [frames, cells + 1])
+    cuts = tf.sort(tf.concat([borders, tf.clip_by_value(lo, 0.0, 1.0),
+                              tf.clip_by_value(hi, 0.0, 1.0)], axis=1), axis=1)
+    start, end = cuts[:, :-1], cuts[:, 1:]
+    mid = (start + end) / 2
+    cell = tf.clip_by_value(tf.cast(tf.floor(mid * cells), tf.int32), 0, cells - 1)
+    inside = ((lo[:, :, tf.newaxis] <= mid[:, tf.newaxis]) &
+              (mid[:, tf.newaxis] < hi[:, :, tf.newaxis]) & valid[:, :, tf.newaxis])
+    return end - start, tf.one_hot(cell, cells), tf.cast(inside, tf.float32)
+
+
+def rasterize_boxes(boxes, height: int, width: int | None = None) -> tf.Tensor:
+    """Normalised boxes `[..., K, 4]` (ymin, xmin, ymax, xmax) → masks `[..., height, width]`.
+
+    Each cell gets the fraction of its area covered by the UNION of the boxes: exactly 1
+    inside, the covered share at borders (a cell half covered gets 0.5), and overlapping
+    boxes never count twice, so the mask stays within [0, 1]. Zero-area boxes (padding,
+    "not visible") cover nothing; K may be 0.
+
+    The union is exact: along each axis the cell borders and box edges cut [0, 1] into
+    intervals lying in one cell and wholly inside or outside each box, so the covered area
+    of a cell is a sum of interval-length products.
+    """
+    width = height if width is None else width
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    shape = tf.shape(boxes)
+    flat = tf.reshape(boxes, [-1, shape[-2], 4])
+    ymin, xmin, ymax, xmax = tf.unstack(flat, axis=-1)
+    valid = (ymax > ymin) & (xmax > xmin)
+    len_y, cell_y, in_y = _axis_coverage(ymin, ymax, valid, height)
+    len_x, cell_x, in_x = _axis_coverage(xmin, xmax, valid, width)
+    covered = tf.cast(tf.einsum("fkj,fki->fji", in_y, in_x) > 0, tf.float32)
+    area = covered * len_y[:, :, tf.newaxis] * len_x[:, tf.newaxis, :]
+    mask = tf.einsum("fja,fji,fib->fab", cell_y, area, cell_x) * float(height * width)
+    mask = tf.clip_by_value(mask, 0.0, 1.0)  # float rounding only
+    return tf.reshape(mask, tf.concat([shape[:-2], [height, width]], 0))
+
+
+def in_supervised_subset(clip_id, fraction: float, seed: int = 0) -> tf.Tensor:
+    """Whether a video's boxes are used at `supervised_fraction = fraction`.
+
+    A hash of (seed, clip id) decides (TF's FarmHash fingerprint: the same in every
+    process, epoch and machine), so the subset is fixed for a seed and grows with the
+    fraction: the 10 % subset is inside the 50 % one. About `fraction` of the videos
+    are kept. Works on one id or a tensor of ids.
+    """
+    clip_id = tf.convert_to_tensor(clip_id, tf.string)
+    if fraction >= 1:
+        return tf.ones_like(clip_id, tf.bool) if clip_id.shape.rank else tf.constant(True)
+    buckets = 1 << 30
+    key = tf.strings.join([tf.constant(f"{int(seed)}:"), clip_id])
+    bucket = tf.strings.to_hash_bucket_fast(key, buckets)
+    return tf.cast(bucket, tf.float64) < float(fraction) * buckets
