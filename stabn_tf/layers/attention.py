@@ -62,14 +62,19 @@ class TemporalAttention(_ClassMapAttention):
     """One sigmoid weight per frame from the K class maps.
 
     3×3×3 conv K→1, BN, ReLU; the T frames then become channels `[B, H, W, T]`:
-    1×1 conv T→T, ReLU, global average pool, dense T→T, ReLU, dense T→T, sigmoid.
-    The frames-as-channels step fixes T when the layer is built.
+    1×1 conv T→T (no bias, as in the reference), ReLU, global average pool, dense T→T,
+    ReLU, dense T→T, sigmoid. The frames-as-channels step fixes T when the layer is built.
+
+    `frame_mix_bias=True` gives that 1×1 conv a bias: the layer as it was before the
+    bias was removed. A saved config without the key comes from then, so `from_config`
+    rebuilds it biased and old `.keras` files load with their weights.
 
     Shapes: `[B, T, H, W, K] -> [B, T]` (float32).
     """
 
-    def __init__(self, synchronized_bn: bool = False, **kwargs):
+    def __init__(self, synchronized_bn: bool = False, frame_mix_bias: bool = False, **kwargs):
         super().__init__(synchronized_bn, **kwargs)
+        self.frame_mix_bias = bool(frame_mix_bias)
         self.conv = Conv3DAs2D(1, 3, name="conv", dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -78,7 +83,8 @@ class TemporalAttention(_ClassMapAttention):
             raise ValueError(f"{self.name}: the number of frames must be fixed when building.")
         policy = self.dtype_policy
         self.num_frames = num_frames
-        self.frame_mix = keras.layers.Conv2D(num_frames, 1, name="frame_mix", dtype=policy)
+        self.frame_mix = keras.layers.Conv2D(num_frames, 1, use_bias=self.frame_mix_bias,
+                                             name="frame_mix", dtype=policy)
         self.dense1 = keras.layers.Dense(num_frames, name="dense1", dtype=policy)
         self.dense2 = keras.layers.Dense(num_frames, name="dense2", dtype=policy)
         self.conv.build(input_shape)
@@ -98,6 +104,16 @@ class TemporalAttention(_ClassMapAttention):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(frame_mix_bias=self.frame_mix_bias)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before the key existed: the frame-mixing conv had a bias then.
+        return cls(**{"frame_mix_bias": True, **config})
 
 
 @keras.saving.register_keras_serializable(package="stabn_tf")

@@ -126,11 +126,15 @@ def _check(config: TrainConfig) -> None:
     for name in ("batch_size", "epochs", "num_frames", "image_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(config, name)}.")
-    if config.init not in ("none", "imagenet") and not os.path.exists(config.init):
-        raise ConfigError(f"--init={config.init!r}: no such checkpoint (or none|imagenet).")
-    if config.init == "imagenet" and (config.depth != 50 or config.width_multiplier != 1.0):
-        raise ConfigError("--init=imagenet needs --depth=50 and --width_multiplier=1 "
-                          "(Keras's ResNet50 weights).")
+    from stabn_tf.models.inflate import InitError, parse_init
+
+    try:
+        init = parse_init(config.init)
+    except InitError as e:
+        raise ConfigError(str(e)) from None
+    if init.from_resnet50 and (config.depth != 50 or config.width_multiplier != 1.0):
+        raise ConfigError(f"--init={config.init} needs --depth=50 and --width_multiplier=1 "
+                          "(ImageNet ResNet-50 weights).")
 
 
 def load_run_config(checkpoint: str | os.PathLike) -> TrainConfig | None:
@@ -200,6 +204,10 @@ def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
                   image_size=config.image_size, depth=config.depth,
                   width_multiplier=config.width_multiplier, dropout=config.dropout,
                   synchronized_bn=config.sync_bn)
+    from stabn_tf.models.inflate import parse_init
+
+    # keras.applications weights (ResNet v1) reproduce their network only in its layout.
+    common["stride_in_1x1"] = parse_init(config.init).stride_in_1x1
     if config.model == "baseline":
         return build_baseline(**common)
     return build_stabn(**common, attention_head=config.attention_head,
@@ -207,20 +215,12 @@ def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
 
 
 def _load_init(model: keras.Model, init: str) -> None:
-    if init == "none":
-        return
-    if init == "imagenet":
-        from stabn_tf.models.inflate import inflate_resnet50
+    from stabn_tf.models.inflate import InitError, initialize, parse_init
 
-        copied = inflate_resnet50(model)
-        logging.info("inflated ImageNet ResNet-50 into %d layers", len(copied))
-        return
-    if init.endswith(".weights.h5"):
-        model.load_weights(init)
-    else:
-        source = keras.saving.load_model(init, compile=False)
-        model.set_weights(source.get_weights())
-    logging.info("initialised from %s", init)
+    try:
+        logging.info("%s", initialize(model, parse_init(init)))
+    except InitError as e:  # one line naming the file, key or layer
+        raise ConfigError(str(e)) from None
 
 
 def metric_name(heads: list[str], head: str, metric: str) -> str:

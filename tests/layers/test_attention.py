@@ -1,5 +1,8 @@
 """The three ST-ABN layers: shapes, ranges, semantics, configs."""
 
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -33,6 +36,9 @@ def test_temporal_attention_is_one_sigmoid_weight_per_frame(class_maps):
     assert mt.min() > 0.0 and mt.max() < 1.0
     assert layer.frame_mix.kernel.shape == (1, 1, T, T)
     assert layer.conv.kernel.shape == (3, 3, 3, K, 1)
+    # The frames-as-channels conv has no bias, as in the reference.
+    assert [w.path.split("/")[-1] for w in layer.frame_mix.weights] == ["kernel"]
+    assert layer.count_params() == 27 * K + 4 + T * T + 2 * (T * T + T)
 
 
 def test_temporal_attention_fixes_the_number_of_frames(class_maps):
@@ -135,3 +141,39 @@ def test_layers_serialize_by_registered_name(layer, inputs, class_maps):
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(clone(x), expected, atol=1e-6)
     assert clone.get_config() == layer.get_config()
+
+
+def test_a_config_without_frame_mix_bias_is_the_old_biased_layer():
+    config = TemporalAttention(name="mt").get_config()
+    assert config["frame_mix_bias"] is False
+    assert TemporalAttention.from_config(config).frame_mix_bias is False
+    del config["frame_mix_bias"]
+    assert TemporalAttention.from_config(config).frame_mix_bias is True
+
+
+def _without_key(tree, key):
+    if isinstance(tree, dict):
+        return {k: _without_key(v, key) for k, v in tree.items() if k != key}
+    if isinstance(tree, list):
+        return [_without_key(v, key) for v in tree]
+    return tree
+
+
+def test_an_old_keras_file_with_the_frame_mix_bias_loads_as_it_was(class_maps, tmp_path):
+    inputs = keras.Input(class_maps.shape[1:])
+    old = keras.Model(inputs, TemporalAttention(frame_mix_bias=True, name="mt")(inputs))
+    old.get_layer("mt").frame_mix.bias.assign(np.linspace(-1.0, 1.0, T))
+    path = tmp_path / "old.keras"
+    old.save(path)
+    # Rewrite it as saved before the key existed: a config without `frame_mix_bias`.
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    assert b'"frame_mix_bias": true' in files["config.json"]
+    config = _without_key(json.loads(files["config.json"]), "frame_mix_bias")
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.get_layer("mt").frame_mix_bias
+    np.testing.assert_allclose(loaded(class_maps), old(class_maps), atol=1e-6)
