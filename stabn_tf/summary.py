@@ -9,7 +9,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
+
+import stabn_tf
+from stabn_tf.models.complexity import count_flops, count_trainable_params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_classes", 174, "K.")
@@ -22,8 +26,6 @@ flags.DEFINE_integer("runs", 3, "Timed forward passes per model (0: skip timing)
 
 def forward_latency(model, runs: int) -> list[float]:
     """Seconds per batch-1 forward pass of a compiled `model`, after one warm-up."""
-    import tensorflow as tf
-
     clip = np.random.default_rng(0).normal(size=(1, *model.input.shape[1:])).astype("float32")
     forward = tf.function(lambda x: model(x, training=False))
     forward(clip)
@@ -37,8 +39,6 @@ def forward_latency(model, runs: int) -> list[float]:
 
 def main(argv):
     del argv
-    import stabn_tf
-    from stabn_tf.models.complexity import count_flops, count_trainable_params
 
     kwargs = dict(num_classes=FLAGS.num_classes, num_frames=FLAGS.num_frames,
                   image_size=FLAGS.image_size, depth=FLAGS.depth,

@@ -36,7 +36,9 @@ from collections.abc import Sequence
 
 import av
 import numpy as np
+from absl import app, flags
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data._parallel import worker_pool
@@ -379,8 +381,6 @@ def generate_synthetic_dataset(
     Rendering and VP9 encoding run in `workers` spawned processes (None: all cores; 1: in
     this process), or in `pool` when given.
     """
-    from tqdm import tqdm
-
     if resolution < 32 or num_frames < 4:
         raise ValueError(f"need resolution >= 32 and num_frames >= 4, got {resolution}, "
                          f"{num_frames}")
@@ -438,7 +438,7 @@ def _file_lock(path: str):
     """Exclusive lock, so concurrent trainers (e.g. multi-worker) generate the set once."""
     with open(path, "a+") as f:
         try:
-            import fcntl
+            import fcntl  # POSIX only: elsewhere the cache is not locked
         except ImportError:  # pragma: no cover - non-POSIX: no locking
             yield
             return
@@ -520,8 +520,6 @@ def ensure_synthetic_tfrecords(
 
 
 def _define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("output_dir", None, "Where to write the SSv2-layout dataset "
                         "(with --convert: the cache directory).", required=True)
     flags.DEFINE_integer("num_train_per_class", DEFAULTS["num_train_per_class"],
@@ -539,8 +537,6 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
-
     if len(argv) > 1:
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
     f = flags.FLAGS
@@ -561,8 +557,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
-
     # Run the importable copy of this module (not __main__), so the tasks sent to worker
     # processes pickle as `stabn_tf.data.synthetic.*`.
     from stabn_tf.data import synthetic as _module

@@ -25,10 +25,11 @@ METHODS = ("attention", "gradcam")
 class KerasRunner(Runner):
     """A Keras `STABN` / `ResNet3D`. `method="gradcam"` explains with a 3D Grad-CAM of
     the predicted class at `gradcam_layer` (a layer or stage name; default res5) instead
-    of the attention maps (and works for the baseline)."""
+    of the attention maps (and works for the baseline). `traced=False` calls the model
+    eagerly instead of through a `tf.function` (for callbacks inside a distributed `fit`)."""
 
     def __init__(self, model: VideoClassifier, method: str = "attention",
-                 gradcam_layer: str | None = None):
+                 gradcam_layer: str | None = None, *, traced: bool = True):
         if not isinstance(model, VideoClassifier):
             raise InferenceError(f"model {getattr(model, 'name', model)!r} is not a stabn_tf "
                                  "model (STABN / ResNet3D)")
@@ -47,7 +48,8 @@ class KerasRunner(Runner):
         self.has_attention = model.has_attention or method == "gradcam"
         self.method = method
         net = explanation_model(model) if model.has_attention else model
-        self._forward = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+        forward = lambda x: net(x, training=False)  # noqa: E731
+        self._forward = tf.function(forward, reduce_retracing=True) if traced else forward
         try:
             self._cam = GradCAM(model, gradcam_layer) if method == "gradcam" else None
         except ValueError as e:

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 DEFAULT_IMAGENET_REPO = "timm/resnet50.tv_in1k"
 HUB_FILENAME = "model.safetensors"
 INIT_KINDS = ("none", "imagenet", "safetensors", "keras_applications", "checkpoint")
@@ -151,7 +153,7 @@ def download_imagenet_weights(repo_id: str = DEFAULT_IMAGENET_REPO, *,
     bring the file over.
     """
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # only when downloading: a network client
     except ImportError:
         raise InitError("downloading ImageNet weights needs huggingface_hub (pip install "
                         "huggingface_hub), or pass a local .safetensors file") from None
@@ -168,7 +170,7 @@ def download_imagenet_weights(repo_id: str = DEFAULT_IMAGENET_REPO, *,
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
     """A safetensors file as `{key: numpy array}` (PyTorch layout, torch not needed)."""
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load_file  # only for --init=<file>.safetensors / imagenet
 
     try:
         return load_file(path)
@@ -418,8 +420,6 @@ def _first_line(error: BaseException, limit: int = 240) -> str:
 def _fold_input_normalization(model, mean, std) -> None:
     """Make the stem see what the 2D net saw: x_caffe = 255·(x·std + mean) − caffe_mean in BGR."""
     if mean is None or std is None:
-        from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
         mean = IMAGENET_MEAN if mean is None else mean
         std = IMAGENET_STD if std is None else std
     mean = np.asarray(mean, np.float32)

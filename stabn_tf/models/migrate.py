@@ -26,7 +26,7 @@ import stabn_tf  # noqa: F401  (registers every object old files name)
 from stabn_tf.data.labels import LabelFileError, read_labels
 from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
 from stabn_tf.models.stabn import FUSION, STABN, ResNet3D, VideoClassifier
-from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION
+from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
 
 class MigrationError(ValueError):
@@ -55,6 +55,7 @@ def _architecture(old: keras.Model) -> dict:
     if SPATIAL_ATTENTION in names:
         args["attention_head"] = "per_frame" if "att_score_flatten" in names else "gap"
         args["fusion_relu"] = bool(old.get_layer(FUSION).relu)
+        args["frame_mix_bias"] = bool(old.get_layer(TEMPORAL_ATTENTION).frame_mix_bias)
     return args
 
 

@@ -196,6 +196,8 @@ class STABN(VideoClassifier):
         layout of `keras.applications.ResNet50` (exact inflation of those weights); the
         default keeps it in the 1×3×3 conv like the reference and torchvision.
       class_names: K names (default "class 0", ...); saved with the model.
+      frame_mix_bias: a bias on the temporal attention's frames-as-channels 1×1 conv.
+        The reference has none; True only rebuilds checkpoints from before it was removed.
     """
 
     has_attention = True
@@ -206,7 +208,7 @@ class STABN(VideoClassifier):
                  attention_head: str = "per_frame", fusion_relu: bool = True,
                  inversion: str = "none", synchronized_bn: bool = False,
                  stride_in_1x1: bool = False, class_names: Sequence[str] | None = None,
-                 name: str = "stabn", **kwargs):
+                 frame_mix_bias: bool = False, name: str = "stabn", **kwargs):
         if attention_head not in ATTENTION_HEADS:
             raise ValueError(f"`attention_head` must be one of {ATTENTION_HEADS}, got "
                              f"{attention_head!r}.")
@@ -235,7 +237,8 @@ class STABN(VideoClassifier):
                                               dtype="float32")(scores)
 
         spatial = SpatialAttention(synchronized_bn=sync, name=SPATIAL_ATTENTION)(class_maps)
-        temporal = TemporalAttention(synchronized_bn=sync, name=TEMPORAL_ATTENTION)(class_maps)
+        temporal = TemporalAttention(synchronized_bn=sync, frame_mix_bias=frame_mix_bias,
+                                     name=TEMPORAL_ATTENTION)(class_maps)
         fused = AttentionFusion(relu=fusion_relu, inversion=inversion, synchronized_bn=sync,
                                 name=FUSION)([features, spatial, temporal])
 
@@ -249,11 +252,13 @@ class STABN(VideoClassifier):
             name=name, **kwargs)
         self.attention_head = attention_head
         self.fusion_relu = fusion_relu
+        self.frame_mix_bias = frame_mix_bias
 
     def get_config(self) -> dict:
         return {**super().get_config(), "attention_head": self.attention_head,
                 "fusion_relu": self.fusion_relu,
-                "inversion": self.get_layer(FUSION).inversion}
+                "inversion": self.get_layer(FUSION).inversion,
+                "frame_mix_bias": self.frame_mix_bias}
 
 
 def build_baseline(num_classes: int = 174, num_frames: int = 32,

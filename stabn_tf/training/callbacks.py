@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stabn_tf.data.preprocess import denormalize
-from stabn_tf.models.stabn import explanation_model
-from stabn_tf.visualize import attention_figure, figure_png
+from stabn_tf.explain.figures import figure_png
+from stabn_tf.explain.render import prediction_figure
+from stabn_tf.inference.inputs import Clip
+from stabn_tf.inference.keras_runner import KerasRunner
+from stabn_tf.models.stabn import VideoClassifier
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -82,14 +85,17 @@ class SaveBestModel(keras.callbacks.ModelCheckpoint):
 
 
 class AttentionImages(keras.callbacks.Callback):
-    """Every `every_epochs` epochs: a Figure-3 grid per fixed validation clip to TensorBoard."""
+    """Every `every_epochs` epochs: Figure 3 of each fixed validation clip to TensorBoard.
 
-    def __init__(self, clips: np.ndarray, labels: np.ndarray, class_names: list[str],
-                 log_dir: str, every_epochs: int = 1):
+    `network` is the model being trained (under a multi-worker strategy, `fit` runs a
+    trainer sharing its layers; the figures come from the network itself).
+    """
+
+    def __init__(self, network: VideoClassifier, clips: Sequence[Clip], log_dir: str,
+                 every_epochs: int = 1):
         super().__init__()
-        self.clips = clips
-        self.labels = labels
-        self.class_names = class_names
+        self.network = network
+        self.clips = list(clips)
         self.every_epochs = max(1, every_epochs)
         self.log_dir = log_dir
         self._writer = None
@@ -99,28 +105,17 @@ class AttentionImages(keras.callbacks.Callback):
             return
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "attention"))
-        images = [np.asarray(tf.io.decode_png(png)) for png in
-                  render_explanations(self.model, self.clips, self.labels, self.class_names)]
+        images = [np.asarray(tf.io.decode_png(png))
+                  for png in explanation_pngs(self.network, self.clips)]
         with self._writer.as_default():
             for i, image in enumerate(images):
                 tf.summary.image(f"attention/clip_{i}", image[None], step=epoch + 1)
         self._writer.flush()
 
 
-def render_explanations(model: keras.Model, clips: np.ndarray, labels: np.ndarray,
-                        class_names: list[str]) -> list[bytes]:
-    """PNG bytes of the attention figure for each normalised clip `[N, T, H, W, 3]`."""
-    # A direct call, not `predict`: under a multi-worker strategy `predict` would wait
-    # for the other workers, and only the chief draws these figures.
-    outputs = {name: np.asarray(value) for name, value in
-               explanation_model(model)(clips, training=False).items()}
-    pngs = []
-    for i, clip in enumerate(clips):
-        probabilities = tf.nn.softmax(outputs["perception"][i]).numpy()
-        top = int(probabilities.argmax())
-        title = (f"true: {class_names[int(labels[i])]}  |  predicted: {class_names[top]} "
-                 f"(p={probabilities[top]:.2f})")
-        pngs.append(figure_png(attention_figure(
-            denormalize(clip), outputs["spatial_attention"][i], outputs["temporal_attention"][i],
-            title=title)))
-    return pngs
+def explanation_pngs(network: VideoClassifier, clips: Sequence[Clip]) -> list[bytes]:
+    """PNG bytes of Figure 3 for each clip, through the one runner and renderer."""
+    # Called directly, not traced: under a multi-worker strategy only the chief draws, and
+    # a traced or `predict` call would wait for the other workers.
+    runner = KerasRunner(network, traced=False)
+    return [figure_png(prediction_figure(runner.predict(clip))) for clip in clips]

@@ -1,18 +1,12 @@
 """Training ST-ABN (or the baseline) with `model.fit`: the library behind `stabn_tf.train`.
 
-Everything a run needs is in `TrainConfig`; `train(config)` checks it (before any
-training starts), builds the strategy, data, model and callbacks, fits, evaluates on the
-validation split and writes:
-
-    output_dir/
-      config.json              the settings used
-      checkpoints/best.keras   best validation perception top-1
-      checkpoints/final.keras  the model at the end (chief only)
-      backup/                  crash-safe state; a re-run of the same command resumes here
-      logs/                    TensorBoard: scalars (train/, validation/), attention images
-      history.csv              one row per epoch
-      results.json             final single-clip top-1/top-5 of both heads
-      explanations/*.png       attention figures for a few validation clips
+Everything a run needs is in `TrainConfig`. `train(config)` goes in steps: check every
+setting (`check_config`), find and check the data (`resolve_data`), set up precision, seed
+and strategy (`setup_execution`), build and compile the model (`build_training_model`),
+make the datasets and callbacks; only then, with everything known to work, does it write
+into the run directory (`stabn_tf.runs.RunDirectory`: config, checkpoints, logs, history,
+results, explanation figures), fit, evaluate and save. A command that fails before
+training starts leaves an existing run byte-identical.
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -31,14 +24,20 @@ import keras
 from absl import logging
 
 from stabn_tf import data as data_lib
-from stabn_tf.data import synthetic
-from stabn_tf.models.stabn import ATTENTION, PERCEPTION, build_baseline, build_stabn
+from stabn_tf.explain.figures import figure_png
+from stabn_tf.explain.render import prediction_figure
+from stabn_tf.inference.inputs import Clip, tfrecord_clips
+from stabn_tf.inference.keras_runner import KerasRunner
+from stabn_tf.models.backbone import RESNET_SPECS
+from stabn_tf.models.inflate import InitError, initialize, parse_init
+from stabn_tf.models.stabn import ATTENTION_HEADS, VideoClassifier, build_baseline, build_stabn
+from stabn_tf.outputs import ATTENTION, PERCEPTION
+from stabn_tf.runs import RunDirectory, RunError, data_patterns
 from stabn_tf.training.callbacks import (
     AttentionImages,
     GuardedBackupAndRestore,
     SaveBestModel,
     StopOnNaN,
-    render_explanations,
 )
 from stabn_tf.training.distribute import (
     is_chief,
@@ -52,6 +51,7 @@ from stabn_tf.training.recipe import apply_weight_decay, build_optimizer, compil
 MODELS = ("stabn", "baseline")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATASETS = ("tfrecord", "synthetic")
+SCHEDULES = ("step", "cosine")
 
 
 class ConfigError(ValueError):
@@ -118,16 +118,31 @@ class TrainConfig:
     verbose: int = 1
 
 
-def _check(config: TrainConfig) -> None:
-    choices = {"model": MODELS, "precision": PRECISIONS, "dataset": DATASETS}
+def check_config(config: TrainConfig) -> None:
+    """Every setting checked before anything runs or is written; `ConfigError`, one line."""
+    choices = {"model": MODELS, "precision": PRECISIONS, "dataset": DATASETS,
+               "schedule": SCHEDULES, "attention_head": ATTENTION_HEADS,
+               "depth": tuple(RESNET_SPECS)}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
-            raise ConfigError(f"--{name}={getattr(config, name)!r}: must be one of {allowed}.")
-    for name in ("batch_size", "epochs", "num_frames", "image_size"):
+            raise ConfigError(f"--{name}={getattr(config, name)!r}: must be one of "
+                              f"{list(allowed)}.")
+    for name in ("batch_size", "epochs", "num_frames", "image_size", "shuffle_buffer"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(config, name)}.")
-    from stabn_tf.models.inflate import InitError, parse_init
-
+    for name in ("steps_per_epoch", "validation_steps", "backup_every_steps",
+                 "explain_every_epochs", "num_explain_clips", "num_classes", "weight_decay",
+                 "clip_norm", "warmup_epochs", "perception_loss_weight",
+                 "attention_loss_weight", "base_lr"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}.")
+    if not config.width_multiplier > 0:
+        raise ConfigError(f"--width_multiplier must be > 0, got {config.width_multiplier}.")
+    for name in ("momentum", "dropout", "label_smoothing"):
+        if not 0 <= getattr(config, name) < 1:
+            raise ConfigError(f"--{name} must be in [0, 1), got {getattr(config, name)}.")
+    if any(e < 1 for e in config.decay_epochs):
+        raise ConfigError(f"--decay_epochs must be >= 1, got {list(config.decay_epochs)}.")
     try:
         init = parse_init(config.init)
     except InitError as e:
@@ -137,37 +152,20 @@ def _check(config: TrainConfig) -> None:
                           "(ImageNet ResNet-50 weights).")
 
 
-def load_run_config(checkpoint: str | os.PathLike) -> TrainConfig | None:
-    """The settings of the run that wrote `checkpoint` (`<run>/checkpoints/x.keras`): its
-    `config.json`, looked for next to the checkpoint and one folder up; None if absent."""
-    here = os.path.dirname(os.path.abspath(checkpoint))
-    for directory in (here, os.path.dirname(here)):
-        path = os.path.join(directory, "config.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-            fields = {f.name for f in dataclasses.fields(TrainConfig)}
-            return TrainConfig(**{k: v for k, v in values.items() if k in fields})
-    return None
+@dataclasses.dataclass
+class TrainingData:
+    """The files a run reads, its classes and how many clips each split has."""
+
+    train_files: list[str]
+    val_files: list[str]
+    class_names: list[str]
+    train_count: int
+    val_count: int
 
 
-def data_patterns(config: TrainConfig) -> tuple[str, str]:
-    """The training and validation shard patterns of a config ("" where it names none); for
-    the synthetic set, its cache (generated there first when missing)."""
-    if config.dataset == "synthetic":
-        root = synthetic.ensure_synthetic_tfrecords(
-            config.cache_dir,
-            num_train_per_class=config.synthetic_train_per_class,
-            num_val_per_class=config.synthetic_val_per_class,
-            resolution=config.synthetic_resolution, num_frames=config.synthetic_frames,
-            seed=config.seed)
-        return os.path.join(root, "train-*.tfrecord"), os.path.join(root, "validation-*.tfrecord")
-    return config.train_files, config.val_files
-
-
-def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
-    """Training files, validation files and class names; errors name what is missing."""
-    train_pattern, val_pattern = data_patterns(config)
+def resolve_data(config: TrainConfig) -> TrainingData:
+    """Finds the shards and class names and counts the clips; errors name what is wrong."""
+    train_pattern, val_pattern = data_patterns(dataclasses.asdict(config))
     if not train_pattern or not val_pattern:
         raise ConfigError("--train_files and --val_files are required with "
                           "--dataset=tfrecord (or use --dataset=synthetic).")
@@ -186,44 +184,120 @@ def resolve_data(config: TrainConfig) -> tuple[list[str], list[str], list[str]]:
     if config.num_classes and config.num_classes != len(class_names):
         raise ConfigError(f"--num_classes={config.num_classes} but {labels_path} lists "
                           f"{len(class_names)} classes.")
-    return train_files, val_files, class_names
-
-
-def _check_output_dir(path: str) -> None:
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise ConfigError(f"output directory {path!r} is not writable: {e.strerror}.") from None
+        train_count = data_lib.count_examples(train_files)
+        val_count = data_lib.count_examples(val_files)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    for split, count, pattern in (("training", train_count, train_pattern),
+                                  ("validation", val_count, val_pattern)):
+        if not count:
+            raise ConfigError(f"the {split} split has no clips ({pattern})")
+    return TrainingData(train_files, val_files, class_names, train_count, val_count)
 
 
-def build_model(config: TrainConfig, num_classes: int) -> keras.Model:
+def build_model(config: TrainConfig, class_names: Sequence[str]) -> VideoClassifier:
     """The configured ST-ABN or baseline (call under the strategy's scope)."""
-    common = dict(num_classes=num_classes, num_frames=config.num_frames,
+    common = dict(num_classes=len(class_names), num_frames=config.num_frames,
                   image_size=config.image_size, depth=config.depth,
                   width_multiplier=config.width_multiplier, dropout=config.dropout,
-                  synchronized_bn=config.sync_bn)
-    from stabn_tf.models.inflate import parse_init
-
+                  synchronized_bn=config.sync_bn, class_names=list(class_names))
     # keras.applications weights (ResNet v1) reproduce their network only in its layout.
     common["stride_in_1x1"] = parse_init(config.init).stride_in_1x1
-    if config.model == "baseline":
-        return build_baseline(**common)
-    return build_stabn(**common, attention_head=config.attention_head,
-                       fusion_relu=config.fusion_relu)
+    try:
+        if config.model == "baseline":
+            return build_baseline(**common)
+        return build_stabn(**common, attention_head=config.attention_head,
+                           fusion_relu=config.fusion_relu)
+    except ValueError as e:  # the builder names the bad argument
+        raise ConfigError(f"cannot build the model: {e}") from None
 
 
 def _load_init(model: keras.Model, init: str) -> None:
-    from stabn_tf.models.inflate import InitError, initialize, parse_init
-
     try:
         logging.info("%s", initialize(model, parse_init(init)))
     except InitError as e:  # one line naming the file, key or layer
         raise ConfigError(str(e)) from None
 
 
-def metric_name(heads: list[str], head: str, metric: str) -> str:
+@dataclasses.dataclass
+class Execution:
+    """Where and how a run executes: the strategy and this process's part in it."""
+
+    strategy: object
+    chief: bool
+    task_type: str
+    task_id: int
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+
+def setup_execution(config: TrainConfig) -> Execution:
+    """Precision policy, seeds and the distribution strategy."""
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy, config.tpu)
+    task_type, task_id = task_identity(strategy)
+    execution = Execution(strategy, is_chief(strategy), task_type, task_id)
+    if config.batch_size % execution.replicas:
+        raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
+                          f"{execution.replicas} replicas.")
+    return execution
+
+
+def build_training_model(config: TrainConfig, data: TrainingData, execution: Execution,
+                         steps_per_epoch: int) -> tuple[VideoClassifier, keras.Model]:
+    """(the network that gets saved, the model `fit` runs), compiled with the recipe."""
+    with execution.strategy.scope():
+        model = build_model(config, data.class_names)
+        apply_weight_decay(model, config.weight_decay)
+    # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
+    # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
+    trainer = multi_worker_trainer(model) if is_multi_worker(execution.strategy) else model
+    with execution.strategy.scope():
+        optimizer = build_optimizer(
+            global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs, base_lr=config.base_lr, momentum=config.momentum,
+            nesterov=config.nesterov, schedule=config.schedule,
+            decay_epochs=config.decay_epochs, warmup_epochs=config.warmup_epochs,
+            clip_global_norm=config.clip_norm)
+        compile_model(trainer, optimizer, label_smoothing=config.label_smoothing,
+                      loss_weights={PERCEPTION: config.perception_loss_weight,
+                                    ATTENTION: config.attention_loss_weight},
+                      jit_compile=config.jit_compile)
+        trainer.optimizer.build(trainer.trainable_variables)  # here: its variables need the scope
+        _load_init(model, config.init)
+    return model, trainer
+
+
+def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
+                  heads: Sequence[str]):
+    """(training, validation) datasets with labels for the model's heads only."""
+    replicas = execution.replicas
+
+    def dataset(files, training):
+        def make(batch_size, input_context=None):
+            # Several replicas: validation repeats so that every replica has a batch at
+            # each of the fixed `validation_steps` (the last batch may repeat a few clips).
+            ds = data_lib.make_dataset(
+                files, training=training, num_frames=config.num_frames,
+                image_size=config.image_size, batch_size=batch_size,
+                repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
+                seed=config.seed, input_context=input_context)
+            return ds.map(lambda clips, targets: (clips, {h: targets[h] for h in heads}))
+
+        if replicas == 1:
+            return make(config.batch_size)
+        # Each input pipeline (worker) reads its own files and batches per replica.
+        return execution.strategy.distribute_datasets_from_function(
+            lambda ctx: make(ctx.get_per_replica_batch_size(config.batch_size), ctx))
+
+    return dataset(data.train_files, True), dataset(data.val_files, False)
+
+
+def metric_name(heads: Sequence[str], head: str, metric: str) -> str:
     """Keras's log key for a head's metric: prefixed by the head only with several heads."""
     return f"{head}_{metric}" if len(heads) > 1 else metric
 
@@ -237,16 +311,11 @@ def _trim_history(path: str, first_epoch: int) -> None:
     if not rows:
         return
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < first_epoch]
+    if len(kept) == len(rows):
+        return
     with open(path + ".tmp", "w", newline="") as f:
         csv.writer(f).writerows(kept)
     os.replace(path + ".tmp", path)
-
-
-def _explain_batch(val_files, config, num_clips: int):
-    dataset = data_lib.make_dataset(val_files, training=False, num_frames=config.num_frames,
-                                    image_size=config.image_size, batch_size=num_clips)
-    clips, targets = next(iter(dataset))
-    return clips.numpy(), targets[PERCEPTION].numpy()
 
 
 def _results_table(results: dict) -> str:
@@ -258,100 +327,44 @@ def _results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _resume_epoch(backup_dir: str) -> int:
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        epoch = int(json.load(f).get("epoch", 0))
+    logging.info("resuming from the backup in %s at epoch %d", backup_dir, epoch + 1)
+    return epoch
+
+
 def train(config: TrainConfig) -> dict:
     """Runs (or resumes) one training run; returns the final validation results."""
-    _check(config)
-    train_files, val_files, class_names = resolve_data(config)
-    num_classes = len(class_names)
-    _check_output_dir(config.output_dir)
-
-    keras.mixed_precision.set_global_policy(config.precision)
-    keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy, config.tpu)
-    chief = is_chief(strategy)
-    task_type, task_id = task_identity(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
-                          f"{replicas} replicas.")
-
-    train_count = data_lib.count_examples(train_files)
-    steps_per_epoch = config.steps_per_epoch or max(1, train_count // config.batch_size)
-    val_count = data_lib.count_examples(val_files)
-    validation_steps = config.validation_steps or math.ceil(val_count / config.batch_size)
+    check_config(config)
+    data = resolve_data(config)
+    run = RunDirectory(config.output_dir)
+    try:
+        run.check_writable()
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    execution = setup_execution(config)
+    steps_per_epoch = config.steps_per_epoch or max(1, data.train_count // config.batch_size)
+    validation_steps = config.validation_steps or math.ceil(data.val_count / config.batch_size)
     logging.info("%d training clips, %d validation clips, %d classes; %d replica(s), global "
-                 "batch %d, %d steps per epoch", train_count, val_count, num_classes, replicas,
-                 config.batch_size, steps_per_epoch)
+                 "batch %d, %d steps per epoch", data.train_count, data.val_count,
+                 len(data.class_names), execution.replicas, config.batch_size, steps_per_epoch)
+    model, trainer = build_training_model(config, data, execution, steps_per_epoch)
+    heads = list(model.output)
+    train_data, val_data = make_datasets(config, data, execution, heads)
+    explain_clips: list[Clip] = []
+    if execution.chief and config.model == "stabn" and config.num_explain_clips:
+        explain_clips = list(tfrecord_clips(data.val_files, model.preprocessor,
+                                            max_clips=config.num_explain_clips))
 
-    out = config.output_dir
-    paths = {name: os.path.join(out, name) for name in
-             ("checkpoints", "backup", "logs", "explanations")}
-    if chief:
-        for name in ("checkpoints", "logs", "explanations"):
-            os.makedirs(paths[name], exist_ok=True)
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(config) | {"num_classes": num_classes}, f, indent=2,
-                      default=list)
     # Non-chief workers keep their own backup (all must restore the same state) and
     # write nothing else into the output directory.
-    backup_dir = paths["backup"] if chief else os.path.join(paths["backup"],
-                                                            f"{task_type}-{task_id}")
-
-    with strategy.scope():
-        try:
-            model = build_model(config, num_classes)
-        except ValueError as e:  # the builder names the bad argument
-            raise ConfigError(f"cannot build the model: {e}") from None
-        apply_weight_decay(model, config.weight_decay)
-    # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
-    # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
-    trainer = multi_worker_trainer(model) if is_multi_worker(strategy) else model
-    with strategy.scope():
-        optimizer = build_optimizer(
-            global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs, base_lr=config.base_lr, momentum=config.momentum,
-            nesterov=config.nesterov, schedule=config.schedule,
-            decay_epochs=config.decay_epochs, warmup_epochs=config.warmup_epochs,
-            clip_global_norm=config.clip_norm)
-        compile_model(trainer, optimizer, label_smoothing=config.label_smoothing,
-                      loss_weights={PERCEPTION: config.perception_loss_weight,
-                                    ATTENTION: config.attention_loss_weight},
-                      jit_compile=config.jit_compile)
-        trainer.optimizer.build(trainer.trainable_variables)  # here: its variables need the scope
-        _load_init(model, config.init)
-
-    heads = list(model.output)
-
-    def dataset(files, training):
-        def make(batch_size, input_context=None):
-            # Several replicas: validation repeats so that every replica has a batch at
-            # each of the fixed `validation_steps` (the last batch may repeat a few clips).
-            data = data_lib.make_dataset(
-                files, training=training, num_frames=config.num_frames,
-                image_size=config.image_size, batch_size=batch_size,
-                repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
-                seed=config.seed, input_context=input_context)
-            # Labels for the model's heads only (the baseline has no attention head).
-            return data.map(lambda clips, targets: (clips, {h: targets[h] for h in heads}))
-
-        if replicas == 1:
-            return make(config.batch_size)
-        # Each input pipeline (worker) reads its own files and batches per replica.
-        return strategy.distribute_datasets_from_function(
-            lambda ctx: make(ctx.get_per_replica_batch_size(config.batch_size), ctx))
-
-    train_data, val_data = dataset(train_files, True), dataset(val_files, False)
-
-    metadata_path = os.path.join(backup_dir, "training_metadata.json")
-    initial_epoch = 0
-    if os.path.exists(metadata_path):
-        with open(metadata_path) as f:
-            initial_epoch = int(json.load(f).get("epoch", 0))
-        logging.info("resuming from the backup in %s at epoch %d", backup_dir, initial_epoch + 1)
-    history_path = os.path.join(out, "history.csv")
-    if chief:
-        _trim_history(history_path, initial_epoch)
-
+    backup_dir = run.backup if execution.chief else os.path.join(
+        run.backup, f"{execution.task_type}-{execution.task_id}")
+    initial_epoch = _resume_epoch(backup_dir)
     nan_guard = StopOnNaN(steps_per_epoch, config.precision)
     callbacks: list[keras.callbacks.Callback] = [
         nan_guard,  # first: the backup must know before it saves
@@ -359,26 +372,27 @@ def train(config: TrainConfig) -> dict:
             nan_guard, backup_dir, save_freq=config.backup_every_steps or "epoch",
             double_checkpoint=True, delete_checkpoint=False),
     ]
-    if chief:
+    if execution.chief:
         callbacks += [
-            SaveBestModel(model, os.path.join(paths["checkpoints"], "best.keras"),
+            SaveBestModel(model, run.checkpoint("best"),
                           monitor="val_" + metric_name(heads, PERCEPTION, "top1")),
-            keras.callbacks.CSVLogger(history_path, append=True),
-            keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch"),
+            keras.callbacks.CSVLogger(run.history, append=True),
+            keras.callbacks.TensorBoard(run.logs, update_freq="epoch"),
         ]
-
-    # A few fixed validation clips, explained in TensorBoard during training and as PNGs
-    # at the end.
-    explain = None
-    if chief and config.model == "stabn" and config.num_explain_clips:
-        explain = _explain_batch(val_files, config, config.num_explain_clips)
-        if config.explain_every_epochs:
-            callbacks.append(AttentionImages(*explain, class_names, paths["logs"],
+        if explain_clips and config.explain_every_epochs:
+            callbacks.append(AttentionImages(model, explain_clips, run.logs,
                                              config.explain_every_epochs))
+
+    # Everything is checked and built: only now does the run directory change.
+    if execution.chief:
+        run.make_folders()
+        run.write_config(dataclasses.asdict(config) | {"num_classes": len(data.class_names),
+                                                       "class_names": data.class_names})
+        _trim_history(run.history, initial_epoch)
 
     start = time.time()
     # Under the scope: the multi-worker trainer takes its strategy from the context.
-    with strategy.scope():
+    with execution.strategy.scope():
         trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                     validation_data=val_data, validation_steps=validation_steps,
                     callbacks=callbacks, verbose=config.verbose, shuffle=False)
@@ -387,24 +401,23 @@ def train(config: TrainConfig) -> dict:
                             f"kept in {backup_dir}.")
     train_seconds = time.time() - start
 
-    with strategy.scope():
+    with execution.strategy.scope():
         evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
                                       verbose=0)
     results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}
                for h in heads}
-    results |= {"model": config.model, "num_clips": 1, "validation_clips": val_count,
+    results |= {"model": config.model, "num_clips": 1, "validation_clips": data.val_count,
                 "epochs": config.epochs, "train_seconds_this_run": round(train_seconds, 1)}
-    if chief:
-        model.save(os.path.join(paths["checkpoints"], "final.keras"))
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
-        if explain is not None:
-            for i, png in enumerate(render_explanations(model, *explain, class_names)):
-                with open(os.path.join(paths["explanations"], f"validation_clip_{i}.png"),
-                          "wb") as f:
-                    f.write(png)
-        print(f"\nValidation ({val_count} clips, single clip, {config.model}):\n"
-              f"{_results_table(results)}\nwritten to {out}", flush=True)
+    if execution.chief:
+        model.save(run.checkpoint("final"))
+        run.write_results(results)
+        runner = KerasRunner(model, traced=False) if explain_clips else None
+        for i, clip in enumerate(explain_clips):
+            png = figure_png(prediction_figure(runner.predict(clip)))
+            with open(os.path.join(run.explanations, f"validation_clip_{i}.png"), "wb") as f:
+                f.write(png)
+        print(f"\nValidation ({data.val_count} clips, single clip, {config.model}):\n"
+              f"{_results_table(results)}\nwritten to {config.output_dir}", flush=True)
     else:
         shutil.rmtree(backup_dir, ignore_errors=True)
     return results

@@ -1,4 +1,5 @@
-"""`stabn_tf.predict`: input loading parity, top-k output, and good + corrupt files in one call."""
+"""`stabn_tf.predict` and the runner under it: input loading parity, top-k output, good +
+corrupt files in one call, one-line errors, no TensorFlow start-up noise."""
 
 import json
 import os
@@ -13,7 +14,7 @@ from PIL import Image
 
 import stabn_tf
 from stabn_tf import data as data_lib
-from stabn_tf import predict
+from stabn_tf.inference import InferenceError, load_clip, open_runner, run_inputs
 
 TINY = dict(num_classes=6, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 NAMES = ["pushing", "pulling", "lifting", "dropping", "turning", "waving"]
@@ -40,9 +41,8 @@ def write_video(path, num_frames=10, height=40, width=48):
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     keras.utils.set_random_seed(1)
-    stabn_tf.build_stabn(**TINY).save(root / "stabn.keras")
-    stabn_tf.build_baseline(**TINY).save(root / "baseline.keras")
-    (root / "labels.txt").write_text("\n".join(NAMES) + "\n")
+    stabn_tf.build_stabn(**TINY, class_names=NAMES).save(root / "stabn.keras")
+    stabn_tf.build_baseline(**TINY, class_names=NAMES).save(root / "baseline.keras")
     write_video(root / "good.mp4")
     corrupt = (root / "good.mp4").read_bytes()
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + corrupt[400:600])
@@ -54,72 +54,63 @@ def inputs(tmp_path_factory):
     return root
 
 
+def _run(*args, timeout=180):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-m", "stabn_tf.predict", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def test_load_clip_matches_the_eval_loader(inputs):
-    loaded = predict.load_clip(inputs / "good.mp4", 4, 32)
+    preprocessor = data_lib.ClipPreprocessor(4, 32)
+    loaded = load_clip(inputs / "good.mp4", preprocessor)
     np.testing.assert_allclose(loaded.clips[0], data_lib.load_video(inputs / "good.mp4", 4, 32),
                                atol=1e-6)
-    np.testing.assert_array_equal(loaded.frames[0],
-                                  data_lib.load_video_frames(inputs / "good.mp4", 4, 32))
     np.testing.assert_array_equal(loaded.frame_indices, [[1, 3, 6, 8]])  # centre of 4 segments
-    assert loaded.num_source_frames == 10
-    two = predict.load_clip(inputs / "good.mp4", 4, 32, num_clips=2)
+    assert loaded.frames.dtype == np.uint8 and loaded.frames.shape == (1, 4, 32, 32, 3)
+    # The shown pixels are the model's input, denormalised.
+    np.testing.assert_allclose(data_lib.normalize(loaded.frames[0]), loaded.clips[0], atol=0.05)
+    two = load_clip(inputs / "good.mp4", preprocessor, num_clips=2)
     assert two.clips.shape == (2, 4, 32, 32, 3)
-    folder = predict.load_clip(inputs / "frames", 4, 32)
+    folder = load_clip(inputs / "frames", preprocessor)
     np.testing.assert_allclose(folder.clips, loaded.clips, atol=1e-6)
-    assert folder.fps is None
+    assert folder.fps is None and folder.name == "frames" and loaded.name == "good"
 
 
 def test_frame_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(data_lib.VideoReadError, match="no .jpg"):
-        predict.read_frame_folder(tmp_path)
+        data_lib.read_frame_folder(tmp_path)
     (tmp_path / "00001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(data_lib.VideoReadError, match="00001.jpg: unreadable frame"):
-        predict.read_frame_folder(tmp_path)
+        data_lib.read_frame_folder(tmp_path)
 
 
-def test_predict_paths_text_output_and_baseline(inputs):
-    model = keras.saving.load_model(inputs / "stabn.keras")
-    predictor = predict.Predictor(model, NAMES, top_k=3)
-    predictions, errors = predict.predict_paths(
-        predictor, [str(inputs / "good.mp4"), str(inputs / "missing.mp4")])
+def test_runner_predictions_text_output_and_baseline(inputs):
+    runner = open_runner(inputs / "stabn.keras")
+    assert runner.class_names == NAMES and runner.num_frames == 4 and runner.image_size == 32
+    predictions, errors = run_inputs(runner, [str(inputs / "good.mp4"),
+                                              str(inputs / "missing.mp4")])
     assert len(predictions) == 1 and errors[0]["path"].endswith("missing.mp4")
     assert "missing.mp4: cannot access file" in errors[0]["error"]
     p = predictions[0]
-    probs = [prob for _, _, prob in p.top_k]
-    assert len(p.top_k) == 3 and probs == sorted(probs, reverse=True)
-    assert len(p.temporal_attention) == 1 and len(p.temporal_attention[0]) == 4
-    text = predict.format_prediction(p)
+    top = p.top_k(3)
+    probs = [prob for _, _, prob in top]
+    assert len(top) == 3 and probs == sorted(probs, reverse=True)
+    assert p.temporal.shape == (1, 4) and p.spatial.shape == (1, 4, 2, 2)
+    assert abs(p.probabilities.sum() - 1.0) < 1e-5
+    text = p.format_text(5)
     assert text.splitlines()[0].endswith("good.mp4")
-    assert f"1. {p.top_k[0][1]}" in text and "1: " in text and "temporal attention" in text
-    baseline = predict.Predictor(keras.saving.load_model(inputs / "baseline.keras"), NAMES)
-    b = baseline.predict(predict.load_clip(inputs / "good.mp4", 4, 32, num_clips=2))
-    assert b.temporal_attention is None and "temporal" not in predict.format_prediction(b)
-    assert len(b.top_k) == 5 and len(b.frame_indices) == 2
-
-
-def test_class_names_from_labels_file_run_config_or_numbers(inputs, tmp_path):
-    assert predict.resolve_class_names("x.keras", str(inputs / "labels.txt"), 6) == NAMES
-    with pytest.raises(ValueError, match="lists 6 classes but the model has 5"):
-        predict.resolve_class_names("x.keras", str(inputs / "labels.txt"), 5)
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"dataset": "synthetic"}))
-    from stabn_tf.data.synthetic import CLASSES
-
-    names = predict.resolve_class_names(str(run / "checkpoints" / "final.keras"), "",
-                                        len(CLASSES))
-    assert names == list(CLASSES)
-    assert predict.resolve_class_names(str(tmp_path / "m.keras"), "", 3) == \
-        ["class 0", "class 1", "class 2"]
+    assert f"1. {top[0][1]}" in text and "when:" in text and "where" in text
+    baseline = open_runner(inputs / "baseline.keras", method="gradcam")
+    b = baseline.predict(baseline.load(inputs / "good.mp4", num_clips=2))
+    assert b.method == "gradcam" and b.temporal.shape == (2, 4)
+    assert len(b.top_k(5)) == 5 and len(b.frame_indices) == 2
+    with pytest.raises(InferenceError, match="baseline without attention"):
+        open_runner(inputs / "baseline.keras")
 
 
 def test_cli_good_and_corrupt_file_in_one_call(inputs):
-    cmd = [sys.executable, "-m", "stabn_tf.predict", str(inputs / "good.mp4"),
-           str(inputs / "corrupt.mp4"), str(inputs / "frames"),
-           f"--checkpoint={inputs / 'stabn.keras'}", f"--labels={inputs / 'labels.txt'}",
-           "--json"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    result = _run(inputs / "good.mp4", inputs / "corrupt.mp4", inputs / "frames",
+                  f"--checkpoint={inputs / 'stabn.keras'}", "--json")
     assert result.returncode == 1, result.stderr[-3000:]  # one input failed
     out = json.loads(result.stdout)
     assert [p["path"] for p in out["predictions"]] == [str(inputs / "good.mp4"),
@@ -132,3 +123,36 @@ def test_cli_good_and_corrupt_file_in_one_call(inputs):
     assert len(out["errors"]) == 1 and out["errors"][0]["path"] == str(inputs / "corrupt.mp4")
     errors = [line for line in result.stderr.splitlines() if "stabn_tf.predict: error" in line]
     assert len(errors) == 1 and str(inputs / "corrupt.mp4") in errors[0]
+    # The model's class names come from the .keras file alone; TensorFlow stays quiet.
+    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr
+
+
+def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs):
+    helped = _run("--helpfull")
+    assert "--checkpoint" in helped.stdout  # (absl exits 1 after --helpfull)
+    assert helped.stderr == ""
+    ran = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}")
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_clips=0"], "--num_clips=0: must be >= 1"),
+    (["--top_k=0"], "--top_k=0: must be >= 1"),
+    (["--checkpoint=MISSING"], "no such checkpoint file"),
+    (["--checkpoint=NOTZIP"], "not a .keras model file"),
+    (["--output_dir=AFILE"], "is a file, not a directory"),
+])
+def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message):
+    (tmp_path / "notzip.keras").write_text("hello")
+    (tmp_path / "afile").write_text("x")
+    subs = {"MISSING": tmp_path / "missing.keras", "NOTZIP": tmp_path / "notzip.keras",
+            "AFILE": tmp_path / "afile"}
+    args = [a.split("=")[0] + "=" + str(subs.get(a.split("=")[1], a.split("=")[1]))
+            for a in args]
+    if not any(a.startswith("--checkpoint") for a in args):
+        args.append(f"--checkpoint={inputs / 'stabn.keras'}")
+    result = _run(inputs / "good.mp4", "--json", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

@@ -1,0 +1,77 @@
+"""A saved model knows itself: classes, clip shape, backbone and preprocessing round-trip
+through `.keras`; checkpoints from before that get a one-line, tested migration."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import stabn_tf
+from stabn_tf.models.migrate import migrate_file
+from stabn_tf.models.stabn import LegacyCheckpointError
+
+NAMES = ["push", "pull", "lift", "drop"]
+
+
+def _tiny(builder, **kwargs):
+    keras.utils.set_random_seed(0)
+    return builder(num_classes=4, num_frames=4, image_size=64, depth=18,
+                   width_multiplier=0.125, class_names=NAMES, **kwargs)
+
+
+@pytest.mark.parametrize("builder", [stabn_tf.build_stabn, stabn_tf.build_baseline])
+def test_keras_file_round_trips_the_config(builder, tmp_path):
+    model = _tiny(builder)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.class_names == NAMES and loaded.num_classes == 4
+    assert loaded.num_frames == 4 and loaded.image_size == 64
+    assert loaded.backbone_name == "3D ResNet-18 ×0.125"
+    assert loaded.has_attention == (builder is stabn_tf.build_stabn)
+    assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
+    clips = np.random.default_rng(0).normal(size=(2, 4, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
+
+
+def test_saved_inversion_setting_is_restored(tmp_path):
+    model = _tiny(stabn_tf.build_stabn)
+    stabn_tf.set_attention_inversion("spatial", model)
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").get_config()["inversion"] == "spatial"
+
+
+def test_builder_rejects_wrong_number_of_class_names():
+    with pytest.raises(ValueError, match="3 class names"):
+        stabn_tf.build_stabn(num_classes=4, num_frames=4, image_size=64, depth=18,
+                             width_multiplier=0.125, class_names=NAMES[:3])
+
+
+def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path):
+    model = _tiny(stabn_tf.build_stabn)
+    legacy = keras.Model(model.input, model.output, name="stabn")  # a plain Functional
+    old = tmp_path / "old.keras"
+    legacy.save(old)
+    with pytest.raises(LegacyCheckpointError, match="stabn_tf.models.migrate"):
+        stabn_tf.load_model(old)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(NAMES) + "\n")
+    result = subprocess.run([sys.executable, "-m", "stabn_tf.models.migrate", str(old),
+                             f"--labels={labels}"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "old.legacy.keras").exists()
+    migrated = stabn_tf.load_model(old)
+    assert isinstance(migrated, stabn_tf.STABN) and migrated.class_names == NAMES
+    clips = np.random.default_rng(1).normal(size=(1, 4, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(migrated(clips)["perception"], model(clips)["perception"],
+                               atol=1e-5)
+    # Migrating twice, or with the wrong class count, is one line.
+    with pytest.raises(ValueError, match="already carries its config"):
+        migrate_file(str(old), str(labels))
+    labels.write_text("a\nb\n")
+    with pytest.raises(ValueError, match="2 class names for a model with 4"):
+        migrate_file(str(tmp_path / "old.legacy.keras"), str(labels))
