@@ -10,8 +10,9 @@ built-in synthetic Something-Something (DESIGN.md §4).
 from stabn_tf.data.labels import LabelFileError, read_labels, write_labels
 from stabn_tf.data.pipeline import count_examples, list_files, make_dataset
 from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
-from stabn_tf.data.sampling import segment_indices
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.data.sampling import segment_indices
+from stabn_tf.data.tfrecord import CorruptShardError, verify_tfrecords
 from stabn_tf.data.video import (
     VideoReadError,
     decode_video,
@@ -21,6 +22,7 @@ from stabn_tf.data.video import (
 )
 
 __all__ = [
+    "CorruptShardError",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ClipPreprocessor",
@@ -37,5 +39,6 @@ __all__ = [
     "normalize",
     "read_labels",
     "segment_indices",
+    "verify_tfrecords",
     "write_labels",
 ]

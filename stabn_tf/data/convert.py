@@ -21,17 +21,30 @@ Layouts (`--dataset`):
   Frames already within the short side are stored byte-for-byte (no re-encoding).
 - folder: `<class>/<video>` (mp4/webm/avi/mkv/mov/m4v), or `<split>/<class>/<video>` with
   split folders `train`, `validation` or `val`, `test`; classes are the sorted folder names.
+  Videos deeper in a class folder (`<class>/<sub>/.../<video>`) belong to that class; a
+  video outside any class folder is a failure; a class folder with no video is refused.
 
 Design points:
 - Nothing lost, nothing silent: every annotation entry is either written or listed as a
-  failure; the summary checks `read = written + failed` per split. Bad videos never stop
-  the run; only unusable label files or an empty result do (exit code 1).
+  failure (with its split); the summary checks `read = written + failed` per split. Bad
+  videos never stop the run, nor do duplicate ids (an id listed twice with different
+  labels, or in both train and validation, is a failure in each place). Unusable label
+  files or an empty result stop it (exit code 1); unusable arguments stop it before
+  anything is written (exit code 2): an output_dir that is a file or unwritable, or that
+  holds another dataset's conversion (unless `--overwrite`).
 - Deterministic: a video's shard depends only on its id (ordered by a hash of the id, so
   classes are mixed across and within shards), and JPEG encoding is deterministic, so the
   same input gives byte-identical shards.
 - Resumable: a shard is written under `<name>.tmp` and renamed when complete, with a small
-  record in `.shards/` (fingerprint of its videos and settings, byte size, statistics).
-  A re-run skips shards whose record matches and rewrites the others.
+  record in `.shards/`: per video a key of everything its bytes depend on (settings,
+  annotation, the source file's size and mtime), the shard's byte size, statistics. A
+  re-run keeps shards whose keys all match, untouched; in the others it converts only
+  the videos whose key changed (fixed, replaced, added or relabelled) and copies the
+  rest's records, so the result is byte-identical to a fresh conversion. Adding or
+  removing annotation entries re-deals the videos after them (in hash order) over the
+  shards, which keeps shards balanced but converts those videos again.
+- Checkable: `--verify --output_dir=DIR` reads every shard once and lists each corrupt,
+  truncated or malformed one (`tfrecord.verify_tfrecords`).
 - Parallel: videos are decoded/encoded in `workers` processes (spawned, so it is safe to
   call from a process that already runs TensorFlow); the parent only writes bytes.
 """
@@ -76,6 +89,10 @@ LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
 FAILURES_FILE = "failures.jsonl"
 STATE_DIR = ".shards"
+#: In STATE_DIR: which dataset the directory holds (so another one is not mixed in).
+ORIGIN_FILE = "origin.json"
+#: Every file name the converter writes at the top of output_dir (shards: _SHARD_FILE).
+OWN_FILES = ("labels.txt", "manifest.json", "failures.jsonl")
 #: Bump when the bytes written for the same input change, so old shards are rewritten.
 FORMAT_VERSION = 1
 
@@ -101,6 +118,11 @@ FOLDER_SPLIT_DIRS = {"train": ("train",), "validation": ("validation", "val"), "
 
 class ConversionError(RuntimeError):
     """The conversion cannot produce a usable dataset (bad input layout, nothing written)."""
+
+
+class UsageError(ConversionError, ValueError):
+    """An argument cannot be used as given (e.g. `output_dir` is a file, or holds another
+    conversion's shards); raised before anything is written. The CLI exits with code 2."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,12 +328,35 @@ def _hash_fraction(text: str) -> float:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16) / 16**12
 
 
+def _walk_videos(class_dir: str) -> Iterator[tuple[str, str]]:
+    """(path, path relative to `class_dir`) of every non-hidden file below `class_dir`, at
+    any depth, sorted; symlinked folders are followed once (a link loop cannot recurse)."""
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                path = os.path.join(top, name)
+                yield path, os.path.relpath(path, class_dir).replace(os.sep, "/")
+
+
 def list_folder(input_dir: str, splits: Sequence[str], validation_fraction: float = 0.0
                 ) -> Listing:
     """Users' own data: `<class>/<video>` (or `<split>/<class>/<video>` with split folders
     `train`, `validation`/`val`, `test`). Classes are the sorted class folder names across
     all splits. Without split folders everything is `train`, except a deterministic
     `validation_fraction` (by hash of the file path) that goes to `validation`.
+
+    Videos in sub-folders of a class folder (`<class>/<sub>/.../<video>`, e.g. one folder
+    per subject or session) belong to that class; their id is the path below the split
+    root. A video directly in a root (outside any class folder) is listed as a failure. A
+    class folder without a single video is refused (ConversionError): it would get a class
+    index the model can never learn, and shift nothing visibly.
     """
     split_roots: dict[str, str] = {}
     for split, names in FOLDER_SPLIT_DIRS.items():
@@ -323,6 +368,12 @@ def list_folder(input_dir: str, splits: Sequence[str], validation_fraction: floa
         raise ConversionError(f"{input_dir} has split folders; validation_fraction only "
                               "applies to a single folder of classes")
     roots = split_roots or {"all": input_dir}
+    if split_roots:
+        used = {os.path.basename(r) for r in split_roots.values()}
+        for name in sorted(os.listdir(input_dir)):
+            if name not in used and not name.startswith("."):
+                logging.warning("ignoring %s: next to split folders %s, only those are read",
+                                os.path.join(input_dir, name), sorted(used))
 
     def class_dirs(root: str) -> list[str]:
         return sorted(d for d in os.listdir(root)
@@ -334,28 +385,55 @@ def list_folder(input_dir: str, splits: Sequence[str], validation_fraction: floa
     label_index = {c: i for i, c in enumerate(labels)}
     items = {s: [] for s in splits}
     rejected = {s: [] for s in splits}
-    ignored = 0
+    ignored = nested = 0
+    videos_per_class: collections.Counter = collections.Counter()
+    empty_dirs: list[str] = []
+
+    def split_of(root_split: str, clip_id: str) -> str:
+        if root_split != "all":
+            return root_split
+        return "validation" if _hash_fraction(clip_id) < validation_fraction else "train"
+
     for root_split, root in roots.items():
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name)
+            if name.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(path) \
+                    and not name.startswith("."):
+                split = split_of(root_split, name)
+                if split in rejected:
+                    rejected[split].append({
+                        "id": name, "source": path,
+                        "reason": f"not inside a class folder (expected {root}/<class>/"
+                                  f"{name})"})
         for cls in class_dirs(root):
             cls_dir = os.path.join(root, cls)
-            for name in sorted(os.listdir(cls_dir)):
-                path = os.path.join(cls_dir, name)
-                if name.startswith(".") or not os.path.isfile(path):
-                    continue
-                if not name.lower().endswith(VIDEO_EXTENSIONS):
+            found = 0
+            for path, rel in _walk_videos(cls_dir):
+                if not rel.lower().endswith(VIDEO_EXTENSIONS):
                     ignored += 1
                     logging.info("ignoring %s: not a video extension %s", path, VIDEO_EXTENSIONS)
                     continue
-                clip_id = f"{cls}/{name}"
-                if root_split == "all":
-                    split = ("validation" if _hash_fraction(clip_id) < validation_fraction
-                             else "train")
-                else:
-                    split = root_split
+                found += 1
+                nested += "/" in rel
+                clip_id = f"{cls}/{rel}"
+                split = split_of(root_split, clip_id)
                 if split not in items:
                     continue
                 items[split].append(VideoItem(split, clip_id, label_index[cls], cls, path))
-    return Listing(labels, items, rejected, {"ignored_non_video_files": ignored})
+            videos_per_class[cls] += found
+            if not found:
+                empty_dirs.append(cls_dir)
+    empty = [d for d in empty_dirs if not videos_per_class[os.path.basename(d)]]
+    if empty:
+        raise ConversionError(
+            f"class folder{'s' if len(empty) > 1 else ''} with no videos "
+            f"{VIDEO_EXTENSIONS}: {', '.join(empty)}; every class folder becomes a class, so "
+            "add videos or remove the folder")
+    for d in empty_dirs:
+        logging.warning("%s has no videos: class %r is learnt from the other splits only", d,
+                        os.path.basename(d))
+    return Listing(labels, items, rejected, {"ignored_non_video_files": ignored,
+                                             "videos_in_class_sub_folders": nested})
 
 
 # --- per-video work (runs in worker processes) ------------------------------------------
@@ -452,12 +530,30 @@ def assign_shards(items: Sequence[VideoItem], num_shards: int) -> list[list[Vide
     return [ordered[i::num_shards] for i in range(num_shards)]
 
 
-def _fingerprint(items: Sequence[VideoItem], settings: EncodeSettings) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([FORMAT_VERSION, dataclasses.asdict(settings)]).encode())
-    for it in items:
-        h.update(json.dumps(dataclasses.asdict(it), sort_keys=True).encode())
-    return h.hexdigest()
+def _source_stamp(item: VideoItem) -> object:
+    """Size and modification time of a video file (of each frame, for a frame folder), or
+    why it cannot be read: a fixed, replaced or added file changes its stamp."""
+    try:
+        if item.kind == "frames":
+            with os.scandir(item.source) as entries:
+                frames = [e for e in entries if e.name.lower().endswith(FRAME_EXTENSIONS)]
+                return sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in frames)
+        st = os.stat(item.source)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError as e:
+        return type(e).__name__
+
+
+def _input_key(item: VideoItem, settings: EncodeSettings) -> str:
+    """Everything the bytes of one video's record depend on: the format, the settings, the
+    annotation (id, label, ground truth) and the source's stamp."""
+    return hashlib.sha256(json.dumps(
+        [FORMAT_VERSION, dataclasses.asdict(settings), dataclasses.asdict(item),
+         _source_stamp(item)], sort_keys=True).encode()).hexdigest()
+
+
+def _fingerprint(keys: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 def _state_path(output_dir: str, name: str) -> str:
@@ -478,6 +574,39 @@ def _read_state(output_dir: str, name: str, fingerprint: str) -> dict | None:
     return state
 
 
+def _previous_videos(output_dir: str, name: str) -> dict[str, dict]:
+    """{input key: result without data} of the shard an earlier run left under `name`
+    (when it is intact), so that a shard with a few changed inputs only redoes those."""
+    try:
+        with open(_state_path(output_dir, name), encoding="utf-8") as f:
+            state = json.load(f)
+        if state.get("bytes") != os.path.getsize(os.path.join(output_dir, name)):
+            return {}
+        return {key: result for key, result in state.get("videos", [])}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _reusable_records(output_dir: str, name: str, previous: dict[str, dict],
+                      wanted: set[str]) -> dict[str, dict]:
+    """{key: result with its record bytes} for the `wanted` keys of the earlier shard.
+    Records are in the order of its written videos. Empty if the shard cannot be read:
+    the caller then converts those videos again."""
+    out: dict[str, dict] = {}
+    ok_keys = [k for k, r in previous.items() if r.get("ok")]
+    try:
+        records = tf.data.TFRecordDataset(os.path.join(output_dir, name))
+        for key, record in zip(ok_keys, records):
+            if key in wanted:
+                out[key] = {**previous[key], "data": record.numpy()}
+    except tf.errors.OpError as e:
+        logging.warning("cannot reuse records of %s (%s): converting its videos again",
+                        name, e.message.splitlines()[0])
+        return {}
+    out.update((k, r) for k, r in previous.items() if k in wanted and not r.get("ok"))
+    return out
+
+
 def _atomic_write_text(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -489,6 +618,8 @@ class _Stats:
     """Per-shard statistics, JSON-serialisable and mergeable."""
 
     def __init__(self):
+        self.videos: list[list] = []  # [input key, result without data], in shard order
+        self.converted = 0  # videos decoded this run (not saved: the rest were reused)
         self.written = 0
         self.failures: list[dict] = []
         self.per_class: collections.Counter = collections.Counter()
@@ -497,7 +628,8 @@ class _Stats:
         self.widths: list[int] = []
         self.kept_size = 0
 
-    def add(self, item: VideoItem, result: dict) -> None:
+    def add(self, item: VideoItem, key: str, result: dict) -> None:
+        self.videos.append([key, {k: v for k, v in result.items() if k != "data"}])
         if result["ok"]:
             self.written += 1
             self.per_class[item.label_text or "<unlabelled>"] += 1
@@ -512,28 +644,111 @@ class _Stats:
     def to_json(self) -> dict:
         def span(v):
             return [min(v), max(v)] if v else None
-        return {"written": self.written, "failures": self.failures,
+        return {"written": self.written, "failures": self.failures, "videos": self.videos,
                 "per_class": dict(sorted(self.per_class.items())),
                 "frames_total": sum(self.frames), "frames_span": span(self.frames),
                 "height_span": span(self.heights), "width_span": span(self.widths),
                 "kept_size": self.kept_size}
 
 
-def _write_shard(path: str, items: Sequence[VideoItem], results: Iterator[dict],
-                 on_done) -> _Stats:
+def _write_shard(path: str, items: Sequence[VideoItem], keys: Sequence[str],
+                 results: Iterator[dict], skipped: set[str], reuse: dict[str, dict],
+                 settings: EncodeSettings, on_done) -> _Stats:
+    """Writes one shard: videos whose key is in `skipped` were left out of `results`; they
+    take their earlier record from `reuse`, or are converted here if it was unreadable."""
     stats = _Stats()
     tmp = path + ".tmp"
     with tf.io.TFRecordWriter(tmp) as writer:
-        for item in items:
-            result = next(results)
-            stats.add(item, result)
+        for item, key in zip(items, keys):
+            if key in reuse:
+                result = reuse[key]
+            elif key in skipped:
+                result = convert_item(item, settings)
+            else:
+                result = next(results)
+            stats.add(item, key, result)
             if result["ok"]:
                 writer.write(result["data"])
             else:
                 logging.warning("skipped %s %s (%s): %s", item.split, item.clip_id,
                                 item.source, result["reason"])
-            on_done()
+            if key not in reuse:
+                stats.converted += 1
+                on_done()
     return stats
+
+
+_SHARD_FILE = re.compile(rf"({'|'.join(KNOWN_SPLITS)})-\d{{5}}-of-\d{{5}}\.tfrecord(\.tmp)?")
+
+
+def _check_output_dir(output_dir: str) -> None:
+    """Refuses, before anything is written, an output_dir that is a file or that cannot be
+    created or written."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(f"output_dir {output_dir} is a file, not a directory")
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):  # the part of the path that is already there
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"output_dir {output_dir} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"output_dir {output_dir} is not writable (no write permission on "
+                         f"{existing})")
+
+
+def _own_files(output_dir: str) -> list[str]:
+    """The files an earlier conversion left in output_dir (all splits), and nothing else."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = [os.path.join(output_dir, n) for n in sorted(os.listdir(output_dir))
+             if n in OWN_FILES or _SHARD_FILE.fullmatch(n)]
+    state_dir = os.path.join(output_dir, STATE_DIR)
+    if os.path.isdir(state_dir):
+        found += [os.path.join(state_dir, n) for n in sorted(os.listdir(state_dir))
+                  if n.endswith((".json", ".json.tmp"))]
+    return found
+
+
+def _recorded_origin(output_dir: str) -> dict | None:
+    """Which dataset output_dir holds: the origin file, or an older run's manifest."""
+    for path in (os.path.join(output_dir, STATE_DIR, ORIGIN_FILE),
+                 os.path.join(output_dir, MANIFEST_FILE)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            return {"dataset": data["dataset"],
+                    "input_dir": os.path.realpath(data["input_dir"]),
+                    "videos": data.get("videos")}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _claim_output_dir(output_dir: str, origin: dict, overwrite: bool) -> None:
+    """Makes output_dir this conversion's: refuses (UsageError) when it holds another
+    dataset's files (the stale-shard clean-up would delete them with an INFO line), unless
+    `overwrite`, which removes every converter file there first (all splits, so no old
+    shard is read with the new ones). A re-run of the same dataset (resume) passes."""
+    own = _own_files(output_dir)
+    if not own:
+        return
+    before = _recorded_origin(output_dir)
+    if before is not None and before["dataset"] == origin["dataset"] \
+            and before["input_dir"] == origin["input_dir"] \
+            and before["videos"] in (None, origin["videos"]):
+        return
+    shards = sum(bool(_SHARD_FILE.fullmatch(os.path.basename(p))) for p in own)
+    what = (f"the {before['dataset']} conversion of {before['input_dir']} ({shards} shards)"
+            if before else "files of an unknown conversion ("
+            + ", ".join(os.path.relpath(p, output_dir) for p in own[:3])
+            + (", ..." if len(own) > 3 else "") + ")")
+    if not overwrite:
+        raise UsageError(f"output_dir {output_dir} holds {what}; refusing to replace them: "
+                         "pass --overwrite, or choose another --output_dir")
+    logging.warning("--overwrite: removing %d files of %s from %s", len(own), what,
+                    output_dir)
+    for path in own:
+        os.remove(path)
 
 
 def _remove_stale_shards(output_dir: str, split: str, keep: set[str]) -> None:
@@ -586,17 +801,64 @@ def list_dataset(dataset: str, input_dir: str, splits: Sequence[str], *,
                  video_dir: str | None = None, validation_fraction: float = 0.0) -> Listing:
     """Reads a layout's annotation files (no decoding). See the module doc for layouts."""
     if dataset not in DATASETS:
-        raise ConversionError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+        raise UsageError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     if not os.path.isdir(input_dir):
-        raise ConversionError(f"input_dir {input_dir} is not a directory")
+        raise UsageError(f"input_dir {input_dir} is not a directory")
     for split in splits:
         if split not in KNOWN_SPLITS:
-            raise ConversionError(f"unknown split {split!r}; expected some of {KNOWN_SPLITS}")
+            raise UsageError(f"unknown split {split!r}; expected some of {KNOWN_SPLITS}")
     if dataset == "ssv2":
-        return list_ssv2(input_dir, splits, video_dir)
-    if dataset == "ssv1":
-        return list_ssv1(input_dir, splits, video_dir)
-    return list_folder(video_dir or input_dir, splits, validation_fraction)
+        listing = list_ssv2(input_dir, splits, video_dir)
+    elif dataset == "ssv1":
+        listing = list_ssv1(input_dir, splits, video_dir)
+    else:
+        listing = list_folder(video_dir or input_dir, splits, validation_fraction)
+    # Every failure line says its split, whichever reader rejected it.
+    listing.rejected = {split: [{"split": split, **r} for r in rs]
+                        for split, rs in listing.rejected.items()}
+    _reject_duplicates(listing)
+    return listing
+
+
+def _reject_duplicates(listing: Listing) -> None:
+    """Moves videos listed more than once (same source file) to the failures.
+
+    Written twice they would count twice in training, or leak from train into validation;
+    which copy is right cannot be guessed. Same split and same label: kept once, the
+    repeats are failures. Different labels, or both train and validation: every entry is
+    a failure, so the user fixes the annotation files. The unlabelled test split is only
+    checked against itself (a test id may also be annotated elsewhere).
+    """
+    by_source: dict[tuple[str, bool], list[VideoItem]] = collections.defaultdict(list)
+    for split, split_items in listing.items.items():
+        for item in split_items:
+            by_source[os.path.normpath(item.source), split == "test"].append(item)
+    drop: dict[int, str] = {}
+    for group in by_source.values():
+        if len(group) < 2:
+            continue
+        cid = group[0].clip_id
+        splits = sorted({it.split for it in group}, key=KNOWN_SPLITS.index)
+        labels = sorted({it.label_text for it in group})
+        if len(splits) > 1:
+            reason = (f"id {cid!r} is in both {' and '.join(splits)}: a video may be in one "
+                      "split only (fix the annotation files)")
+            drop.update((id(it), reason) for it in group)
+        elif len(labels) > 1:
+            reason = (f"id {cid!r} is listed {len(group)} times in {splits[0]} with different "
+                      f"labels {labels}: fix the annotation file")
+            drop.update((id(it), reason) for it in group)
+        else:
+            reason = (f"duplicate entry for id {cid!r} in {splits[0]} (same label): written "
+                      "once")
+            drop.update((id(it), reason) for it in group[1:])
+    if not drop:
+        return
+    for split, split_items in listing.items.items():
+        listing.items[split] = [it for it in split_items if id(it) not in drop]
+        listing.rejected[split] += [
+            {"split": split, "id": it.clip_id, "source": it.source, "reason": drop[id(it)]}
+            for it in split_items if id(it) in drop]
 
 
 def _results(pool, tasks: Iterable[tuple[VideoItem, EncodeSettings]]) -> Iterator[dict]:
@@ -619,6 +881,7 @@ def convert_dataset(
     validation_fraction: float = 0.0,
     progress: bool = True,
     pool: multiprocessing.pool.Pool | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Converts a dataset to TFRecords in `output_dir`; returns the manifest (a dict).
 
@@ -639,8 +902,12 @@ def convert_dataset(
       progress: show a tqdm progress bar per split.
       pool: an existing process pool to use (then `workers` is ignored); e.g. one pool
         shared by generation and conversion saves a start-up.
+      overwrite: replace the files of another dataset's conversion in `output_dir`
+        (without it, that is refused). A re-run of the same dataset resumes either way.
 
     Raises:
+      UsageError: an argument is unusable (output_dir a file, unwritable, or another
+        dataset's; unknown split; ...), raised before anything is written.
       LabelFileError: a label/annotation file is malformed (message names file and line).
       ConversionError: missing annotation files, or not a single video could be written.
     """
@@ -650,12 +917,32 @@ def convert_dataset(
     input_dir, output_dir = os.fspath(input_dir), os.fspath(output_dir)
     video_dir = os.fspath(video_dir) if video_dir is not None else None
     splits = tuple(splits)
+    # Every argument is checked, and the annotations read, before anything is written.
     if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        raise UsageError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    if not splits:
+        raise UsageError("no splits to convert")
+    if not 0 <= validation_fraction < 1:
+        raise UsageError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if short_side is not None and short_side < 0:
+        raise UsageError(f"short_side must be positive (0 or None: keep sizes), got "
+                         f"{short_side}")
+    counts = num_shards.values() if isinstance(num_shards, dict) else [num_shards]
+    if any(c is not None and c < 0 for c in counts):
+        raise UsageError(f"num_shards must be positive (or 0 for automatic), got {num_shards}")
+    _check_output_dir(output_dir)
     listing = list_dataset(dataset, input_dir, splits, video_dir=video_dir,
                            validation_fraction=validation_fraction)
+    origin = {"dataset": dataset, "input_dir": os.path.realpath(input_dir),
+              "videos": os.path.realpath(listing.notes.get("video_dir") or video_dir
+                                         or input_dir)}
+    _claim_output_dir(output_dir, origin, overwrite)
     settings = EncodeSettings(short_side=short_side or None, jpeg_quality=jpeg_quality)
-    os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"output_dir {output_dir} cannot be created: {e.strerror}") from None
+    _atomic_write_text(os.path.join(output_dir, STATE_DIR, ORIGIN_FILE), json.dumps(origin))
     labels_lib.write_labels(os.path.join(output_dir, LABELS_FILE), listing.labels)
 
     if workers is None:
@@ -674,26 +961,34 @@ def convert_dataset(
             shards = assign_shards(items, count)
             names = [shard_name(split, i, count) for i in range(count)]
             _remove_stale_shards(output_dir, split, set(names))
-            fingerprints = [_fingerprint(s, settings) for s in shards]
+            keys = [[_input_key(it, settings) for it in shard] for shard in shards]
+            fingerprints = [_fingerprint(k) for k in keys]
             states = [_read_state(output_dir, n, f) for n, f in zip(names, fingerprints)]
             pending = [i for i, s in enumerate(states) if s is None]
-            todo = sum(len(shards[i]) for i in pending)
+            # In a shard to redo, videos whose inputs did not change keep their record.
+            previous = {i: _previous_videos(output_dir, names[i]) for i in pending}
+            skipped = {i: {k for k in keys[i] if k in previous[i]} for i in pending}
+            todo = sum(len(shards[i]) - len(skipped[i]) for i in pending)
             if len(pending) < count:
                 logging.info("%s: %d of %d shards already complete, skipping them", split,
                              count - len(pending), count)
-            tasks = ((item, settings) for i in pending for item in shards[i])
+            tasks = ((item, settings) for i in pending
+                     for item, key in zip(shards[i], keys[i]) if key not in skipped[i])
             results = _results(pool, tasks)
             with tqdm(total=todo, desc=f"{split}", unit="video", disable=not progress,
                       dynamic_ncols=True) as bar:
                 for i in pending:
                     path = os.path.join(output_dir, names[i])
-                    stats = _write_shard(path, shards[i], results, lambda: bar.update(1))
+                    reuse = _reusable_records(output_dir, names[i], previous[i], skipped[i]) \
+                        if skipped[i] else {}
+                    stats = _write_shard(path, shards[i], keys[i], results, skipped[i], reuse,
+                                         settings, lambda: bar.update(1))
                     state = {"fingerprint": fingerprints[i], **stats.to_json(),
                              "bytes": os.path.getsize(path + ".tmp")}
                     _atomic_write_text(_state_path(output_dir, names[i]), json.dumps(state))
                     os.replace(path + ".tmp", path)
                     states[i] = state
-            processed += todo
+                    processed += stats.converted
             read = len(items) + len(rejected)
             split_summaries[split] = _merge_split(states, rejected, read, names)
 
@@ -764,9 +1059,14 @@ def _define_flags() -> None:
     # never clashes with the importer's own flags.
     from absl import flags
 
-    flags.DEFINE_enum("dataset", None, list(DATASETS), "Input layout.", required=True)
-    flags.DEFINE_string("input_dir", None, "Dataset root directory.", required=True)
+    flags.DEFINE_enum("dataset", None, list(DATASETS), "Input layout (required unless "
+                      "--verify).")
+    flags.DEFINE_string("input_dir", None, "Dataset root directory (required unless --verify).")
     flags.DEFINE_string("output_dir", None, "Where to write TFRecords.", required=True)
+    flags.DEFINE_bool("overwrite", False, "Replace another dataset's conversion in "
+                      "--output_dir (refused without it; re-runs of the same dataset resume).")
+    flags.DEFINE_bool("verify", False, "Convert nothing: read every shard in --output_dir "
+                      "once and list each corrupt, truncated or malformed one (exit 1).")
     flags.DEFINE_string("video_dir", None, "Videos / frame folders, if not in the usual "
                         "sub-folder of input_dir.")
     flags.DEFINE_integer("short_side", video.DEFAULT_SHORT_SIDE,
@@ -781,19 +1081,64 @@ def _define_flags() -> None:
     flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
+def verify_output_dir(output_dir: str) -> list[str]:
+    """Problems of a converted directory, one line each: every shard read once
+    (`tfrecord.verify_tfrecords`), and every shard the manifest lists present.
+
+    Raises:
+      UsageError: `output_dir` is not a directory or holds no shards.
+    """
+    if not os.path.isdir(output_dir):
+        raise UsageError(f"output_dir {output_dir} is not a directory")
+    files = sorted(glob.glob(os.path.join(glob.escape(output_dir), "*.tfrecord")))
+    if not files:
+        raise UsageError(f"output_dir {output_dir} holds no .tfrecord shards")
+    problems = [str(p) for p in tfrecord.verify_tfrecords(files)]
+    try:
+        with open(os.path.join(output_dir, MANIFEST_FILE), encoding="utf-8") as f:
+            listed = [n for s in json.load(f)["splits"].values() for n in s["shards"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = []
+    problems += [f"{os.path.join(output_dir, n)}: missing (listed in {MANIFEST_FILE})"
+                 for n in listed if not os.path.exists(os.path.join(output_dir, n))]
+    return problems
+
+
+def _verify_main(output_dir: str) -> None:
+    problems = verify_output_dir(output_dir)
+    for line in problems:
+        print(line, file=sys.stderr)
+    n = len(glob.glob(os.path.join(glob.escape(output_dir), "*.tfrecord")))
+    if problems:
+        print(f"{len(problems)} problems in {n} shards; delete the bad shards and re-run the "
+              "same convert command to rewrite them")
+        raise SystemExit(1)
+    print(f"{n} shards verified: every record readable")
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     try:
+        if len(argv) > 1:
+            raise UsageError(f"unexpected arguments {argv[1:]}")
+        if f.verify:
+            _verify_main(f.output_dir)
+            return
+        for name in ("dataset", "input_dir"):
+            if getattr(f, name) is None:
+                raise UsageError(f"--{name} is required (unless --verify)")
         manifest = convert_dataset(
             f.dataset, f.input_dir, f.output_dir, short_side=f.short_side or None,
             num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
             jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
-            validation_fraction=f.validation_fraction, progress=f.progress)
-    except (labels_lib.LabelFileError, ConversionError, ValueError) as e:
+            validation_fraction=f.validation_fraction, progress=f.progress,
+            overwrite=f.overwrite)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (labels_lib.LabelFileError, ConversionError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(format_summary(manifest))

@@ -24,6 +24,9 @@ annotated); `clip/gt/box` is no longer written but still read from older records
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -205,3 +208,135 @@ def has_ground_truth(serialized: bytes) -> bool:
     ex = tf.train.SequenceExample.FromString(serialized)
     lists = ex.feature_lists.feature_list
     return GT_ACTIVE in lists and (GT_BOX in lists or BOX_YMIN in lists)
+
+
+# --- checking shards ---------------------------------------------------------------------
+
+#: Where the converter keeps its per-shard records (`<dir>/.shards/<shard>.json`).
+_SHARD_STATE_DIR = ".shards"
+
+
+class CorruptShardError(ValueError):
+    """A TFRecord shard (or one of its records) cannot be read.
+
+    The message is one line naming the file and, where known, the record (its 0-based
+    index, as `tf.data.TFRecordDataset(path).skip(record)` reaches it): a 39-line
+    DataLossError from deep inside tf.data does not say which of hundreds of shards is bad.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, record: int | None = None):
+        self.path = os.fspath(path)
+        self.record = record
+        self.reason = reason
+        where = self.path if record is None else f"{self.path}: record {record}"
+        super().__init__(f"{where}: {reason}")
+
+
+def _read_error(path: str, error: tf.errors.OpError, record: int) -> CorruptShardError:
+    message = error.message.splitlines()[0] if error.message else type(error).__name__
+    found = re.search(r"(corrupted|truncated) record at (\d+)", message)
+    if found and found.group(1) == "corrupted":
+        reason = (f"corrupted record at byte {found.group(2)} (checksum mismatch: the file "
+                  "changed after it was written)")
+    elif found:
+        reason = (f"truncated at byte {found.group(2)} (the file ends inside a record: an "
+                  "interrupted copy or write?)")
+    elif isinstance(error, (tf.errors.NotFoundError, tf.errors.PermissionDeniedError)):
+        return CorruptShardError(path, f"cannot read: {re.sub(r'{{.*?}}', '', message)}")
+    else:
+        reason = f"unreadable ({type(error).__name__}: {re.sub(r'{{.*?}}', '', message)})"
+    return CorruptShardError(path, reason, record)
+
+
+def count_records(path: str | os.PathLike) -> int:
+    """Number of records in one shard, reading it through (every checksum is checked).
+
+    Raises:
+      CorruptShardError: the shard is unreadable, corrupted or truncated (names it).
+    """
+    path = os.fspath(path)
+    n = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            n += 1
+    except tf.errors.OpError as e:
+        raise _read_error(path, e, n) from None
+    return n
+
+
+def _record_problem(raw: bytes) -> str | None:
+    """Why one record is not a video of this schema, or None."""
+    try:
+        ex = tf.train.SequenceExample.FromString(raw)
+    except Exception as e:  # noqa: BLE001 - protobuf raises its own DecodeError
+        return f"not a tf.train.SequenceExample ({type(e).__name__})"
+    ctx = ex.context.feature
+    for key in (CLIP_ID, LABEL_INDEX):
+        if key not in ctx:
+            return f"no {key!r} feature"
+    lists = ex.feature_lists.feature_list
+    frames = lists[IMAGE_ENCODED].feature if IMAGE_ENCODED in lists else []
+    if not frames:
+        return f"no frames ({IMAGE_ENCODED!r} is empty)"
+    if NUM_FRAMES in ctx and list(ctx[NUM_FRAMES].int64_list.value) != [len(frames)]:
+        return (f"{NUM_FRAMES!r} says {list(ctx[NUM_FRAMES].int64_list.value)}, the record "
+                f"holds {len(frames)} frames")
+    for j, frame in enumerate(frames):
+        values = frame.bytes_list.value
+        if len(values) != 1 or not values[0].startswith(b"\xff\xd8"):
+            return f"frame {j} is not a JPEG image"
+    for key in lists:  # per-frame lists (ground truth, boxes): one entry per frame
+        if len(lists[key].feature) != len(frames):
+            return f"{key!r} has {len(lists[key].feature)} entries for {len(frames)} frames"
+    return None
+
+
+def verify_tfrecords(files: str | os.PathLike | Sequence[str | os.PathLike]
+                     ) -> list[CorruptShardError]:
+    """Reads every record of every shard once; returns the problems found (empty: all good).
+
+    Checks each record's checksums, that it parses as a video of this schema (id, label,
+    at least one frame, every frame a JPEG, per-frame lists as long as the frames), and,
+    where the converter left its record of the shard (`.shards/<name>.json`, same size),
+    that the shard holds as many records as it wrote. A shard stops being read at its
+    first unreadable record (the rest cannot be located), so there is at most one read
+    problem per shard. Nothing is decoded beyond the protobuf: about as fast as reading
+    the files. Use it as a pre-flight before a long run, or through
+    `python -m stabn_tf.data.convert --verify --output_dir=DIR`.
+
+    Args:
+      files: shard paths (not globs; see `stabn_tf.data.list_files`).
+
+    Returns:
+      One `CorruptShardError` per problem, in file order; `str()` of each is one line
+      naming the file and record, and `.path`, `.record` (0-based or None), `.reason`
+      say the same in parts. Raise one, or print them all.
+    """
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    problems: list[CorruptShardError] = []
+    for path in map(os.fspath, files):
+        n = 0
+        try:
+            for raw in tf.data.TFRecordDataset(path):
+                problem = _record_problem(raw.numpy())
+                if problem:
+                    problems.append(CorruptShardError(path, problem, n))
+                n += 1
+        except tf.errors.OpError as e:
+            problems.append(_read_error(path, e, n))
+            continue
+        state = os.path.join(os.path.dirname(path), _SHARD_STATE_DIR,
+                             os.path.basename(path) + ".json")
+        try:
+            with open(state, encoding="utf-8") as f:
+                info = json.load(f)
+            written = int(info["written"]) if info.get("bytes") == os.path.getsize(path) \
+                else None
+        except (OSError, ValueError, KeyError, TypeError):
+            written = None
+        if written is not None and written != n:
+            problems.append(CorruptShardError(
+                path, f"holds {n} records, the converter wrote {written} "
+                f"({os.path.relpath(state, os.path.dirname(path))})"))
+    return problems
