@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stabn_tf.data import preprocess, video
+from stabn_tf.data.preprocessor import ClipPreprocessor
 
 
 @pytest.mark.parametrize("ext", [".webm", ".mp4", ".avi", ".mkv"])
@@ -60,11 +61,14 @@ def test_load_video_shapes_range_and_sampling(tmp_path, write_video, moving_bar)
     assert two.shape == (2, 4, 32, 32, 3)
     assert not np.allclose(two[0], two[1])
     # uint8 frames for visualisation line up with the normalised clip.
-    frames = video.load_video_frames(path, 4, image_size=32)
-    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
-    assert np.abs(preprocess.denormalize(clip).astype(int) - frames).max() <= 1
-    # Without image_size: the full sampled frames (the bar moves right between them).
-    full = video.load_video_frames(path, 4)
+    preprocessor = ClipPreprocessor(4, 32)
+    decoded = video.read_frames(path).frames
+    clips, frames, indices = preprocessor.from_frames(decoded)
+    assert frames.shape == (1, 4, 32, 32, 3) and frames.dtype == np.uint8
+    np.testing.assert_allclose(clips[0], clip, atol=1e-6)
+    assert np.abs(preprocess.denormalize(clip).astype(int) - frames[0]).max() <= 1
+    # The sampled source frames (the bar moves right between them).
+    full = decoded[indices[0]]
     assert full.shape == (4, 64, 80, 3)
     bar_x = [np.argmax(f[32, :, 0] > 200) for f in full]
     assert bar_x == sorted(bar_x) and len(set(bar_x)) == 4

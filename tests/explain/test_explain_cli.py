@@ -13,8 +13,12 @@ import pytest
 from PIL import Image
 
 import stabn_tf
-from stabn_tf import explain, visualize
-from stabn_tf.training.callbacks import render_explanations
+from stabn_tf.data.synthetic import CLASSES
+from stabn_tf.explain import figures as visualize
+from stabn_tf.explain.render import render_prediction
+from stabn_tf.inference import InferenceError, OutputNames, open_runner, run_inputs
+from stabn_tf.inference.inputs import tfrecord_clips
+from stabn_tf.training.callbacks import explanation_pngs
 
 TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -82,10 +86,11 @@ def test_animation_has_one_frame_per_clip_frame(tmp_path, ext):
         visualize.write_animation(tmp_path / "a.avi", pictures)
 
 
-def test_training_callback_renderer_still_works():
+def test_training_callback_draws_through_the_runner(tiny_tfrecords):
     model = stabn_tf.build_stabn(**TINY)
-    clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype("float32")
-    pngs = render_explanations(model, clips, np.array([0, 3]), [f"c{i}" for i in range(12)])
+    clips = list(tfrecord_clips(os.path.join(tiny_tfrecords, "validation-*.tfrecord"),
+                                model.preprocessor, max_clips=2))
+    pngs = explanation_pngs(model, clips)
     assert len(pngs) == 2 and all(p[:8] == PNG for p in pngs)
 
 
@@ -93,7 +98,7 @@ def test_training_callback_renderer_still_works():
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain")
     keras.utils.set_random_seed(2)
-    stabn_tf.build_stabn(**TINY).save(root / "stabn.keras")
+    stabn_tf.build_stabn(**TINY, class_names=CLASSES).save(root / "stabn.keras")
     stabn_tf.build_baseline(**TINY).save(root / "baseline.keras")
     return root
 
@@ -113,23 +118,26 @@ def _video(path, count=9):
 
 def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):
     _video(tmp_path / "clip.mp4")
-    model = keras.saving.load_model(checkpoints / "baseline.keras")
-    with pytest.raises(ValueError, match="--method=gradcam"):
-        explain.Explainer(model, [str(i) for i in range(12)])
-    explainer = explain.Explainer(model, [f"class {i}" for i in range(12)], method="gradcam",
-                                  gradcam_layer="res4")
-    written, errors = explain.explain_inputs(
-        explainer, [str(tmp_path / "clip.mp4"), str(tmp_path / "clip.mp4"),
-                    str(tmp_path / "none.webm")],
-        str(tmp_path / "out"), animation="mp4", columns=3)
-    assert [w["name"] for w in written] == ["clip", "clip_2"]  # no overwriting
+    with pytest.raises(InferenceError, match="gradcam method"):
+        open_runner(checkpoints / "baseline.keras")
+    runner = open_runner(checkpoints / "baseline.keras", method="gradcam", gradcam_layer="res4")
+    predictions, errors = run_inputs(runner, [str(tmp_path / "clip.mp4"),
+                                              str(tmp_path / "clip.mp4"),
+                                              str(tmp_path / "none.webm")])
+    names = OutputNames()
+    out = tmp_path / "out"
+    out.mkdir()
+    written = [render_prediction(p, str(out), names.claim(p.name), animation="mp4", columns=3)
+               for p in predictions]
+    assert [os.path.basename(w["json"]) for w in written] == ["clip.json", "clip_2.json"]
     assert len(errors) == 1 and "none.webm: cannot access file" in errors[0]["error"]
     with av.open(written[0]["animation"]) as video:
         assert len(list(video.decode(video=0))) == 4
     with open(written[0]["json"]) as f:
         info = json.load(f)
-    assert info["method"] == "gradcam" and np.asarray(info["spatial"]).shape == (4, 2, 2)
-    assert info["frame_numbers"] == [1, 3, 5, 7]
+    assert info["method"] == "gradcam"
+    assert np.asarray(info["spatial_attention"]).shape == (1, 4, 2, 2)
+    assert info["frame_indices"] == [[1, 3, 5, 7]]
 
 
 def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path):
@@ -152,9 +160,29 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
         with Image.open(png.with_suffix(".gif")) as gif:
             assert gif.n_frames == 4  # one per model frame
         info = json.loads(png.with_suffix(".json").read_text())
-        assert len(info["top_k"]) == 5 and len(info["temporal"]) == 4
+        assert len(info["top_k"]) == 5 and len(info["temporal_attention"][0]) == 4
     record = json.loads(next(p for p in out.glob("*.json") if p.stem != "clip").read_text())
-    # labels.txt beside the shards names the classes; the true class is known.
+    # The model names its classes; the record's true class is known.
     assert record["true_label"]["label"].startswith(("Moving", "Making", "Rotating",
                                                      "Pushing", "Pretending"))
     assert "→" in result.stdout and "clip:" in result.stdout
+
+
+@pytest.mark.parametrize("flag, message", [("--fps=0", "--fps=0.0: must be > 0"),
+                                           ("--fps=-1", "--fps=-1.0: must be > 0"),
+                                           ("--output_dir=AFILE", "is a file")])
+def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path, flag,
+                                                          message):
+    _video(tmp_path / "clip.mp4")
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "out"
+    flag = flag.replace("AFILE", str(tmp_path / "afile"))
+    args = [flag] if flag.startswith("--output_dir") else [flag, f"--output_dir={out}"]
+    result = subprocess.run([sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
+                             f"--checkpoint={checkpoints / 'stabn.keras'}", *args],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"stabn_tf.explain: error: {message}"] or \
+        message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())
