@@ -32,9 +32,26 @@ from collections.abc import Callable
 import numpy as np
 from absl import app, flags
 
-# `export` sits next to `stabn_tf` at the repository root; make it importable however the
-# package was installed (an editable install made before export/ existed maps stabn_tf only).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from stabn_tf import quiet
+
+# TensorFlow first through stabn_tf's quiet import, so --help and the tables start without
+# TensorFlow's C++ start-up lines.
+quiet.import_tensorflow()
+
+import ai_edge_litert  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import stabn_tf  # noqa: E402
+from stabn_tf.data import preprocess  # noqa: E402
+from stabn_tf.deploy import tflite  # noqa: E402
+from stabn_tf.deploy.saved_model import (  # noqa: E402
+    SERVING_DEFAULT,
+    export_saved_model,
+    frames_tensor,
+)
+from stabn_tf.inference import LiteRTRunner, load_checkpoint  # noqa: E402
+from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 
 FLAGS = flags.FLAGS
 TF_FORMATS = ("keras_eager", "tf_function", "tf_xla", "saved_model")
@@ -66,48 +83,32 @@ def _dir_bytes(path: str) -> int:
 def _training_data() -> list[str] | str:
     if FLAGS.data:
         return FLAGS.data
-    from export import load_checkpoint, model_spec, run_data
-
-    model = load_checkpoint(FLAGS.checkpoint)
-    data = run_data(FLAGS.checkpoint, model_spec(model).num_classes)
-    if not data.train_pattern:
+    run = RunDirectory.of_checkpoint(FLAGS.checkpoint)
+    try:
+        train = run.data_patterns()[0] if run else ""
+    except RunError as e:
+        raise app.UsageError(f"{e}: pass --data") from None
+    if not train:
         raise app.UsageError("no training TFRecords found for the demo run: pass --data")
-    return data.train_pattern
+    return train
 
 
 def _r50(data) -> tuple:
     """The full-size ST-ABN, BN statistics from real clips, and calibration clips."""
-    import keras
-
-    import stabn_tf
-    from stabn_tf import tflite
-
     keras.utils.set_random_seed(0)
     model = stabn_tf.build_stabn(num_classes=174, num_frames=32, image_size=224)
-    clips = tflite.representative_clips(data, FLAGS.num_representative_r50, 32, 224)
+    clips = tflite.representative_clips(data, FLAGS.num_representative_r50, model.preprocessor)
     tflite.calibrate_batch_norm(model, clips, chunk=2)  # real clips' BN statistics
-    return model, clips, [f"class {i}" for i in range(174)]
+    return model, clips
 
 
 def _demo(data) -> tuple:
-    from export import load_checkpoint, model_spec, run_data
-    from stabn_tf import tflite
-
     model = load_checkpoint(FLAGS.checkpoint)
-    labels = run_data(FLAGS.checkpoint, model_spec(model).num_classes).labels
-    _, t, s, _, _ = model.input.shape
-    return model, tflite.representative_clips(data, FLAGS.num_representative, t, s), labels
+    return model, tflite.representative_clips(data, FLAGS.num_representative, model.preprocessor)
 
 
-def _prepare(name: str, model, clips, labels, workdir: str) -> dict[str, dict]:
+def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     """{format: {"call": () -> None, "bytes": size, "prepare_s": seconds}}."""
-    import tensorflow as tf
-
-    from export.saved_model import SERVING_DEFAULT, export_saved_model
-    from stabn_tf import tflite
-    from stabn_tf.data import preprocess
-    from stabn_tf.lite import LiteModel
-
     clip = clips[:1]
     deploy = tflite.deployment_model(model)
     weight_bytes = 4 * model.count_params()
@@ -132,12 +133,11 @@ def _prepare(name: str, model, clips, labels, workdir: str) -> dict[str, dict]:
     add("tf_xla", lambda: (lambda: numpy_outputs(xla(clip)), weight_bytes))
 
     def saved():
-        path = export_saved_model(model, labels, os.path.join(workdir, "serving"), name)
+        path = export_saved_model(model, os.path.join(workdir, "serving"), name)
         serving = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
-        _, t, s, _, _ = model.input.shape
-        side = preprocess.eval_short_side(s)
-        frames = tf.constant(np.random.default_rng(0).integers(
-            0, 256, (1, t, side, side, 3), dtype=np.uint8))
+        side = preprocess.eval_short_side(model.preprocessor.image_size)
+        frames = frames_tensor(np.random.default_rng(0).integers(
+            0, 256, (1, model.num_frames, side, side, 3), dtype=np.uint8))
         return (lambda: numpy_outputs(serving(frames=frames))), _dir_bytes(path)
 
     add("saved_model", saved)
@@ -155,10 +155,10 @@ def _prepare(name: str, model, clips, labels, workdir: str) -> dict[str, dict]:
                     f.write(flatbuffer)
             if mode == "int8":
                 assert not tflite.quantization_violations(flatbuffer), "int8 left float convs"
-            runner = LiteModel(model_content=flatbuffer, num_threads=FLAGS.threads)
+            runner = LiteRTRunner(model_content=flatbuffer, num_threads=FLAGS.threads)
             formats[fmt + "_ops"] = {f"{op} [{kind}]": n for (op, kind), n in
                                      tflite.op_report(flatbuffer).most_common()}
-            return (lambda: runner(clip)), len(flatbuffer)
+            return (lambda: runner.run(clip)), len(flatbuffer)
 
         add(fmt, lite)
     return formats
@@ -207,13 +207,8 @@ def _table(name: str, formats: dict, times: dict[str, list[float]]) -> tuple[str
 
 def main(argv) -> None:
     del argv
-    import tensorflow as tf
-
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    import ai_edge_litert
-    import keras
-
     unknown = set(FLAGS.formats) - set(TF_FORMATS + TFLITE_FORMATS)
     if unknown:
         raise app.UsageError(f"unknown formats {sorted(unknown)}")
@@ -230,8 +225,8 @@ def main(argv) -> None:
         for name in FLAGS.models:
             build = {"demo": _demo, "r50": _r50}[name]
             _log(f"{name}: building")
-            model, clips, labels = build(data)
-            formats = _prepare(name, model, clips, labels, workdir)
+            model, clips = build(data)
+            formats = _prepare(name, model, clips, workdir)
             times = _time_interleaved(formats, FLAGS.demo_runs if name == "demo" else FLAGS.runs)
             table, rows = _table(name, formats, times)
             print(table, flush=True)

@@ -8,7 +8,9 @@ Sends to `serve_examples` (serialized SequenceExamples, base64 in JSON, the comp
 ship video over REST): JPEG frames are packed into a SequenceExample here (a minimal
 protobuf writer), TFRecord files are read record by record. Prints the top classes and the
 temporal attention of each clip; `--write_request=FILE` saves the JSON instead of sending.
-No TensorFlow needed on the client machine.
+A `--request` for `serving_default` must hold uint8 pixel values (integers 0..255): the
+signature is uint8, and a float or out-of-range number could be cast rather than refused
+on the way in, so the client refuses it before sending. No TensorFlow needed on the client machine.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _map_entry(key: str, value: bytes) -> bytes:
 
 def sequence_example(frames_jpeg: Sequence[bytes], clip_id: str = "") -> bytes:
     """Serialized `tf.train.SequenceExample` with one JPEG per frame in `image/encoded`
-    (the project's TFRecord schema, DESIGN.md §4)."""
+    (the project's TFRecord schema, `stabn_tf.data.tfrecord`)."""
     if not frames_jpeg:
         raise ValueError("a clip needs at least one frame")
     context = _map_entry(CLIP_ID, _bytes_feature([clip_id.encode("utf-8")]))
@@ -96,6 +98,47 @@ def read_tfrecords(pattern: str) -> Iterator[bytes]:
 
 # --- REST ----------------------------------------------------------------------------
 
+SERVING_DEFAULT = "serving_default"
+FRAMES = "frames"
+
+
+def _first_non_pixel(value, where: str) -> tuple[str, object] | None:
+    """(position, value) of the first number in nested lists that is not an integer
+    0..255 (JSON true/false included), or None."""
+    if isinstance(value, list):
+        if all(type(v) is int and 0 <= v <= 255 for v in value):  # the fast, common case
+            return None
+        for i, item in enumerate(value):
+            found = _first_non_pixel(item, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if type(value) is int and 0 <= value <= 255:
+        return None
+    return where, value
+
+
+def check_frames_request(body: dict) -> None:
+    """Raises ValueError naming the first value of a `serving_default` request that is not
+    a uint8 pixel (e.g. normalised floats): the signature would cast it silently."""
+    if body.get("signature_name", SERVING_DEFAULT) != SERVING_DEFAULT:
+        return
+    for key in ("instances", "inputs"):
+        if key not in body:
+            continue
+        value = body[key]
+        rows = value if key == "instances" and isinstance(value, list) else [value]
+        for i, row in enumerate(rows):
+            where = f"{key}[{i}]" if key == "instances" else key
+            if isinstance(row, dict):
+                row, where = row.get(FRAMES, []), f"{where}.{FRAMES}"
+            found = _first_non_pixel(row, where)
+            if found:
+                raise ValueError(
+                    f"{found[0]} = {json.dumps(found[1])[:40]}: {SERVING_DEFAULT} takes uint8 "
+                    "RGB frames (integers 0..255) and would not see this value as sent; "
+                    "send pixel values, not normalised floats")
+
 
 def predict_request(examples: Sequence[bytes], signature: str = "serve_examples") -> dict:
     """The JSON body of a TF Serving `:predict` call on serialized examples."""
@@ -106,7 +149,9 @@ def predict_request(examples: Sequence[bytes], signature: str = "serve_examples"
 def predict(server: str, model: str, body: dict, version: int | None = None,
             timeout: float = 60.0) -> list[dict]:
     """POSTs `body` to `<server>/v1/models/<model>[/versions/<v>]:predict`; returns the
-    predictions, one dict per instance. Raises RuntimeError with the server's message."""
+    predictions, one dict per instance. Raises RuntimeError with the server's message,
+    ValueError for a `serving_default` body that is not uint8 pixels (nothing is sent)."""
+    check_frames_request(body)
     url = f"{server.rstrip('/')}/v1/models/{model}"
     if version:
         url += f"/versions/{version}"
@@ -158,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.request:
             with open(args.request, encoding="utf-8") as f:
                 body = json.load(f)
+            if not isinstance(body, dict):
+                raise ValueError(f"{args.request}: a request body is a JSON object")
             names = [f"instance {i}" for i in range(len(body.get("instances", [])))]
         elif args.frames:
             paths = sorted(glob.glob(args.frames))

@@ -27,20 +27,23 @@ def tiny_tfrecords(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def calibrated_stabn(tiny_tfrecords):
-    """Makes a small ST-ABN (R18, 12 classes) whose BN statistics come from 8 of the tiny
-    set's training clips, so export tests see real activations, not fresh-BN ones."""
+    """Makes a small ST-ABN (R18, the tiny set's 12 classes and their names) whose BN
+    statistics come from 8 of the tiny set's training clips, so export tests see real
+    activations, not fresh-BN ones."""
     def make(num_frames: int, image_size: int, width_multiplier: float = 0.125):
         import keras
 
         import stabn_tf
-        from stabn_tf import tflite
+        from stabn_tf.data import read_labels
+        from stabn_tf.deploy import tflite
 
         keras.utils.set_random_seed(0)
-        model = stabn_tf.build_stabn(num_classes=12, num_frames=num_frames,
-                                     image_size=image_size, depth=18,
-                                     width_multiplier=width_multiplier)
+        model = stabn_tf.build_stabn(
+            num_classes=12, num_frames=num_frames, image_size=image_size, depth=18,
+            width_multiplier=width_multiplier,
+            class_names=read_labels(os.path.join(tiny_tfrecords, "labels.txt")))
         clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8,
-                                            num_frames, image_size)
+                                            model.preprocessor)
         tflite.calibrate_batch_norm(model, clips)
         return model
     return make

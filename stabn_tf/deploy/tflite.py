@@ -1,7 +1,7 @@
-"""TFLite conversion of ST-ABN: builtin ops only, float or genuinely quantized.
+"""TFLite export of ST-ABN: builtin ops only, float or genuinely quantized.
 
-DESIGN.md §2: the network is written with 2D ops so it converts without CONV_3D, 3D
-pooling, custom or flex ops. This module turns a trained model into the shipped graph
+The network is written with 2D ops (README, "Why 2D ops only"), so it converts without
+CONV_3D, 3D pooling, custom or flex ops. This module turns a trained model into the shipped graph
 and checks the result, op by op:
 
 - `deployment_model(model)`: the model with the outputs a device needs
@@ -18,13 +18,18 @@ and checks the result, op by op:
 - `op_report` / `quantization_violations`: op histogram by type and kernel dtype, read
   from the interpreter's op and tensor details.
 - `compare_outputs`: parity and agreement numbers between two sets of outputs.
+- `export_tflite(model, output, ...)`: all of it for one checkpoint (what `python -m
+  export.tflite` runs): convert, write the model and its config (`<stem>.json`, which the
+  LiteRT runner reads), report ops, size and parity with Keras on validation clips.
 """
 
 from __future__ import annotations
 
 import collections
+import json
+import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -33,22 +38,25 @@ from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 from keras import ops
 
+from stabn_tf.data.pipeline import make_dataset
+from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.deploy import ExportError, Patterns, describe
+from stabn_tf.inference.litert import LiteRTRunner, config_path
 from stabn_tf.layers.conv import Conv3DAs2D
-from stabn_tf.models.stabn import (
+from stabn_tf.models.stabn import VideoClassifier, explanation_model
+from stabn_tf.outputs import (
+    LOGITS,
     PERCEPTION,
+    PROBABILITIES,
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,
-    explanation_model,
-    is_stabn,
 )
+from stabn_tf.runs import write_atomic
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
 #: Ops whose kernels must run in integers for a model to count as integer-quantized.
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
-
-PROBABILITIES = "probabilities"
-LOGITS = "logits"
 INPUT_NAME = "clips"
 
 
@@ -133,7 +141,7 @@ def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
     return clone
 
 
-def deployment_model(model: keras.Model, *, edge: bool = False,
+def deployment_model(model: VideoClassifier, *, edge: bool = False,
                      batch_size: int | None = None) -> keras.Model:
     """`clips [B, T, H, W, 3] -> {"probabilities", "logits"[, "spatial_attention" [B, T, h, w],
     "temporal_attention" [B, T]]}`, the outputs every deployment format ships.
@@ -142,8 +150,7 @@ def deployment_model(model: keras.Model, *, edge: bool = False,
     wraps `edge_clone(explanation_model(model))`, the graph TFLite converts. The maps are
     there for ST-ABN models, not for the baseline.
     """
-    stabn = is_stabn(model)
-    inner = explanation_model(model) if stabn else model
+    inner = explanation_model(model) if model.has_attention else model
     if edge:
         inner = edge_clone(inner)
     clips = keras.Input(inner.input.shape[1:], batch_size=batch_size, name=INPUT_NAME)
@@ -151,7 +158,7 @@ def deployment_model(model: keras.Model, *, edge: bool = False,
     logits = out[PERCEPTION]
     heads = {LOGITS: logits,
              PROBABILITIES: keras.layers.Softmax(name=PROBABILITIES, dtype="float32")(logits)}
-    if stabn:
+    if model.has_attention:
         spatial = out[SPATIAL_ATTENTION]
         heads[SPATIAL_ATTENTION] = keras.layers.Reshape(
             spatial.shape[1:-1], name=SPATIAL_ATTENTION, dtype="float32")(spatial)
@@ -253,25 +260,21 @@ def _convert(saved_model_dir: str, quantize: str, clips: list, shape: Sequence[i
     return converter.convert()
 
 
-def representative_clips(file_pattern: str | Sequence[str], count: int, num_frames: int,
-                         image_size: int | tuple[int, int]) -> np.ndarray:
-    """`count` real clips `[count, T, S, S, 3]` from TFRecord shards, prepared exactly as
-    at inference (centre segments, centre crop, ImageNet normalisation), read round-robin
-    over the shards so the set spans the dataset rather than the first file."""
-    from stabn_tf.data import make_dataset
-
+def representative_clips(file_pattern: Patterns, count: int,
+                         preprocessor: ClipPreprocessor) -> np.ndarray:
+    """Up to `count` real clips `[n, T, S, S, 3]` from TFRecord shards, prepared exactly as
+    the model is fed at inference (`preprocessor`'s frames and size; the eval pipeline:
+    centre segments, centre crop, ImageNet normalisation), read round-robin over the
+    shards so the set spans the dataset rather than the first file. Fewer (even none)
+    when the shards hold fewer: the caller decides whether that is enough."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    size = image_size if isinstance(image_size, int) else image_size[0]
-    if not isinstance(image_size, int) and image_size[0] != image_size[1]:
-        raise ValueError(f"the eval pipeline makes square clips; got image_size={image_size}")
-    data = make_dataset(file_pattern, training=False, batch_size=1, num_frames=num_frames,
-                        image_size=size)
+    data = make_dataset(file_pattern, training=False, batch_size=1,
+                        num_frames=preprocessor.num_frames,
+                        image_size=preprocessor.image_size)
     clips = [np.asarray(x[0]) for x, _ in data.take(count)]
-    if len(clips) < count:
-        raise ValueError(f"{file_pattern!r} holds only {len(clips)} clips, {count} requested")
-    return np.stack(clips)
-
+    shape = (preprocessor.num_frames, preprocessor.image_size, preprocessor.image_size, 3)
+    return np.stack(clips) if clips else np.zeros((0, *shape), np.float32)
 
 
 def calibrate_batch_norm(model: keras.Model, clips: np.ndarray, chunk: int | None = None) -> None:
@@ -293,6 +296,7 @@ def calibrate_batch_norm(model: keras.Model, clips: np.ndarray, chunk: int | Non
     finally:
         for layer, momentum in zip(norms, saved):
             layer.momentum = momentum
+
 
 # --- inspection ----------------------------------------------------------------------
 
@@ -397,3 +401,150 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         if key in reference and key in candidate:
             out[f"pearson/{key}"] = pearson(reference[key], candidate[key])
     return out
+
+
+# --- export of a trained model ---------------------------------------------------------
+
+#: Fewer calibration clips than this get a warning: int8 ranges from a handful of clips
+#: rarely cover what the model sees in use.
+FEW_CALIBRATION_CLIPS = 16
+
+
+def calibration_clips(model: VideoClassifier, file_pattern: Patterns | None, count: int,
+                      quantize: str, notify: Callable[[str], None]) -> np.ndarray:
+    """The real clips an integer export calibrates on: `count`, or all the shards hold
+    when that is fewer (said in one line through `notify`, with a warning when very
+    few); `ExportError` when there are none or no data at all."""
+    if not file_pattern:
+        raise ExportError(f"--quantize={quantize} calibrates on real clips: pass "
+                          "--representative_data=<training TFRecord pattern>")
+    if count < 1:
+        raise ExportError(f"--num_representative={count}: must be >= 1")
+    clips = representative_clips(file_pattern, count, model.preprocessor)
+    if not len(clips):
+        raise ExportError(f"--quantize={quantize} calibrates on real clips and "
+                          f"{describe(file_pattern)} holds none: pass "
+                          "--representative_data=<TFRecords with clips>")
+    if len(clips) < count:
+        few = (f"; warning: very few, the {quantize} ranges may not cover real inputs "
+               "(--representative_data can add clips)" if len(clips) < FEW_CALIBRATION_CLIPS
+               else "")
+        notify(f"calibrating on the {len(clips)} clips that {describe(file_pattern)} holds "
+               f"({count} requested){few}")
+    return clips
+
+
+def parity(model: VideoClassifier, flatbuffer: bytes, file_pattern: Patterns,
+           num_clips: int = 0, num_threads: int | None = None) -> dict[str, float]:
+    """`compare_outputs` of the TFLite model (run by LiteRT) against the Keras model
+    (`deployment_model`, float32) on the first `num_clips` clips (0: all) of the
+    TFRecords, with the model's own eval preprocessing; with top-1 accuracy of both."""
+    preprocessor = model.preprocessor
+    data = make_dataset(file_pattern, training=False, batch_size=8,
+                        num_frames=preprocessor.num_frames, image_size=preprocessor.image_size)
+    if num_clips:
+        data = data.unbatch().take(num_clips).batch(8)
+    reference = deployment_model(model)
+    candidate = LiteRTRunner(model_content=flatbuffer, num_threads=num_threads)
+    ref_out: list[dict] = []
+    cand_out: list[dict] = []
+    labels = []
+    for clips, targets in data:
+        ref_out.append({k: np.asarray(v) for k, v in reference(clips, training=False).items()})
+        cand_out.append(candidate.run(clips.numpy()))
+        labels.append(targets[PERCEPTION].numpy())
+    if not labels:
+        raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
+
+    def stack(outs: list[dict]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    return compare_outputs(stack(ref_out), stack(cand_out), np.concatenate(labels))
+
+
+def export_config(model: VideoClassifier, quantize: str, integer_input: bool) -> dict:
+    """What the `.json` next to an exported model holds: the model's config (class names,
+    clip shape, architecture) and how it was converted."""
+    return {**model.get_config(), "format": "tflite", "quantize": quantize,
+            "integer_input": integer_input}
+
+
+def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *,
+                  representative_data: Patterns | None = None, num_representative: int = 128,
+                  integer_input: bool = False, eval_data: Patterns | None = None,
+                  num_eval: int = 0, num_threads: int | None = None,
+                  notify: Callable[[str], None] = lambda message: None) -> dict:
+    """Converts `model` (the BN-folded edge graph, batch 1), writes `output` and its config
+    `<stem>.json`, and measures; returns the report (`format_report` prints it).
+
+    Integer modes calibrate on `num_representative` clips of `representative_data` (or
+    all there are: `calibration_clips`); parity is measured on `eval_data` when given.
+    `notify` receives progress lines worth showing before the report.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
+    clips = None
+    if quantize in ("int8", "int16x8"):
+        clips = calibration_clips(model, representative_data, num_representative, quantize,
+                                  notify)
+    edge = deployment_model(model, edge=True, batch_size=1)
+    flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
+                                   integer_input=integer_input)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "wb") as f:
+        f.write(flatbuffer)
+    write_atomic(config_path(output),
+                 json.dumps(export_config(model, quantize, integer_input), indent=1))
+    report = {
+        "output": output, "config": config_path(output), "quantize": quantize,
+        "integer_input": integer_input, "bytes": len(flatbuffer),
+        "float32_weight_bytes": 4 * sum(int(np.prod(w.shape)) for w in edge.weights),
+        "ops": {f"{op} [{kind}]": n for (op, kind), n in op_report(flatbuffer).most_common()},
+        "representative_clips": 0 if clips is None else len(clips),
+    }
+    if clips is not None:
+        report["quantization_violations"] = quantization_violations(flatbuffer, quantize)
+    if eval_data:
+        report["parity"] = parity(model, flatbuffer, eval_data, num_eval, num_threads)
+    return report
+
+
+def format_parity(numbers: Mapping[str, float]) -> str:
+    """The parity block of the report."""
+    lines = [f"  clips: {int(numbers['clips'])}"]
+    for key, value in numbers.items():
+        if key.startswith("max_abs_diff/"):
+            lines.append(f"  max |Δ| {key.split('/', 1)[1]:<20} {value:.3g}")
+    lines.append(f"  top-1 agreement with Keras    {numbers['top1_agreement']:.2%}")
+    if "reference_top1" in numbers:
+        lines.append(f"  top-1 accuracy Keras / TFLite {numbers['reference_top1']:.2%} / "
+                     f"{numbers['candidate_top1']:.2%} "
+                     f"({100 * (numbers['candidate_top1'] - numbers['reference_top1']):+.2f} "
+                     "points)")
+    for key in (TEMPORAL_ATTENTION, SPATIAL_ATTENTION):
+        if f"pearson/{key}" in numbers:
+            lines.append(f"  Pearson r {key:<19} {numbers[f'pearson/{key}']:.4f}")
+    return "\n".join(lines)
+
+
+def format_report(report: Mapping) -> str:
+    """`export_tflite`'s report as the text `python -m export.tflite` prints."""
+    size = report["bytes"]
+    ratio = size / report["float32_weight_bytes"]
+    lines = [f"wrote {report['output']} ({size / 1e6:.2f} MB, {ratio:.1%} of the float32 "
+             f"weights' {report['float32_weight_bytes'] / 1e6:.2f} MB) and its config "
+             f"{report['config']}",
+             f"quantize={report['quantize']}"
+             + (f", calibrated on {report['representative_clips']} training clips"
+                if report["representative_clips"] else "")
+             + (", integer input" if report["integer_input"] else ", float32 input"),
+             "ops [kernel dtype]:"]
+    lines += [f"  {name:<34} {count:4d}" for name, count in report["ops"].items()]
+    if "quantization_violations" in report:
+        left = report["quantization_violations"]
+        lines.append(f"every CONV_2D / FULLY_CONNECTED in {report['quantize']}: "
+                     + ("yes" if not left else f"NO: {left}"))
+    if "parity" in report:
+        lines += ["parity with Keras (float32) on the validation TFRecords:",
+                  format_parity(report["parity"])]
+    return "\n".join(lines)

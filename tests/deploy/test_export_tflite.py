@@ -1,5 +1,6 @@
-"""`python -m export.tflite`: a training run's checkpoint → a TFLite file, labels.txt and
-the report (op histogram by kernel dtype, size, parity with Keras on real clips)."""
+"""`python -m export.tflite`: a checkpoint → a TFLite file, its config `<stem>.json` and the
+report (op histogram by kernel dtype, size, parity with Keras on real clips); from a
+training run or from the `.keras` file alone, and from a run with very little data."""
 
 import json
 import os
@@ -7,39 +8,66 @@ import pathlib
 import subprocess
 import sys
 
-import keras
 import pytest
+import tensorflow as tf
 
-from export import ExportError
-from export import tflite as export_tflite
+from stabn_tf.deploy import ExportError, RunData
+from stabn_tf.deploy import tflite as lite
+from stabn_tf.inference import LiteRTRunner, load_checkpoint
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def export_cli(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export.tflite", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def make_run(root: pathlib.Path, model, train_files: str, val_files: str) -> pathlib.Path:
+    """A training run as `stabn_tf.train` leaves it: checkpoints/final.keras and a
+    config.json naming the TFRecords."""
+    (root / "checkpoints").mkdir(parents=True)
+    model.save(root / "checkpoints" / "final.keras")
+    (root / "config.json").write_text(json.dumps({
+        "dataset": "tfrecord", "train_files": train_files, "val_files": val_files,
+        "num_frames": T, "image_size": S, "depth": 18}))
+    return root / "checkpoints" / "final.keras"
+
+
+def write_records(path: pathlib.Path, pattern: str, count: int) -> str:
+    """The first `count` records of `pattern` as one TFRecord file."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern))).take(count):
+            writer.write(record.numpy())
+    return str(path)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
-    """A training run as `stabn_tf.train` leaves it: checkpoints/final.keras and a
-    config.json naming the TFRecords (the model: BN statistics of real clips)."""
-    model = calibrated_stabn(T, S, width_multiplier=0.25)
-    run = tmp_path_factory.mktemp("run")
-    (run / "checkpoints").mkdir()
-    model.save(run / "checkpoints" / "final.keras")
-    (run / "config.json").write_text(json.dumps({
-        "dataset": "tfrecord", "train_files": f"{tiny_tfrecords}/train-*.tfrecord",
-        "val_files": f"{tiny_tfrecords}/validation-*.tfrecord", "num_frames": T,
-        "image_size": S, "depth": 18}))
-    return run
+def model(calibrated_stabn):
+    """The tiny set's ST-ABN (its 12 class names), BN statistics of real clips."""
+    return calibrated_stabn(T, S, width_multiplier=0.25)
 
 
-def test_float32_export_matches_keras_on_the_validation_clips(run_dir, tiny_tfrecords,
-                                                             tmp_path):
+@pytest.fixture(scope="module")
+def lone(model, tmp_path_factory):
+    """The model as a `.keras` file with no run directory around it."""
+    path = tmp_path_factory.mktemp("lone") / "stabn.keras"
+    model.save(path)
+    return path
+
+
+def test_float32_export_of_a_run_matches_keras_on_its_validation_clips(model, tiny_tfrecords,
+                                                                      tmp_path):
+    checkpoint = make_run(tmp_path / "run", model, f"{tiny_tfrecords}/train-*.tfrecord",
+                          f"{tiny_tfrecords}/validation-*.tfrecord")
+    data = RunData.of_checkpoint(checkpoint)
+    assert data.val == f"{tiny_tfrecords}/validation-*.tfrecord" and not data.problem
     output = tmp_path / "stabn_float.tflite"
-    report = export_tflite.export_tflite(str(run_dir / "checkpoints" / "final.keras"),
-                                         str(output))
+    report = lite.export_tflite(load_checkpoint(checkpoint), str(output), eval_data=data.val)
     assert output.exists() and report["bytes"] == output.stat().st_size
-    labels = (pathlib.Path(tiny_tfrecords) / "labels.txt").read_text()
-    assert (tmp_path / "labels.txt").read_text() == labels
+    assert not (tmp_path / "labels.txt").exists()  # the config JSON replaces the side file
     parity = report["parity"]
     assert parity["clips"] == 12  # the whole validation split, one clip per class
     for key in ("logits", "probabilities", "spatial_attention", "temporal_attention"):
@@ -47,19 +75,21 @@ def test_float32_export_matches_keras_on_the_validation_clips(run_dir, tiny_tfre
     assert parity["top1_agreement"] == 1.0
     assert not [op for op in report["ops"] if "CONV_3D" in op or "float32" not in op
                 and "CONV_2D" in op]
-    text = export_tflite.format_report(report)
+    text = lite.format_report(report)
     assert "CONV_2D [float32]" in text and "max |Δ| temporal_attention" in text
+    assert f"its config {tmp_path / 'stabn_float.json'}" in text
 
 
-def test_int8_cli_reports_integer_kernels_size_and_agreement(run_dir, tmp_path):
+def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
+        model, lone, tiny_tfrecords, tmp_path):
     output = tmp_path / "m" / "stabn_int8.tflite"
     report_json = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "export.tflite",
-         f"--checkpoint={run_dir}/checkpoints/final.keras", "--quantize=int8",
-         f"--output={output}", "--num_representative=8", f"--report_json={report_json}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert "no run directory" in RunData.of_checkpoint(lone).problem  # flags only
+    result = export_cli(f"--checkpoint={lone}", "--quantize=int8", f"--output={output}",
+                        f"--representative_data={tiny_tfrecords}/train-*.tfrecord",
+                        "--num_representative=8",
+                        f"--eval_data={tiny_tfrecords}/validation-*.tfrecord",
+                        f"--report_json={report_json}")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "calibrated on 8 training clips, float32 input" in out
@@ -72,25 +102,59 @@ def test_int8_cli_reports_integer_kernels_size_and_agreement(run_dir, tmp_path):
     assert report["quantization_violations"] == []
     assert report["bytes"] <= 0.30 * report["float32_weight_bytes"]
     assert report["parity"]["pearson/temporal_attention"] >= 0.9
-    assert (output.parent / "labels.txt").exists()
+    config = json.loads((output.parent / "stabn_int8.json").read_text())
+    assert config["format"] == "tflite" and config["quantize"] == "int8"
+    assert config["class_names"] == model.class_names and config["num_frames"] == T
+    runner = LiteRTRunner(output)
+    assert runner.class_names == model.class_names and runner.name == model.name
+    assert (runner.num_frames, runner.image_size) == (T, S)
 
 
-def test_errors_name_the_missing_piece(run_dir, tmp_path):
-    model = keras.models.load_model(run_dir / "checkpoints" / "final.keras")
-    lone = tmp_path / "lone.keras"
-    model.save(lone)
-    with pytest.raises(ExportError, match="--labels"):
-        export_tflite.export_tflite(str(lone), str(tmp_path / "x.tflite"))
-    labels = tmp_path / "labels.txt"
-    labels.write_text("".join(f"c{i}\n" for i in range(K)))
-    with pytest.raises(ExportError, match="--representative_data"):
-        export_tflite.export_tflite(str(lone), str(tmp_path / "x.tflite"), "int8",
-                                    labels=str(labels))
-    labels.write_text("a\nb\n")
-    with pytest.raises(ExportError, match="2 class names for a model with 12"):
-        export_tflite.export_tflite(str(lone), str(tmp_path / "x.tflite"), labels=str(labels))
-    result = subprocess.run(
-        [sys.executable, "-m", "export.tflite", f"--checkpoint={tmp_path}/missing.keras"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 2 and "no such checkpoint file" in result.stderr
+def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
+        model, tiny_tfrecords, tmp_path):
+    """Issue 15 item 7: 5 training clips, --num_representative at its default of 128."""
+    train = write_records(tmp_path / "train-small.tfrecord",
+                          f"{tiny_tfrecords}/train-*.tfrecord", 5)
+    checkpoint = make_run(tmp_path / "run", model, train,
+                          f"{tiny_tfrecords}/validation-*.tfrecord")
+    output = tmp_path / "small_int8.tflite"
+    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8", f"--output={output}",
+                        "--num_eval=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    notes = [line for line in result.stderr.splitlines() if "calibrating" in line]
+    assert notes == [f"calibrating on the 5 clips that {train} holds (128 requested); "
+                     "warning: very few, the int8 ranges may not cover real inputs "
+                     "(--representative_data can add clips)"], result.stderr
+    assert "calibrated on 5 training clips" in result.stdout
+    assert "every CONV_2D / FULLY_CONNECTED in int8: yes" in result.stdout
+    assert output.exists() and output.with_suffix(".json").exists()
+
+
+def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, tmp_path):
+    empty = tmp_path / "train-empty.tfrecord"
+    empty.write_bytes(b"")
+    checkpoint = make_run(tmp_path / "run", model, str(empty), str(empty))
+    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8",
+                        f"--output={tmp_path / 'x.tflite'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: --quantize=int8 calibrates on real clips and {empty} holds "
+                     "none: pass --representative_data=<TFRecords with clips>"], lines
+    assert not (tmp_path / "x.tflite").exists()
+    with pytest.raises(ExportError, match="pass --representative_data"):  # no data at all
+        lite.export_tflite(model, str(tmp_path / "y.tflite"), "int8")
+    with pytest.raises(ExportError, match="--num_representative=0: must be >= 1"):
+        lite.export_tflite(model, str(tmp_path / "y.tflite"), "int8",
+                           representative_data=str(empty), num_representative=0)
+
+
+def test_cli_errors_name_the_missing_piece(lone, tmp_path):
+    result = export_cli(f"--checkpoint={lone}", "--quantize=int16x8")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --quantize=int16x8 calibrates on real clips and there are none (no run "
+        f"directory (config.json) around {lone}): pass "
+        "--representative_data=<training TFRecord pattern>"]
+    missing = export_cli(f"--checkpoint={tmp_path}/missing.keras")
+    assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr

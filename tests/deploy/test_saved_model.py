@@ -2,10 +2,10 @@
 
 import base64
 import http.server
+import importlib.util
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,26 +14,46 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import ExportError, client, saved_model
-from stabn_tf import tflite
 from stabn_tf.data import make_dataset, preprocess, tfrecord
+from stabn_tf.deploy import ExportError, saved_model
+from stabn_tf.deploy.tflite import deployment_model
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
 
 
+def _load_client():
+    """export/client.py as a module: `export` is a folder of scripts, not an installed package."""
+    spec = importlib.util.spec_from_file_location("stabn_client", ROOT / "export" / "client.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+client = _load_client()
+
+
 @pytest.fixture(scope="module")
-def exported(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
-    """A small calibrated ST-ABN, its class names and its SavedModel, loaded."""
+def exported(tmp_path_factory, calibrated_stabn):
+    """A small calibrated ST-ABN, its class names (the model's own) and its SavedModel,
+    loaded."""
     model = calibrated_stabn(T, S)
-    labels = pathlib.Path(f"{tiny_tfrecords}/labels.txt").read_text().splitlines()
     out = tmp_path_factory.mktemp("serving")
-    path = saved_model.export_saved_model(model, labels, str(out), model_name="stabn")
-    return model, labels, path, tf.saved_model.load(path)
+    path = saved_model.export_saved_model(model, str(out), model_name="stabn")
+    return model, list(model.class_names), path, tf.saved_model.load(path)
 
 
 def _keras(model, clips):
-    return {k: np.asarray(v) for k, v in tflite.deployment_model(model)(clips).items()}
+    return {k: np.asarray(v) for k, v in deployment_model(model)(clips).items()}
+
+
+def saved_model_cli() -> list[str]:
+    """The `saved_model_cli` of the running interpreter's environment (activated or not):
+    the script next to `sys.executable`, else TensorFlow's module."""
+    script = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
 def test_tf_serving_layout_and_versions(exported, tmp_path):
@@ -51,17 +71,15 @@ def test_tf_serving_layout_and_versions(exported, tmp_path):
     (base / "stabn" / "3").mkdir(parents=True)
     assert saved_model.next_version(str(base / "stabn")) == 4
     with pytest.raises(ExportError, match="exists"):
-        saved_model.export_saved_model(model, labels, str(base), version=3)
-    with pytest.raises(ExportError, match="labels"):  # wrong class count caught early
-        saved_model.export_saved_model(model, labels[:3], str(base), version=5)
+        saved_model.export_saved_model(model, str(base), version=3)
+    assert sorted(p.name for p in (base / "stabn").iterdir()) == ["3"]
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
     _, _, path, _ = exported
-    cli = shutil.which("saved_model_cli")
-    assert cli, "saved_model_cli comes with TensorFlow"
-    result = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run([*saved_model_cli(), "show", "--dir", path, "--all"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr
     for needle in ("signature_def['serving_default']", "signature_def['serve_examples']",
                    "inputs['frames']", "DT_UINT8", "inputs['examples']", "DT_STRING",
@@ -81,6 +99,7 @@ def test_serving_default_on_uint8_frames_matches_keras(exported):
     y, x, h, w = (int(v) for v in window)
     cropped = frames[:, :, y:y + h, x:x + w]
     clips = preprocess.color_normalize(preprocess.resize_frames(cropped, S))
+    np.testing.assert_allclose(model.preprocessor(frames), clips, atol=1e-5)  # what it runs
     want = _keras(model, clips)
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
     np.testing.assert_allclose(got["spatial_attention"], want["spatial_attention"], atol=1e-5)
@@ -121,6 +140,25 @@ def test_bad_frames_are_invalid_argument_naming_what_was_expected(exported, shap
         loaded.signatures["serving_default"](frames=tf.zeros(shape, dtype))
 
 
+def test_float_arrays_are_cast_by_tf_before_the_graph_so_frames_tensor_refuses_them(exported):
+    """Issue 15 item 8: TF's Python binding converts a NumPy array to the signature's uint8
+    before the graph runs (no graph can see it); `frames_tensor` refuses what would change."""
+    _, _, _, loaded = exported
+    fn = loaded.signatures["serving_default"]
+    shape = (1, T, 32, 32, 3)
+    cast = fn(frames=np.full(shape, 300.7, np.float32))["probabilities"].numpy()
+    wrapped = fn(frames=np.full(shape, 44, np.uint8))["probabilities"].numpy()
+    np.testing.assert_array_equal(cast, wrapped)  # 300.7 → 44: why the check is needed
+    for bad, message in [(np.full(shape, 0.5, np.float32), r"got float32 values in \[0.5"),
+                         (np.full(shape, 300), r"got int64 values in \[300, 300\]"),
+                         (tf.zeros(shape, tf.float32), "got a float32 tensor")]:
+        with pytest.raises(ValueError, match=message):
+            saved_model.frames_tensor(bad)
+    assert saved_model.frames_tensor(np.full(shape, 7)).dtype == tf.uint8  # ints 0..255 pass
+    np.testing.assert_array_equal(
+        fn(frames=saved_model.frames_tensor(np.full(shape, 44)))["probabilities"], wrapped)
+
+
 def test_bad_examples_are_invalid_argument(exported):
     _, _, _, loaded = exported
     fn = loaded.signatures["serve_examples"]
@@ -146,8 +184,10 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
     """TF Serving's REST predict API (row format) in front of a loaded SavedModel."""
 
     signatures = None
+    received = 0
 
     def do_POST(self):  # noqa: N802 (http.server's name)
+        _FakeServing.received += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         name = body.get("signature_name", "serving_default")
         try:
@@ -178,6 +218,7 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_server(exported):
     _FakeServing.signatures = exported[3].signatures
+    _FakeServing.received = 0
     server = http.server.HTTPServer(("127.0.0.1", 0), _FakeServing)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -199,21 +240,37 @@ def test_rest_client_round_trip(exported, fake_server, tiny_tfrecords, capsys):
     assert len(predictions) == 1 and len(predictions[0]["temporal_attention"]) == T
     assert predictions[0]["top_k_labels"][0] in labels
     # A bad request comes back as the server's error message.
-    with pytest.raises(RuntimeError, match="HTTP 400.*uint8"):
-        client.predict(fake_server, "stabn", {"instances": [[[1.5]]]})
+    with pytest.raises(RuntimeError, match="(?s)HTTP 400.*1-D string tensor"):
+        client.predict(fake_server, "stabn", {"signature_name": "serve_examples",
+                                              "instances": [["x", "y"]]})
 
 
-def test_cli_exports_a_training_run(exported, tiny_tfrecords, tmp_path):
+def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_path, capsys):
+    """Issue 15 item 8 over REST: normalised floats (or values beyond 0..255) for the uint8
+    `frames` are refused by the client in one line, and nothing reaches the server."""
+    frames = np.zeros((T, 8, 8, 3), np.uint8).tolist()
+    frames[1][2][3][0] = -0.42
+    request = tmp_path / "floats.json"
+    request.write_text(json.dumps({"instances": [frames]}))
+    assert client.main(["--server", fake_server, "--request", str(request)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: instances[0][1][2][3][0] = -0.42: serving_default takes uint8 RGB "
+                   "frames (integers 0..255) and would not see this value as sent; send "
+                   "pixel values, not normalised floats"], err
+    for body in ({"signature_name": "serving_default", "inputs": {"frames": [[[[[256]]]]]}},
+                 {"instances": [{"frames": [[[[True]]]]}]}):
+        with pytest.raises(ValueError, match="integers 0..255"):
+            client.predict(fake_server, "stabn", body)
+    assert _FakeServing.received == 0
+    pixels = np.zeros((1, T, 8, 8, 3), np.uint8).tolist()
+    assert len(client.predict(fake_server, "stabn", {"instances": pixels})) == 1
+
+
+def test_cli_exports_the_keras_file_alone(exported, tmp_path):
     model, _, _, _ = exported
-    run_dir = tmp_path / "run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    model.save(run_dir / "checkpoints" / "final.keras")
-    (run_dir / "config.json").write_text(json.dumps({
-        "dataset": "tfrecord", "train_files": f"{tiny_tfrecords}/train-*.tfrecord",
-        "val_files": f"{tiny_tfrecords}/validation-*.tfrecord", "num_frames": T,
-        "image_size": S}))
+    model.save(tmp_path / "final.keras")  # no run directory, no labels: the model knows
     command = [sys.executable, "-m", "export.saved_model",
-               f"--checkpoint={run_dir}/checkpoints/final.keras",
+               f"--checkpoint={tmp_path}/final.keras",
                f"--output_dir={tmp_path}/out", "--model_name=demo", "--version=7"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,

@@ -7,8 +7,10 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import stabn_tf
-from stabn_tf import tflite
-from stabn_tf.tflite import FORBIDDEN_OPS, convert_to_tflite, op_histogram
+from stabn_tf.data import ClipPreprocessor
+from stabn_tf.deploy import tflite
+from stabn_tf.deploy.tflite import FORBIDDEN_OPS, convert_to_tflite, op_histogram
+from stabn_tf.inference import LiteRTRunner
 
 T, S, K = 4, 32, 5
 
@@ -23,9 +25,21 @@ def run(flatbuffer: bytes, clips: np.ndarray) -> dict[str, np.ndarray]:
 def real_clips(tiny_tfrecords):
     """Real normalised clips from the synthetic TFRecords: 8 training (calibration), 4
     validation (evaluation)."""
-    train = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, T, S)
-    val = tflite.representative_clips(f"{tiny_tfrecords}/validation-*.tfrecord", 4, T, S)
+    preprocessor = ClipPreprocessor(T, S)
+    train = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8, preprocessor)
+    val = tflite.representative_clips(f"{tiny_tfrecords}/validation-*.tfrecord", 4,
+                                      preprocessor)
     return train, val
+
+
+def test_representative_clips_gives_what_there_is(tiny_tfrecords, tmp_path):
+    preprocessor = ClipPreprocessor(T, S)
+    clips = tflite.representative_clips(f"{tiny_tfrecords}/validation-*.tfrecord", 100,
+                                        preprocessor)
+    assert clips.shape == (12, T, S, S, 3)  # the whole split: one clip per class
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    none = tflite.representative_clips(str(tmp_path / "empty.tfrecord"), 8, preprocessor)
+    assert none.shape == (0, T, S, S, 3)
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +165,14 @@ def test_int8_is_genuinely_integer_small_and_agrees_with_float(tiny, real_clips)
 
 
 def test_integer_input_int8_model_takes_quantized_clips(tiny, real_clips):
-    from stabn_tf.lite import LiteModel
-
     _, edge, expected, _ = tiny
     model = convert_to_tflite(edge, quantize="int8", representative_data=real_clips[0],
                               integer_input=True)
-    lite = LiteModel(model_content=model)
+    lite = LiteRTRunner(model_content=model)
     assert lite.input_dtype == np.int8
     scale, _ = lite._input["quantization"]
     assert scale > 0
-    numbers = tflite.compare_outputs(expected, lite(real_clips[1]))
+    numbers = tflite.compare_outputs(expected, lite.run(real_clips[1]))
     assert numbers["top1_agreement"] >= 0.75, numbers
     assert numbers["max_abs_diff/temporal_attention"] <= 0.05, numbers
 

@@ -1,88 +1,79 @@
-"""`stabn_tf.lite`: a shipped TFLite model on video files, like `predict`."""
+"""`LiteRTRunner`: an exported TFLite model predicts like its Keras model, with the class
+names and clip shape of the config the export writes beside it."""
 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from stabn_tf import tflite
-from stabn_tf.data import load_video, write_labels
-from stabn_tf.lite import LiteModel, format_prediction, sparkline
+from stabn_tf.data import load_video
+from stabn_tf.deploy import tflite
+from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12
 
 
 @pytest.fixture(scope="module")
 def shipped(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
-    """A float32 TFLite ST-ABN with labels.txt beside it, its Keras reference, and two
-    of the synthetic set's raw videos."""
+    """A float32 TFLite ST-ABN exported with its config JSON, its Keras reference, its
+    class names, and two of the synthetic set's raw videos."""
     model = calibrated_stabn(T, S)
-    directory = tmp_path_factory.mktemp("shipped")
-    path = directory / "stabn.tflite"
-    edge = tflite.deployment_model(model, edge=True, batch_size=1)
-    path.write_bytes(tflite.convert_to_tflite(edge))
-    labels = (pathlib.Path(tiny_tfrecords) / "labels.txt").read_text().splitlines()
-    write_labels(directory / "labels.txt", labels)
+    path = tmp_path_factory.mktemp("shipped") / "stabn.tflite"
+    tflite.export_tflite(model, str(path))
     videos = sorted((pathlib.Path(tiny_tfrecords).parent / "raw").rglob("*.webm"))[:2]
-    return path, labels, tflite.deployment_model(model), videos
+    return path, list(model.class_names), tflite.deployment_model(model), videos
 
 
-def test_predict_video_matches_keras_and_names_classes(shipped):
-    path, labels, reference, videos = shipped
-    lite = LiteModel(path)
-    assert (lite.num_frames, lite.height, lite.width) == (T, S, S)
-    assert lite.labels == labels  # read from labels.txt next to the model
-    result = lite.predict_video(videos[0], top_k=3)
-    want = {k: np.asarray(v)[0] for k, v in reference(load_video(videos[0], T, S)[None]).items()}
+def test_prediction_matches_keras_and_names_classes_from_the_config(shipped):
+    path, names, reference, videos = shipped
+    runner = open_runner(path)
+    assert isinstance(runner, LiteRTRunner) and runner.has_attention
+    assert (runner.num_frames, runner.image_size) == (T, S)
+    assert runner.class_names == names  # read from stabn.json next to the model
+    prediction = runner.predict(runner.load(videos[0]))
+    clip = load_video(videos[0], T, S)[None]
+    want = {k: np.asarray(v)[0] for k, v in reference(clip).items()}
     order = np.argsort(-want["probabilities"])[:3]
-    assert [i for i, _, _ in result.top_k] == list(order)
-    assert [name for _, name, _ in result.top_k] == [labels[i] for i in order]
-    np.testing.assert_allclose([p for _, _, p in result.top_k], want["probabilities"][order],
-                               atol=1e-4)
-    np.testing.assert_allclose(result.temporal_attention, want["temporal_attention"], atol=1e-4)
-    np.testing.assert_allclose(result.spatial_attention, want["spatial_attention"], atol=1e-4)
-    text = format_prediction(result)
-    assert labels[order[0]] in text and "when" in text and "where" in text
-    assert json.loads(json.dumps(result.to_json()))["top_k"][0]["label"] == labels[order[0]]
+    top = prediction.top_k(3)
+    assert [i for i, _, _ in top] == list(order)
+    assert [name for _, name, _ in top] == [names[i] for i in order]
+    np.testing.assert_allclose([p for _, _, p in top], want["probabilities"][order], atol=1e-4)
+    np.testing.assert_allclose(prediction.temporal[0], want["temporal_attention"], atol=1e-4)
+    np.testing.assert_allclose(prediction.spatial[0], want["spatial_attention"], atol=1e-4)
+    assert json.loads(json.dumps(prediction.to_json(3)))["top_k"][0]["label"] == names[order[0]]
 
 
-def test_lite_model_checks_its_inputs(shipped):
-    path, labels, _, _ = shipped
-    lite = LiteModel(path, labels=labels, num_threads=1, xnnpack=False)
-    with pytest.raises(ValueError, match=r"\(T, H, W\) = \(4, 32, 32\)"):
-        lite(np.zeros((T, S + 1, S, 3), np.float32))
-    assert lite(np.zeros((2, T, S, S, 3), np.float32))["probabilities"].shape == (2, K)
-    with pytest.raises(ValueError, match="3 class names for a model with 12"):
-        LiteModel(path, labels=["a", "b", "c"])
+def test_runner_checks_its_inputs_and_config(shipped, tmp_path):
+    path, _, _, _ = shipped
+    runner = LiteRTRunner(path, num_threads=1, xnnpack=False)
+    with pytest.raises(InferenceError, match=r"\(T, H, W\) = \(4, 32, 32\)"):
+        runner.run(np.zeros((T, S + 1, S, 3), np.float32))
+    assert runner.run(np.zeros((2, T, S, S, 3), np.float32))["probabilities"].shape == (2, K)
+    with pytest.raises(InferenceError, match="3 class names in the model's config for 12"):
+        LiteRTRunner(path, config={"class_names": ["a", "b", "c"]})
+    bare = tmp_path / "bare.tflite"
+    shutil.copy(path, bare)  # without its config: numbered classes
+    assert LiteRTRunner(bare).class_names[:2] == ["class 0", "class 1"]
 
 
-def test_cli_prints_predictions_writes_pictures_and_reports_bad_files(shipped, tmp_path):
-    path, labels, _, videos = shipped
+def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_path):
+    path, names, _, videos = shipped
     broken = tmp_path / "broken.webm"
     broken.write_bytes(b"\x1aE\xdf\xa3 not really a video")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "stabn_tf.lite", str(path), str(videos[0]), str(broken),
-         str(videos[1]), "--top_k=2", f"--output_dir={out}"],
+        [sys.executable, "-m", "stabn_tf.predict", f"--checkpoint={path}", str(videos[0]),
+         str(broken), str(videos[1]), "--top_k=2", f"--output_dir={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 1, result.stderr[-2000:]  # one file failed, the rest ran
     assert "broken.webm" in result.stderr and "error:" in result.stderr
     assert result.stdout.count("  1. ") == 2 and result.stdout.count("  2. ") == 2
-    assert any(name in result.stdout for name in labels)
-    for video in videos:
-        stem = video.stem
-        assert json.loads((out / f"{stem}.json").read_text())["video"] == str(video)
-        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
-    usage = subprocess.run([sys.executable, "-m", "stabn_tf.lite"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
-    assert usage.returncode == 2 and "usage" in usage.stderr
-
-
-def test_sparkline():
-    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert any(name in result.stdout for name in names)
+    assert len(list(out.glob("*.png"))) == 2

@@ -1,0 +1,208 @@
+"""A SavedModel for TF Serving, written as `<output_dir>/<model_name>/<version>/` (the layout
+TF Serving watches; a version appears atomically, so a running server never loads half of
+one), built with `keras.export.ExportArchive`. Two signatures, both float32 out:
+
+- `serving_default`: `frames` uint8 `[batch, T, H, W, 3]` RGB, any H and W (all clips of a
+  batch the same size). The graph prepares them with the model's own `ClipPreprocessor`
+  (centre crop of 224/256 of the short side, bilinear resize, ImageNet normalisation), the
+  object the data pipeline and the inference runners use, so served and evaluated clips
+  match.
+- `serve_examples`: `examples` string `[batch]`, serialized `tf.train.SequenceExample`s in
+  the project's TFRecord format (one JPEG per frame, any number of frames): the
+  preprocessor's `from_jpeg` samples T frames and decodes only their crop window.
+
+Outputs: `probabilities [batch, K]`, `top_k_indices [batch, k]` (int32), `top_k_labels
+[batch, k]` (the model's class names, embedded in the graph), `top_k_probabilities`, and
+for ST-ABN `spatial_attention [batch, T, h, w]` and `temporal_attention [batch, T]`.
+
+A wrong rank, T or channel count fails with InvalidArgument saying what was expected; a
+float tensor fails TF's own signature check ("expected to be a uint8 tensor"). What no
+graph can see: TF's Python binding converts a NumPy array to the signature's dtype before
+the graph runs, so `signature(frames=np.float32_array)` silently becomes uint8 (1.5 → 1,
+300.7 → 44, -2.0 → 254). In Python, pass `frames_tensor(frames)`, which refuses such
+arrays; over REST, `export/client.py` refuses such requests before sending them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stabn_tf.data import preprocess, tfrecord
+from stabn_tf.deploy import ExportError
+from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+
+SERVING_DEFAULT = "serving_default"
+SERVE_EXAMPLES = "serve_examples"
+FRAMES = "frames"
+EXAMPLES = "examples"
+TOP_K_INDICES = "top_k_indices"
+TOP_K_LABELS = "top_k_labels"
+TOP_K_PROBABILITIES = "top_k_probabilities"
+
+
+def frames_tensor(frames) -> tf.Tensor:
+    """`frames` as the uint8 tensor `serving_default` takes; `ValueError` for anything a
+    cast would change (floats, integers outside 0..255), which TF would convert silently."""
+    if isinstance(frames, tf.Tensor):
+        if frames.dtype != tf.uint8:
+            raise ValueError(f"`{FRAMES}` must be uint8 RGB frames, got a {frames.dtype.name} "
+                             "tensor")
+        return frames
+    array = np.asarray(frames)
+    if array.dtype != np.uint8:
+        integral = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+        if not integral or (array.size and (array.min() < 0 or array.max() > 255)):
+            raise ValueError(
+                f"`{FRAMES}` must be uint8 RGB frames (integers 0..255), got {array.dtype} "
+                + (f"values in [{array.min()}, {array.max()}]" if array.size else "")
+                + ": TF would cast them silently (1.5 → 1, 300 → 44)")
+    return tf.constant(array.astype(np.uint8))
+
+
+def _checked(tensor: tf.Tensor, ok: tf.Tensor, message: str, static_shape) -> tf.Tensor:
+    """`tensor` with `static_shape` (None: any size), after an InvalidArgument check whose
+    message ends with the shape that was sent.
+
+    Nothing downstream may fail before the check does (TF may run a shape assertion on
+    the input first, whatever the control dependencies say), so a bad tensor becomes an
+    empty one of the expected rank instead: only the Assert can report the problem.
+    """
+    check = tf.debugging.Assert(ok, [message, tf.shape(tensor)], summarize=8)
+    with tf.control_dependencies([check]):
+        flat = tf.reshape(tensor, [-1])
+    rank = len(static_shape)
+    sent = tf.concat([tf.shape(tensor), tf.ones([rank], tf.int32)], 0)[:rank]
+    empty = [0 if size is None else size for size in static_shape]
+    shape = tf.where(ok, sent, empty)
+    return tf.ensure_shape(tf.reshape(flat[: tf.reduce_prod(shape)], shape), static_shape)
+
+
+def _store_variables_once(archive: keras.export.ExportArchive) -> None:
+    """Makes `archive` write every weight once, not twice.
+
+    Keras 3.15 tracks the `keras.Variable` wrappers while the endpoints capture the
+    `tf.Variable`s under them; TF cannot tell they are the same, so each weight is written
+    (and loaded by TF Serving) twice (keras-team/keras#23553). Tracking the `tf.Variable`s
+    themselves lets the SavedModel writer de-duplicate them. A no-op if Keras changes.
+    """
+    holder = getattr(archive, "_tf_trackable", None)
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        tracked = getattr(holder, name, None)
+        if tracked is None:
+            continue
+        inner = [getattr(v, "_value", None) for v in tracked]  # the wrapped tf.Variable
+        setattr(holder, name, [u if isinstance(u, tf.Variable) else v
+                               for u, v in zip(inner, tracked)])
+
+
+def serving_archive(model: VideoClassifier, top_k: int = 5) -> keras.export.ExportArchive:
+    """The ExportArchive with both signatures for an ST-ABN (or baseline) model."""
+    try:
+        preprocessor = model.preprocessor
+    except ValueError as e:  # a non-square model: the eval preparation makes square clips
+        raise ExportError(str(e)) from None
+    num_frames, image_size = preprocessor.num_frames, preprocessor.image_size
+    deploy = deployment_model(model)
+    k = max(1, min(top_k, model.num_classes))
+    class_names = tf.constant(list(model.class_names), tf.string)
+
+    def heads(clips: tf.Tensor) -> dict[str, tf.Tensor]:
+        out = deploy(clips, training=False)
+        probabilities = out[PROBABILITIES]
+        top = tf.math.top_k(probabilities, k)
+        result = {PROBABILITIES: probabilities, TOP_K_INDICES: top.indices,
+                  TOP_K_LABELS: tf.gather(class_names, top.indices),
+                  TOP_K_PROBABILITIES: top.values}
+        for name in (SPATIAL_ATTENTION, TEMPORAL_ATTENTION):
+            if name in out:
+                result[name] = out[name]
+        return result
+
+    expected = f"[batch, {num_frames}, height, width, 3]"
+
+    def serve_frames(frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        shape = tf.concat([tf.shape(frames), tf.zeros([5], tf.int32)], 0)  # pads low ranks
+        ok = (tf.equal(tf.rank(frames), 5) & tf.equal(shape[1], num_frames)
+              & tf.equal(shape[4], 3) & (shape[2] > 0) & (shape[3] > 0))
+        frames = _checked(frames, ok, f"{SERVING_DEFAULT}: `{FRAMES}` must be uint8 {expected} "
+                          f"(T={num_frames} RGB frames of any size); got shape",
+                          [None, num_frames, None, None, 3])
+        return heads(preprocessor(frames))
+
+    def decode(serialized: tf.Tensor) -> tf.Tensor:
+        encoded = tfrecord.parse_sequence_example(serialized)[tfrecord.IMAGE_ENCODED]
+        clip, _ = preprocessor.from_jpeg(encoded)
+        return tf.ensure_shape(clip, [num_frames, image_size, image_size, 3])
+
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        examples = _checked(examples, tf.equal(tf.rank(examples), 1),
+                            f"{SERVE_EXAMPLES}: `{EXAMPLES}` must be a 1-D string tensor "
+                            "[batch] of serialized tf.train.SequenceExample; got shape", [None])
+        clips = tf.map_fn(decode, examples, fn_output_signature=tf.TensorSpec(
+            [num_frames, image_size, image_size, 3], tf.float32))
+        return heads(clips)
+
+    archive = keras.export.ExportArchive()
+    archive.track(deploy)
+    _store_variables_once(archive)
+    archive.add_endpoint(SERVING_DEFAULT, serve_frames,
+                         input_signature=[tf.TensorSpec(None, tf.uint8, name=FRAMES)])
+    archive.add_endpoint(SERVE_EXAMPLES, serve_examples,
+                         input_signature=[tf.TensorSpec(None, tf.string, name=EXAMPLES)])
+    return archive
+
+
+def next_version(base_dir: str) -> int:
+    """1 + the highest numeric version under `base_dir` (1 when there is none)."""
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(base_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str = "stabn",
+                       version: int | None = None, top_k: int = 5,
+                       overwrite: bool = False) -> str:
+    """Writes `<output_dir>/<model_name>/<version>/` and returns that path.
+
+    `version=None` takes the next free number. The SavedModel is written next to its
+    final place and renamed into it, so TF Serving never sees a partial version.
+    """
+    base = os.path.join(output_dir, model_name)
+    version = next_version(base) if version is None else int(version)
+    if version < 1:
+        raise ExportError(f"TF Serving versions are positive integers, got {version}")
+    target = os.path.join(base, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise ExportError(f"{target} exists: pick another --version or pass --overwrite")
+    archive = serving_archive(model, top_k)
+    os.makedirs(base, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=base)  # hidden: Serving skips it
+    try:
+        archive.write_out(staging, verbose=False)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def self_check(path: str, model: VideoClassifier, seed: int = 0) -> float:
+    """Max |Δ| of the exported `serving_default` probabilities against Keras on one
+    random clip at the eval short side of the model's size."""
+    preprocessor = model.preprocessor
+    side = preprocess.eval_short_side(preprocessor.image_size)
+    frames = np.random.default_rng(seed).integers(
+        0, 256, (1, preprocessor.num_frames, side, side, 3), dtype=np.uint8)
+    served = tf.saved_model.load(path).signatures[SERVING_DEFAULT](frames=frames_tensor(frames))
+    expected = deployment_model(model)(preprocessor(frames), training=False)[PROBABILITIES]
+    return float(np.abs(served[PROBABILITIES].numpy() - np.asarray(expected)).max())

@@ -1,0 +1,28 @@
+"""`export/` is a folder of entry points run from the repository root: not installed as a
+top-level package, and holding no logic (that is `stabn_tf.deploy`)."""
+
+import ast
+import configparser
+import pathlib
+
+import setuptools
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_installing_puts_no_top_level_export_package_into_site_packages():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    include = config["options.packages.find"]["include"].split()
+    packages = setuptools.find_packages(str(ROOT), include=include)
+    assert "stabn_tf.deploy" in packages
+    assert not [p for p in packages if p.split(".")[0] != "stabn_tf"], packages
+
+
+def test_export_init_is_a_docstring_and_the_clis_define_only_flags_and_main():
+    init = ast.parse((ROOT / "export" / "__init__.py").read_text())
+    assert len(init.body) == 1 and isinstance(init.body[0].value, ast.Constant)
+    for name in ("saved_model.py", "tflite.py"):
+        tree = ast.parse((ROOT / "export" / name).read_text())
+        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert functions == {"_define_flags", "main"}, (name, functions)
