@@ -4,7 +4,7 @@ Conventions (shared by every function here):
 
 - A spatial map is `[..., h, w]` (any non-negative or real scores; higher = more
   important), at any resolution. It is compared with the frame by bilinear upsampling
-  to the frame size with half-pixel centres (the same resize `visualize.overlay_attention`
+  to the frame size with half-pixel centres (the same resize `figures.overlay_attention`
   shows), so maps of different resolutions (ST-ABN's Ms at H/16, a Grad-CAM at H/32) are
   judged on the same pixels.
 - A box is `[..., 4]`: normalised (ymin, xmin, ymax, xmax) in the frame, as the TFRecord

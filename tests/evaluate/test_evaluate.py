@@ -1,7 +1,9 @@
-"""Evaluation: multi-clip averaging, inversion, the tables, the CLI end to end."""
+"""Evaluation: multi-clip averaging, inversion, the tables, the CLI end to end, and the
+one-line errors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +17,10 @@ from stabn_tf import data as data_lib
 from stabn_tf import evaluate as ev
 from stabn_tf.layers.attention import AttentionFusion
 
-TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
+CLASS_NAMES = [f"action {i}" for i in range(12)]
+TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125,
+            class_names=CLASS_NAMES)
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +138,9 @@ def test_inversion_ordering_and_tables():
     broken = dict(results, temporal={"top1": 0.6, "top5": 0.9})
     order = ev.inversion_ordering(broken)
     assert not order["reproduced"] and order["temporal < none"] is False
-    spec = ev.ModelSpec(32, 224, 174, True, "3D ResNet-50")
-    rows = [("3D ResNet-50", spec, {"1": {"perception": {"top1": 0.452, "top5": 0.745}},
-                                    "2": {"perception": {"top1": 0.529, "top5": 0.815}}}),
-            ("3D ResNet-50 + ST-ABN", spec,
+    rows = [("3D ResNet-50", 32, {"1": {"perception": {"top1": 0.452, "top5": 0.745}},
+                                  "2": {"perception": {"top1": 0.529, "top5": 0.815}}}),
+            ("3D ResNet-50 + ST-ABN", 32,
              {"1": {"perception": {"top1": 0.459, "top5": 0.754},
                     "attention": {"top1": 0.44, "top5": 0.7}}})]
     lines = ev.table1_markdown(rows).splitlines()
@@ -146,14 +150,23 @@ def test_inversion_ordering_and_tables():
     assert ev.frames_label(16, 3) == "16×3"
 
 
-def test_describe_backbone_and_spec(models):
+def test_loaded_models_describe_themselves(models):
+    """What the tables and the data pipeline need comes from the model, not its layers."""
     model = ev.load_checkpoint(models["stabn"])
-    spec = ev.model_spec(model)
-    assert spec == ev.ModelSpec(4, 32, 12, True, "3D ResNet-18 ×0.125")
-    assert ev.describe_backbone(stabn_tf.build_baseline(num_classes=5, num_frames=2,
-                                                        image_size=32, depth=50,
-                                                        width_multiplier=0.0625)) \
+    assert (model.num_frames, model.square_size, model.num_classes) == (4, 32, 12)
+    assert model.has_attention and model.class_names == CLASS_NAMES
+    assert model.backbone_name == "3D ResNet-18 ×0.125"
+    baseline = ev.load_checkpoint(models["baseline"])
+    assert not baseline.has_attention and baseline.class_names == CLASS_NAMES
+    assert stabn_tf.build_baseline(num_classes=5, num_frames=2, image_size=32, depth=50,
+                                   width_multiplier=0.0625).backbone_name \
         == "3D ResNet-50 ×0.0625"
+
+
+def _one_line(error) -> str:
+    text = str(error.value)
+    assert text and "\n" not in text, text
+    return text
 
 
 def test_load_checkpoint_errors_are_one_line(tmp_path):
@@ -161,10 +174,15 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
         ev.load_checkpoint(tmp_path / "nope.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip file")
-    with pytest.raises(ev.EvaluationError, match="cannot load as a Keras model") as broken:
+    with pytest.raises(ev.EvaluationError, match="not a .keras model file") as broken:
         ev.load_checkpoint(bad)
-    for err in (missing, broken):
-        assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+    plain = tmp_path / "plain.keras"
+    inputs = keras.Input((2,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(plain)
+    with pytest.raises(ev.EvaluationError, match="plain Keras model") as foreign:
+        ev.load_checkpoint(plain)
+    for err in (missing, broken, foreign):
+        assert str(tmp_path) in _one_line(err)
 
 
 def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path):
@@ -173,8 +191,7 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
            f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
            "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
            "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     table1 = results["table1"]
@@ -210,10 +227,15 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert "| Model | Frames |" in result.stdout  # the tables are printed too
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert len(figures) == 2 and figures[1] == figures[0][:-4] + "_gradcam_baseline.png"
+    shown = json.loads((out / "figures" / figures[0].replace(".png", ".json")).read_text())
+    assert shown["true_label"]["label"] in CLASS_NAMES  # the model's own class names
+    assert shown["method"] == "attention"
+    assert json.loads((out / "figures" / figures[1].replace(".png", ".json")).read_text()
+                      )["method"] == "gradcam"
 
     bad = subprocess.run(cmd[:3] + [f"--checkpoint={tmp_path}/missing.keras",
                                     f"--files={_val(tiny_tfrecords)}"],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         capture_output=True, text=True, timeout=120, env=ENV)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
         f"stabn_tf.evaluate: error: {tmp_path}/missing.keras: no such checkpoint file"
@@ -223,8 +245,95 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     checkpoint = run / "checkpoints" / "final.keras"
-    with pytest.raises(ev.EvaluationError, match="no --files given and no training config"):
-        ev.run_validation_files(checkpoint)
+    with pytest.raises(ev.EvaluationError, match="no --files given and no run config") as err:
+        ev.validation_files(checkpoint)
+    _one_line(err)
+    (run / "config.json").write_text(json.dumps({"dataset": "tfrecord", "train_files": "x"}))
+    with pytest.raises(ev.EvaluationError, match="names no validation files") as err:
+        ev.validation_files(checkpoint)
+    _one_line(err)
     (run / "config.json").write_text(json.dumps({"dataset": "tfrecord",
                                                  "val_files": "/data/val-*.tfrecord"}))
-    assert ev.run_validation_files(checkpoint) == "/data/val-*.tfrecord"
+    assert ev.validation_files(checkpoint) == "/data/val-*.tfrecord"
+
+
+def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path):
+    """No run directory next to the checkpoint: the model carries everything evaluation
+    needs (frames, size, classes, kind)."""
+    alone = tmp_path / "somewhere" / "model.keras"
+    alone.parent.mkdir()
+    shutil.copy(models["stabn"], alone)
+    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
+           f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
+           "--invert=none,both", "--max_videos=4", "--batch_size=4"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4 |" in result.stdout
+    assert "| both inverted |" in result.stdout
+
+
+def _run(**kwargs):
+    kwargs.setdefault("log", lambda text: None)
+    return ev.run(**kwargs)
+
+
+def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfrecords,
+                                                              tmp_path):
+    val = _val(tiny_tfrecords)
+    missing = str(tmp_path / "missing.keras")  # never loaded: the flags fail first
+    with pytest.raises(ev.EvaluationError, match="unknown table") as err:
+        _run(checkpoint=missing, files=val, tables=["table3"])
+    _one_line(err)
+    for counts in ([0], [1, -2], []):
+        with pytest.raises(ev.EvaluationError, match="--num_clips must be >= 1") as err:
+            _run(checkpoint=missing, files=val, num_clips=counts)
+        _one_line(err)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(ev.EvaluationError, match="--output_dir: .* is a file") as err:
+        _run(checkpoint=missing, files=val, output_dir=str(a_file))
+    _one_line(err)
+    with pytest.raises(ev.EvaluationError, match="--output_dir: .* not writable") as err:
+        _run(checkpoint=missing, files=val, output_dir=str(a_file / "evaluation"))
+    _one_line(err)
+    with pytest.raises(ev.EvaluationError, match="no such checkpoint file") as err:
+        _run(checkpoint=missing, files=val)
+    _one_line(err)
+    with pytest.raises(ev.EvaluationError, match="no --files given and no run config") as err:
+        _run(checkpoint=models["stabn"])
+    _one_line(err)
+    with pytest.raises(ev.EvaluationError, match="no TFRecord files match") as err:
+        _run(checkpoint=models["stabn"], files=str(tmp_path / "nothing-*.tfrecord"))
+    _one_line(err)
+
+
+def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
+    """Records whose labels the model does not have, and shards without videos."""
+    small = tmp_path / "five_classes.keras"
+    stabn_tf.build_stabn(**{**TINY, "num_classes": 5, "class_names": None}).save(small)
+    for tables in (["table1"], ["explanation"]):
+        with pytest.raises(ev.EvaluationError, match="has 5 classes: the records and the "
+                           "checkpoint do not match") as err:
+            _run(checkpoint=str(small), files=_val(tiny_tfrecords), tables=tables,
+                 num_clips=[1], max_videos=12)
+        _one_line(err)
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    with pytest.raises(ev.EvaluationError, match="no videos in") as err:
+        _run(checkpoint=str(small), files=str(empty), tables=["table1"], num_clips=[1])
+    _one_line(err)
+
+
+
+def test_run_reads_the_split_from_the_checkpoints_run(models, tiny_tfrecords, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(models["stabn"], run / "checkpoints" / "final.keras")
+    (run / "config.json").write_text(json.dumps({"dataset": "tfrecord",
+                                                 "val_files": _val(tiny_tfrecords)}))
+    said = []
+    results = ev.run(checkpoint=str(run / "checkpoints" / "final.keras"), tables=["table1"],
+                     num_clips=[1], max_videos=3, log=said.append)
+    assert results["files"] == _val(tiny_tfrecords)
+    assert said[0] == f"evaluating the run's validation split: {_val(tiny_tfrecords)}"
+    assert results["table1"]["3D ResNet-18 ×0.125 + ST-ABN"]["videos"] == 3

@@ -5,15 +5,19 @@ import numpy as np
 import pytest
 
 import stabn_tf
-from stabn_tf.gradcam import GradCAM, grad_cam, resolve_layer, stage_output_layer
+from stabn_tf.explain.gradcam import GradCAM, grad_cam, resolve_layer
 
 TINY = dict(num_classes=5, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 
 
+LINEAR_LAYER = "res5_block1_out"
+
+
 def _linear_model(weights):
-    """clips → ReLU (named like a stage output) → GAP → dense: Grad-CAM is known exactly."""
+    """clips → ReLU (named like a stage output) → GAP → dense: Grad-CAM is known exactly.
+    A plain Keras model has no depth, so the layer is always named."""
     clips = keras.Input((3, 4, 4, 2))
-    acts = keras.layers.ReLU(name="res5_block1_out")(clips)
+    acts = keras.layers.ReLU(name=LINEAR_LAYER)(clips)
     pooled = keras.layers.GlobalAveragePooling3D()(acts)
     dense = keras.layers.Dense(weights.shape[1], name="perception", use_bias=False)
     model = keras.Model(clips, {"perception": dense(pooled)})
@@ -27,7 +31,7 @@ def test_gradcam_equals_the_closed_form_on_a_linear_head():
     model = _linear_model(weights)
     clips = rng.uniform(0, 1, size=(2, 3, 4, 4, 2)).astype(np.float32)
     clips[0, 1, 2, 3] = [5.0, 0.0]  # a strong channel-0 spot in frame 1 of clip 0
-    result = grad_cam(model, clips, class_indices=[0, 1])
+    result = grad_cam(model, clips, class_indices=[0, 1], layer=LINEAR_LAYER)
     # d logit_k / dA = W[c, k] / (T·h·w) everywhere, so α_c ∝ W[c, k].
     for b, k in enumerate([0, 1]):
         expected = np.maximum(clips[b] @ weights[:, k], 0.0)
@@ -45,14 +49,16 @@ def test_gradcam_explains_the_predicted_class_by_default():
     model = _linear_model(weights)
     clips = np.random.default_rng(1).uniform(size=(3, 3, 4, 4, 2)).astype(np.float32)
     predicted = model.predict(clips, verbose=0)["perception"].argmax(-1)
-    np.testing.assert_array_equal(grad_cam(model, clips, batch_size=2).class_indices, predicted)
+    result = grad_cam(model, clips, layer=LINEAR_LAYER, batch_size=2)
+    np.testing.assert_array_equal(result.class_indices, predicted)
 
 
 def test_layer_choice_prefers_the_prediction_path():
     stabn = stabn_tf.build_stabn(**TINY)
     baseline = stabn_tf.build_baseline(**TINY)
-    assert stage_output_layer(stabn) == "res5_block2_out"  # not att_res5_block2_out
-    assert stage_output_layer(baseline) == "res5_block2_out"
+    assert resolve_layer(stabn, None) == "res5_block2_out"  # not att_res5_block2_out
+    assert resolve_layer(baseline, None) == "res5_block2_out"
+    assert resolve_layer(stabn, "res5") == "res5_block2_out"
     assert resolve_layer(stabn, "res4") == "res4_block2_out"
     assert resolve_layer(stabn, "att_res5_block2_out") == "att_res5_block2_out"
     with pytest.raises(ValueError, match="res9"):

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from stabn_tf import explanation_metrics as em
+from stabn_tf.explain import metrics as em
 
 # A box covering the top-left quarter of the frame.
 TOP_LEFT = np.array([0.0, 0.0, 0.5, 0.5])
@@ -16,8 +17,6 @@ def _peaked(h, w, y, x):
 
 
 def test_upsample_matches_bilinear_half_pixel_resize():
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     maps = rng.uniform(size=(3, 4, 5))
     ours = em.upsample(maps, (16, 20))

@@ -1,0 +1,96 @@
+"""The results as Markdown, laid out like the paper: Table 1 (accuracy), Table 2 (attention
+inversion) and the explanation-quality table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from stabn_tf.layers.attention import INVERSIONS
+from stabn_tf.outputs import ATTENTION, PERCEPTION
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.3f}"
+
+
+def frames_label(num_frames: int, num_clips: int) -> str:
+    """"32" for one clip, "32+32" for two (the paper's notation), "32×3" beyond."""
+    if num_clips <= 2:
+        return "+".join([str(num_frames)] * num_clips)
+    return f"{num_frames}×{num_clips}"
+
+
+def table1_markdown(entries: Sequence[tuple[str, int, dict]]) -> str:
+    """Table 1 layout: model | frames | top-1 | top-5 (perception, the prediction), plus
+    the attention branch's own head. `entries`: (label, frames per clip,
+    `evaluate_accuracy` result), baseline first; rows grouped by clip count like the paper."""
+    lines = ["| Model | Frames | top-1 (%) | top-5 (%) | attention branch top-1 / top-5 (%) |",
+             "|---|---|---|---|---|"]
+    counts = sorted({int(n) for _, _, r in entries for n in r if n.isdigit()})
+    for n in counts:
+        for label, num_frames, results in entries:
+            if str(n) not in results:
+                continue
+            r = results[str(n)]
+            att = (f"{_pct(r[ATTENTION]['top1'])} / {_pct(r[ATTENTION]['top5'])}"
+                   if ATTENTION in r else "—")
+            lines.append(f"| {label} | {frames_label(num_frames, n)} | "
+                         f"{_pct(r[PERCEPTION]['top1'])} | {_pct(r[PERCEPTION]['top5'])} | "
+                         f"{att} |")
+    return "\n".join(lines)
+
+
+def table2_markdown(results: dict) -> str:
+    """Table 2 layout: inversion setting | top-1 | top-5, then the ordering check."""
+    names = {"none": "none (ST-ABN)", "spatial": "spatial inverted (1−Ms)",
+             "temporal": "temporal inverted (1−Mt)", "both": "both inverted"}
+    lines = ["| Attention | top-1 (%) | top-5 (%) | mean p(true class) |", "|---|---|---|---|"]
+    for mode in INVERSIONS:
+        if mode in results:
+            lines.append(f"| {names[mode]} | {_pct(results[mode]['top1'])} | "
+                         f"{_pct(results[mode]['top5'])} | "
+                         f"{_num(results[mode].get('true_class_probability'))} |")
+    order = results.get("ordering", {})
+    if order:
+        marks = ", ".join(f"{k}: {'yes' if v else 'no' if v is not None else '—'}"
+                          for k, v in order.items() if k != "reproduced")
+        lines.append("")
+        lines.append(f"Paper's ordering (top-1) reproduced: "
+                     f"{'yes' if order.get('reproduced') else 'no'} ({marks}).")
+    return "\n".join(lines)
+
+
+def explanation_markdown(quality: dict) -> str:
+    """method × metric table of `explanation_quality`'s result."""
+    lines = ["| Method | Model | Pointing game ↑ | Mass in box ↑ | Temporal AUROC ↑ "
+             "(per clip / pooled) | Frame deletion AUC ↓ | Region deletion AUC ↓ |",
+             "|---|---|---|---|---|---|---|"]
+    for row in quality["methods"]:
+        lines.append(f"| {row['method']} | {row['model']} | {_num(row['pointing_game'])} | "
+                     f"{_num(row['mass_in_box'])} | {_num(row['temporal_auroc'])} / "
+                     f"{_num(row['temporal_auroc_pooled'])} | "
+                     f"{_num(row['frame_deletion_auc'])} | {_num(row['region_deletion_auc'])} |")
+    size = quality["image_size"]
+    h, w = quality["map_size"]
+    lines += ["", f"{quality['videos']} videos, {quality['num_frames']} frames at {size}×{size} "
+              f"(Ms and the reference maps: {h}×{w} per frame). Spatial metrics on active "
+              "frames with the object visible; pointing tolerance "
+              f"{quality['pointing_tolerance'] * size:.1f} px; maps are bilinearly upsampled "
+              "to the frame. Temporal AUROC: active vs static frames. "
+              f"Deletion replaces frames / {quality['deletion_grid']}×"
+              f"{quality['deletion_grid']} cells per frame with the mean colour, most important "
+              "first, and integrates the true-class probability of the row's model (lower = "
+              "more faithful; compare with the random row of the same model). Grad-CAM "
+              "explains the true class; on ST-ABN its last stage (res5) is the perception "
+              "branch. Centre prior: a fixed central Gaussian (no temporal part)."]
+    if not quality["ground_truth"]:
+        lines.append("The records carry no ground truth (`clip/gt/*`): only deletion is scored.")
+    return "\n".join(lines)
+
