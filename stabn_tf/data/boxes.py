@@ -82,10 +82,35 @@ class VideoBoxes:
     first_frame: int = 0
 
 
-def problem(source: str, clip_id: object, frame: object, what: str) -> str:
+class Problem(str):
+    """One box problem: the line a person reads (`file: video id, frame f: what`), which
+    also keeps its parts (`file`, `clip_id`, `frame`, `what`) so the converter can list
+    them machine-readably (`to_json`) without parsing its own messages."""
+
+    file: str
+    clip_id: str
+    frame: int | str | None
+    what: str
+
+    def __new__(cls, source: str, clip_id: object, frame: object, what: str) -> Problem:
+        file = os.path.basename(source) or source
+        where = f"video {clip_id}" + ("" if frame is None else f", frame {frame}")
+        self = super().__new__(cls, f"{file}: {where}: {what}")
+        self.file, self.clip_id, self.what = file, str(clip_id), what
+        self.frame = frame if frame is None or isinstance(frame, int) else str(frame)
+        return self
+
+    def __getnewargs__(self) -> tuple:  # pickles (to and from worker processes) whole
+        return self.file, self.clip_id, self.frame, self.what
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "id": self.clip_id, "frame": self.frame,
+                "problem": self.what, "line": str(self)}
+
+
+def problem(source: str, clip_id: object, frame: object, what: str) -> Problem:
     """The one-line report of a box problem: file, video, frame, what is wrong."""
-    where = f"video {clip_id}" + ("" if frame is None else f", frame {frame}")
-    return f"{os.path.basename(source) or source}: {where}: {what}"
+    return Problem(source, clip_id, frame, what)
 
 
 def _number(value: object) -> bool:
@@ -102,10 +127,10 @@ def _something_else_role(label: dict) -> str:
 
 
 def parse_something_else(data: dict, source: str, roles: Sequence[str] = ROLES
-                         ) -> tuple[dict[str, VideoBoxes], list[str]]:
+                         ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """`{id: [frame, ...]}` (Something-Else) → (`{id: VideoBoxes}`, problem lines)."""
     out: dict[str, VideoBoxes] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for clip_id, frames in data.items():
         if not isinstance(frames, list):
             problems.append(problem(source, clip_id, None, "expected a list of frames, got "
@@ -172,10 +197,10 @@ def _simple_box(value: object) -> Box | str:
 
 
 def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
-                 ) -> tuple[dict[str, VideoBoxes], list[str]]:
+                 ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """The simple format (see the module doc) → (`{id: VideoBoxes}`, problem lines)."""
     out: dict[str, VideoBoxes] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for clip_id, entry in data.items():
         def bad(frame, what, clip_id=clip_id):
             problems.append(problem(source, clip_id, frame, what))
@@ -224,7 +249,7 @@ def _is_something_else(data: dict) -> bool:
 
 
 def load_box_files(paths: str | Iterable[str], categories: str = "both"
-                   ) -> tuple[dict[str, VideoBoxes], list[str]]:
+                   ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """Reads box files (Something-Else or the simple format, told apart per file) →
     (`{id: VideoBoxes}`, problem lines). `categories` ("hands", "objects", "both") picks
     the roles kept. A video in two files keeps the first file's boxes (and is reported).
@@ -239,7 +264,7 @@ def load_box_files(paths: str | Iterable[str], categories: str = "both"
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     table: dict[str, VideoBoxes] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for path in paths:
         path = os.fspath(path)
         try:
@@ -263,7 +288,7 @@ def load_box_files(paths: str | Iterable[str], categories: str = "both"
     return table, problems
 
 
-def unknown_ids(table: dict[str, VideoBoxes], known: Iterable[str]) -> list[str]:
+def unknown_ids(table: dict[str, VideoBoxes], known: Iterable[str]) -> list[Problem]:
     """One problem line per video in `table` that is not among the `known` ids."""
     known = set(known)
     return [problem(v.source, clip_id, None, "no such video in the converted splits")
@@ -278,7 +303,8 @@ def resolve(
     num_frames: int,
     fps: float | None,
     frame_size: tuple[int, int] | None,
-) -> tuple[list[list[tuple[tuple[float, float, float, float], str]]], list[int], list[str]]:
+) -> tuple[list[list[tuple[tuple[float, float, float, float], str]]], list[int],
+           list[Problem]]:
     """Fits a video's boxes to its decoded frames.
 
     Args:
@@ -296,7 +322,7 @@ def resolve(
     per_frame: list[list] = [[] for _ in range(num_frames)]
     annotated = [0] * num_frames
     distance = [math.inf] * num_frames
-    problems: list[str] = []
+    problems: list[Problem] = []
     size = boxes.frame_size if boxes.frame_size is not None else frame_size
     if boxes.pixels and size is None:
         return per_frame, annotated, [problem(boxes.source, boxes.clip_id, None, "boxes in "

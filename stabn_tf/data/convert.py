@@ -5,8 +5,18 @@
 
 Writes `<split>-00000-of-000NN.tfrecord` shards (schema: `stabn_tf.data.tfrecord`),
 `labels.txt` (index order), `manifest.json` (counts per split and class, frame
-statistics, settings) and `failures.jsonl` (one line per video that was skipped, with its
-reason).
+statistics, settings), `failures.jsonl` (one line per video that was skipped, with its
+reason) and `box_problems.jsonl` (one line per problem in the `--boxes` files).
+
+Boxes for attention supervision (`docs/boxes.md`): `--boxes=a.json[,b.json...]`
+(Something-Else's files for SSv2, or the simple format for boxes a person draws) and
+`--box_categories=hands|objects|both` (default both). The files are read once; each
+listed video's boxes are fitted to its decoded frames (Something-Else's 12 fps frame
+numbers mapped by time onto the decoded frame rate, pixels normalised by the original
+frame size) and stored per frame with their role. Videos not in the files get no box
+lists (unsupervised). A bad box, frame or video entry is one line (file, video, frame,
+what is wrong) in the summary and in `box_problems.jsonl`; the video is still written,
+without the bad boxes.
 
 Layouts (`--dataset`):
 - ssv2: `something-something-v2-{labels,train,validation,test}.json` (or the newer
@@ -37,10 +47,12 @@ Design points:
   same input gives byte-identical shards.
 - Resumable: a shard is written under `<name>.tmp` and renamed when complete, with a small
   record in `.shards/`: per video a key of everything its bytes depend on (settings,
-  annotation, the source file's size and mtime), the shard's byte size, statistics. A
-  re-run keeps shards whose keys all match, untouched; in the others it converts only
-  the videos whose key changed (fixed, replaced, added or relabelled) and copies the
-  rest's records, so the result is byte-identical to a fresh conversion. Adding or
+  annotation, its boxes, the source file's size and mtime), the shard's byte size,
+  statistics. A re-run keeps shards whose keys all match, untouched; in the others it
+  converts only the videos whose key changed (fixed, replaced, added, relabelled, or
+  given other boxes: editing a box file re-converts exactly the videos whose boxes
+  changed) and copies the rest's records, so the result is byte-identical to a fresh
+  conversion. Adding or
   removing annotation entries re-deals the videos after them (in hash order) over the
   shards, which keeps shards balanced but converts those videos again.
 - Checkable: `--verify --output_dir=DIR` reads every shard once and lists each corrupt,
@@ -68,9 +80,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
+from absl import flags, logging
 from PIL import Image
 
+from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import tfrecord, video
 from stabn_tf.data._parallel import default_workers, worker_pool
@@ -88,12 +101,19 @@ MIN_SHARDS = 8
 LABELS_FILE = "labels.txt"
 MANIFEST_FILE = "manifest.json"
 FAILURES_FILE = "failures.jsonl"
+#: One JSON line per problem found in the `--boxes` files (see `docs/boxes.md`).
+BOX_PROBLEMS_FILE = "box_problems.jsonl"
+#: Box problem lines repeated in the manifest and the end-of-run summary (all are in
+#: BOX_PROBLEMS_FILE).
+BOX_PROBLEMS_SHOWN = 20
 STATE_DIR = ".shards"
 #: In STATE_DIR: which dataset the directory holds (so another one is not mixed in).
 ORIGIN_FILE = "origin.json"
 #: Every file name the converter writes at the top of output_dir (shards: _SHARD_FILE).
-OWN_FILES = ("labels.txt", "manifest.json", "failures.jsonl")
+OWN_FILES = (LABELS_FILE, MANIFEST_FILE, FAILURES_FILE, BOX_PROBLEMS_FILE)
 #: Bump when the bytes written for the same input change, so old shards are rewritten.
+#: (Boxes from `--boxes` did not need a bump: they enter the input key of just the videos
+#: that have them; a video without boxes keeps its key and its bytes.)
 FORMAT_VERSION = 1
 
 SSV2_FILES = {  # official names, and the newer "labels/" layout
@@ -137,6 +157,8 @@ class VideoItem:
     kind: str = "video"
     gt_active: tuple[int, ...] | None = None
     gt_box: tuple[tuple[float, float, float, float], ...] | None = None
+    #: Boxes from the `--boxes` files, as read (fitted to the frames once decoded).
+    boxes: boxes_lib.VideoBoxes | None = None
 
 
 @dataclasses.dataclass
@@ -483,9 +505,31 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
     return jpegs, None, size, source_size
 
 
+def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
+               source_size: tuple[int, int] | None) -> tuple[list | None, list | None, list]:
+    """(per-frame boxes, annotated flags, problems) to store for one decoded video.
+
+    The file's boxes are fitted to the decoded frames (`boxes.resolve`). On a clip that
+    also has a synthetic object box, the frames the file annotates take its boxes and the
+    other frames keep the object box, so a person can correct a few frames.
+    """
+    if item.boxes is None:
+        return None, None, []
+    per_frame, annotated, problems = boxes_lib.resolve(item.boxes, num_frames, fps,
+                                                        source_size)
+    if item.gt_box is not None and len(item.gt_box) == num_frames:
+        gt = [[(b, boxes_lib.OBJECT)] if b[2] > b[0] and b[3] > b[1] else []
+              for b in item.gt_box]
+        per_frame = [mine if a else g for mine, a, g in zip(per_frame, annotated, gt)]
+        annotated = [1] * num_frames
+    return per_frame, annotated, problems
+
+
 def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
     """Decodes and encodes one video. Never raises: failures come back as
-    `{"ok": False, "reason": ...}` so one bad file cannot stop a conversion."""
+    `{"ok": False, "reason": ...}` so one bad file cannot stop a conversion. Problems
+    with the video's boxes come back as `box_problems` (dicts, `Problem.to_json`); the
+    video is written without the bad boxes."""
     try:
         if item.kind == "frames":
             jpegs, fps, (h, w), source_size = _frames_from_folder(item, settings)
@@ -494,11 +538,18 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
         if item.gt_active is not None and len(item.gt_active) != len(jpegs):
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
+        boxes, annotated, problems = _fit_boxes(item, len(jpegs), fps, source_size)
         data = tfrecord.make_sequence_example(
             item.clip_id, item.label_index, item.label_text, jpegs, frame_rate=fps,
-            gt_active=item.gt_active, gt_box=item.gt_box)
-        return {"ok": True, "data": data, "num_frames": len(jpegs), "height": h, "width": w,
-                "fps": fps, "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
+            gt_active=item.gt_active, gt_box=item.gt_box, boxes=boxes,
+            box_annotated=annotated)
+        result = {"ok": True, "data": data, "num_frames": len(jpegs), "height": h,
+                  "width": w, "fps": fps,
+                  "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
+        if item.boxes is not None:  # absent otherwise: results of box-less videos unchanged
+            result["box_frames"] = sum(annotated)
+            result["box_problems"] = [p.to_json() for p in problems]
+        return result
     except video.VideoReadError as e:
         return {"ok": False, "reason": e.reason if e.path == item.source else str(e)}
     except Exception as e:  # noqa: BLE001 - any per-video error is recorded, not fatal
@@ -546,9 +597,19 @@ def _source_stamp(item: VideoItem) -> object:
 
 def _input_key(item: VideoItem, settings: EncodeSettings) -> str:
     """Everything the bytes of one video's record depend on: the format, the settings, the
-    annotation (id, label, ground truth) and the source's stamp."""
+    annotation (id, label, ground truth), its boxes and the source's stamp.
+
+    The boxes enter with the name (not the folder) of their file, as their problem lines
+    do; a video without boxes has no `boxes` entry, so its key is what it was before
+    boxes existed and adding a box file re-converts only the videos it lists.
+    """
+    annotation = dataclasses.asdict(dataclasses.replace(item, boxes=None))
+    del annotation["boxes"]
+    if item.boxes is not None:
+        annotation["boxes"] = dataclasses.asdict(dataclasses.replace(
+            item.boxes, source=os.path.basename(item.boxes.source)))
     return hashlib.sha256(json.dumps(
-        [FORMAT_VERSION, dataclasses.asdict(settings), dataclasses.asdict(item),
+        [FORMAT_VERSION, dataclasses.asdict(settings), annotation,
          _source_stamp(item)], sort_keys=True).encode()).hexdigest()
 
 
@@ -627,6 +688,8 @@ class _Stats:
         self.heights: list[int] = []
         self.widths: list[int] = []
         self.kept_size = 0
+        self.boxed = 0  # written videos with boxes from a box file
+        self.box_problems: list[dict] = []
 
     def add(self, item: VideoItem, key: str, result: dict) -> None:
         self.videos.append([key, {k: v for k, v in result.items() if k != "data"}])
@@ -637,6 +700,9 @@ class _Stats:
             self.heights.append(result["height"])
             self.widths.append(result["width"])
             self.kept_size += int(result["kept_size"])
+            self.boxed += "box_frames" in result
+            self.box_problems += [{"split": item.split, **p}
+                                  for p in result.get("box_problems", [])]
         else:
             self.failures.append({"split": item.split, "id": item.clip_id,
                                   "source": item.source, "reason": result["reason"]})
@@ -648,7 +714,8 @@ class _Stats:
                 "per_class": dict(sorted(self.per_class.items())),
                 "frames_total": sum(self.frames), "frames_span": span(self.frames),
                 "height_span": span(self.heights), "width_span": span(self.widths),
-                "kept_size": self.kept_size}
+                "kept_size": self.kept_size, "boxed": self.boxed,
+                "box_problems": self.box_problems}
 
 
 def _write_shard(path: str, items: Sequence[VideoItem], keys: Sequence[str],
@@ -771,10 +838,13 @@ def _merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
                  shard_names: Sequence[str]) -> dict:
     per_class: collections.Counter = collections.Counter()
     failures = list(rejected)
-    written = frames_total = kept = 0
+    written = frames_total = kept = boxed = 0
+    box_problems: list[dict] = []
     spans: dict[str, list[int]] = {}
     for s in states:
         written += s["written"]
+        boxed += s.get("boxed", 0)  # .get: states written before boxes existed
+        box_problems += s.get("box_problems", [])
         failures += s["failures"]
         per_class.update(s["per_class"])
         frames_total += s["frames_total"]
@@ -793,7 +863,9 @@ def _merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
                    "mean": round(frames_total / written, 2) if written else None},
         "height": spans.get("height_span"), "width": spans.get("width_span"),
         "videos_not_downscaled": kept,
+        "videos_with_boxes": boxed,
         "_failures": failures,
+        "_box_problems": box_problems,
     }
 
 
@@ -861,6 +933,44 @@ def _reject_duplicates(listing: Listing) -> None:
             for it in split_items if id(it) in drop]
 
 
+def _attach_boxes(listing: Listing, files: Sequence[str], categories: str) -> list[dict]:
+    """Reads the box files once and gives each listed video its boxes (in place).
+
+    Returns the problems found before decoding (malformed entries, videos the files name
+    that are not in the converted splits), as `box_problems.jsonl` rows (split None).
+    Raises UsageError for a file that cannot be read at all: nothing in it can be used.
+    """
+    if not files:
+        return []
+    try:
+        table, problems = boxes_lib.load_box_files(files, categories)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    known = {it.clip_id for items in listing.items.values() for it in items}
+    # A rejected entry (bad video id, duplicate) is a failure already, not "no such video".
+    known |= {str(r["id"]) for rs in listing.rejected.values() for r in rs}
+    problems += boxes_lib.unknown_ids(table, known)
+    for split, items in listing.items.items():
+        listing.items[split] = [dataclasses.replace(it, boxes=table[it.clip_id])
+                                if it.clip_id in table else it for it in items]
+    return [{"split": None, **p.to_json()} for p in problems]
+
+
+def _schema(listing: Listing) -> dict:
+    """The manifest's list of the features the records can hold."""
+    items = [it for v in listing.items.values() for it in v]
+    lists = [tfrecord.IMAGE_ENCODED]
+    if any(it.gt_active is not None for it in items):
+        lists.append(tfrecord.GT_ACTIVE)
+    if any(it.gt_box is not None or it.boxes is not None for it in items):
+        lists += [*tfrecord.BOX_COORDS, tfrecord.BOX_ROLE, tfrecord.BOX_ANNOTATED]
+    if any(it.gt_box is not None and it.boxes is not None for it in items):
+        lists.append(tfrecord.GT_BOX)  # kept beside a person's boxes on a synthetic clip
+    return {"context": [tfrecord.CLIP_ID, tfrecord.LABEL_INDEX, tfrecord.LABEL_TEXT,
+                        tfrecord.NUM_FRAMES, tfrecord.FRAME_RATE],
+            "feature_lists": lists}
+
+
 def _results(pool, tasks: Iterable[tuple[VideoItem, EncodeSettings]]) -> Iterator[dict]:
     if pool is None:
         return map(_convert_task, tasks)
@@ -882,6 +992,8 @@ def convert_dataset(
     progress: bool = True,
     pool: multiprocessing.pool.Pool | None = None,
     overwrite: bool = False,
+    boxes: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    box_categories: str = "both",
 ) -> dict:
     """Converts a dataset to TFRecords in `output_dir`; returns the manifest (a dict).
 
@@ -904,10 +1016,16 @@ def convert_dataset(
         shared by generation and conversion saves a start-up.
       overwrite: replace the files of another dataset's conversion in `output_dir`
         (without it, that is refused). A re-run of the same dataset resumes either way.
+      boxes: box files (Something-Else or the simple format, `docs/boxes.md`); each listed
+        video's boxes are fitted to its decoded frames and stored in its record. Problems
+        in them never stop the run: each is one line in the summary and in
+        `box_problems.jsonl`, and the video is written without the bad boxes.
+      box_categories: which boxes of the files count: "hands", "objects" or "both".
 
     Raises:
       UsageError: an argument is unusable (output_dir a file, unwritable, or another
-        dataset's; unknown split; ...), raised before anything is written.
+        dataset's; unknown split; a box file that is missing or not a JSON object; ...),
+        raised before anything is written.
       LabelFileError: a label/annotation file is malformed (message names file and line).
       ConversionError: missing annotation files, or not a single video could be written.
     """
@@ -930,9 +1048,15 @@ def convert_dataset(
     counts = num_shards.values() if isinstance(num_shards, dict) else [num_shards]
     if any(c is not None and c < 0 for c in counts):
         raise UsageError(f"num_shards must be positive (or 0 for automatic), got {num_shards}")
+    if box_categories not in boxes_lib.CATEGORIES:
+        raise UsageError(f"box_categories must be one of {', '.join(boxes_lib.CATEGORIES)}, "
+                         f"got {box_categories!r}")
+    box_files = ([os.fspath(boxes)] if isinstance(boxes, (str, os.PathLike))
+                 else [os.fspath(b) for b in boxes or ()])
     _check_output_dir(output_dir)
     listing = list_dataset(dataset, input_dir, splits, video_dir=video_dir,
                            validation_fraction=validation_fraction)
+    box_problems = _attach_boxes(listing, box_files, box_categories)
     origin = {"dataset": dataset, "input_dir": os.path.realpath(input_dir),
               "videos": os.path.realpath(listing.notes.get("video_dir") or video_dir
                                          or input_dir)}
@@ -993,6 +1117,9 @@ def convert_dataset(
             split_summaries[split] = _merge_split(states, rejected, read, names)
 
     failures = [f for s in split_summaries.values() for f in s.pop("_failures")]
+    box_problems += [p for s in split_summaries.values() for p in s.pop("_box_problems")]
+    for p in box_problems:
+        logging.warning("box problem: %s", p["line"])
     elapsed = time.time() - t0
     manifest = {
         "dataset": dataset,
@@ -1000,28 +1127,28 @@ def convert_dataset(
         "num_classes": len(listing.labels),
         "labels_file": LABELS_FILE,
         "failures_file": FAILURES_FILE,
-        "schema": {"context": [tfrecord.CLIP_ID, tfrecord.LABEL_INDEX, tfrecord.LABEL_TEXT,
-                               tfrecord.NUM_FRAMES, tfrecord.FRAME_RATE],
-                   "feature_lists": [tfrecord.IMAGE_ENCODED] + (
-                       [tfrecord.GT_ACTIVE, tfrecord.GT_BOX]
-                       if any(it.gt_active is not None
-                              for v in listing.items.values() for it in v) else [])},
+        "schema": _schema(listing),
         "settings": {"short_side": settings.short_side, "jpeg_quality": jpeg_quality,
                      "workers": workers, "splits": list(splits),
                      "video_dir": listing.notes.get("video_dir"),
                      "validation_fraction": validation_fraction,
                      "format_version": FORMAT_VERSION},
         "splits": split_summaries,
+        "boxes": {"files": [os.path.abspath(b) for b in box_files],
+                  "categories": box_categories if box_files else None,
+                  "videos_with_boxes": sum(s["videos_with_boxes"]
+                                           for s in split_summaries.values()),
+                  "problems": len(box_problems), "problems_file": BOX_PROBLEMS_FILE,
+                  "first_problems": [p["line"] for p in box_problems[:BOX_PROBLEMS_SHOWN]]},
         "notes": {k: v for k, v in listing.notes.items() if k != "video_dir"},
         "elapsed_s": round(elapsed, 2),
         "videos_processed_this_run": processed,
         "videos_per_s": round(processed / elapsed, 2) if elapsed > 0 else None,
     }
-    with open(os.path.join(output_dir, FAILURES_FILE + ".tmp"), "w", encoding="utf-8") as f:
-        for failure in failures:
-            f.write(json.dumps(failure) + "\n")
-    os.replace(os.path.join(output_dir, FAILURES_FILE + ".tmp"),
-               os.path.join(output_dir, FAILURES_FILE))
+    _atomic_write_text(os.path.join(output_dir, FAILURES_FILE),
+                       "".join(json.dumps(failure) + "\n" for failure in failures))
+    _atomic_write_text(os.path.join(output_dir, BOX_PROBLEMS_FILE),
+                       "".join(json.dumps(p) + "\n" for p in box_problems))
     _atomic_write_text(os.path.join(output_dir, MANIFEST_FILE),
                        json.dumps(manifest, indent=2) + "\n")
     if sum(s["written"] for s in split_summaries.values()) == 0:
@@ -1048,6 +1175,16 @@ def format_summary(manifest: dict) -> str:
     failed = sum(s["failed"] for s in manifest["splits"].values())
     if failed:
         lines.append(f"{failed} failures listed in {manifest['failures_file']}")
+    boxes = manifest.get("boxes") or {}
+    if boxes.get("files"):
+        lines.append(f"boxes ({boxes['categories']}) from {len(boxes['files'])} file(s): "
+                     f"{boxes['videos_with_boxes']} videos with boxes, {boxes['problems']} "
+                     f"problems" + (f" listed in {boxes['problems_file']}:"
+                                    if boxes["problems"] else ""))
+        lines += [f"  {line}" for line in boxes["first_problems"]]
+        if boxes["problems"] > len(boxes["first_problems"]):
+            lines.append(f"  ... and {boxes['problems'] - len(boxes['first_problems'])} "
+                         f"more in {boxes['problems_file']}")
     return "\n".join(lines)
 
 
@@ -1057,8 +1194,6 @@ def format_summary(manifest: dict) -> str:
 def _define_flags() -> None:
     # Defined only when run as a program, so importing this module (e.g. from the trainer)
     # never clashes with the importer's own flags.
-    from absl import flags
-
     flags.DEFINE_enum("dataset", None, list(DATASETS), "Input layout (required unless "
                       "--verify).")
     flags.DEFINE_string("input_dir", None, "Dataset root directory (required unless --verify).")
@@ -1079,6 +1214,11 @@ def _define_flags() -> None:
     flags.DEFINE_float("validation_fraction", 0.0, "folder layout without split folders: "
                        "fraction of videos put in the validation split.")
     flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.DEFINE_list("boxes", [], "Box files (Something-Else JSON or the simple format of "
+                      "docs/boxes.md), comma-separated: the listed videos' boxes go into "
+                      "their records for attention supervision.")
+    flags.DEFINE_enum("box_categories", "both", list(boxes_lib.CATEGORIES),
+                      "Which boxes of --boxes count: hands, objects or both.")
 
 
 def verify_output_dir(output_dir: str) -> list[str]:
@@ -1117,8 +1257,6 @@ def _verify_main(output_dir: str) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
-
     f = flags.FLAGS
     try:
         if len(argv) > 1:
@@ -1134,7 +1272,7 @@ def main(argv: Sequence[str]) -> None:
             num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
             jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
             validation_fraction=f.validation_fraction, progress=f.progress,
-            overwrite=f.overwrite)
+            overwrite=f.overwrite, boxes=f.boxes, box_categories=f.box_categories)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,7 +2,7 @@
 
 This module is the single place the feature keys live, so the converter that writes
 records and the pipeline that reads them cannot drift apart. The keys follow TF Model
-Garden / DMVR video readers (DESIGN.md §4), so records written here can be read by those
+Garden / DMVR video readers, so records written here can be read by those
 tools too; the optional `clip/gt/*` feature lists carry the synthetic dataset's ground
 truth for explanation metrics.
 
@@ -17,7 +17,8 @@ with one entry per frame, each entry holding as many values as the frame has box
   annotated with no box: nothing to look at), 0 where nobody annotated it.
 
 The synthetic set's acting object is stored this way (role `object`, every frame
-annotated); `clip/gt/box` is no longer written but still read from older records, and
+annotated); `clip/gt/box` is written only when other boxes replace it (a person's boxes
+on a synthetic clip) and still read from older records, and
 `parse_sequence_example(with_ground_truth=True)` derives it from the boxes otherwise
 (the first `object` box of each frame), so readers see one layout.
 """
@@ -70,8 +71,9 @@ def make_sequence_example(
 
     `boxes`: per frame, a list of `((ymin, xmin, ymax, xmax) normalised, role)`, with
     `box_annotated` (0/1 per frame; default: all 1). `gt_box` (one box per frame, all
-    zeros where not visible) is stored as role-`object` boxes on every frame; `boxes`, when
-    also given, replace it.
+    zeros where not visible) is stored as role-`object` boxes on every frame; when `boxes`
+    are also given (e.g. a person's boxes on a synthetic clip), they are the boxes and
+    `gt_box` is kept as `clip/gt/box`, so the ground truth the metrics read is unchanged.
     """
     n = len(frames_jpeg)
     if n == 0:
@@ -83,10 +85,11 @@ def make_sequence_example(
             )
     if gt_box is not None and gt_active is None:
         raise ValueError(f"clip {clip_id!r}: gt_box comes with gt_active")
+    for box in gt_box or ():
+        if len(box) != 4:
+            raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
+    keep_gt_box = boxes is not None and gt_box is not None
     if boxes is None and gt_box is not None:
-        for box in gt_box:
-            if len(box) != 4:
-                raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
         visible = [box[2] > box[0] and box[3] > box[1] for box in gt_box]
         boxes = [[(box, "object")] if v else [] for box, v in zip(gt_box, visible)]
     if boxes is not None:
@@ -113,6 +116,10 @@ def make_sequence_example(
         active = lists[GT_ACTIVE].feature
         for a in gt_active:
             active.add().int64_list.value.append(int(a))
+    if keep_gt_box:
+        gt = lists[GT_BOX].feature
+        for box in gt_box:
+            gt.add().float_list.value.extend(float(v) for v in box)
     if boxes is not None:
         coords = [lists[key].feature for key in BOX_COORDS]
         roles = lists[BOX_ROLE].feature

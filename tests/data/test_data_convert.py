@@ -59,7 +59,11 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
         assert set(s["per_class"].values()) == {per_class}
         assert s["frames"] == {"total": 12 * 12 * per_class, "min": 12, "max": 12, "mean": 12}
         assert len(glob.glob(os.path.join(out, f"{split}-*-of-00003.tfrecord"))) == 3
-    assert tfrecord.GT_BOX in manifest["schema"]["feature_lists"]
+    # The synthetic ground truth: active flags, and the object box as `clip/box/*` boxes.
+    assert manifest["schema"]["feature_lists"] == [
+        tfrecord.IMAGE_ENCODED, tfrecord.GT_ACTIVE, *tfrecord.BOX_COORDS, tfrecord.BOX_ROLE,
+        tfrecord.BOX_ANNOTATED]
+    assert manifest["boxes"]["files"] == [] and manifest["boxes"]["problems"] == 0
 
     # Labels in the records agree with the annotation files.
     with open(os.path.join(synthetic_raw, "something-something-v2-validation.json")) as f:
