@@ -38,7 +38,9 @@ HELP = {
     "dropout": "Dropout before the classifiers.",
     "attention_head": "per_frame (reference) or gap: the attention branch's scores.",
     "fusion_relu": "ReLU after the attention fusion (the paper's code has it).",
-    "init": "none, imagenet (inflated Keras ResNet-50; downloads), or a checkpoint path.",
+    "init": "none; imagenet (torchvision's ResNet-50 from the Hugging Face Hub, inflated; "
+            "imagenet:<owner>/<repo> for another timm ResNet-50, imagenet:keras for "
+            "Keras's); a .safetensors file; or a .keras / .weights.h5 checkpoint.",
     "batch_size": "Global batch size over all replicas.",
     "epochs": "Training epochs.",
     "steps_per_epoch": "0: one pass over the training split.",
@@ -54,6 +56,12 @@ HELP = {
     "label_smoothing": "Label smoothing of both cross-entropies.",
     "perception_loss_weight": "Weight of the perception branch's cross-entropy.",
     "attention_loss_weight": "Weight of the attention branch's cross-entropy.",
+    "attention_supervision_weight": "λ of the loss between Ms and the box masks on annotated "
+                                    "frames (0: the paper's recipe; needs records with boxes).",
+    "temporal_supervision_weight": "λ of the loss between Mt and the per-frame 'action "
+                                   "happens' labels where the records have them (0: off).",
+    "supervised_fraction": "Use the boxes/labels of this fixed, seeded fraction of the "
+                           "training videos only ('a few annotated videos').",
     "precision": "float32, mixed_float16 or mixed_bfloat16.",
     "jit_compile": "Compile the train step with XLA.",
     "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu.",

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from stabn_tf.outputs import ATTENTION, PERCEPTION
+
 REFERENCE_BATCH = 64
 SCHEDULES = ("step", "cosine")
 
@@ -121,6 +123,10 @@ class SparseCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+#: The outputs trained with cross-entropy against the class labels.
+LOGITS_OUTPUTS = (PERCEPTION, ATTENTION)
+
+
 def top_k_metrics() -> list[keras.metrics.Metric]:
     return [keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
             keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
@@ -128,14 +134,21 @@ def top_k_metrics() -> list[keras.metrics.Metric]:
 
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
                   label_smoothing: float = 0.0, loss_weights: dict[str, float] | None = None,
+                  extra_losses: dict[str, keras.losses.Loss] | None = None,
                   jit_compile: bool | str = False, steps_per_execution: int = 1) -> None:
-    """Cross-entropy on each logits output (weights 1/1 by default) and top-1/top-5 per head."""
-    heads = list(model.output)
-    weights = {head: 1.0 for head in heads} | (loss_weights or {})
+    """Cross-entropy on each logits output (weights 1/1 by default) and top-1/top-5 per head.
+
+    `extra_losses` adds losses on other outputs (the attention maps of
+    `explanation_model(model)`, for attention supervision), weighted by `loss_weights`.
+    """
+    heads = [head for head in model.output if head in LOGITS_OUTPUTS]
+    losses = {head: SparseCrossEntropy(label_smoothing) for head in heads}
+    losses |= extra_losses or {}
+    weights = {name: 1.0 for name in losses} | (loss_weights or {})
     model.compile(
         optimizer=optimizer,
-        loss={head: SparseCrossEntropy(label_smoothing) for head in heads},
-        loss_weights={head: weights[head] for head in heads},
+        loss=losses,
+        loss_weights={name: weights[name] for name in losses},
         metrics={head: top_k_metrics() for head in heads},
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,

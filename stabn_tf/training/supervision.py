@@ -38,6 +38,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from stabn_tf.outputs import SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+
 #: Probabilities are clipped to [EPSILON, 1 − EPSILON] before the log: a saturated
 #: sigmoid must give a large but finite loss, so 0 · loss stays exactly 0.
 EPSILON = 1e-6
@@ -94,19 +96,42 @@ def temporal_supervision_loss(targets: dict, mt: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(tf.reduce_sum(weights * per_frame), tf.reduce_sum(weights))
 
 
+def pack_targets(targets: dict) -> dict:
+    """The supervision targets as one tensor per model output, the form `model.fit` hands
+    a per-output loss: `spatial_attention` `[B, T, h, w, 2]` (box mask, frame annotated)
+    and `temporal_attention` `[B, T, 2]` (active, clip labelled)."""
+    mask = tf.cast(targets["box_mask"], tf.float32)
+    frames = tf.cast(targets["box_frames"], tf.float32)[..., tf.newaxis, tf.newaxis]
+    active = tf.cast(targets["active"], tf.float32)
+    known = tf.cast(targets["active_known"], tf.float32)[:, tf.newaxis]
+    return {SPATIAL_ATTENTION: tf.stack([mask, tf.broadcast_to(frames, tf.shape(mask))], -1),
+            TEMPORAL_ATTENTION: tf.stack([active, tf.broadcast_to(known, tf.shape(active))],
+                                         -1)}
+
+
+def _unpack(y_true, keys: tuple[str, str]) -> dict:
+    if isinstance(y_true, dict):
+        return y_true
+    first, second = y_true[..., 0], y_true[..., 1]
+    # The second channel repeats one value per frame (spatial) or per clip (temporal).
+    second = second[..., 0, 0] if keys[1] == "box_frames" else second[..., 0]
+    return {keys[0]: first, keys[1]: second}
+
+
 @keras.saving.register_keras_serializable(package="stabn_tf")
 class SpatialSupervisionLoss(keras.losses.Loss):
     """`spatial_supervision_loss` as a Keras loss: `loss(targets, ms) -> scalar`, where
     `targets` is the dict of `make_dataset(with_boxes=True)` (or any dict holding
-    `box_mask` and `box_frames`). Already a batch mean over annotated frames, so
-    `sample_weight` is not supported."""
+    `box_mask` and `box_frames`) or its `pack_targets` tensor. Already a batch mean over
+    annotated frames, so `sample_weight` is not supported."""
 
     def __init__(self, balanced: bool = True, name: str = "spatial_supervision", **kwargs):
         super().__init__(name=name, **kwargs)
         self.balanced = bool(balanced)
 
     def call(self, y_true, y_pred):
-        return spatial_supervision_loss(y_true, y_pred, balanced=self.balanced)
+        targets = _unpack(y_true, ("box_mask", "box_frames"))
+        return spatial_supervision_loss(targets, y_pred, balanced=self.balanced)
 
     def get_config(self):
         return {**super().get_config(), "balanced": self.balanced}
@@ -115,10 +140,10 @@ class SpatialSupervisionLoss(keras.losses.Loss):
 @keras.saving.register_keras_serializable(package="stabn_tf")
 class TemporalSupervisionLoss(keras.losses.Loss):
     """`temporal_supervision_loss` as a Keras loss: `loss(targets, mt) -> scalar`, with
-    `targets` holding `active` and `active_known`."""
+    `targets` holding `active` and `active_known` (or its `pack_targets` tensor)."""
 
     def __init__(self, name: str = "temporal_supervision", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return temporal_supervision_loss(y_true, y_pred)
+        return temporal_supervision_loss(_unpack(y_true, ("active", "active_known")), y_pred)

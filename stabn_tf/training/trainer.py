@@ -11,6 +11,7 @@ training starts leaves an existing run byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -18,9 +19,10 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from stabn_tf import data as data_lib
@@ -30,8 +32,14 @@ from stabn_tf.inference.inputs import Clip, tfrecord_clips
 from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models.inflate import InitError, initialize, parse_init
-from stabn_tf.models.stabn import ATTENTION_HEADS, VideoClassifier, build_baseline, build_stabn
-from stabn_tf.outputs import ATTENTION, PERCEPTION
+from stabn_tf.models.stabn import (
+    ATTENTION_HEADS,
+    VideoClassifier,
+    build_baseline,
+    build_stabn,
+    explanation_model,
+)
+from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.runs import RunDirectory, RunError, data_patterns
 from stabn_tf.training.callbacks import (
     AttentionImages,
@@ -47,6 +55,11 @@ from stabn_tf.training.distribute import (
     task_identity,
 )
 from stabn_tf.training.recipe import apply_weight_decay, build_optimizer, compile_model
+from stabn_tf.training.supervision import (
+    SpatialSupervisionLoss,
+    TemporalSupervisionLoss,
+    pack_targets,
+)
 
 MODELS = ("stabn", "baseline")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -88,7 +101,7 @@ class TrainConfig:
     dropout: float = 0.5
     attention_head: str = "per_frame"
     fusion_relu: bool = True
-    init: str = "none"  # none | imagenet | path to a .keras / .weights.h5 file
+    init: str = "none"  # none | imagenet[:<repo>|:keras] | a weights or checkpoint file
     # optimisation
     batch_size: int = 64  # global, over all replicas
     epochs: int = 150
@@ -105,6 +118,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     perception_loss_weight: float = 1.0
     attention_loss_weight: float = 1.0
+    # attention supervision (0: the paper's recipe, unchanged)
+    attention_supervision_weight: float = 0.0
+    temporal_supervision_weight: float = 0.0
+    supervised_fraction: float = 1.0
     # execution
     precision: str = "float32"
     jit_compile: bool = False
@@ -133,7 +150,8 @@ def check_config(config: TrainConfig) -> None:
     for name in ("steps_per_epoch", "validation_steps", "backup_every_steps",
                  "explain_every_epochs", "num_explain_clips", "num_classes", "weight_decay",
                  "clip_norm", "warmup_epochs", "perception_loss_weight",
-                 "attention_loss_weight", "base_lr"):
+                 "attention_loss_weight", "base_lr", "attention_supervision_weight",
+                 "temporal_supervision_weight"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}.")
     if not config.width_multiplier > 0:
@@ -141,6 +159,12 @@ def check_config(config: TrainConfig) -> None:
     for name in ("momentum", "dropout", "label_smoothing"):
         if not 0 <= getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be in [0, 1), got {getattr(config, name)}.")
+    if not 0 < config.supervised_fraction <= 1:
+        raise ConfigError(f"--supervised_fraction must be in (0, 1], got "
+                          f"{config.supervised_fraction}.")
+    if supervised(config) and config.model != "stabn":
+        raise ConfigError("attention supervision needs --model=stabn (the baseline has no "
+                          "attention maps).")
     if any(e < 1 for e in config.decay_epochs):
         raise ConfigError(f"--decay_epochs must be >= 1, got {list(config.decay_epochs)}.")
     try:
@@ -150,6 +174,11 @@ def check_config(config: TrainConfig) -> None:
     if init.from_resnet50 and (config.depth != 50 or config.width_multiplier != 1.0):
         raise ConfigError(f"--init={config.init} needs --depth=50 and --width_multiplier=1 "
                           "(ImageNet ResNet-50 weights).")
+
+
+def supervised(config: TrainConfig) -> bool:
+    """Whether the run adds attention-supervision losses (any weight above 0)."""
+    return config.attention_supervision_weight > 0 or config.temporal_supervision_weight > 0
 
 
 @dataclasses.dataclass
@@ -249,13 +278,24 @@ def setup_execution(config: TrainConfig) -> Execution:
 
 def build_training_model(config: TrainConfig, data: TrainingData, execution: Execution,
                          steps_per_epoch: int) -> tuple[VideoClassifier, keras.Model]:
-    """(the network that gets saved, the model `fit` runs), compiled with the recipe."""
+    """(the network that gets saved, the model `fit` runs), compiled with the recipe.
+
+    With attention supervision, `fit` runs `explanation_model(model)` (the same layers, Ms
+    and Mt as outputs too) with a loss on each map; otherwise the network itself.
+    """
     with execution.strategy.scope():
         model = build_model(config, data.class_names)
         apply_weight_decay(model, config.weight_decay)
+    fitted = explanation_model(model) if supervised(config) else model
     # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
     # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
-    trainer = multi_worker_trainer(model) if is_multi_worker(execution.strategy) else model
+    trainer = multi_worker_trainer(fitted) if is_multi_worker(execution.strategy) else fitted
+    extra_losses, extra_weights = {}, {}
+    if supervised(config):
+        extra_losses = {SPATIAL_ATTENTION: SpatialSupervisionLoss(),
+                        TEMPORAL_ATTENTION: TemporalSupervisionLoss()}
+        extra_weights = {SPATIAL_ATTENTION: config.attention_supervision_weight,
+                         TEMPORAL_ATTENTION: config.temporal_supervision_weight}
     with execution.strategy.scope():
         optimizer = build_optimizer(
             global_batch_size=config.batch_size, steps_per_epoch=steps_per_epoch,
@@ -265,8 +305,8 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
             clip_global_norm=config.clip_norm)
         compile_model(trainer, optimizer, label_smoothing=config.label_smoothing,
                       loss_weights={PERCEPTION: config.perception_loss_weight,
-                                    ATTENTION: config.attention_loss_weight},
-                      jit_compile=config.jit_compile)
+                                    ATTENTION: config.attention_loss_weight} | extra_weights,
+                      extra_losses=extra_losses, jit_compile=config.jit_compile)
         trainer.optimizer.build(trainer.trainable_variables)  # here: its variables need the scope
         _load_init(model, config.init)
     return model, trainer
@@ -274,8 +314,21 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
 
 def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
                   heads: Sequence[str]):
-    """(training, validation) datasets with labels for the model's heads only."""
+    """(training, validation) datasets with labels for the model's heads only, and with
+    attention supervision the packed box / active targets (training: the boxes of the
+    `supervised_fraction` subset; validation: all of them, so its losses are comparable)."""
     replicas = execution.replicas
+    supervise = supervised(config)
+
+    def targets_for(targets):
+        out = {h: targets[h] for h in heads}
+        return out | pack_targets(targets) if supervise else out
+
+    def supervision(training: bool) -> dict:
+        if not supervise:
+            return {}
+        return {"with_boxes": True, "supervision_seed": config.seed,
+                "supervised_fraction": config.supervised_fraction if training else 1.0}
 
     def dataset(files, training):
         def make(batch_size, input_context=None):
@@ -285,8 +338,8 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
                 files, training=training, num_frames=config.num_frames,
                 image_size=config.image_size, batch_size=batch_size,
                 repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
-                seed=config.seed, input_context=input_context)
-            return ds.map(lambda clips, targets: (clips, {h: targets[h] for h in heads}))
+                seed=config.seed, input_context=input_context, **supervision(training))
+            return ds.map(lambda clips, targets: (clips, targets_for(targets)))
 
         if replicas == 1:
             return make(config.batch_size)
@@ -335,6 +388,23 @@ def _resume_epoch(backup_dir: str) -> int:
         epoch = int(json.load(f).get("epoch", 0))
     logging.info("resuming from the backup in %s at epoch %d", backup_dir, epoch + 1)
     return epoch
+
+
+@contextlib.contextmanager
+def _naming_corrupt_shards(data: TrainingData, backup_dir: str) -> Iterator[None]:
+    """Turns tf.data's long error for a corrupt record (met mid-epoch: the clip count came
+    from the converter's records of the shards) into one line naming the shard."""
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        problems = data_lib.verify_tfrecords(data.train_files + data.val_files)
+        if not problems:
+            raise
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TrainingError(
+            f"corrupt training data: {problems[0]}{more}; `python -m stabn_tf.data.convert "
+            f"--verify --output_dir=<dir>` lists them all. Training stopped; the last "
+            f"backup is kept in {backup_dir}.") from e
 
 
 def train(config: TrainConfig) -> dict:
@@ -392,7 +462,7 @@ def train(config: TrainConfig) -> dict:
 
     start = time.time()
     # Under the scope: the multi-worker trainer takes its strategy from the context.
-    with execution.strategy.scope():
+    with execution.strategy.scope(), _naming_corrupt_shards(data, backup_dir):
         trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                     validation_data=val_data, validation_steps=validation_steps,
                     callbacks=callbacks, verbose=config.verbose, shuffle=False)
