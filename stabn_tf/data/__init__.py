@@ -1,5 +1,5 @@
 """Video data for ST-ABN: converters, the tf.data pipeline, single-file loading, and the
-built-in synthetic Something-Something (DESIGN.md §4).
+built-in synthetic Something-Something (docs/architecture.md §3).
 
 - `python -m stabn_tf.data.convert`: SSv1 / SSv2 / class-folder videos → TFRecord shards.
 - `python -m stabn_tf.data.synthetic`: the synthetic dataset (SSv2 layout + ground truth).

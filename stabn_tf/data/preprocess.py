@@ -1,4 +1,4 @@
-"""Crop, resize, colour jitter and normalisation of clips (DESIGN.md §4).
+"""Crop, resize, colour jitter and normalisation of clips (docs/architecture.md §3).
 
 This is the one place the ImageNet statistics live. `IMAGENET_MEAN` / `IMAGENET_STD` are
 RGB on the **0..1 scale**; `normalize` takes uint8 pixels (0..255) or floats already on the

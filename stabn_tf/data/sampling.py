@@ -1,4 +1,4 @@
-"""Which frames a clip uses: uniform segment sampling (DESIGN.md §4).
+"""Which frames a clip uses: uniform segment sampling (docs/architecture.md §3).
 
 The video's N frames are split into T equal segments and one frame is taken from each:
 a random position inside the segment when training, the centre when evaluating. For

@@ -23,7 +23,7 @@ from stabn_tf.data.preprocessor import ClipPreprocessor
 #: carries its full duration in the header, and decodes without an error.
 MIN_DURATION_COVERAGE = 0.9
 
-#: Short side videos are stored at by default (DESIGN.md §4: eval resizes to 256).
+#: Short side videos are stored at by default (evaluation resizes to 256; docs/architecture.md §3).
 DEFAULT_SHORT_SIDE = 256
 
 

@@ -1,7 +1,7 @@
 """Video convolution and pooling built from 2D ops only.
 
 TFLite's CONV_3D kernel is float-only and 3D pooling does not convert at all
-(DESIGN.md §2), so the network that trains is written with 2D ops from the start:
+(docs/architecture.md §2), so the network that trains is written with 2D ops from the start:
 the model that trains is the model that ships, with no second copy of the
 architecture to keep in sync.
 

@@ -77,7 +77,7 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """One training run. Defaults are the paper's recipe on SSv2 (DESIGN.md §5)."""
+    """One training run. Defaults are the paper's recipe on SSv2."""
 
     output_dir: str = "runs/stabn"
     # data
