@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from stabn_tf.explain.__main__ import check_output_dir
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, OutputNames, Prediction, open_runner, run_inputs
+from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
 
@@ -51,9 +51,9 @@ def main(argv: Sequence[str]) -> None:
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
         if f.output_dir:
-            check_output_dir(f.output_dir)
+            check_writable_dir(f.output_dir)
         runner = open_runner(f.checkpoint)
-    except InferenceError as e:
+    except (InferenceError, RunError) as e:
         print(f"stabn_tf.predict: error: {e}", file=sys.stderr)
         sys.exit(2)
     names = OutputNames()

@@ -57,6 +57,22 @@ def data_patterns(settings: Mapping) -> tuple[str, str]:
     return settings.get("train_files", ""), settings.get("val_files", "")
 
 
+def check_writable_dir(path: str | os.PathLike) -> None:
+    """Creates the folder if needed and proves a file can be written in it (leaving nothing
+    behind); `RunError` with one line otherwise. Every command that writes into an output
+    folder calls this before any work, so a typo does not cost a whole run."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunError(f"output directory {path!r} is a file, not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise RunError(f"output directory {path!r} is not writable: {e.strerror or e}") \
+            from None
+
+
 class RunDirectory:
     """The files of one run (see the module docstring)."""
 
@@ -106,17 +122,7 @@ class RunDirectory:
         return self.file("results.json")
 
     def check_writable(self) -> None:
-        """Creates the folder if needed and proves a file can be written in it (leaving
-        nothing behind); `RunError` with one line otherwise."""
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise RunError(f"output directory {self.path!r} is a file")
-        try:
-            os.makedirs(self.path, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.path):
-                pass
-        except OSError as e:
-            raise RunError(f"output directory {self.path!r} is not writable: "
-                           f"{e.strerror or e}") from None
+        check_writable_dir(self.path)
 
     def make_folders(self) -> None:
         for folder in (self.checkpoints, self.logs, self.explanations):

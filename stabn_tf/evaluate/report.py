@@ -22,7 +22,7 @@ from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, KerasRunner, OutputNames, tfrecord_clips
 from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.models.stabn import VideoClassifier
-from stabn_tf.runs import RunDirectory, RunError, write_atomic
+from stabn_tf.runs import RunError, check_writable_dir, write_atomic
 
 TABLES = ("table1", "table2", "explanation")
 #: The Markdown file of each table in `output_dir` (all of them together: `tables.md`).
@@ -34,7 +34,7 @@ def check_output_dir(path: str) -> None:
     """Creates `path` and proves it can hold files, in one line otherwise; called before
     any model runs so a typo does not cost a whole evaluation."""
     try:
-        RunDirectory(path).check_writable()
+        check_writable_dir(path)
     except RunError as e:
         raise EvaluationError(f"--output_dir: {e}") from None
 

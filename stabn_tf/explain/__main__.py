@@ -17,7 +17,6 @@ model runs; an unreadable input prints one error line and the others are still e
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ from absl import app, flags
 from stabn_tf.explain.render import ANIMATIONS, render_prediction
 from stabn_tf.inference import METHODS, InferenceError, OutputNames, Prediction, open_runner
 from stabn_tf.inference.runner import run_inputs
+from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
 
@@ -46,19 +46,6 @@ def _define_flags() -> None:
     flags.mark_flag_as_required("checkpoint")
 
 
-def check_output_dir(path: str) -> None:
-    """Creates `path` or says in one line why it cannot hold the outputs."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InferenceError(f"--output_dir={path}: is a file, not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise InferenceError(f"--output_dir={path}: cannot create it ({e.strerror or e})") \
-            from None
-    if not os.access(path, os.W_OK):
-        raise InferenceError(f"--output_dir={path}: not writable")
-
-
 def main(argv: Sequence[str]) -> None:
     inputs = list(argv[1:])
     if not inputs:
@@ -72,9 +59,9 @@ def main(argv: Sequence[str]) -> None:
         for name in ("columns", "top_k", "max_clips"):
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        check_output_dir(f.output_dir)
+        check_writable_dir(f.output_dir)
         runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None)
-    except InferenceError as e:
+    except (InferenceError, RunError) as e:
         print(f"stabn_tf.explain: error: {e}", file=sys.stderr)
         sys.exit(2)
     names = OutputNames()
