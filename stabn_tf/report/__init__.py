@@ -1,0 +1,17 @@
+"""The explanation browser: one command turns a checkpoint and its validation split into a
+static web site (summary, gallery of every clip, a page per clip) that opens from disk.
+
+    python -m stabn_tf.report --checkpoint=runs/demo/checkpoints/final.keras \\
+        --output_dir=runs/demo/report
+
+Modules: `site` (`build_report`: what the command does, as one call: it runs the models,
+draws every picture through `stabn_tf.explain.render`, and keeps per-clip results so a
+re-run draws nothing twice), `clips` (one clip's record: prediction, thumbnail and
+ground-truth scores), `pages` (the HTML, CSS and JavaScript, written here, no
+dependencies), `charts` (the confusion matrix and the Mt sparkline).
+"""
+
+from stabn_tf.report.models import ReportModel, checkpoint_key
+from stabn_tf.report.site import build_report
+
+__all__ = ["ReportModel", "build_report", "checkpoint_key"]

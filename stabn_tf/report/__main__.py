@@ -1,0 +1,74 @@
+"""`python -m stabn_tf.report`: the explanation browser, a static site of every validation
+clip's explanation.
+
+    python -m stabn_tf.report --checkpoint=runs/demo/checkpoints/final.keras \\
+        --output_dir=runs/demo/report            # then open runs/demo/report/index.html
+
+`--compare_checkpoint` shows a second model beside the first (a baseline, another ST-ABN,
+or an exported `.tflite`); `--gradcam` adds each Keras ST-ABN's 3D Grad-CAM panel;
+`--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables.
+Flags only: the work is `stabn_tf.report.build_report`. A usage error prints one line,
+`stabn_tf.report: error: ...`, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from absl import app, flags
+
+from stabn_tf.evaluate import TABLES, EvaluationError
+from stabn_tf.report import build_report
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("checkpoint", None, "The model to show: a .keras checkpoint or an "
+                        "exported .tflite file.")
+    flags.DEFINE_string("compare_checkpoint", "", "A second model (.keras or .tflite) shown "
+                        "beside the first on the same clips.")
+    flags.DEFINE_list("files", [], "Glob(s) of the TFRecord shards; default: the validation "
+                      "split of the checkpoint's training run (its config.json).")
+    flags.DEFINE_string("output_dir", None, "Folder of the site (index.html, gallery.html).")
+    flags.DEFINE_integer("max_clips", 0, "Show only the first N clips (0: all).")
+    flags.DEFINE_boolean("gradcam", False, "Add a 3D Grad-CAM panel to each clip page.")
+    flags.DEFINE_string("gradcam_layer", "res5", "Layer or stage of the Grad-CAM.")
+    flags.DEFINE_list("tables", ["all"], f"Evaluation tables on the summary: {list(TABLES)}, "
+                      "all or none.")
+    flags.DEFINE_list("num_clips", ["1", "2"], "Clips per video for Table 1.")
+    flags.DEFINE_integer("batch_size", 8, "Videos per batch for the tables.")
+    flags.mark_flags_as_required(["checkpoint", "output_dir"])
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"stabn_tf.report: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}")
+    f = FLAGS
+    try:
+        num_clips = [int(n) for n in f.num_clips]
+    except ValueError:
+        _fail(f"--num_clips must be whole numbers, got {f.num_clips}")
+    tables = {"all": list(TABLES), "none": []}.get(",".join(f.tables), f.tables)
+    try:
+        result = build_report(
+            checkpoint=f.checkpoint, output_dir=f.output_dir,
+            compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
+            gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
+            num_clips=num_clips, batch_size=f.batch_size,
+            log=lambda text: print(text, file=sys.stderr, flush=True))
+    except EvaluationError as e:
+        _fail(str(e))
+    print(f"open {result['index']} ({result['clips']} clips)")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,129 @@
+"""One clip of the report for one model: its prediction, pictures and ground-truth scores,
+kept as `<stem>.record.json` beside the pictures so a re-run reads it instead of running
+the model and drawing again.
+
+The pictures are `render_prediction`'s (Figure 3 PNG, GIF, JSON); the gallery thumbnail
+is the GIF's frame with the highest temporal weight, scaled down, so no second renderer
+draws anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+from stabn_tf.evaluate.quality import POINTING_TOLERANCE
+from stabn_tf.explain import metrics as em
+from stabn_tf.explain.render import render_prediction
+from stabn_tf.inference import Clip, Prediction, Runner
+from stabn_tf.runs import write_atomic
+
+#: Bumped when a record's content changes meaning, so old records are redrawn.
+RECORD_VERSION = 1
+THUMBNAIL_SIZE = 144
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a score that cannot be computed is null."""
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def clip_scores(prediction: Prediction, active: np.ndarray | None) -> dict:
+    """This clip's explanation against its ground truth: pointing game and mass in box over
+    the active frames with the object visible, and the temporal AUROC (active vs static
+    frames); nulls where the data has no ground truth or the clip no such frames."""
+    scores = {"pointing_game": None, "mass_in_box": None, "temporal_auroc": None,
+              "frames_scored": 0}
+    if prediction.spatial is None or prediction.boxes is None or active is None:
+        return scores
+    active = np.asarray(active, bool)
+    size = int(prediction.frames.shape[-2])
+    scored = active & em.box_visible(prediction.boxes)
+    if scored.any():
+        maps, boxes = prediction.spatial[0][scored], prediction.boxes[scored]
+        scores["pointing_game"] = _number(em.pointing_game(
+            maps, boxes, size, tolerance=POINTING_TOLERANCE).mean())
+        scores["mass_in_box"] = _number(em.mass_in_box(maps, boxes, size).mean())
+        scores["frames_scored"] = int(scored.sum())
+    scores["temporal_auroc"] = _number(em.auroc(prediction.temporal[0], active))
+    return scores
+
+
+def _summary(prediction: Prediction, files: dict[str, str], active) -> dict:
+    temporal = (np.asarray(prediction.temporal[0], float) if prediction.temporal is not None
+                else np.zeros(0))
+    return {"files": {k: os.path.basename(v) for k, v in files.items()},
+            "method": prediction.method,
+            "temporal": [round(float(v), 4) for v in temporal],
+            "mt_spread": round(float(np.ptp(temporal)), 4) if temporal.size else 0.0,
+            "scores": clip_scores(prediction, active)}
+
+
+def write_thumbnail(animation: str, temporal, path: str) -> None:
+    """The animation's frame where the temporal weight peaks, as a small JPEG."""
+    with Image.open(animation) as gif:
+        gif.seek(int(np.argmax(temporal)) if len(temporal) else 0)
+        picture = gif.convert("RGB")
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    picture.save(path, "JPEG", quality=80, optimize=True)
+
+
+def record_path(folder: str, stem: str) -> str:
+    return os.path.join(folder, f"{stem}.record.json")
+
+
+def load_record(folder: str, stem: str, clip: Clip) -> dict | None:
+    """The clip's saved record when it is complete and describes this very clip (same
+    sampled frames and label: a different split with the same clip ids is redrawn)."""
+    try:
+        with open(record_path(folder, stem), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    same = (record.get("version") == RECORD_VERSION
+            and record.get("frame_indices") == np.asarray(clip.frame_indices).tolist()
+            and record.get("true_label") == clip.true_label
+            and all(os.path.exists(os.path.join(folder, name))
+                    for name in record.get("files", {}).values()))
+    return record if same else None
+
+
+def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
+                 active: np.ndarray | None = None, gradcam: Runner | None = None) -> dict:
+    """Runs the model on `clip`, draws it (and its Grad-CAM with `gradcam`) into `folder`
+    and writes the record last, so a record on disk means every picture is complete."""
+    prediction = runner.predict(clip)
+    files = render_prediction(prediction, folder, stem, animation="gif")
+    if "animation" in files:
+        files["thumb"] = os.path.join(folder, f"{stem}.thumb.jpg")
+        write_thumbnail(files["animation"], prediction.temporal[0], files["thumb"])
+    top = prediction.top_k(5)
+    record = {"version": RECORD_VERSION, "clip": clip.name, "stem": stem,
+              "frame_indices": np.asarray(clip.frame_indices).tolist(),
+              "true_label": clip.true_label, "predicted": top[0][0],
+              "confidence": round(top[0][2], 6),
+              "top5": [[i, name, round(p, 6)] for i, name, p in top],
+              "has_boxes": clip.boxes is not None, **_summary(prediction, files, active)}
+    if gradcam is not None:
+        cam = gradcam.predict(clip)
+        cam_files = render_prediction(cam, folder, f"{stem}.gradcam", animation="gif")
+        record["gradcam"] = _summary(cam, cam_files, active)
+        record["files"].update({f"gradcam_{k}": os.path.basename(v)
+                                for k, v in cam_files.items()})
+    write_atomic(record_path(folder, stem), json.dumps(record))
+    return record
+
+
+def spatial_maps(folder: str, record: dict) -> np.ndarray | None:
+    """Clip 0's spatial maps `[T, h, w]` from the renderer's JSON (for comparing models)."""
+    name = record.get("files", {}).get("json")
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            maps = json.load(f).get("spatial_attention")
+    except (OSError, ValueError, TypeError):
+        return None
+    return None if maps is None else np.asarray(maps, float)[0]

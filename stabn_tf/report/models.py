@@ -1,0 +1,70 @@
+"""The models a report shows: a `.keras` checkpoint or an exported `.tflite` file, each
+with the runner that explains it and a key of its content that names its folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable
+
+from stabn_tf.evaluate.errors import EvaluationError
+from stabn_tf.evaluate.inputs import load_checkpoint
+from stabn_tf.inference import InferenceError, KerasRunner, Runner, open_runner, safe_name
+from stabn_tf.models.stabn import VideoClassifier
+
+
+@dataclasses.dataclass
+class ReportModel:
+    """One model of the report: its runner (attention, or Grad-CAM for a baseline), an
+    optional Grad-CAM runner for `--gradcam`, and the folder key of its checkpoint."""
+
+    path: str
+    key: str
+    label: str
+    runner: Runner
+    gradcam: Runner | None = None
+    keras: VideoClassifier | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.keras is None:
+            return "TFLite (LiteRT runtime)"
+        return "Keras ST-ABN" if self.keras.has_attention else "Keras baseline (Grad-CAM)"
+
+
+def checkpoint_key(path: str | os.PathLike) -> str:
+    """`<name>-<12 hex digits of sha256>` of the model file (and, for a `.tflite`, the
+    config beside it that names its classes): equal content, equal key."""
+    path = os.fspath(path)
+    digest = hashlib.sha256()
+    files = [path]
+    if path.endswith(".tflite"):
+        files.append(os.path.splitext(path)[0] + ".json")
+    for name in files:
+        if not os.path.isfile(name):
+            continue
+        with open(name, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    stem = safe_name(os.path.splitext(os.path.basename(path))[0])
+    return f"{stem}-{digest.hexdigest()[:12]}"
+
+
+def open_model(path: str, *, gradcam: bool, gradcam_layer: str | None,
+               log: Callable[[str], None]) -> ReportModel:
+    """A `.keras` checkpoint or a `.tflite` model as a `ReportModel` (one line if not)."""
+    path = os.fspath(path)
+    try:
+        if path.endswith(".tflite"):
+            if gradcam:
+                log(f"{path}: a TFLite model has no gradients; no Grad-CAM panel for it")
+            return ReportModel(path, checkpoint_key(path), path, open_runner(path))
+        model = load_checkpoint(path)
+        method = "attention" if model.has_attention else "gradcam"
+        runner = KerasRunner(model, method, gradcam_layer)
+        cam = (KerasRunner(model, "gradcam", gradcam_layer)
+               if gradcam and model.has_attention else None)
+    except InferenceError as e:
+        raise EvaluationError(str(e)) from None
+    return ReportModel(path, checkpoint_key(path), path, runner, cam, model)
