@@ -32,6 +32,7 @@ class ClipPreprocessor(keras.layers.Layer):
 
     def __init__(self, num_frames: int = 32, image_size: int = 224, **kwargs):
         kwargs.setdefault("trainable", False)
+        kwargs.setdefault("name", "clip_preprocessor")  # a fixed name: configs compare equal
         kwargs["dtype"] = "float32"  # input preparation stays float32 under mixed precision
         super().__init__(**kwargs)
         if not isinstance(num_frames, int) or num_frames < 1:
