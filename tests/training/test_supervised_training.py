@@ -2,6 +2,9 @@
 the two losses, logged separately, and changes the weights."""
 
 import csv
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 
@@ -44,3 +47,13 @@ def test_zero_weights_train_bit_identically_and_positive_weights_supervise(tiny_
     # What gets saved is the network itself, with its two outputs.
     model = stabn_tf.load_model(tmp_path / "supervised" / "checkpoints" / "final.keras")
     assert sorted(model.output) == ["attention", "perception"]
+
+
+def test_supervision_cost_benchmark_runs():
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "supervision_cost.py"
+    result = subprocess.run([sys.executable, str(script), "--width_multiplier=0.125",
+                             "--num_frames=4", "--image_size=32", "--batch_size=2",
+                             "--rounds=1", "--steps=1"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "supervised / paper:" in result.stdout
