@@ -24,6 +24,7 @@ import tensorflow as tf
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import preprocess, sampling, tfrecord
+from stabn_tf.data.preprocessor import ClipPreprocessor, decode_jpeg_window
 
 AUTOTUNE = tf.data.AUTOTUNE
 PERCEPTION = "perception"
@@ -93,17 +94,6 @@ def _resolve_labels(labels, files: Sequence[str]) -> list[str]:
     if isinstance(labels, (str, os.PathLike)):
         return labels_lib.read_labels(labels)
     return list(labels)
-
-
-def _decode_frames(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-    """JPEG strings `[K]` → uint8 `[K, h, w, 3]`, decoding only the crop window."""
-    frames = tf.map_fn(
-        lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3),
-        encoded,
-        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
-        parallel_iterations=16,
-    )
-    return frames
 
 
 def _box_targets(rec: dict, flat: tf.Tensor, window: tf.Tensor, height: tf.Tensor,
@@ -283,6 +273,9 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
 
+    # Evaluation clips are prepared by the same object every model carries.
+    evaluation = ClipPreprocessor(num_frames, image_size)
+
     def process(serialized: tf.Tensor, key: tf.Tensor):
         rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth,
                                               with_boxes=with_boxes)
@@ -290,9 +283,12 @@ def make_dataset(
         label = tf.cast(rec[tfrecord.LABEL_INDEX], tf.int32)
         s_sample, s_crop, s_color, s_flip = tf.unstack(
             tf.random.experimental.stateless_split(key, 4))
-        indices = sampling.segment_indices(
-            tf.shape(encoded)[0], num_frames, training=training, num_clips=num_clips,
-            seed=s_sample)  # [n, T]
+        if training:
+            indices = sampling.segment_indices(
+                tf.shape(encoded)[0], num_frames, training=True, num_clips=num_clips,
+                seed=s_sample)  # [n, T]
+        else:
+            indices = evaluation.frame_indices(tf.shape(encoded)[0], num_clips)
         flat = tf.reshape(indices, [-1])
         shape = tf.io.extract_jpeg_shape(encoded[0])
         height, width = shape[0], shape[1]
@@ -300,11 +296,13 @@ def make_dataset(
             window = preprocess.random_crop_window(height, width, s_crop, crop_area_range,
                                                    crop_aspect_range)
         else:
-            window = preprocess.eval_crop_window(height, width)
-        frames = _decode_frames(tf.gather(encoded, flat), window)
-        frames = preprocess.resize_frames(frames, image_size)  # [n*T, S, S, 3], 0..255
-        clips = preprocess.color_normalize(
-            frames, jitter=color_jitter if training else 0.0, seed=s_color)
+            window = evaluation.crop_window(height, width)
+        frames = decode_jpeg_window(tf.gather(encoded, flat), window)
+        if training:
+            frames = preprocess.resize_frames(frames, image_size)  # [n*T, S, S, 3], 0..255
+            clips = preprocess.color_normalize(frames, jitter=color_jitter, seed=s_color)
+        else:
+            clips = evaluation.normalize(evaluation.resize(frames))
         if flip:
             do_flip = (tf.random.stateless_uniform([], s_flip) < 0.5) & can_flip[label]
             clips = tf.cond(do_flip, lambda: tf.reverse(clips, axis=[2]), lambda: clips)
