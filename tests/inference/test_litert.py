@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import stabn_tf
 from stabn_tf.data import load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
@@ -77,3 +78,13 @@ def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_pa
     assert result.stdout.count("  1. ") == 2 and result.stdout.count("  2. ") == 2
     assert any(name in result.stdout for name in names)
     assert len(list(out.glob("*.png"))) == 2
+
+
+def test_a_non_square_model_is_one_line(tmp_path):
+    model = stabn_tf.build_stabn(num_classes=3, num_frames=2, image_size=(32, 64), depth=18,
+                                 width_multiplier=0.125)
+    flatbuffer = tflite.convert_to_tflite(tflite.deployment_model(model, edge=True))
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(flatbuffer)
+    with pytest.raises(InferenceError, match="32×64 frames; clip preparation makes square"):
+        open_runner(path)

@@ -3,6 +3,7 @@ corrupt files in one call, one-line errors, no TensorFlow start-up noise."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -156,3 +157,19 @@ def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(inputs / "good.mp4", tmp_path / folder / "clip.mp4")
+    shutil.copy(inputs / "good.mp4", tmp_path / "a" / "clip.webm")
+    out = tmp_path / "out"
+    result = _run(tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4",
+                  tmp_path / "a" / "clip.webm", f"--checkpoint={inputs / 'stabn.keras'}",
+                  f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.json")) == ["clip.json", "clip_2.json",
+                                                          "clip_3.json"]
+    sources = {json.loads(p.read_text())["path"] for p in out.glob("*.json")}
+    assert len(sources) == 3
