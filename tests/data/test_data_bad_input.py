@@ -256,12 +256,9 @@ def test_verify_cli_lists_corrupt_shards(converted_copy, run_module):
 def test_unusable_output_dir_is_one_line(synthetic_raw, tmp_path, run_module, where):
     blocker = tmp_path / "taken.txt"
     blocker.write_text("keep me\n")
-    out = {"file": blocker, "under_a_file": blocker / "out", "read_only": tmp_path / "ro"}
-    if where == "read_only":
-        if os.geteuid() == 0:
-            pytest.skip("root can write anywhere")
-        out[where].mkdir()
-        out[where].chmod(0o500)
+    # procfs refuses new folders to everyone, root included (tests run as root in CI).
+    out = {"file": blocker, "under_a_file": blocker / "out",
+           "read_only": pathlib.Path("/proc/stabn_tf_unwritable")}
     result = run_module("stabn_tf.data.convert", "--dataset=ssv2",
                         f"--input_dir={synthetic_raw}", f"--output_dir={out[where]}",
                         "--workers=1", "--noprogress")
