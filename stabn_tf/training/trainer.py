@@ -286,7 +286,7 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
     with execution.strategy.scope():
         model = build_model(config, data.class_names)
         apply_weight_decay(model, config.weight_decay)
-    fitted = explanation_model(model) if supervised(config) else model
+        fitted = explanation_model(model) if supervised(config) else model
     # Keras 3.15 cannot fit the model itself under MultiWorkerMirroredStrategy; a trainer
     # sharing its layers can (see `multi_worker_trainer`). `model` is what gets saved.
     trainer = multi_worker_trainer(fitted) if is_multi_worker(execution.strategy) else fitted

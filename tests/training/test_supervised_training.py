@@ -57,3 +57,30 @@ def test_supervision_cost_benchmark_runs():
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "supervised / paper:" in result.stdout
+
+
+MIRRORED_SUPERVISED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import csv
+from stabn_tf.training.trainer import TrainConfig, train
+data, out = sys.argv[1], sys.argv[2]
+train(TrainConfig(output_dir=out, train_files=data + "/train-*.tfrecord",
+                  val_files=data + "/validation-*.tfrecord", depth=18, width_multiplier=0.125,
+                  num_frames=4, image_size=32, batch_size=4, epochs=1, steps_per_epoch=2,
+                  strategy="mirrored", attention_supervision_weight=1.0,
+                  temporal_supervision_weight=1.0, num_explain_clips=0, verbose=0))
+row = next(csv.DictReader(open(out + "/history.csv")))
+print(row["spatial_attention_loss"], row["temporal_attention_loss"])
+"""
+
+
+def test_supervision_trains_under_a_mirrored_strategy(tiny_tfrecords, tmp_path):
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SUPERVISED, str(tiny_tfrecords),
+                             str(tmp_path / "run")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    spatial, temporal = map(float, result.stdout.split()[-2:])
+    assert spatial > 0 and temporal > 0
