@@ -10,12 +10,14 @@ from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.outputs import ATTENTION, PERCEPTION
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; "—" where there is no value."""
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{100 * value:.1f}"
 
 
-def _num(value: float | None) -> str:
+def number(value: float | None) -> str:
+    """A score with three decimals; "—" where there is no value."""
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{value:.3f}"
 
@@ -39,10 +41,10 @@ def table1_markdown(entries: Sequence[tuple[str, int, dict]]) -> str:
             if str(n) not in results:
                 continue
             r = results[str(n)]
-            att = (f"{_pct(r[ATTENTION]['top1'])} / {_pct(r[ATTENTION]['top5'])}"
+            att = (f"{percent(r[ATTENTION]['top1'])} / {percent(r[ATTENTION]['top5'])}"
                    if ATTENTION in r else "—")
             lines.append(f"| {label} | {frames_label(num_frames, n)} | "
-                         f"{_pct(r[PERCEPTION]['top1'])} | {_pct(r[PERCEPTION]['top5'])} | "
+                         f"{percent(r[PERCEPTION]['top1'])} | {percent(r[PERCEPTION]['top5'])} | "
                          f"{att} |")
     return "\n".join(lines)
 
@@ -54,9 +56,9 @@ def table2_markdown(results: dict) -> str:
     lines = ["| Attention | top-1 (%) | top-5 (%) | mean p(true class) |", "|---|---|---|---|"]
     for mode in INVERSIONS:
         if mode in results:
-            lines.append(f"| {names[mode]} | {_pct(results[mode]['top1'])} | "
-                         f"{_pct(results[mode]['top5'])} | "
-                         f"{_num(results[mode].get('true_class_probability'))} |")
+            lines.append(f"| {names[mode]} | {percent(results[mode]['top1'])} | "
+                         f"{percent(results[mode]['top5'])} | "
+                         f"{number(results[mode].get('true_class_probability'))} |")
     order = results.get("ordering", {})
     if order:
         marks = ", ".join(f"{k}: {'yes' if v else 'no' if v is not None else '—'}"
@@ -73,10 +75,11 @@ def explanation_markdown(quality: dict) -> str:
              "(per clip / pooled) | Frame deletion AUC ↓ | Region deletion AUC ↓ |",
              "|---|---|---|---|---|---|---|"]
     for row in quality["methods"]:
-        lines.append(f"| {row['method']} | {row['model']} | {_num(row['pointing_game'])} | "
-                     f"{_num(row['mass_in_box'])} | {_num(row['temporal_auroc'])} / "
-                     f"{_num(row['temporal_auroc_pooled'])} | "
-                     f"{_num(row['frame_deletion_auc'])} | {_num(row['region_deletion_auc'])} |")
+        lines.append(f"| {row['method']} | {row['model']} | {number(row['pointing_game'])} | "
+                     f"{number(row['mass_in_box'])} | {number(row['temporal_auroc'])} / "
+                     f"{number(row['temporal_auroc_pooled'])} | "
+                     f"{number(row['frame_deletion_auc'])} | "
+                     f"{number(row['region_deletion_auc'])} |")
     size = quality["image_size"]
     h, w = quality["map_size"]
     lines += ["", f"{quality['videos']} videos, {quality['num_frames']} frames at {size}×{size} "

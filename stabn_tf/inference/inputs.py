@@ -23,8 +23,9 @@ class Clip:
     """One input, ready for a model and for pictures.
 
     clips: float32 `[n, T, S, S, 3]`, normalised; frames: uint8 `[n, T, S, S, 3]`, the same
-    pixels; frame_indices `[n, T]`: positions in the source. true_label and boxes
-    (`[T, 4]`, normalised, of clip 0) where the source has ground truth.
+    pixels; frame_indices `[n, T]`: positions in the source. true_label, boxes (`[T, 4]`,
+    normalised) and active (`[T]` bool: the action happens) of clip 0 where the source
+    has ground truth.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Clip:
     true_label: int | None = None
     boxes: np.ndarray | None = None
     fps: float | None = None
+    active: np.ndarray | None = None
 
 
 def is_tfrecord_input(path: str) -> bool:
@@ -78,10 +80,13 @@ def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor,
         if num_clips == 1:
             batch, indices = batch[None], indices[None]
         boxes = targets["gt_box"].numpy()[0] if "gt_box" in targets else None
+        active = targets["gt_active"].numpy()[0].astype(bool) if "gt_active" in targets \
+            else None
         if boxes is not None and num_clips > 1:
-            boxes = boxes[0]
+            boxes, active = boxes[0], active[0]
         yield Clip(clip_id, batch, denormalize(batch), indices,
-                   true_label=int(targets[PERCEPTION].numpy()[0]), boxes=boxes)
+                   true_label=int(targets[PERCEPTION].numpy()[0]), boxes=boxes,
+                   active=active)
         count += 1
         if (wanted and count == len(wanted)) or (not wanted and max_clips
                                                   and count >= max_clips):

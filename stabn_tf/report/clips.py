@@ -93,7 +93,7 @@ def load_record(folder: str, stem: str, clip: Clip) -> dict | None:
 
 
 def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
-                 active: np.ndarray | None = None, gradcam: Runner | None = None) -> dict:
+                 gradcam: Runner | None = None) -> dict:
     """Runs the model on `clip`, draws it (and its Grad-CAM with `gradcam`) into `folder`
     and writes the record last, so a record on disk means every picture is complete."""
     prediction = runner.predict(clip)
@@ -107,11 +107,11 @@ def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
               "true_label": clip.true_label, "predicted": top[0][0],
               "confidence": round(top[0][2], 6),
               "top5": [[i, name, round(p, 6)] for i, name, p in top],
-              "has_boxes": clip.boxes is not None, **_summary(prediction, files, active)}
+              "has_boxes": clip.boxes is not None, **_summary(prediction, files, clip.active)}
     if gradcam is not None:
         cam = gradcam.predict(clip)
         cam_files = render_prediction(cam, folder, f"{stem}.gradcam", animation="gif")
-        record["gradcam"] = _summary(cam, cam_files, active)
+        record["gradcam"] = _summary(cam, cam_files, clip.active)
         record["files"].update({f"gradcam_{k}": os.path.basename(v)
                                 for k, v in cam_files.items()})
     write_atomic(record_path(folder, stem), json.dumps(record))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from stabn_tf.evaluate.tables import number, percent
 from stabn_tf.report import charts
 from stabn_tf.report.models import ReportModel
 from stabn_tf.runs import write_atomic
@@ -102,13 +102,8 @@ def esc(value) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.3f}"
+    text = percent(value)
+    return text if text == "—" else f"{text}%"
 
 
 def _mean(values) -> float | None:
@@ -213,8 +208,8 @@ def _model_rows(models: Sequence[ReportModel], entries: Sequence[dict]) -> str:
                 f"<tr><td>{esc(model.label + label)}</td><td>{esc(model.kind)}</td>"
                 f"<td><code>{esc(model.key)}</code></td><td class=num>{len(records)}</td>"
                 f"<td class=num>{_pct(top1) if first else ''}</td><td class=num>"
-                f"{_num(_mean([r['confidence'] for r in records])) if first else ''}</td>"
-                + "".join(f"<td class=num>{_num(_mean([s[k] for s in scores]))}</td>"
+                f"{number(_mean([r['confidence'] for r in records])) if first else ''}</td>"
+                + "".join(f"<td class=num>{number(_mean([s[k] for s in scores]))}</td>"
                           for k in ("pointing_game", "mass_in_box", "temporal_auroc"))
                 + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
@@ -250,8 +245,8 @@ def summary_page(output_dir: str, models: Sequence[ReportModel], entries: Sequen
             f"<h2>{esc(models[0].label)} vs {esc(models[1].label)}</h2><table><tr><th>Same "
             "prediction</th><th>Mt correlation</th><th>Ms correlation</th></tr><tr>"
             f"<td class=num>{_pct(_mean([1.0 if c['agree'] else 0.0 for c in comparisons]))}"
-            f"</td><td class=num>{_num(_mean([c['mt_correlation'] for c in comparisons]))}</td>"
-            f"<td class=num>{_num(_mean([c['ms_correlation'] for c in comparisons]))}</td>"
+            f"</td><td class=num>{number(_mean([c['mt_correlation'] for c in comparisons]))}</td>"
+            f"<td class=num>{number(_mean([c['ms_correlation'] for c in comparisons]))}</td>"
             "</tr></table><p class=\"note\">Pearson correlation of the two models' temporal "
             "weights, and of their spatial maps frame by frame, averaged over clips.</p>")
     tables = [(m, md) for m, md in zip(models, markdown) if md]
@@ -343,9 +338,9 @@ def _scores(record: dict, has_boxes: bool) -> str:
         return '<p class="note">No ground truth for this clip.</p>'
     s = record["scores"]
     return ("<table><tr><th>Pointing game</th><th>Mass in box</th><th>Temporal AUROC</th>"
-            f"<th>Frames scored</th></tr><tr><td class=num>{_num(s['pointing_game'])}</td>"
-            f"<td class=num>{_num(s['mass_in_box'])}</td><td class=num>"
-            f"{_num(s['temporal_auroc'])}</td><td class=num>{s['frames_scored']}</td></tr>"
+            f"<th>Frames scored</th></tr><tr><td class=num>{number(s['pointing_game'])}</td>"
+            f"<td class=num>{number(s['mass_in_box'])}</td><td class=num>"
+            f"{number(s['temporal_auroc'])}</td><td class=num>{s['frames_scored']}</td></tr>"
             "</table>")
 
 
@@ -380,8 +375,8 @@ def clip_page(models: Sequence[ReportModel], entries: Sequence[dict], index: int
     if comparison:
         parts.append(f"<p>{esc(models[0].label)} vs {esc(models[1].label)}: "
                      f"{'same prediction' if comparison['agree'] else 'different predictions'}"
-                     f", Mt correlation {_num(comparison['mt_correlation'])}, Ms correlation "
-                     f"{_num(comparison['ms_correlation'])}</p>")
+                     f", Mt correlation {number(comparison['mt_correlation'])}, Ms correlation "
+                     f"{number(comparison['ms_correlation'])}</p>")
     has_boxes = bool(entry["records"][0].get("has_boxes"))
     for model, record in zip(models, entry["records"]):
         error = _is_error(entry, record)

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from stabn_tf.data import make_dataset
+from stabn_tf.data import list_files, tfrecord
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLE_FILES, TABLES, check_output_dir
@@ -38,7 +38,6 @@ from stabn_tf.inference import (
     OutputNames,
     tfrecord_clips,
 )
-from stabn_tf.outputs import PERCEPTION
 from stabn_tf.report import pages
 from stabn_tf.report.clips import explain_clip, load_record, spatial_maps
 from stabn_tf.report.models import ReportModel, open_model
@@ -53,39 +52,29 @@ def _labels(paths: Sequence[str]) -> list[str]:
     return ["/".join(os.path.normpath(p).split(os.sep)[-3:]) for p in paths]
 
 
-def read_ground_truth(files, model: ReportModel, others: Sequence[ReportModel],
-                      max_clips: int, batch_size: int) -> list[dict]:
-    """The clips the report will show, in record order: `{"clip", "label", "active"}`.
-
-    Read before any model runs, so labels outside a model's classes (a checkpoint of other
-    data) and an empty split fail in one line first.
-    """
-    ds = make_dataset(files, training=False, batch_size=batch_size,
-                      num_frames=model.runner.num_frames, image_size=model.runner.image_size,
-                      with_metadata=True)
-    if max_clips:
-        ds = ds.unbatch().take(max_clips).batch(batch_size)
-    truth = []
+def count_clips(files, models: Sequence[ReportModel], max_clips: int) -> int:
+    """How many clips the report will show; reads every record's id and label (no frame
+    is decoded) before any model runs, so an empty split and labels outside a model's
+    classes (a checkpoint of other data) fail in one line first."""
+    labels = []
     try:
-        for _, targets in ds:
-            active = targets["gt_active"].numpy() if "gt_active" in targets else None
-            for i, (clip_id, label) in enumerate(zip(targets["clip_id"].numpy(),
-                                                     targets[PERCEPTION].numpy())):
-                truth.append({"clip": clip_id.decode("utf-8"), "label": int(label),
-                              "active": None if active is None else active[i].astype(bool)})
+        for record in tf.data.TFRecordDataset(list_files(files)):
+            parsed = tfrecord.parse_sequence_example(record)
+            labels.append((parsed[tfrecord.CLIP_ID].numpy().decode("utf-8"),
+                           int(parsed[tfrecord.LABEL_INDEX])))
     except tf.errors.OpError as e:
         reason = (e.message or type(e).__name__).splitlines()[0]
         raise EvaluationError(f"cannot read the clips of {files!r} ({reason})") from None
-    if not truth:
+    if not labels:
         raise EvaluationError(f"no clips in {files!r}: the validation split is empty")
-    for m in (model, *others):
+    for m in models:
         classes = len(m.runner.class_names)
-        outside = [t for t in truth if not 0 <= t["label"] < classes]
+        outside = [(clip, label) for clip, label in labels if not 0 <= label < classes]
         if outside:
             raise EvaluationError(
-                f"{files!r}: clip {outside[0]['clip']!r} has label {outside[0]['label']} but "
+                f"{files!r}: clip {outside[0][0]!r} has label {outside[0][1]} but "
                 f"{m.label} has {classes} classes: the records and the checkpoint do not match")
-    return truth
+    return min(len(labels), max_clips) if max_clips else len(labels)
 
 
 def _check_same_clips(models: Sequence[ReportModel]) -> None:
@@ -200,7 +189,7 @@ def build_report(
     for model, label in zip(models, _labels(paths)):
         model.label = label
     _check_same_clips(models)
-    truth = read_ground_truth(files, models[0], models[1:], max_clips, batch_size)
+    count = count_clips(files, models, max_clips)
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
@@ -210,17 +199,17 @@ def build_report(
 
     names = OutputNames()
     entries, rendered = [], 0
-    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=len(truth))
-    bar = tqdm(total=len(truth), desc="report", unit="clip", disable=not progress)
+    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=count)
+    bar = tqdm(total=count, desc="report", unit="clip", disable=not progress)
     try:
-        for clip, known in zip(clips, truth):
+        for clip in clips:
             stem = names.claim(clip.name)
             records, drew = [], False
             for model, folder in zip(models, folders):
                 record = load_record(folder, stem, clip)
                 if record is None:
                     record = explain_clip(model.runner, clip, folder, stem,
-                                          active=known["active"], gradcam=model.gradcam)
+                                          gradcam=model.gradcam)
                     drew = True
                 records.append(record)
             rendered += drew
