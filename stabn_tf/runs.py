@@ -34,6 +34,9 @@ from collections.abc import Iterator, Mapping
 
 from stabn_tf.data import synthetic
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class RunError(ValueError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
@@ -92,6 +95,7 @@ def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[st
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-",
                                      suffix="-" + os.path.basename(path))
     os.close(fd)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # as an ordinary open() would (mkstemp: 0600)
     try:
         yield temporary
         with open(temporary, "rb+") as f:

@@ -138,12 +138,16 @@ class TrainConfig:
     overwrite: bool = False  # start an existing run afresh instead of resuming it
 
 
-# What may differ when a run is resumed: how long it trains, what it logs, how often it backs
-# up and on what hardware. Every other setting is the run's identity (what the model is,
-# what it learns from and how): resuming with another value is refused.
-RESUMABLE_SETTINGS = frozenset({
-    "epochs", "backup_every_steps", "explain_every_epochs", "num_explain_clips", "verbose",
-    "strategy", "tpu", "jit_compile", "cache_dir", "output_dir", "overwrite"})
+# A run's identity: what the model is and what it learns from. Resuming a run with another
+# value of any of these is refused (the backup and checkpoints belong to the old one). Every
+# other setting may change on resume (length, optimisation recipe, logging, backup frequency,
+# hardware) and applies from the resumed epoch on.
+IDENTITY_SETTINGS = frozenset({
+    "dataset", "train_files", "val_files", "labels", "num_classes", "class_names",
+    "synthetic_train_per_class", "synthetic_val_per_class", "synthetic_resolution",
+    "synthetic_frames", "model", "depth", "width_multiplier", "num_frames", "image_size",
+    "dropout", "attention_head", "fusion_relu", "init", "sync_bn", "precision", "seed",
+    "attention_supervision_weight", "temporal_supervision_weight", "supervised_fraction"})
 
 
 def check_config(config: TrainConfig) -> None:
@@ -423,8 +427,8 @@ def run_settings(config: TrainConfig, data: TrainingData) -> dict:
 
 
 def check_same_run(run: RunDirectory, settings: dict) -> None:
-    """`ConfigError` naming every setting that differs from the existing run's (except
-    `RESUMABLE_SETTINGS`); settings the run's config predates are not compared."""
+    """`ConfigError` naming every identity setting (`IDENTITY_SETTINGS`) that differs from
+    the existing run's; settings the run's config predates are not compared."""
     try:
         previous = run.read_config()
     except RunError as e:
@@ -433,7 +437,7 @@ def check_same_run(run: RunDirectory, settings: dict) -> None:
         return
     differences = []
     for name, value in settings.items():
-        if name in RESUMABLE_SETTINGS or name not in previous or previous[name] == value:
+        if name not in IDENTITY_SETTINGS or name not in previous or previous[name] == value:
             continue
         if name == "class_names":
             differences.append("the class names (labels.txt)")

@@ -3,6 +3,7 @@ resumes, an unreadable backup falls back to the previous one, none left says wha
 
 import json
 import os
+import signal
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from stabn_tf.runs import DiskFullError
 from stabn_tf.training.backup import BackupError, BackupState, RunBackup
+from stabn_tf.training.signals import Interrupted, interruptible
 
 
 def _model(seed=0):
@@ -133,3 +135,29 @@ def test_a_full_disk_keeps_the_last_backup_and_names_the_file(tmp_path, monkeypa
     monkeypatch.undo()
     state, _, _ = _restore(tmp_path)
     assert state == BackupState(1, 0)
+
+
+def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path,
+                                                                           monkeypatch):
+    """SIGTERM arrives while the weights are half written: `Interrupted` (exit 143), the
+    half file is gone, the last complete backup resumes."""
+    model = _model()
+    backup = _backup(tmp_path, model)
+    backup.save(BackupState(1, 0))
+    good = model.get_weights()
+    save_weights = keras.Model.save_weights
+
+    def half_then_signal(self, path, **kwargs):
+        save_weights(self, path, **kwargs)
+        os.truncate(path, os.path.getsize(path) // 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(keras.Model, "save_weights", half_then_signal)
+    model.set_weights([w + 1 for w in good])
+    with pytest.raises(Interrupted) as stopped, interruptible():
+        backup.save(BackupState(1, 3))
+    assert stopped.value.exit_code == 143 and stopped.value.signal_name == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is undone
+    assert not [name for name in os.listdir(tmp_path / "backup") if name.startswith(".tmp")]
+    state, restored, _ = _restore(tmp_path)
+    assert state == BackupState(1, 0) and _same(restored, good)
