@@ -13,33 +13,133 @@
 Training writes through `RunDirectory`; evaluation and export read through it (to find the
 data a checkpoint was trained on) without importing the trainer. A checkpoint does not need
 its run: the model carries its own config, so inference works from the `.keras` file alone.
-Files are written atomically (temporary file + rename), so an interrupted or failed command
-never leaves half a file behind.
+Every file is written atomically (`atomic_path`: a temporary file beside it, flushed to disk,
+then renamed over it), so an interrupted or failed command, a full disk or a power cut never
+leaves half a file behind: a reader sees the old file or the new one. One process writes a run
+at a time (`RunDirectory.lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from stabn_tf.data import synthetic
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class RunError(ValueError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder + rename."""
+class DiskFullError(OSError):
+    """Not enough space to write a file; the message names the file and the space needed."""
+
+    def __init__(self, path: str, needed: int, free: int | None = None):
+        where = f", {_size(free)} free" if free is not None else ""
+        self.message = (f"no space left on the device for {path} (it needs about "
+                        f"{_size(needed)}{where})")
+        super().__init__(self.message)
+        self.filename = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def free_bytes(folder: str) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def require_space(path: str, size: int, reclaimable: int = 0) -> None:
+    """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
+    counting `reclaimable` bytes the caller will delete first."""
+    if size:
+        free = free_bytes(os.path.dirname(os.path.abspath(path))) + reclaimable
+        if free < size + (1 << 20):
+            raise DiskFullError(path, size, free)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    # h5py and TensorFlow report a full disk as OSError or RuntimeError with the C message.
+    return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+        "No space left on device" in str(error)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[str]:
+    """Yields a temporary path beside `path` to write to (same file-name ending, so Keras
+    and h5py accept it). When the block ends, the file is flushed to disk and renamed over
+    `path`; when it fails or is interrupted, the temporary file is removed and `path` is
+    untouched. With `expected_bytes`, a disk without that much free space is refused
+    before writing (h5py can crash the process on a full disk)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8",
-                                     prefix=".tmp-", suffix=os.path.basename(path)) as f:
-        f.write(text)
-        temporary = f.name
-    os.replace(temporary, path)
+    require_space(path, expected_bytes)
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                                     suffix="-" + os.path.basename(path))
+    os.close(fd)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # as an ordinary open() would (mkstemp: 0600)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException as e:
+        written = _written(temporary)
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if _is_disk_full(e):
+            raise DiskFullError(path, max(expected_bytes, written)) from None
+        raise
+    _fsync_folder(folder)
+
+
+def _written(path: str) -> int:
+    with contextlib.suppress(OSError):
+        return os.path.getsize(path)
+    return 0
+
+
+def _fsync_folder(folder: str) -> None:
+    """Makes a rename in `folder` durable (where the file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Writes text (UTF-8) or bytes to `path` atomically (see `atomic_path`)."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    with atomic_path(path, expected_bytes=len(data)) as temporary, open(temporary, "wb") as f:
+        f.write(data)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def data_patterns(settings: Mapping) -> tuple[str, str]:
@@ -77,6 +177,7 @@ class RunDirectory:
     """The files of one run (see the module docstring)."""
 
     CONFIG = "config.json"
+    LOCK = ".lock"
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -123,6 +224,43 @@ class RunDirectory:
 
     def check_writable(self) -> None:
         check_writable_dir(self.path)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the run for this process: a second writer gets `RunError` at once, naming
+        the holder. The lock is the kernel's (`flock`), so it ends with its process, however
+        that ends: a lock file left by a killed run does not block the next one. The file is
+        removed on release, so a command that fails leaves the run byte-identical."""
+        path = self.file(self.LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                raise RunError(f"{self.path} is in use by another training run ({holder}); "
+                               f"wait for it to end or stop it (lock: {path})") from None
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break  # else the holder removed the file between open and flock: again
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            os.close(fd)
+
+    def clear(self) -> None:
+        """Removes what a training run wrote (`--overwrite`); other files stay."""
+        for folder in (self.checkpoints, self.backup, self.logs, self.explanations):
+            shutil.rmtree(folder, ignore_errors=True)
+        for name in (self.CONFIG, "history.csv", "results.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.file(name))
 
     def make_folders(self) -> None:
         for folder in (self.checkpoints, self.logs, self.explanations):

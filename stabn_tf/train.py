@@ -2,8 +2,11 @@
 
 A thin absl front end over `stabn_tf.training.trainer.train`: every `TrainConfig` field is a flag
 of the same name. Errors found before training (missing files, labels that disagree with
---num_classes, an unwritable output directory) print one line and exit with status 2.
-Re-running the same command after an interruption resumes from the backup.
+--num_classes, an unwritable output directory, settings that differ from the existing run's,
+a run another process is training) print one line and exit with status 2, and so do faults
+during training (a full disk, a non-finite loss). SIGINT (Ctrl-C) and SIGTERM stop it with one
+line and status 130 / 143. Re-running the same command after any of these resumes from the
+last good backup.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 
 from absl import app, flags
 
+from stabn_tf.training.signals import Interrupted, interruptible
 from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
 
 HELP = {
@@ -72,6 +76,8 @@ HELP = {
     "explain_every_epochs": "Attention images to TensorBoard every N epochs (0: never).",
     "num_explain_clips": "Validation clips shown in the attention images.",
     "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+    "overwrite": "Start an existing run in --output_dir afresh (its checkpoints, backup, logs "
+                 "and history are removed) instead of resuming it.",
 }
 
 
@@ -106,10 +112,14 @@ def main(argv):
     # strategy) would bury the progress bars; its warnings still show.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     try:
-        train(config_from_flags())
+        with interruptible():
+            train(config_from_flags())
     except (ConfigError, TrainingError) as e:
         print(f"stabn_tf.train: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:
+        print(f"stabn_tf.train: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

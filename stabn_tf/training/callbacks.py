@@ -1,7 +1,10 @@
-"""Training callbacks of our own: NaN guard with a useful message, attention images."""
+"""Training callbacks of our own: NaN guard with a useful message, the best checkpoint and
+the history written atomically, attention images."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -15,6 +18,8 @@ from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip
 from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.runs import write_atomic
+from stabn_tf.training.backup import save_model_atomic
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -47,41 +52,64 @@ class StopOnNaN(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
-class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that stops saving once `guard` saw a non-finite loss.
+class SaveBestModel(keras.callbacks.Callback):
+    """Saves `network` to `filepath` (atomically) whenever `monitor` beats its best so far.
 
-    Keras still ends the epoch after `stop_training`, and a plain backup would then
-    overwrite the last good state with NaN weights, which a re-run would resume from.
-    Put `guard` before this callback.
+    `best` is the best value of the epochs before a resume (from history.csv): Keras's
+    `ModelCheckpoint` starts from -inf and would overwrite a better checkpoint with the
+    first resumed epoch's. `network` is saved whatever model `fit` runs: under a
+    multi-worker strategy that is a trainer wrapping it (`multi_worker_trainer`), and the
+    checkpoint must be the network people load with `keras.saving.load_model`.
     """
 
-    def __init__(self, guard: StopOnNaN, backup_dir: str, **kwargs):
-        super().__init__(backup_dir, **kwargs)
-        self.guard = guard
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.guard.message is None:
-            super().on_train_batch_end(batch, logs)
+    def __init__(self, network: keras.Model, filepath: str, monitor: str,
+                 best: float = -math.inf):
+        super().__init__()
+        self.network = network
+        self.filepath = filepath
+        self.monitor = monitor
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.guard.message is None:
-            super().on_epoch_end(epoch, logs)
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) > self.best:
+            save_model_atomic(self.network, self.filepath)
+            self.best = float(value)
 
 
-class SaveBestModel(keras.callbacks.ModelCheckpoint):
-    """`ModelCheckpoint(save_best_only=True)` that saves `network`, whatever model is fit.
+class HistoryLog(keras.callbacks.Callback):
+    """history.csv, one row per epoch (Keras's `CSVLogger` columns), rewritten atomically at
+    each epoch's end: a reader never sees half a row, and an epoch that runs again after a
+    resume replaces its row (and drops any later ones) instead of adding a second."""
 
-    Under a multi-worker strategy `fit` runs a trainer that wraps the network
-    (`stabn_tf.training.distribute.multi_worker_trainer`); the checkpoint must still be the
-    network people load with `keras.saving.load_model`.
-    """
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
 
-    def __init__(self, network: keras.Model, filepath: str, monitor: str, mode: str = "max"):
-        super().__init__(filepath, monitor=monitor, mode=mode, save_best_only=True)
-        self.network = network
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [row for row in read_history(self.path) if int(row["epoch"]) < epoch]
+        rows.append({"epoch": epoch} | {k: float(v) for k, v in (logs or {}).items()})
+        keys = sorted({k for row in rows for k in row} - {"epoch"})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, ["epoch", *keys], restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(self.path, text.getvalue())
 
-    def set_model(self, model):
-        super().set_model(self.network)
+
+def read_history(path: str) -> list[dict]:
+    """The rows of a history.csv ([] when there is none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+
+
+def best_in_history(path: str, monitor: str, before_epoch: int) -> float:
+    """The largest `monitor` value of the epochs before `before_epoch` (-inf if none)."""
+    values = [float(row[monitor]) for row in read_history(path)
+              if int(row["epoch"]) < before_epoch and row.get(monitor)]
+    return max((v for v in values if math.isfinite(v)), default=-math.inf)
 
 
 class AttentionImages(keras.callbacks.Callback):

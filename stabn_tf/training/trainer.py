@@ -12,7 +12,6 @@ training starts leaves an existing run byte-identical.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
 import math
@@ -40,12 +39,14 @@ from stabn_tf.models.stabn import (
     explanation_model,
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
-from stabn_tf.runs import RunDirectory, RunError, data_patterns
+from stabn_tf.runs import DiskFullError, RunDirectory, RunError, data_patterns, write_atomic
+from stabn_tf.training.backup import BackupError, RunBackup, save_model_atomic
 from stabn_tf.training.callbacks import (
     AttentionImages,
-    GuardedBackupAndRestore,
+    HistoryLog,
     SaveBestModel,
     StopOnNaN,
+    best_in_history,
 )
 from stabn_tf.training.distribute import (
     is_chief,
@@ -55,6 +56,7 @@ from stabn_tf.training.distribute import (
     task_identity,
 )
 from stabn_tf.training.recipe import apply_weight_decay, build_optimizer, compile_model
+from stabn_tf.training.signals import Interrupted
 from stabn_tf.training.supervision import (
     SpatialSupervisionLoss,
     TemporalSupervisionLoss,
@@ -133,6 +135,19 @@ class TrainConfig:
     explain_every_epochs: int = 1
     num_explain_clips: int = 3
     verbose: int = 1
+    overwrite: bool = False  # start an existing run afresh instead of resuming it
+
+
+# A run's identity: what the model is and what it learns from. Resuming a run with another
+# value of any of these is refused (the backup and checkpoints belong to the old one). Every
+# other setting may change on resume (length, optimisation recipe, logging, backup frequency,
+# hardware) and applies from the resumed epoch on.
+IDENTITY_SETTINGS = frozenset({
+    "dataset", "train_files", "val_files", "labels", "num_classes", "class_names",
+    "synthetic_train_per_class", "synthetic_val_per_class", "synthetic_resolution",
+    "synthetic_frames", "model", "depth", "width_multiplier", "num_frames", "image_size",
+    "dropout", "attention_head", "fusion_relu", "init", "sync_bn", "precision", "seed",
+    "attention_supervision_weight", "temporal_supervision_weight", "supervised_fraction"})
 
 
 def check_config(config: TrainConfig) -> None:
@@ -222,6 +237,12 @@ def resolve_data(config: TrainConfig) -> TrainingData:
                                   ("validation", val_count, val_pattern)):
         if not count:
             raise ConfigError(f"the {split} split has no clips ({pattern})")
+    if config.batch_size > train_count:
+        # A bigger batch would hold each clip several times and, scaled with it, the
+        # learning rate would be far above what the data supports.
+        raise ConfigError(f"--batch_size={config.batch_size} is larger than the training split "
+                          f"({train_count} clips in {train_pattern}): use --batch_size="
+                          f"{train_count} or less.")
     return TrainingData(train_files, val_files, class_names, train_count, val_count)
 
 
@@ -355,22 +376,6 @@ def metric_name(heads: Sequence[str], head: str, metric: str) -> str:
     return f"{head}_{metric}" if len(heads) > 1 else metric
 
 
-def _trim_history(path: str, first_epoch: int) -> None:
-    """Drop rows of epochs that will run again, so each epoch appears exactly once."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < first_epoch]
-    if len(kept) == len(rows):
-        return
-    with open(path + ".tmp", "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(path + ".tmp", path)
-
-
 def _results_table(results: dict) -> str:
     lines = ["| head | top-1 (%) | top-5 (%) |", "|---|---|---|"]
     for head in (PERCEPTION, ATTENTION):
@@ -378,16 +383,6 @@ def _results_table(results: dict) -> str:
             lines.append(f"| {head} | {100 * results[head]['top1']:.2f} | "
                          f"{100 * results[head]['top5']:.2f} |")
     return "\n".join(lines)
-
-
-def _resume_epoch(backup_dir: str) -> int:
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        epoch = int(json.load(f).get("epoch", 0))
-    logging.info("resuming from the backup in %s at epoch %d", backup_dir, epoch + 1)
-    return epoch
 
 
 @contextlib.contextmanager
@@ -407,6 +402,59 @@ def _naming_corrupt_shards(data: TrainingData, backup_dir: str) -> Iterator[None
             f"backup is kept in {backup_dir}.") from e
 
 
+@contextlib.contextmanager
+def _one_line_write_errors(backup_dir: str) -> Iterator[None]:
+    """A full disk or an output that became unwritable mid-run: one line naming the file
+    (every file is written atomically, so nothing half-written is left behind)."""
+    resume = (f"run the same command again to resume from the last good backup in "
+              f"{backup_dir}")
+    try:
+        yield
+    except DiskFullError as e:
+        raise TrainingError(f"{e}; free some space, then {resume}.") from None
+    except OSError as e:
+        raise TrainingError(f"cannot write {e.filename or 'the run'}: {e.strerror or e}; "
+                            f"fix it, then {resume}.") from None
+    except BackupError as e:
+        raise TrainingError(str(e)) from None
+
+
+def run_settings(config: TrainConfig, data: TrainingData) -> dict:
+    """The settings written to the run's config.json (JSON types: lists, not tuples)."""
+    settings = dataclasses.asdict(config) | {"num_classes": len(data.class_names),
+                                             "class_names": list(data.class_names)}
+    return json.loads(json.dumps(settings, default=list))
+
+
+def check_same_run(run: RunDirectory, settings: dict) -> None:
+    """`ConfigError` naming every identity setting (`IDENTITY_SETTINGS`) that differs from
+    the existing run's; settings the run's config predates are not compared."""
+    try:
+        previous = run.read_config()
+    except RunError as e:
+        raise ConfigError(f"{e}; pass --overwrite to start the run afresh") from None
+    if previous is None:
+        return
+    differences = []
+    for name, value in settings.items():
+        if name not in IDENTITY_SETTINGS or name not in previous or previous[name] == value:
+            continue
+        if name == "class_names":
+            differences.append("the class names (labels.txt)")
+        else:
+            differences.append(f"--{name}={_flag_value(previous[name])} "
+                               f"(now {_flag_value(value)})")
+    if differences:
+        raise ConfigError(
+            f"{run.path} is a run with other settings: {', '.join(differences)}. Resume it "
+            f"with its own settings, start it afresh with --overwrite, or choose another "
+            f"--output_dir.")
+
+
+def _flag_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def train(config: TrainConfig) -> dict:
     """Runs (or resumes) one training run; returns the final validation results."""
     check_config(config)
@@ -417,12 +465,27 @@ def train(config: TrainConfig) -> dict:
     except RunError as e:
         raise ConfigError(str(e)) from None
     execution = setup_execution(config)
+    # One writer per run: the chief holds the run until it returns (other workers of a
+    # multi-worker run write only their own backups).
+    try:
+        lock = run.lock() if execution.chief else contextlib.nullcontext()
+        with lock:
+            return _train_locked(config, data, run, execution)
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
+                  execution: Execution) -> dict:
     steps_per_epoch = config.steps_per_epoch or max(1, data.train_count // config.batch_size)
     validation_steps = config.validation_steps or math.ceil(data.val_count / config.batch_size)
     logging.info("%d training clips, %d validation clips, %d classes; %d replica(s), global "
                  "batch %d, %d steps per epoch", data.train_count, data.val_count,
                  len(data.class_names), execution.replicas, config.batch_size, steps_per_epoch)
     model, trainer = build_training_model(config, data, execution, steps_per_epoch)
+    settings = run_settings(config, data)
+    if not config.overwrite:
+        check_same_run(run, settings)
     heads = list(model.output)
     train_data, val_data = make_datasets(config, data, execution, heads)
     explain_clips: list[Clip] = []
@@ -434,19 +497,24 @@ def train(config: TrainConfig) -> dict:
     # write nothing else into the output directory.
     backup_dir = run.backup if execution.chief else os.path.join(
         run.backup, f"{execution.task_type}-{execution.task_id}")
-    initial_epoch = _resume_epoch(backup_dir)
     nan_guard = StopOnNaN(steps_per_epoch, config.precision)
-    callbacks: list[keras.callbacks.Callback] = [
-        nan_guard,  # first: the backup must know before it saves
-        GuardedBackupAndRestore(
-            nan_guard, backup_dir, save_freq=config.backup_every_steps or "epoch",
-            double_checkpoint=True, delete_checkpoint=False),
-    ]
+    backup = RunBackup(backup_dir, config.backup_every_steps,
+                       should_save=lambda: nan_guard.message is None)
+    initial_epoch = 0
+    if not config.overwrite:
+        with execution.strategy.scope(), _one_line_write_errors(backup_dir):
+            state = backup.restore(trainer, log=lambda line: logging.warning("%s", line))
+        if state is not None:
+            initial_epoch = state.epoch
+            logging.info("resuming from the backup in %s at %s (epoch %d)", backup_dir, state,
+                         initial_epoch + 1)
+    monitor = "val_" + metric_name(heads, PERCEPTION, "top1")
+    callbacks: list[keras.callbacks.Callback] = [nan_guard, backup]  # the guard first
     if execution.chief:
         callbacks += [
-            SaveBestModel(model, run.checkpoint("best"),
-                          monitor="val_" + metric_name(heads, PERCEPTION, "top1")),
-            keras.callbacks.CSVLogger(run.history, append=True),
+            SaveBestModel(model, run.checkpoint("best"), monitor=monitor,
+                          best=best_in_history(run.history, monitor, initial_epoch)),
+            HistoryLog(run.history),
             keras.callbacks.TensorBoard(run.logs, update_freq="epoch"),
         ]
         if explain_clips and config.explain_every_epochs:
@@ -454,40 +522,50 @@ def train(config: TrainConfig) -> dict:
                                              config.explain_every_epochs))
 
     # Everything is checked and built: only now does the run directory change.
-    if execution.chief:
-        run.make_folders()
-        run.write_config(dataclasses.asdict(config) | {"num_classes": len(data.class_names),
-                                                       "class_names": data.class_names})
-        _trim_history(run.history, initial_epoch)
+    with _one_line_write_errors(backup_dir):
+        if config.overwrite:
+            if execution.chief:
+                run.clear()
+            shutil.rmtree(backup_dir, ignore_errors=True)
+        if execution.chief:
+            run.make_folders()
+            run.write_config(settings)
 
-    start = time.time()
-    # Under the scope: the multi-worker trainer takes its strategy from the context.
-    with execution.strategy.scope(), _naming_corrupt_shards(data, backup_dir):
-        trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                    validation_data=val_data, validation_steps=validation_steps,
-                    callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    if nan_guard.message:
-        raise TrainingError(f"{nan_guard.message} The last backup before it (if any) is "
-                            f"kept in {backup_dir}.")
-    train_seconds = time.time() - start
+        start = time.time()
+        # Under the scope: the multi-worker trainer takes its strategy from the context.
+        try:
+            with execution.strategy.scope(), _naming_corrupt_shards(data, backup_dir):
+                trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                            initial_epoch=initial_epoch, validation_data=val_data,
+                            validation_steps=validation_steps, callbacks=callbacks,
+                            verbose=config.verbose, shuffle=False)
+        except Interrupted as e:
+            kept = (f"the last good backup ({backup.saved}) is kept in {backup_dir}"
+                    if backup.saved else "no backup was written yet")
+            e.message = (f"stopped by {e.signal_name}; {kept}: run the same command again to "
+                         f"resume.")
+            raise
+        if nan_guard.message:
+            raise TrainingError(f"{nan_guard.message} The last backup before it (if any) is "
+                                f"kept in {backup_dir}.")
+        train_seconds = time.time() - start
 
-    with execution.strategy.scope():
-        evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
-                                      verbose=0)
-    results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}
-               for h in heads}
-    results |= {"model": config.model, "num_clips": 1, "validation_clips": data.val_count,
-                "epochs": config.epochs, "train_seconds_this_run": round(train_seconds, 1)}
-    if execution.chief:
-        model.save(run.checkpoint("final"))
-        run.write_results(results)
-        runner = KerasRunner(model, traced=False) if explain_clips else None
-        for i, clip in enumerate(explain_clips):
-            png = figure_png(prediction_figure(runner.predict(clip)))
-            with open(os.path.join(run.explanations, f"validation_clip_{i}.png"), "wb") as f:
-                f.write(png)
-        print(f"\nValidation ({data.val_count} clips, single clip, {config.model}):\n"
-              f"{_results_table(results)}\nwritten to {config.output_dir}", flush=True)
-    else:
-        shutil.rmtree(backup_dir, ignore_errors=True)
+        with execution.strategy.scope():
+            evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
+                                          verbose=0)
+        results = {h: {k: float(evaluation[metric_name(heads, h, k)]) for k in ("top1", "top5")}
+                   for h in heads}
+        results |= {"model": config.model, "num_clips": 1, "validation_clips": data.val_count,
+                    "epochs": config.epochs, "train_seconds_this_run": round(train_seconds, 1)}
+        if execution.chief:
+            save_model_atomic(model, run.checkpoint("final"))
+            run.write_results(results)
+            runner = KerasRunner(model, traced=False) if explain_clips else None
+            for i, clip in enumerate(explain_clips):
+                png = figure_png(prediction_figure(runner.predict(clip)))
+                write_atomic(os.path.join(run.explanations, f"validation_clip_{i}.png"), png)
+            print(f"\nValidation ({data.val_count} clips, single clip, {config.model}):\n"
+                  f"{_results_table(results)}\nwritten to {config.output_dir}", flush=True)
+        else:
+            shutil.rmtree(backup_dir, ignore_errors=True)
     return results

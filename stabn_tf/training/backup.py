@@ -1,0 +1,195 @@
+"""Crash-safe training state: a backup that any interruption leaves resumable.
+
+Keras's `BackupAndRestore` overwrites `latest.weights.h5` in place and pairs it with
+`training_metadata.json` by name only: a Ctrl-C or a full disk during the write leaves half
+a file that every later run fails to load, and it falls back to the previous pair only on
+`OSError`. `RunBackup` keeps Keras's layout (so older backups still resume) but
+
+- writes each file atomically (`stabn_tf.runs.atomic_path`) after checking the free space;
+- moves the current pair to `*.bkp` before writing the next, so at every moment one
+  complete pair is on disk (at most two copies of the state, never three);
+- records the SHA-256 of its weights in the metadata, so a pair is only used whole: the
+  newest metadata whose weights file matches and loads wins, whatever was interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator
+
+import keras
+import numpy as np
+
+from stabn_tf.runs import atomic_path, file_sha256, require_space, write_atomic
+
+
+class BackupError(RuntimeError):
+    """No backup in the folder can be resumed from; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupState:
+    """Where a backup stands: `epoch` epochs done, then `step` steps of the next one."""
+
+    epoch: int
+    step: int
+
+    def __str__(self) -> str:
+        where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else \
+            f"end of epoch {self.epoch}"
+        return where if self.epoch or self.step else "start"
+
+
+def state_bytes(model: keras.Model, with_optimizer: bool = True) -> int:
+    """About how many bytes a weights file of `model` (and its optimizer) takes."""
+    variables = list(model.weights)
+    if with_optimizer and getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    raw = sum(math.prod(v.shape) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+              for v in variables)
+    return int(raw * 1.05) + (256 << 10)  # HDF5 / zip headers and names
+
+
+@contextlib.contextmanager
+def _weights_file(path: str) -> Iterator[str]:
+    """`path` under a name Keras loads (`*.weights.h5`): a `.bkp` is linked (or copied)."""
+    if path.endswith(".weights.h5"):
+        yield path
+        return
+    alias = path + ".weights.h5"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(alias)
+    try:
+        os.link(path, alias)
+    except OSError:
+        shutil.copyfile(path, alias)
+    try:
+        yield alias
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(alias)
+
+
+def save_model_atomic(model: keras.Model, path: str) -> None:
+    """`model.save(path)`, atomically and after checking the free space."""
+    with atomic_path(path, expected_bytes=state_bytes(model)) as temporary:
+        model.save(temporary)
+
+
+class RunBackup(keras.callbacks.Callback):
+    """Backs up the fitted model's state every `every_steps` steps (0: at each epoch's end)
+    and restores it (`restore`, before `fit`). Saving stops once `should_save()` is False
+    (e.g. after a non-finite loss: a backup of NaN weights would be resumed from)."""
+
+    WEIGHTS = "latest.weights.h5"
+    METADATA = "training_metadata.json"
+    PREVIOUS = ".bkp"
+
+    def __init__(self, backup_dir: str, every_steps: int = 0,
+                 should_save: Callable[[], bool] = lambda: True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.every_steps = every_steps
+        self.should_save = should_save
+        self.saved: BackupState | None = None
+        self._epoch = 0
+
+    def _path(self, name: str, previous: bool = False) -> str:
+        return os.path.join(self.backup_dir, name + (self.PREVIOUS if previous else ""))
+
+    # -- restoring ---------------------------------------------------------------------
+
+    def restore(self, model: keras.Model, log: Callable[[str], None] = print
+                ) -> BackupState | None:
+        """Loads the newest complete backup into `model` (built, with its optimizer) and
+        returns where it stands; None without a backup. An unreadable backup (missing,
+        truncated, damaged, another model's) falls back to the previous one with one line
+        through `log`; `BackupError` when none is usable."""
+        metadata_files = [p for p in (self._path(self.METADATA),
+                                      self._path(self.METADATA, previous=True))
+                          if os.path.exists(p)]
+        if not metadata_files:
+            return None
+        weights_files = [p for p in (self._path(self.WEIGHTS),
+                                     self._path(self.WEIGHTS, previous=True))
+                         if os.path.exists(p)]
+        digests: dict[str, str] = {}
+        problems = []
+        for metadata_file in metadata_files:
+            try:
+                with open(metadata_file, encoding="utf-8") as f:
+                    metadata = json.load(f)
+                state = BackupState(int(metadata["epoch"]), int(metadata.get("batch", 0)))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                problems.append(f"{os.path.basename(metadata_file)} is unreadable ({e})")
+                continue
+            if "sha256" in metadata:
+                for path in weights_files:
+                    if path not in digests:
+                        digests[path] = file_sha256(path)
+                candidates = [p for p in weights_files if digests[p] == metadata["sha256"]]
+            else:  # a backup written by Keras's BackupAndRestore: paired by name
+                paired = metadata_file.replace(self.METADATA, self.WEIGHTS)
+                candidates = [paired] if paired in weights_files else []
+            if not candidates:
+                problems.append(f"the weights of the backup at {state} are missing or "
+                                "incomplete")
+                continue
+            try:
+                with _weights_file(candidates[0]) as path:
+                    model.load_weights(path)
+            except Exception as e:  # noqa: BLE001 (h5py, Keras and TF each raise their own)
+                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                problems.append(f"{os.path.basename(candidates[0])} does not load "
+                                f"({first_line[:200]})")
+                continue
+            if problems:
+                log(f"backup in {self.backup_dir}: {'; '.join(problems)}; resuming from the "
+                    f"previous backup at {state}")
+            self.saved = state
+            return state
+        raise BackupError(
+            f"no usable backup in {self.backup_dir}: {'; '.join(problems)}. Delete that folder "
+            "to train from the start (the checkpoints and history stay), or pass --overwrite "
+            "to start the run afresh")
+
+    # -- saving ------------------------------------------------------------------------
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and (batch + 1) % self.every_steps == 0 and self.should_save():
+            self.save(BackupState(self._epoch, batch + 1))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.should_save():
+            self.save(BackupState(epoch + 1, 0))
+
+    def save(self, state: BackupState) -> None:
+        """Saves the fitted model's weights and optimizer state as the backup at `state`."""
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights, metadata = self._path(self.WEIGHTS), self._path(self.METADATA)
+        needed = os.path.getsize(weights) if os.path.exists(weights) else \
+            state_bytes(self.model)
+        # The pair before the current one is dropped first, so the disk holds at most two
+        # states while the next is written.
+        previous_weights = weights + self.PREVIOUS
+        require_space(weights, needed, reclaimable=os.path.getsize(previous_weights)
+                      if os.path.exists(previous_weights) else 0)
+        # The current pair becomes the previous one.
+        for path in (weights, metadata):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path + self.PREVIOUS)
+        needed = os.path.getsize(previous_weights) if os.path.exists(previous_weights) else \
+            state_bytes(self.model)
+        with atomic_path(weights, expected_bytes=needed) as temporary:
+            self.model.save_weights(temporary, overwrite=True)
+        write_atomic(metadata, json.dumps({"epoch": state.epoch, "batch": state.step,
+                                           "sha256": file_sha256(weights)}))
+        self.saved = state

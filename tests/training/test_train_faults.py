@@ -1,0 +1,192 @@
+"""Faults while training: a full disk, SIGINT/SIGTERM, a second writer, settings that differ
+from the run's, a batch larger than the data. Each is one line, leaves the run resumable,
+and re-running the same command finishes each epoch once."""
+
+import csv
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from stabn_tf.runs import RunDirectory
+from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
+
+TINY = dict(depth=18, width_multiplier=0.125, num_frames=4, image_size=32, batch_size=4,
+            steps_per_epoch=2, validation_steps=1, num_explain_clips=0, verbose=0)
+
+
+def _config(data, out, **overrides):
+    return TrainConfig(output_dir=str(out), train_files=f"{data}/train-*.tfrecord",
+                       val_files=f"{data}/validation-*.tfrecord", **TINY | overrides)
+
+
+def _snapshot(root):
+    digest = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+def _epochs_in_history(out):
+    with open(out / "history.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _no_temporary_files(out):
+    return [p for p in out.rglob(".tmp-*")] == []
+
+
+def test_batch_larger_than_the_training_split_is_refused(tiny_tfrecords, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        train(_config(tiny_tfrecords, tmp_path / "run", batch_size=1000))
+    assert "--batch_size=1000 is larger than the training split (24 clips" in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("pid 999999 on a-dead-machine")  # left by a killed run
+    train(_config(tiny_tfrecords, out, epochs=1))
+    assert not (out / ".lock").exists()
+    before = _snapshot(out)
+
+    with pytest.raises(ConfigError) as error:
+        train(_config(tiny_tfrecords, out, epochs=2, depth=34, num_frames=8))
+    message = str(error.value)
+    assert "--depth=18 (now 34)" in message and "--num_frames=4 (now 8)" in message
+    assert "--overwrite" in message and "\n" not in message
+    assert _snapshot(out) == before
+
+    with RunDirectory(out).lock(), pytest.raises(ConfigError) as error:
+        started = time.monotonic()
+        train(_config(tiny_tfrecords, out, epochs=2))
+    assert f"in use by another training run (pid {os.getpid()} on" in str(error.value)
+    assert time.monotonic() - started < 30  # before building anything
+    assert _snapshot(out) == before
+
+    # What may change on resume does: two more epochs at another learning rate.
+    train(_config(tiny_tfrecords, out, epochs=3, base_lr=0.02, backup_every_steps=1))
+    assert _epochs_in_history(out) == [0, 1, 2]
+    assert json.loads((out / "config.json").read_text())["base_lr"] == 0.02
+
+    train(_config(tiny_tfrecords, out, epochs=1, width_multiplier=0.25, overwrite=True))
+    assert json.loads((out / "config.json").read_text())["width_multiplier"] == 0.25
+    assert _epochs_in_history(out) == [0]
+    assert keras.saving.load_model(out / "checkpoints" / "final.keras")
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    free_bytes = __import__("stabn_tf.runs", fromlist=["free_bytes"]).free_bytes
+
+    def disk_fills_after_the_first_epoch(folder):
+        full = folder.endswith("backup") and (out / "history.csv").exists()
+        return 1000 if full else free_bytes(folder)
+
+    monkeypatch.setattr("stabn_tf.runs.free_bytes", disk_fills_after_the_first_epoch)
+    with pytest.raises(TrainingError) as error:
+        train(_config(tiny_tfrecords, out, epochs=3))
+    message = str(error.value)
+    assert f"no space left on the device for {out}/backup/latest.weights.h5 (it needs about" \
+        in message and "MB, 1.0 kB free" in message and "resume" in message, message
+    assert _epochs_in_history(out) == [0]
+    monkeypatch.undo()
+
+    # ENOSPC in the middle of writing a checkpoint (as h5py or the zip writer meets it).
+    save = keras.Model.save
+
+    def no_space(self, path, **kwargs):
+        save(self, path, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(keras.Model, "save", no_space)
+    with pytest.raises(TrainingError) as error:
+        train(_config(tiny_tfrecords, out, epochs=3))
+    assert "no space left on the device for" in str(error.value) and ".keras" in str(error.value)
+    assert _no_temporary_files(out)
+    monkeypatch.undo()
+
+    train(_config(tiny_tfrecords, out, epochs=3))
+    assert _epochs_in_history(out) == [0, 1, 2]
+    assert _no_temporary_files(out)
+    keras.saving.load_model(out / "checkpoints" / "best.keras")
+    keras.saving.load_model(out / "checkpoints" / "final.keras")
+
+
+CLI_FLAGS = ["--model=stabn", "--depth=18", "--width_multiplier=0.125", "--num_frames=4",
+             "--image_size=32", "--batch_size=4", "--num_explain_clips=0", "--verbose=2",
+             "--epochs=3", "--steps_per_epoch=8", "--validation_steps=1",
+             "--backup_every_steps=1"]
+
+
+def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path):
+    """Backing up every step, so the signals land in or next to a backup write."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "stabn_tf.train", *CLI_FLAGS,
+           f"--train_files={tiny_tfrecords}/train-*.tfrecord",
+           f"--val_files={tiny_tfrecords}/validation-*.tfrecord", f"--output_dir={out}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    metadata = out / "backup" / "training_metadata.json"
+
+    def backup_state():
+        # A signal may land mid-save, after the latest pair became the `.bkp` one.
+        for path in (metadata, out / "backup" / "training_metadata.json.bkp"):
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def start_and_wait_for_a_backup(after=None):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            state = backup_state()
+            if state is not None and state != after:
+                return proc, state
+            time.sleep(0.05)
+        proc.kill()
+        raise AssertionError(f"no new backup: {proc.communicate()[1][-3000:]}")
+
+    def stop(proc, signum):
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, err[-3000:]
+        lines = [line for line in err.splitlines() if line.startswith("stabn_tf.train:")]
+        return proc.returncode, lines
+
+    first, _ = start_and_wait_for_a_backup()
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert first.poll() is None, "the first run did not outlive the second's start"
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    errors = [line for line in second.stderr.splitlines() if "stabn_tf.train: error" in line]
+    assert len(errors) == 1 and f"in use by another training run (pid {first.pid} on" \
+        in errors[0], second.stderr[-3000:]
+
+    code, lines = stop(first, signal.SIGINT)
+    assert code == 130 and len(lines) == 1 and "stopped by SIGINT" in lines[0], lines
+    assert "the last good backup" in lines[0] and "run the same command again" in lines[0]
+
+    resumed, _ = start_and_wait_for_a_backup(after=backup_state())
+    code, lines = stop(resumed, signal.SIGTERM)
+    assert code == 143 and len(lines) == 1 and "stopped by SIGTERM" in lines[0], lines
+
+    finished = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming from the backup" in finished.stdout + finished.stderr
+    assert _epochs_in_history(out) == [0, 1, 2]
+    assert _no_temporary_files(out) and not (out / ".lock").exists()
+    keras.saving.load_model(out / "checkpoints" / "best.keras")
+    keras.saving.load_model(out / "checkpoints" / "final.keras")
