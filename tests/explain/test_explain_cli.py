@@ -178,7 +178,8 @@ def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path
                                                           message):
     _video(tmp_path / "clip.mp4")
     (tmp_path / "afile").write_text("x")
-    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "f.keras")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="sequential").save(
+        tmp_path / "f.keras")
     out = tmp_path / "out"
     flag = flag.replace("AFILE", str(tmp_path / "afile"))
     flag = flag.replace("FOREIGN", str(tmp_path / "f.keras"))  # the last --checkpoint wins
