@@ -19,6 +19,7 @@ never leaves half a file behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -31,15 +32,28 @@ class RunError(ValueError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder + rename."""
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Writes `content` (text, or bytes) to `path` through a temporary file in the same
+    folder + rename: `path` is either as it was or complete, and a failed write (a full
+    disk) leaves no temporary file behind."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8",
-                                     prefix=".tmp-", suffix=os.path.basename(path)) as f:
-        f.write(text)
-        temporary = f.name
-    os.replace(temporary, path)
+    binary = isinstance(content, bytes)
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile("wb" if binary else "w", dir=folder, delete=False,
+                                         encoding=None if binary else "utf-8",
+                                         prefix=".tmp-", suffix=os.path.basename(path)) as f:
+            temporary = f.name
+            f.write(content)
+        os.replace(temporary, path)
+    except BaseException as e:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+        if isinstance(e, OSError) and e.filename == temporary:
+            e.filename = path  # name the file the user asked for, not the temporary
+        raise
 
 
 def data_patterns(settings: Mapping) -> tuple[str, str]:

@@ -187,3 +187,24 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"stabn_tf.report: error: --output_dir: output directory "
                       f"{str(a_file)!r} is a file, not a directory"]
+
+
+def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command):
+    """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming
+    the file, exit 1, no traceback."""
+    out = tmp_path / "site"
+    done = subprocess.run(full_disk_command("stabn_tf.report", f"--checkpoint={checkpoint}",
+                                            f"--output_dir={out}",
+                                            f"--files={_val(tiny_tfrecords)}",
+                                            "--max_clips=1", "--tables=none"),
+                          capture_output=True, text=True, env=ENV, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"stabn_tf.report: error: {out}")
+    assert ": the disk is full (" in errors[0]
+    assert errors[0].endswith("free some space and run the command again (what was drawn is "
+                              "kept: the next run draws the rest)")
+    assert not [p for p in out.rglob(".tmp-*")]  # no half-written temporary files
