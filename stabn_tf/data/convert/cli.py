@@ -59,7 +59,7 @@ def _verify_main(output_dir: str) -> None:
         print(f"{len(problems)} problems in {n} shards; delete the bad shards and re-run the "
               "same convert command to rewrite them")
         raise SystemExit(1)
-    print(f"{n} shards verified: every record readable")
+    print(f"{n} shards verified: every record readable and as {MANIFEST_FILE} describes it")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -26,7 +26,7 @@ def _frames_from_video(item: VideoItem, settings: EncodeSettings):
     decoded = video.decode_video(item.source, short_side=settings.short_side, threads=1)
     jpegs = [_jpeg(f, settings.jpeg_quality) for f in decoded.frames]
     h, w = decoded.frames.shape[1:3]
-    return jpegs, decoded.fps, (h, w), decoded.source_size
+    return jpegs, decoded.fps, (h, w), decoded.source_size, decoded.duration_note
 
 
 def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
@@ -48,6 +48,8 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
         if source_size is None:
             source_size = (img.height, img.width)
             size = video.scaled_size(img.height, img.width, settings.short_side)
+        elif (img.height, img.width) != source_size:
+            raise video.frame_size_error(path, (img.height, img.width), names[0], source_size)
         passthrough = (img.format == "JPEG" and img.mode in ("RGB", "L")
                        and (img.height, img.width) == size)
         if passthrough:  # already small enough: keep the original bytes, no re-encoding loss
@@ -57,7 +59,7 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
         if (img.height, img.width) != size:
             img = img.resize((size[1], size[0]), Image.Resampling.BOX)
         jpegs.append(_jpeg(np.asarray(img), settings.jpeg_quality))
-    return jpegs, None, size, source_size
+    return jpegs, None, size, source_size, None
 
 
 def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
@@ -84,12 +86,14 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
     """Decodes and encodes one video. Never raises: failures come back as
     `{"ok": False, "reason": ...}` so one bad file cannot stop a conversion. Problems
     with the video's boxes come back as `box_problems` (dicts, `Problem.to_json`); the
-    video is written without the bad boxes."""
+    video is written without the bad boxes. A video the container cannot vouch for
+    (shorter than its header, or no duration) is written with what decodes and says so in
+    `duration` (`video.SHORTER_THAN_HEADER` / `video.NO_DURATION`)."""
     try:
         if item.kind == "frames":
-            jpegs, fps, (h, w), source_size = _frames_from_folder(item, settings)
+            jpegs, fps, (h, w), source_size, note = _frames_from_folder(item, settings)
         else:
-            jpegs, fps, (h, w), source_size = _frames_from_video(item, settings)
+            jpegs, fps, (h, w), source_size, note = _frames_from_video(item, settings)
         if item.gt_active is not None and len(item.gt_active) != len(jpegs):
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
@@ -101,6 +105,8 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
         result = {"ok": True, "data": data, "num_frames": len(jpegs), "height": h,
                   "width": w, "fps": fps,
                   "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
+        if note is not None:  # absent otherwise: results of whole videos unchanged
+            result["duration"] = note
         if item.boxes is not None:  # absent otherwise: results of box-less videos unchanged
             result["box_frames"] = sum(annotated)
             result["box_problems"] = [p.to_json() for p in problems]

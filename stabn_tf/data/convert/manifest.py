@@ -4,9 +4,13 @@ settings), `failures.jsonl`, `box_problems.jsonl`, and the end-of-run summary.""
 from __future__ import annotations
 
 import collections
+import json
+import os
 from collections.abc import Sequence
 
-from stabn_tf.data import tfrecord
+from absl import logging
+
+from stabn_tf.data import tfrecord, video
 from stabn_tf.data.convert.items import Listing
 
 LABELS_FILE = "labels.txt"
@@ -24,11 +28,13 @@ def merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
     per_class: collections.Counter = collections.Counter()
     failures = list(rejected)
     written = frames_total = kept = boxed = 0
+    durations: collections.Counter = collections.Counter()
     box_problems: list[dict] = []
     spans: dict[str, list[int]] = {}
     for s in states:
         written += s["written"]
         boxed += s.get("boxed", 0)  # .get: states written before boxes existed
+        durations.update(s.get("durations", {}))
         box_problems += s.get("box_problems", [])
         failures += s["failures"]
         per_class.update(s["per_class"])
@@ -49,6 +55,8 @@ def merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
         "height": spans.get("height_span"), "width": spans.get("width_span"),
         "videos_not_downscaled": kept,
         "videos_with_boxes": boxed,
+        "videos_shorter_than_header": durations[video.SHORTER_THAN_HEADER],
+        "videos_without_duration": durations[video.NO_DURATION],
         "_failures": failures,
         "_box_problems": box_problems,
     }
@@ -74,13 +82,20 @@ def format_summary(manifest: dict) -> str:
     lines = []
     for split, s in manifest["splits"].items():
         ok = "ok" if s["read"] == s["written"] + s["failed"] else "MISMATCH"
+        earlier = "" if split in manifest["settings"]["splits"] else " (an earlier run's)"
         lines.append(f"{split:>10}: read {s['read']} = written {s['written']} + failed "
                      f"{s['failed']} [{ok}], {s['num_shards']} shards, frames/video "
-                     f"{s['frames']['min']}..{s['frames']['max']} (mean {s['frames']['mean']})")
+                     f"{s['frames']['min']}..{s['frames']['max']} (mean {s['frames']['mean']})"
+                     + earlier)
         if s["videos_not_downscaled"] and manifest["settings"]["short_side"]:
             lines.append(f"{'':>12}{s['videos_not_downscaled']} videos already at or below "
                          f"short side {manifest['settings']['short_side']}: kept their size "
                          "(never upscaled)")
+    short = sum(s.get("videos_shorter_than_header", 0) for s in manifest["splits"].values())
+    undated = sum(s.get("videos_without_duration", 0) for s in manifest["splits"].values())
+    if short or undated:
+        lines.append(f"{short} videos shorter than their header / {undated} without a "
+                     "duration: written with the frames that decode (see the warnings)")
     lines.append(f"{manifest['videos_processed_this_run']} videos converted in "
                  f"{manifest['elapsed_s']:.1f}s ({manifest['videos_per_s']} videos/s)")
     failed = sum(s["failed"] for s in manifest["splits"].values())
@@ -97,3 +112,44 @@ def format_summary(manifest: dict) -> str:
             lines.append(f"  ... and {boxes['problems'] - len(boxes['first_problems'])} "
                          f"more in {boxes['problems_file']}")
     return "\n".join(lines)
+
+
+def earlier_splits(output_dir: str, converting: Sequence[str]
+                   ) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """What an earlier run's manifest says of the splits this run does not convert (e.g.
+    train and validation, when only `--splits=test` is converted now), with their lines of
+    the failure and box problem files, so the manifest keeps describing every split in the
+    directory. A split some of whose shards are gone is dropped (with a warning)."""
+    try:
+        with open(os.path.join(output_dir, MANIFEST_FILE), encoding="utf-8") as f:
+            before = json.load(f)
+        settings, entries = before.get("settings") or {}, dict(before["splits"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, [], []
+    kept: dict[str, dict] = {}
+    for split, entry in entries.items():
+        if split in converting or not isinstance(entry, dict):
+            continue
+        shards = entry.get("shards") or []
+        missing = [n for n in shards if not os.path.exists(os.path.join(output_dir, n))]
+        if missing or not shards:
+            logging.warning("%s: the earlier %s split lacks %s; convert it again to list it",
+                            output_dir, split, ", ".join(missing) or "its shards")
+            continue
+        entry.setdefault("encoding", {k: settings.get(k) for k in
+                                      ("short_side", "jpeg_quality", "format_version")})
+        kept[split] = entry
+    return kept, _lines_of(output_dir, FAILURES_FILE, kept), \
+        _lines_of(output_dir, BOX_PROBLEMS_FILE, kept)
+
+
+def _lines_of(output_dir: str, name: str, splits: Sequence[str]) -> list[dict]:
+    """The JSON lines of `name` (a failure or problem file) that belong to `splits`."""
+    if not splits:
+        return []
+    try:
+        with open(os.path.join(output_dir, name), encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if isinstance(r, dict) and r.get("split") in splits]

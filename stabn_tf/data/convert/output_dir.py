@@ -3,6 +3,7 @@ dataset's conversion (unless `--overwrite`), before anything is written."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 
@@ -91,3 +92,59 @@ def claim_output_dir(output_dir: str, origin: dict, overwrite: bool) -> None:
                     output_dir)
     for path in own:
         os.remove(path)
+
+
+class OutputLock:
+    """One converter per output_dir: an exclusive `flock` on the directory itself, held
+    until the conversion ends. Two converters on one directory would race on the same
+    temporary files and shard records; the second now stops at once with one line. The
+    kernel drops the lock when its process dies, so a killed converter never blocks the
+    next run, and no lock file is left behind."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self._fd: int | None = None
+
+    def acquire(self, shared: bool = False) -> None:
+        """Takes the lock (a shared one for readers such as `--verify`); UsageError when
+        a converter holds it. Creates output_dir if needed; idempotent."""
+        if self._fd is not None:
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        fd = os.open(self.output_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise UsageError(
+                f"output_dir {self.output_dir} is being written by another converter"
+                f"{f' (pid {holder})' if holder else ''}; wait for it to finish, or choose "
+                "another --output_dir") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid holding a flock on `fd`'s file, from /proc/locks (Linux); None if unknown."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == inode:
+                    return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return None

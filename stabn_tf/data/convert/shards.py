@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import tensorflow as tf
 from absl import logging
 
+from stabn_tf.data import video
 from stabn_tf.data.convert import encode
 from stabn_tf.data.convert.encode import FRAME_EXTENSIONS, convert_task
 from stabn_tf.data.convert.items import KNOWN_SPLITS, EncodeSettings, VideoItem
@@ -51,23 +52,79 @@ def assign_shards(items: Sequence[VideoItem], num_shards: int) -> list[list[Vide
     return [ordered[i::num_shards] for i in range(num_shards)]
 
 
-def _source_stamp(item: VideoItem) -> object:
-    """Size and modification time of a video file (of each frame, for a frame folder), or
-    why it cannot be read: a fixed, replaced or added file changes its stamp."""
-    try:
-        if item.kind == "frames":
-            with os.scandir(item.source) as entries:
-                frames = [e for e in entries if e.name.lower().endswith(FRAME_EXTENSIONS)]
-                return sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in frames)
-        st = os.stat(item.source)
-        return [st.st_size, st.st_mtime_ns]
-    except OSError as e:
-        return type(e).__name__
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def input_key(item: VideoItem, settings: EncodeSettings) -> str:
+def _stat_stamp(item: VideoItem) -> str:
+    """A digest of what `stat` says of a video file (each frame, for a frame folder): size,
+    modification and change time, inode. `cp -p` keeps a replaced file's size and mtime,
+    not its change time or inode; a moved dataset changes them all (then the content is
+    read again, and found unchanged)."""
+    if item.kind == "frames":
+        with os.scandir(item.source) as entries:
+            stats = sorted([e.name, *_stat_fields(e.stat())] for e in entries
+                           if e.name.lower().endswith(FRAME_EXTENSIONS))
+    else:
+        stats = _stat_fields(os.stat(item.source))
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:32]
+
+
+def _stat_fields(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _content_digest(item: VideoItem) -> str:
+    if item.kind != "frames":
+        return file_sha256(item.source)
+    names = sorted(n for n in os.listdir(item.source) if n.lower().endswith(FRAME_EXTENSIONS))
+    return hashlib.sha256(json.dumps(
+        [[n, file_sha256(os.path.join(item.source, n))] for n in names]).encode()).hexdigest()
+
+
+class SourceFingerprints:
+    """Content fingerprints (SHA-256) of the source videos, so a video replaced by another
+    of the same size and modification time is converted again.
+
+    Reading every video on every re-run would cost as much as reading the dataset, so each
+    fingerprint is kept in its shard's record with the video's `stat` stamp, and a source
+    is read again only when its stamp changed (new, edited, replaced, copied, moved).
+    """
+
+    def __init__(self, output_dir: str):
+        self._known: dict[str, list[str]] = {}  # source → [stat stamp, digest], last run
+        self._now: dict[str, list[str]] = {}
+        for path in glob.glob(os.path.join(glob.escape(output_dir), STATE_DIR,
+                                           "*.tfrecord.json")):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    sources = json.load(f).get("sources", {})
+                self._known.update((k, v) for k, v in sources.items()
+                                   if isinstance(v, list) and len(v) == 2)
+            except (OSError, ValueError, AttributeError):
+                continue
+
+    def __call__(self, item: VideoItem) -> str:
+        """The content digest of `item`'s source, or why it cannot be read."""
+        try:
+            stamp = _stat_stamp(item)
+            known = self._known.get(item.source)
+            digest = known[1] if known and known[0] == stamp else _content_digest(item)
+        except OSError as e:
+            return type(e).__name__
+        self._now[item.source] = [stamp, digest]
+        return digest
+
+    def of(self, items: Sequence[VideoItem]) -> dict[str, list[str]]:
+        """{source: [stamp, digest]} of `items`, for their shard's record."""
+        return {it.source: self._now[it.source] for it in items if it.source in self._now}
+
+
+def input_key(item: VideoItem, settings: EncodeSettings, content: str) -> str:
     """Everything the bytes of one video's record depend on: the format, the settings, the
-    annotation (id, label, ground truth), its boxes and the source's stamp.
+    annotation (id, label, ground truth), its boxes and the source's `content` digest
+    (`SourceFingerprints`).
 
     The boxes enter with the name (not the folder) of their file, as their problem lines
     do; a video without boxes has no `boxes` entry, so its key is what it was before
@@ -79,8 +136,8 @@ def input_key(item: VideoItem, settings: EncodeSettings) -> str:
         annotation["boxes"] = dataclasses.asdict(dataclasses.replace(
             item.boxes, source=os.path.basename(item.boxes.source)))
     return hashlib.sha256(json.dumps(
-        [FORMAT_VERSION, dataclasses.asdict(settings), annotation,
-         _source_stamp(item)], sort_keys=True).encode()).hexdigest()
+        [FORMAT_VERSION, dataclasses.asdict(settings), annotation, content],
+        sort_keys=True).encode()).hexdigest()
 
 
 def shard_fingerprint(keys: Sequence[str]) -> str:
@@ -91,30 +148,33 @@ def state_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, STATE_DIR, name + ".json")
 
 
-def read_state(output_dir: str, name: str, fingerprint: str) -> dict | None:
-    """The saved record of a complete shard, or None if it must be (re)written."""
+def intact_state(output_dir: str, name: str) -> dict | None:
+    """The record an earlier run left of shard `name` when the shard is still exactly what
+    it wrote (same size and SHA-256); None when there is none, or the shard is missing,
+    changed, corrupt or truncated (even at the same size): then it is rewritten."""
     path = os.path.join(output_dir, name)
     try:
         with open(state_path(output_dir, name), encoding="utf-8") as f:
             state = json.load(f)
+        if not isinstance(state, dict):
+            return None
         size = os.path.getsize(path)
+        if state.get("bytes") == size and state.get("sha256") == file_sha256(path):
+            return state
     except (OSError, ValueError):
         return None
-    if state.get("fingerprint") != fingerprint or state.get("bytes") != size:
-        return None
-    return state
+    why = ("other size" if state.get("bytes") != size else "other contents"
+           if "sha256" in state else "recorded before shards had checksums")
+    logging.warning("%s is not the shard the converter wrote (%s): rewriting it", path, why)
+    return None
 
 
-def previous_videos(output_dir: str, name: str) -> dict[str, dict]:
-    """{input key: result without data} of the shard an earlier run left under `name`
-    (when it is intact), so that a shard with a few changed inputs only redoes those."""
+def previous_videos(state: dict | None) -> dict[str, dict]:
+    """{input key: result without data} of an intact earlier shard (`intact_state`), so
+    that a shard with a few changed inputs only redoes those."""
     try:
-        with open(state_path(output_dir, name), encoding="utf-8") as f:
-            state = json.load(f)
-        if state.get("bytes") != os.path.getsize(os.path.join(output_dir, name)):
-            return {}
-        return {key: result for key, result in state.get("videos", [])}
-    except (OSError, ValueError, TypeError):
+        return {key: result for key, result in (state or {}).get("videos", [])}
+    except (TypeError, ValueError):
         return {}
 
 
@@ -144,6 +204,14 @@ def atomic_write_text(path: str, text: str) -> None:
         f.write(text)
     os.replace(tmp, path)
 
+#: What a `duration` note on a written video means (a warning, and the summary).
+DURATION_NOTES = {
+    video.SHORTER_THAN_HEADER: "ends before the duration its container declares: written "
+                               "with the frames that decode",
+    video.NO_DURATION: "its container declares no duration (a cut-off file cannot be told): "
+                       "written with the frames that decode",
+}
+
 
 class _Stats:
     """Per-shard statistics, JSON-serialisable and mergeable."""
@@ -159,6 +227,7 @@ class _Stats:
         self.widths: list[int] = []
         self.kept_size = 0
         self.boxed = 0  # written videos with boxes from a box file
+        self.durations: collections.Counter = collections.Counter()  # video.NO_DURATION...
         self.box_problems: list[dict] = []
 
     def add(self, item: VideoItem, key: str, result: dict) -> None:
@@ -171,6 +240,10 @@ class _Stats:
             self.widths.append(result["width"])
             self.kept_size += int(result["kept_size"])
             self.boxed += "box_frames" in result
+            if "duration" in result:
+                self.durations[result["duration"]] += 1
+                logging.warning("%s %s (%s): %s", item.split, item.clip_id, item.source,
+                                DURATION_NOTES[result["duration"]])
             self.box_problems += [{"split": item.split, **p}
                                   for p in result.get("box_problems", [])]
         else:
@@ -185,7 +258,7 @@ class _Stats:
                 "frames_total": sum(self.frames), "frames_span": span(self.frames),
                 "height_span": span(self.heights), "width_span": span(self.widths),
                 "kept_size": self.kept_size, "boxed": self.boxed,
-                "box_problems": self.box_problems}
+                "box_problems": self.box_problems, "durations": dict(self.durations)}
 
 
 def write_shard(path: str, items: Sequence[VideoItem], keys: Sequence[str],
