@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import convert, make_dataset, tfrecord
+from stabn_tf.data.convert import encode
 
 H, W, N, FPS = 48, 64, 16, 24  # decoded at 24 fps: Something-Else's 12 fps frames land on 0, 2, ...
 OBJECT_Y, HAND = (8, 28), (32, 40, 42, 50)  # hand: y1, x1, y2, x2 (static)
@@ -244,11 +246,11 @@ def test_a_persons_boxes_on_a_synthetic_clip_keep_its_ground_truth(tmp_path):
     """Frames the file annotates take its boxes; the others keep the synthetic object box,
     and `clip/gt/box` (what the explanation metrics read) stays the generator's."""
     gt = ((0.1, 0.1, 0.5, 0.5), (0.0, 0.0, 0.0, 0.0), (0.2, 0.2, 0.6, 0.6))
-    table, _ = convert.boxes_lib.load_box_files(_write(
+    table, _ = boxes_lib.load_box_files(_write(
         tmp_path / "mine.json", {"s": {"frames": {"1": [[0.3, 0.3, 0.9, 0.9]]}}}))
     item = convert.VideoItem("train", "s", 0, "x", "s.webm", gt_active=(0, 1, 1), gt_box=gt,
                              boxes=table["s"])
-    boxes, annotated, problems = convert._fit_boxes(item, 3, 12.0, (48, 64))
+    boxes, annotated, problems = encode._fit_boxes(item, 3, 12.0, (48, 64))
     assert problems == [] and annotated == [1, 1, 1]
     assert boxes == [[(gt[0], "object")], [((0.3, 0.3, 0.9, 0.9), "object")],
                      [(gt[2], "object")]]
