@@ -55,7 +55,7 @@ NO_VALID_BOX = "no valid box on this frame: it is left unannotated"
 #: days at 12 fps); a longer number is a malformed name, not a frame.
 MAX_FRAME_DIGITS = 7
 #: How much of a malformed frame name or key a problem line shows.
-SHOWN_CHARS = 40
+SHOWN_CHARS = 80
 
 _FRAME_NAME = re.compile(r"(?:.*/)?([0-9]+)\.\w+$")
 _FRAME_KEY = re.compile(r"[0-9]+")

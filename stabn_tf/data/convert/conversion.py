@@ -310,6 +310,7 @@ def _write(dataset, input_dir, output_dir, listing, origin, box_problems, settin
                   "categories": box_categories if box_files else None,
                   "videos_with_boxes": sum(s["videos_with_boxes"]
                                            for s in split_summaries.values()),
+                  "clipped": sum(s.get("boxes_clipped", 0) for s in split_summaries.values()),
                   "problems": len(box_problems), "problems_file": BOX_PROBLEMS_FILE,
                   "first_problems": [p["line"] for p in box_problems[:BOX_PROBLEMS_SHOWN]]},
         "notes": {k: v for k, v in listing.notes.items() if k != "video_dir"},

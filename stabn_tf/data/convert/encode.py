@@ -63,23 +63,25 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
 
 
 def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
-               source_size: tuple[int, int] | None) -> tuple[list | None, list | None, list]:
-    """(per-frame boxes, annotated flags, problems) to store for one decoded video.
+               source_size: tuple[int, int] | None
+               ) -> tuple[list | None, list | None, list, int]:
+    """(per-frame boxes, annotated flags, problems, boxes clipped to the frame) to store
+    for one decoded video.
 
     The file's boxes are fitted to the decoded frames (`boxes.resolve`). On a clip that
     also has a synthetic object box, the frames the file annotates take its boxes and the
     other frames keep the object box, so a person can correct a few frames.
     """
     if item.boxes is None:
-        return None, None, []
-    per_frame, annotated, problems = boxes_lib.resolve(item.boxes, num_frames, fps,
-                                                        source_size)
+        return None, None, [], 0
+    per_frame, annotated, problems, clipped = boxes_lib.resolve(item.boxes, num_frames, fps,
+                                                                 source_size)
     if item.gt_box is not None and len(item.gt_box) == num_frames:
         gt = [[(b, boxes_lib.OBJECT)] if b[2] > b[0] and b[3] > b[1] else []
               for b in item.gt_box]
         per_frame = [mine if a else g for mine, a, g in zip(per_frame, annotated, gt)]
         annotated = [1] * num_frames
-    return per_frame, annotated, problems
+    return per_frame, annotated, problems, clipped
 
 
 def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
@@ -97,7 +99,7 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
         if item.gt_active is not None and len(item.gt_active) != len(jpegs):
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
-        boxes, annotated, problems = _fit_boxes(item, len(jpegs), fps, source_size)
+        boxes, annotated, problems, clipped = _fit_boxes(item, len(jpegs), fps, source_size)
         data = tfrecord.make_sequence_example(
             item.clip_id, item.label_index, item.label_text, jpegs, frame_rate=fps,
             gt_active=item.gt_active, gt_box=item.gt_box, boxes=boxes,
@@ -110,6 +112,7 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
         if item.boxes is not None:  # absent otherwise: results of box-less videos unchanged
             result["box_frames"] = sum(annotated)
             result["box_problems"] = [p.to_json() for p in problems]
+            result["box_clipped"] = clipped
         return result
     except video.VideoReadError as e:
         return {"ok": False, "reason": e.reason if e.path == item.source else str(e)}

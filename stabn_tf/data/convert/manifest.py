@@ -27,13 +27,14 @@ def merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
                  shard_names: Sequence[str]) -> dict:
     per_class: collections.Counter = collections.Counter()
     failures = list(rejected)
-    written = frames_total = kept = boxed = 0
+    written = frames_total = kept = boxed = clipped = 0
     durations: collections.Counter = collections.Counter()
     box_problems: list[dict] = []
     spans: dict[str, list[int]] = {}
     for s in states:
         written += s["written"]
         boxed += s.get("boxed", 0)  # .get: states written before boxes existed
+        clipped += s.get("box_clipped", 0)
         durations.update(s.get("durations", {}))
         box_problems += s.get("box_problems", [])
         failures += s["failures"]
@@ -55,6 +56,7 @@ def merge_split(states: Sequence[dict], rejected: Sequence[dict], read: int,
         "height": spans.get("height_span"), "width": spans.get("width_span"),
         "videos_not_downscaled": kept,
         "videos_with_boxes": boxed,
+        "boxes_clipped": clipped,
         "videos_shorter_than_header": durations[video.SHORTER_THAN_HEADER],
         "videos_without_duration": durations[video.NO_DURATION],
         "_failures": failures,
@@ -104,7 +106,8 @@ def format_summary(manifest: dict) -> str:
     boxes = manifest.get("boxes") or {}
     if boxes.get("files"):
         lines.append(f"boxes ({boxes['categories']}) from {len(boxes['files'])} file(s): "
-                     f"{boxes['videos_with_boxes']} videos with boxes, {boxes['problems']} "
+                     f"{boxes['videos_with_boxes']} videos with boxes, "
+                     f"{boxes.get('clipped', 0)} boxes clipped to the frame, {boxes['problems']} "
                      f"problems" + (f" listed in {boxes['problems_file']}:"
                                     if boxes["problems"] else ""))
         lines += [f"  {line}" for line in boxes["first_problems"]]

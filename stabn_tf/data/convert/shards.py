@@ -227,6 +227,7 @@ class _Stats:
         self.widths: list[int] = []
         self.kept_size = 0
         self.boxed = 0  # written videos with boxes from a box file
+        self.box_clipped = 0  # their boxes that overshot the frame a little, clipped
         self.durations: collections.Counter = collections.Counter()  # video.NO_DURATION...
         self.box_problems: list[dict] = []
 
@@ -240,6 +241,7 @@ class _Stats:
             self.widths.append(result["width"])
             self.kept_size += int(result["kept_size"])
             self.boxed += "box_frames" in result
+            self.box_clipped += result.get("box_clipped", 0)
             if "duration" in result:
                 self.durations[result["duration"]] += 1
                 logging.warning("%s %s (%s): %s", item.split, item.clip_id, item.source,
@@ -258,6 +260,7 @@ class _Stats:
                 "frames_total": sum(self.frames), "frames_span": span(self.frames),
                 "height_span": span(self.heights), "width_span": span(self.widths),
                 "kept_size": self.kept_size, "boxed": self.boxed,
+                "box_clipped": self.box_clipped,
                 "box_problems": self.box_problems, "durations": dict(self.durations)}
 
 
