@@ -14,6 +14,7 @@ from absl import app, flags
 
 from stabn_tf.deploy import ExportError
 from stabn_tf.deploy import saved_model as serving
+from stabn_tf.disk import disk_full_message
 from stabn_tf.inference import InferenceError, load_checkpoint
 
 FLAGS = flags.FLAGS
@@ -36,11 +37,21 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         model = load_checkpoint(FLAGS.checkpoint)
-        path = serving.export_saved_model(model, FLAGS.output_dir, FLAGS.model_name,
-                                          FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite)
-    except (ExportError, InferenceError) as e:
+    except InferenceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        path = serving.export_saved_model(model, FLAGS.output_dir, FLAGS.model_name,
+                                          FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a full disk, as whatever TensorFlow's writer raises
+        line = disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params())
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
     diff = serving.self_check(path, model)
     heads = "probabilities, top_k_indices, top_k_labels, top_k_probabilities" + (
         ", spatial_attention, temporal_attention" if model.has_attention else "")

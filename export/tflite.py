@@ -20,7 +20,9 @@ from absl import app, flags
 
 from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import tflite as lite
+from stabn_tf.disk import disk_full_message
 from stabn_tf.inference import InferenceError, load_checkpoint
+from stabn_tf.runs import write_atomic
 
 FLAGS = flags.FLAGS
 
@@ -69,13 +71,23 @@ def main(argv: Sequence[str]) -> int:
     except (ExportError, InferenceError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a full disk, while converting or writing the model or config
+        bytes_per_weight = {"none": 4, "float16": 2}.get(FLAGS.quantize, 1)
+        line = disk_full_message(e, output, needed=bytes_per_weight * model.count_params())
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
     print(lite.format_report(report), flush=True)
     if FLAGS.evaluate and "parity" not in report:
         print(f"no parity numbers: no validation TFRecords ({data.problem}); pass --eval_data",
               file=sys.stderr)
     if FLAGS.report_json:
-        with open(FLAGS.report_json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+        try:
+            write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
+        except OSError as e:
+            print(f"error: {disk_full_message(e, FLAGS.report_json) or e}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -50,9 +50,9 @@ def main(argv: Sequence[str]) -> None:
         for name in ("top_k", "num_clips", "max_clips"):
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        if f.output_dir:
-            check_writable_dir(f.output_dir)
         runner = open_runner(f.checkpoint)
+        if f.output_dir:  # created once the checkpoint is accepted
+            check_writable_dir(f.output_dir)
     except (InferenceError, RunError) as e:
         print(f"stabn_tf.predict: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -32,6 +32,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 
+from stabn_tf import disk
 from stabn_tf.data import synthetic
 
 _UMASK = os.umask(0)
@@ -43,14 +44,14 @@ class RunError(ValueError):
 
 
 class DiskFullError(OSError):
-    """Not enough space to write a file; the message names the file and the space needed."""
+    """Not enough space to write a file; the message names the file and the space needed.
+    An `OSError` with errno ENOSPC, so `stabn_tf.disk.is_disk_full` knows it too."""
 
     def __init__(self, path: str, needed: int, free: int | None = None):
         where = f", {_size(free)} free" if free is not None else ""
         self.message = (f"no space left on the device for {path} (it needs about "
                         f"{_size(needed)}{where})")
-        super().__init__(self.message)
-        self.filename = path
+        super().__init__(errno.ENOSPC, self.message, path)
 
     def __str__(self) -> str:
         return self.message
@@ -63,23 +64,13 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def free_bytes(folder: str) -> int:
-    return shutil.disk_usage(folder).free
-
-
 def require_space(path: str, size: int, reclaimable: int = 0) -> None:
     """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
     counting `reclaimable` bytes the caller will delete first."""
     if size:
-        free = free_bytes(os.path.dirname(os.path.abspath(path))) + reclaimable
+        free = (disk.free_bytes(path) or 0) + reclaimable
         if free < size + (1 << 20):
             raise DiskFullError(path, size, free)
-
-
-def _is_disk_full(error: BaseException) -> bool:
-    # h5py and TensorFlow report a full disk as OSError or RuntimeError with the C message.
-    return (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-        "No space left on device" in str(error)
 
 
 @contextlib.contextmanager
@@ -105,7 +96,7 @@ def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[st
         written = _written(temporary)
         with contextlib.suppress(OSError):
             os.remove(temporary)
-        if _is_disk_full(e):
+        if disk.is_disk_full(e):
             raise DiskFullError(path, max(expected_bytes, written)) from None
         raise
     _fsync_folder(folder)

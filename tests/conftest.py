@@ -47,3 +47,43 @@ def calibrated_stabn(tiny_tfrecords):
         tflite.calibrate_batch_norm(model, clips)
         return model
     return make
+
+
+#: Python run before a command (`python -c PRELUDE + runpy...`) so that every atomic write
+#: (`stabn_tf.runs.write_atomic`: its temporary file) meets a full disk half-way, as ENOSPC.
+FULL_DISK_PRELUDE = """
+import errno, runpy, sys, tempfile
+_real = tempfile.NamedTemporaryFile
+
+class _Full:
+    def __init__(self, f):
+        self.f, self.name = f, f.name
+    def __enter__(self):
+        return self
+    def __exit__(self, *args):
+        self.f.close()
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device", self.f.name)
+
+def _full(*args, **kwargs):
+    f = _real(*args, **kwargs)
+    return _Full(f) if str(kwargs.get("prefix", "")).startswith(".tmp-") else f
+
+tempfile.NamedTemporaryFile = _full
+"""
+
+
+@pytest.fixture
+def full_disk_command():
+    """`command(module, *args, then="")`: the argv that runs `python -m module args` with
+    every atomic write failing on a full disk (`FULL_DISK_PRELUDE`), after the Python
+    in `then` (more of the same for other writers)."""
+    import sys
+
+    def command(module: str, *args: str, then: str = "") -> list[str]:
+        run = (f"sys.argv = [{module!r}, *{list(map(str, args))!r}]\n"
+               f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+        return [sys.executable, "-c", FULL_DISK_PRELUDE + then + "\n" + run]
+    return command

@@ -31,6 +31,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -46,8 +47,18 @@ SOMETHING_ELSE_FPS = 12.0
 #: to the border, e.g. x2 = 427.00000000000006 on a 427-wide frame); they are clipped. A
 #: box further outside is reported and dropped.
 OUTSIDE_TOLERANCE = 0.01
+#: The problem line of a frame whose boxes were all invalid: it is left *not annotated*,
+#: since storing it with no box would teach Ms to look nowhere on it.
+NO_VALID_BOX = "no valid box on this frame: it is left unannotated"
 
-_FRAME_NAME = re.compile(r"(?:.*/)?(\d+)\.\w+$")
+#: Frame numbers with more digits than this are refused (10 million frames are over nine
+#: days at 12 fps); a longer number is a malformed name, not a frame.
+MAX_FRAME_DIGITS = 7
+#: How much of a malformed frame name or key a problem line shows.
+SHOWN_CHARS = 80
+
+_FRAME_NAME = re.compile(r"(?:.*/)?([0-9]+)\.\w+$")
+_FRAME_KEY = re.compile(r"[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +124,17 @@ def problem(source: str, clip_id: object, frame: object, what: str) -> Problem:
     return Problem(source, clip_id, frame, what)
 
 
+def _shown(name: object) -> str:
+    """A frame name or key as a problem line shows it: at most `SHOWN_CHARS` characters."""
+    text = str(name)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} chars)"
+
+
+def _frame_number(digits: str) -> int | None:
+    """`digits` (ASCII) as a frame number, or None when it has too many digits to be one."""
+    return int(digits) if len(digits) <= MAX_FRAME_DIGITS else None
+
+
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value)
@@ -137,40 +159,52 @@ def parse_something_else(data: dict, source: str, roles: Sequence[str] = ROLES
                                     f"{type(frames).__name__}"))
             continue
         kept: dict[int, tuple[Box, ...]] = {}
+        unannotated: set[int] = set()  # listed, but with no valid box: not annotated
         for n, frame in enumerate(frames):
             name = frame.get("name") if isinstance(frame, dict) else None
             match = _FRAME_NAME.match(name) if isinstance(name, str) else None
             if match is None:
                 problems.append(problem(source, clip_id, f"#{n}", "a frame needs a 'name' "
-                                        f"like '{clip_id}/0001.jpg', got {name!r}"))
+                                        f"like '{clip_id}/0001.jpg', got {_shown(repr(name))}"))
                 continue
-            number = int(match.group(1))
+            number = _frame_number(match.group(1))
+            shown = _shown(name)
+            if number is None:
+                problems.append(problem(source, clip_id, shown, "the frame number has "
+                                        f"{len(match.group(1))} digits; a frame number has "
+                                        f"at most {MAX_FRAME_DIGITS}"))
+                continue
             if "/" in name and name.split("/")[-2] != str(clip_id):
-                problems.append(problem(source, clip_id, name, "frame belongs to video "
-                                        f"{name.split('/')[-2]!r}"))
+                problems.append(problem(source, clip_id, shown, "frame belongs to video "
+                                        f"{_shown(name.split('/')[-2])!r}"))
                 continue
             if number < 1:
-                problems.append(problem(source, clip_id, name, "frame numbers start at 1"))
+                problems.append(problem(source, clip_id, shown, "frame numbers start at 1"))
                 continue
             labels = frame.get("labels", [])
             if not isinstance(labels, list):
-                problems.append(problem(source, clip_id, name, "'labels' must be a list"))
+                problems.append(problem(source, clip_id, shown, "'labels' must be a list"))
                 continue
-            boxes = []
+            boxes, invalid = [], 0
             for label in labels:
                 b = label.get("box2d") if isinstance(label, dict) else None
                 coords = [b.get(k) for k in ("y1", "x1", "y2", "x2")] \
                     if isinstance(b, dict) else None
+                role = _something_else_role(label) if isinstance(label, dict) else None
                 if coords is None or not all(_number(v) for v in coords):
-                    problems.append(problem(source, clip_id, name, "a label needs 'box2d' "
-                                            f"with numbers x1, y1, x2, y2, got {b!r}"))
+                    problems.append(problem(source, clip_id, shown, "a label needs 'box2d' "
+                                            f"with numbers x1, y1, x2, y2, got {_shown(b)}"))
+                    invalid += role is None or role in roles
                     continue
-                role = _something_else_role(label)
                 if role in roles:
                     boxes.append(Box(*(float(v) for v in coords), role=role))
-            if number in kept:
-                problems.append(problem(source, clip_id, name, "frame listed twice; "
+            if number in kept or number in unannotated:
+                problems.append(problem(source, clip_id, shown, "frame listed twice; "
                                         "keeping the first"))
+                continue
+            if invalid and not boxes:
+                unannotated.add(number)
+                problems.append(problem(source, clip_id, shown, NO_VALID_BOX))
                 continue
             kept[number] = tuple(boxes)
         if kept:
@@ -219,20 +253,30 @@ def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
             continue
         kept: dict[int, tuple[Box, ...]] = {}
         for key, boxes in entry["frames"].items():
-            if not (isinstance(key, str) and key.isdigit()):
-                bad(key, "frame keys must be frame indices (0, 1, ...)")
+            if not _FRAME_KEY.fullmatch(key):  # ASCII digits only: "²".isdigit() is True
+                bad(_shown(key), "frame keys must be frame indices (0, 1, ...)")
+                continue
+            number = _frame_number(key)
+            if number is None:
+                bad(_shown(key), f"the frame index has {len(key)} digits; a frame index has "
+                                 f"at most {MAX_FRAME_DIGITS}")
                 continue
             if not isinstance(boxes, list):
-                bad(key, f"expected a list of boxes, got {type(boxes).__name__}")
+                bad(number, f"expected a list of boxes, got {type(boxes).__name__}")
                 continue
-            good = []
+            good, invalid = [], 0
             for value in boxes:
                 box = _simple_box(value)
                 if isinstance(box, str):
-                    bad(key, box)
+                    bad(number, box)
+                    role = value.get("role", OBJECT) if isinstance(value, dict) else OBJECT
+                    invalid += role not in ROLES or role in roles
                 elif box.role in roles:
                     good.append(box)
-            kept[int(key)] = tuple(good)
+            if invalid and not good:
+                bad(number, NO_VALID_BOX)
+                continue
+            kept[number] = tuple(good)
         if kept:
             out[str(clip_id)] = VideoBoxes(
                 str(clip_id), source, tuple(sorted(kept.items())), pixels=size is not None,
@@ -298,13 +342,27 @@ def unknown_ids(table: dict[str, VideoBoxes], known: Iterable[str]) -> list[Prob
 # --- fitting boxes to a decoded video ---------------------------------------------------
 
 
+class FittedBoxes(NamedTuple):
+    """A video's boxes fitted to its decoded frames (`resolve`).
+
+    `per_frame`: for each decoded frame a list of `((ymin, xmin, ymax, xmax) normalised,
+    role)`; `annotated`: a 0/1 flag per frame, 1 where the frame's boxes are known (even
+    if it has none: listed with an empty list, or only boxes of other roles); `problems`:
+    problem lines; `clipped`: how many boxes overshot the frame a little and were clipped.
+    """
+
+    per_frame: list[list[tuple[tuple[float, float, float, float], str]]]
+    annotated: list[int]
+    problems: list[Problem]
+    clipped: int
+
+
 def resolve(
     boxes: VideoBoxes,
     num_frames: int,
     fps: float | None,
     frame_size: tuple[int, int] | None,
-) -> tuple[list[list[tuple[tuple[float, float, float, float], str]]], list[int],
-           list[Problem]]:
+) -> FittedBoxes:
     """Fits a video's boxes to its decoded frames.
 
     Args:
@@ -313,20 +371,21 @@ def resolve(
       fps: its frame rate (None when unknown: indices are then taken as they are).
       frame_size: (height, width) of the ORIGINAL video, which pixel boxes refer to.
 
-    Returns:
-      `(per_frame, annotated, problems)`: for each decoded frame a list of
-      `((ymin, xmin, ymax, xmax) normalised, role)`, a 0/1 flag per frame (1 where the
-      frame's boxes are known, even if it has none), and problem lines. Several annotated
-      frames landing on one decoded frame: the one nearest in time wins.
+    Returns a `FittedBoxes`. A frame whose boxes are all invalid here (outside the frame,
+    empty) is *not* annotated, like one beyond the video: "no box" would teach Ms to look
+    nowhere on it. Several annotated frames landing on one decoded frame: the one nearest
+    in time wins.
     """
     per_frame: list[list] = [[] for _ in range(num_frames)]
     annotated = [0] * num_frames
     distance = [math.inf] * num_frames
     problems: list[Problem] = []
+    clipped = 0
     size = boxes.frame_size if boxes.frame_size is not None else frame_size
     if boxes.pixels and size is None:
-        return per_frame, annotated, [problem(boxes.source, boxes.clip_id, None, "boxes in "
-                                              "pixels but the frame size is unknown")]
+        return FittedBoxes(per_frame, annotated, [problem(
+            boxes.source, boxes.clip_id, None, "boxes in pixels but the frame size is "
+            "unknown")], 0)
     for number, frame_boxes in boxes.frames:
         k = number - boxes.first_frame
         if boxes.frame_rate is None or not fps:
@@ -342,7 +401,7 @@ def resolve(
             continue
         if gap >= distance[index]:
             continue
-        good = []
+        good, overshoots = [], 0
         for box in frame_boxes:
             coords = (box.ymin, box.xmin, box.ymax, box.xmax)
             if boxes.pixels:
@@ -354,15 +413,20 @@ def resolve(
                 problems.append(problem(boxes.source, boxes.clip_id, number, "box "
                                         f"{_show(box)} lies outside {extent}"))
                 continue
-            coords = tuple(min(max(c, 0.0), 1.0) for c in coords)
-            if coords[2] <= coords[0] or coords[3] <= coords[1]:
+            inside = tuple(min(max(c, 0.0), 1.0) for c in coords)
+            if inside[2] <= inside[0] or inside[3] <= inside[1]:
                 problems.append(problem(boxes.source, boxes.clip_id, number, f"box "
                                         f"{_show(box)} is empty (needs ymin < ymax and "
                                         "xmin < xmax)"))
                 continue
-            good.append((coords, box.role))
+            overshoots += inside != coords
+            good.append((inside, box.role))
+        if frame_boxes and not good:
+            problems.append(problem(boxes.source, boxes.clip_id, number, NO_VALID_BOX))
+            continue
+        clipped += overshoots
         per_frame[index], annotated[index], distance[index] = good, 1, gap
-    return per_frame, annotated, problems
+    return FittedBoxes(per_frame, annotated, problems, clipped)
 
 
 def _show(box: Box) -> str:

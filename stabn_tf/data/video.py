@@ -36,11 +36,22 @@ class VideoReadError(OSError):
         self.reason = reason
 
 
+#: `DecodedVideo.duration_note` of a video whose frames end before the duration its
+#: container declares (by more than a frame, but not enough to call it truncated).
+SHORTER_THAN_HEADER = "shorter_than_header"
+#: `DecodedVideo.duration_note` of a video whose container declares no duration (as
+#: browsers record webm, or a fragmented mp4): a cut-off file cannot be told apart.
+NO_DURATION = "no_duration"
+
+
 @dataclasses.dataclass
 class DecodedVideo:
     frames: np.ndarray  # uint8 [N, H, W, 3], RGB
     fps: float | None
     source_size: tuple[int, int]  # (height, width) before any resize
+    #: None, SHORTER_THAN_HEADER or NO_DURATION: the frames are all that decodes, but the
+    #: container cannot vouch that they are the whole video.
+    duration_note: str | None = None
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -63,7 +74,9 @@ def decode_video(
 
     Raises `VideoReadError` for a missing or empty file, a file PyAV cannot open or that
     has no video stream, a decode error, no decodable frames, or a truncated file (frames
-    cover < 90% of the declared duration). `threads` caps the decoder's threads (1 in the
+    cover < 90% of the declared duration). A file that decodes to less than its declared
+    duration (but more than that), or declares none, is returned with what decodes and
+    says so in `duration_note`. `threads` caps the decoder's threads (1 in the
     converter's worker processes, which already use every core).
     """
     path = os.fspath(path)
@@ -105,6 +118,7 @@ def decode_video(
         if not frames:
             raise VideoReadError(path, "no decodable video frames (truncated or corrupt)")
         declared = _declared_duration(container, stream)
+    note = None if declared else NO_DURATION
     if declared and last_time is not None:
         frame_time = 1.0 / fps if fps else 0.0
         covered = last_time + frame_time - _start_time(stream)
@@ -114,7 +128,9 @@ def decode_video(
                 f"truncated: {len(frames)} decoded frames cover {covered:.2f}s of the "
                 f"{declared:.2f}s the container declares",
             )
-    return DecodedVideo(np.stack(frames), fps, source_hw)
+        if covered + 1.5 * frame_time < declared:
+            note = SHORTER_THAN_HEADER
+    return DecodedVideo(np.stack(frames), fps, source_hw, note)
 
 
 def _av_reason(e: Exception) -> str:
@@ -141,6 +157,16 @@ def _declared_duration(container, stream) -> float | None:
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+def frame_size_error(path: str, size: tuple[int, int], first_name: str,
+                     first: tuple[int, int]) -> VideoReadError:
+    """Why a frame folder whose frames differ in size is refused, the same words for
+    `predict` and the converter: bringing them to one size would stretch or upscale
+    some frames, which nothing else in the pipeline does."""
+    return VideoReadError(path, f"frame size {size[0]}×{size[1]} differs from the first "
+                          f"frame's ({first_name}) {first[0]}×{first[1]}: the frames of one "
+                          "video must share one size (they are never stretched or upscaled)")
+
+
 def read_frame_folder(path: str | os.PathLike,
                       short_side: int | None = DEFAULT_SHORT_SIDE) -> np.ndarray:
     """The images of a folder, sorted by name, as uint8 RGB `[N, H, W, 3]` with the short
@@ -165,8 +191,7 @@ def read_frame_folder(path: str | os.PathLike,
             first = (img.height, img.width)
             size = scaled_size(img.height, img.width, short_side)
         elif (img.height, img.width) != first:
-            raise VideoReadError(file, f"frame size {img.height}×{img.width} differs from the "
-                                 f"first frame's {first[0]}×{first[1]}")
+            raise frame_size_error(file, (img.height, img.width), names[0], first)
         if (img.height, img.width) != size:
             img = img.resize((size[1], size[0]), Image.Resampling.BOX)
         frames.append(np.asarray(img))

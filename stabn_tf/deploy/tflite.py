@@ -491,8 +491,7 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
     flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
                                    integer_input=integer_input)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "wb") as f:
-        f.write(flatbuffer)
+    write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
     write_atomic(config_path(output),
                  json.dumps(export_config(model, quantize, integer_input), indent=1))
     report = {

@@ -31,8 +31,9 @@ TABLE_FILES = {"table1": "table1.md", "table2": "table2.md",
 
 
 def check_output_dir(path: str) -> None:
-    """Creates `path` and proves it can hold files, in one line otherwise; called before
-    any model runs so a typo does not cost a whole evaluation."""
+    """Creates `path` and proves it can hold files, in one line otherwise; called once
+    the checkpoints are accepted (a refused one leaves nothing behind) and before any
+    model runs, so a typo does not cost a whole evaluation."""
     try:
         check_writable_dir(path)
     except RunError as e:
@@ -116,13 +117,13 @@ def run(
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES} or all")
     if not num_clips or any(n < 1 for n in num_clips):
         raise EvaluationError(f"--num_clips must be >= 1, got {list(num_clips)}")
-    if output_dir:
-        check_output_dir(output_dir)
     if not files:
         files = validation_files(checkpoint)
         log(f"evaluating the run's validation split: {files}")
     check_files(files)
     stabn, baseline = _models(checkpoint, baseline_checkpoint)
+    if output_dir:  # created once the checkpoints are accepted
+        check_output_dir(output_dir)
     limit = max_videos or None
     results: dict = {"checkpoint": os.fspath(checkpoint),
                      "baseline_checkpoint": os.fspath(baseline_checkpoint) or None,

@@ -59,8 +59,8 @@ def main(argv: Sequence[str]) -> None:
         for name in ("columns", "top_k", "max_clips"):
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        check_writable_dir(f.output_dir)
         runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None)
+        check_writable_dir(f.output_dir)  # created once the checkpoint is accepted
     except (InferenceError, RunError) as e:
         print(f"stabn_tf.explain: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -10,7 +10,12 @@ import tensorflow as tf
 
 from stabn_tf.explain.gradcam import GradCAM
 from stabn_tf.inference.runner import InferenceError, Runner
-from stabn_tf.models.stabn import VideoClassifier, explanation_model, load_model
+from stabn_tf.models.stabn import (
+    VideoClassifier,
+    archive_damage,
+    explanation_model,
+    load_model,
+)
 from stabn_tf.outputs import (
     ATTENTION,
     PERCEPTION,
@@ -76,11 +81,13 @@ def load_checkpoint(path: str | os.PathLike) -> VideoClassifier:
     if not os.path.isfile(path):
         raise InferenceError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
-        raise InferenceError(f"{path}: not a .keras model file (a .keras file is a zip "
-                             "archive; this one is not)")
+        raise InferenceError(f"{path}: {archive_damage(path)}")
     try:
         return load_model(path)
     except Exception as e:  # Keras raises many exception types for a bad file
+        damage = archive_damage(path)  # checked only now: it reads the whole file
+        if damage:
+            raise InferenceError(f"{path}: {damage}") from None
         text = str(e).strip()
         reason = text.splitlines()[0] if text else type(e).__name__
         if reason.startswith(path):

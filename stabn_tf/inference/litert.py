@@ -5,8 +5,11 @@ input is `[1, T, S, S, 3]` normalised clips (float32, or int8/int16 quantized wi
 scale stored in the model; this runner quantizes); its outputs are `probabilities`,
 `logits` and, for ST-ABN, `spatial_attention [1, T, h, w]` and `temporal_attention [1, T]`.
 The export writes the model's config next to it (`<model>.json`: class names, clip shape,
-preprocessing), which the runner reads; without it, classes are numbered and the clip
-shape comes from the input tensor.
+preprocessing), which the runner reads. Only such models are run: a `.tflite` file without
+a signature, with other inputs or outputs, or without its config (or with one that does
+not describe it) is refused in one line saying what it is and what is expected. Model
+bytes in memory (`model_content`, the export's own parity check) may go without a config:
+their classes are numbered.
 """
 
 from __future__ import annotations
@@ -21,10 +24,36 @@ from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.inference.runner import InferenceError, Runner
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
+#: What a `.tflite` file must be to run here.
+EXPECTED = ("expected a model exported by `python -m export.tflite` (one signature: input "
+            "clips [1, T, S, S, 3]; outputs probabilities [1, K], for ST-ABN "
+            "spatial_attention [1, T, h, w] and temporal_attention [1, T]) with its config "
+            "<model>.json beside it")
+
 
 def config_path(model_path: str | os.PathLike) -> str:
     """Where an exported model's config lies: `model.tflite` → `model.json`."""
     return os.path.splitext(os.fspath(model_path))[0] + ".json"
+
+
+def _read_config(model_path: str) -> dict:
+    """The config the export wrote beside `model_path`; InferenceError if it is missing,
+    unreadable, or not a stabn_tf model's config."""
+    path = config_path(model_path)
+    if not os.path.exists(path):
+        raise InferenceError(f"{model_path}: a TFLite model without its stabn_tf config "
+                             f"({path} is missing), so its classes and clips are unknown; "
+                             + EXPECTED)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InferenceError(f"{path}: unreadable ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("class_names"), list) \
+            or config.get("format") != "tflite":
+        raise InferenceError(f"{path}: not the config of a stabn_tf TFLite export (no "
+                             "\"format\": \"tflite\" and \"class_names\"); " + EXPECTED)
+    return config
 
 
 class LiteRTRunner(Runner):
@@ -49,36 +78,54 @@ class LiteRTRunner(Runner):
         except (ValueError, RuntimeError) as e:
             raise InferenceError(f"{self.path or 'model'}: not a loadable TFLite model "
                                  f"({str(e).splitlines()[0] if str(e) else e})") from None
+        where = self.path or "model"
+        signatures = self.interpreter.get_signature_list()
+        if len(signatures) != 1:
+            raise InferenceError(f"{where}: a TFLite model with {len(signatures)} signatures "
+                                 f"({', '.join(signatures) or 'none'}); {EXPECTED}")
         self._runner = self.interpreter.get_signature_runner()
         inputs = self._runner.get_input_details()
+        details = self._runner.get_output_details()
+        self.output_names = sorted(details)
+        shapes = {name: [int(v) for v in d["shape"]] for name, d in
+                  [*inputs.items(), *details.items()]}
+        what = (f"{where}: a TFLite model with input(s) "
+                f"{', '.join(f'{n} {shapes[n]}' for n in sorted(inputs))} and output(s) "
+                f"{', '.join(f'{n} {shapes[n]}' for n in self.output_names)}, not an "
+                "ST-ABN/baseline export; " + EXPECTED)
         if len(inputs) != 1:
-            raise InferenceError(f"expected one input (clips), the model has {sorted(inputs)}")
+            raise InferenceError(what)
         self.input_name, self._input = next(iter(inputs.items()))
-        shape = tuple(int(s) for s in self._input["shape"])
+        shape = tuple(shapes[self.input_name])
         if len(shape) != 5 or shape[0] != 1 or shape[-1] != 3:
-            raise InferenceError(f"expected input [1, T, H, W, 3], the model has {list(shape)}")
+            raise InferenceError(what)
         num_frames, height, width = shape[1:4]
         if height != width:
             raise InferenceError(f"the model takes {height}×{width} frames; clip preparation "
                                  "makes square clips")
-        details = self._runner.get_output_details()
-        self.output_names = sorted(details)
-        if PROBABILITIES not in self.output_names:
-            raise InferenceError(f"the model has no {PROBABILITIES!r} output "
-                                 f"({self.output_names}): export it with `python -m "
-                                 "export.tflite`")
-        num_classes = int(details[PROBABILITIES]["shape"][-1])
-        if config is None and self.path is not None and os.path.exists(config_path(self.path)):
-            try:
-                with open(config_path(self.path), encoding="utf-8") as f:
-                    config = json.load(f)
-            except (OSError, ValueError) as e:
-                raise InferenceError(f"{config_path(self.path)}: unreadable ({e})") from None
+        if PROBABILITIES not in details or shapes[PROBABILITIES][:1] != [1] or \
+                len(shapes[PROBABILITIES]) != 2:
+            raise InferenceError(what)
+        num_classes = shapes[PROBABILITIES][-1]
+        attention = {SPATIAL_ATTENTION: 4, TEMPORAL_ATTENTION: 2}
+        for name, rank in attention.items():
+            if name in details and (len(shapes[name]) != rank or
+                                    shapes[name][:2] != [1, num_frames]):
+                raise InferenceError(what)
+        if (SPATIAL_ATTENTION in details) != (TEMPORAL_ATTENTION in details):
+            raise InferenceError(what)
+        if config is None and self.path is not None:
+            config = _read_config(self.path)
         config = config or {}
         names = config.get("class_names") or [f"class {i}" for i in range(num_classes)]
         if len(names) != num_classes:
             raise InferenceError(f"{len(names)} class names in the model's config for "
                                  f"{num_classes} outputs")
+        clip = (config.get("num_frames", num_frames), config.get("image_size", height))
+        if clip not in ((num_frames, height), (num_frames, [height, height])):
+            raise InferenceError(f"{config_path(where)} describes clips of {clip[0]} frames "
+                                 f"of {clip[1]}, {where} takes {num_frames} frames of "
+                                 f"{height}: not the config it was exported with")
         self.class_names = list(names)
         self.name = config.get("name", os.path.basename(self.path or "model.tflite"))
         self.preprocessor = ClipPreprocessor(num_frames, height)

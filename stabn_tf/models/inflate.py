@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from stabn_tf.models.stabn import archive_damage
 
 DEFAULT_IMAGENET_REPO = "timm/resnet50.tv_in1k"
 HUB_FILENAME = "model.safetensors"
@@ -345,6 +346,9 @@ def load_checkpoint(model: keras.Model, path: str) -> None:
     try:
         source = keras.saving.load_model(path, compile=False)
     except Exception as e:  # not a zip, not a model, unknown classes, ...
+        damage = archive_damage(path)
+        if damage:
+            raise InitError(f"{path}: {damage}") from None
         raise InitError(f"{path}: not a loadable .keras model "
                         f"({type(e).__name__}: {_first_line(e)})") from None
     theirs = {layer.name: layer for layer in source.layers if layer.weights}

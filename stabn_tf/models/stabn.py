@@ -17,6 +17,7 @@ Outputs are the two logits the loss uses, `{"perception", "attention"}` (the bas
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from collections.abc import Iterator, Sequence
 
 import keras
@@ -46,6 +47,14 @@ ATTENTION_HEADS = ("per_frame", "gap")
 
 class LegacyCheckpointError(ValueError):
     """A `.keras` file saved before models carried their config (a plain Functional)."""
+
+
+class ForeignModelError(ValueError):
+    """A `.keras` file holding some other Keras model, not an ST-ABN or its baseline."""
+
+#: Layers every ST-ABN / baseline graph has had under these names, before and since models
+#: carried their config: what tells an old checkpoint of ours from any other Keras model.
+_OUR_LAYERS = ("stem_conv_a", "res5_block1_out", PERCEPTION)
 
 
 def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
@@ -286,15 +295,44 @@ def build_stabn(num_classes: int = 174, num_frames: int = 32,
                  class_names, name=name)
 
 
+def is_legacy_checkpoint(model: keras.Model) -> bool:
+    """Whether `model` is an ST-ABN / baseline saved before models carried their config
+    (a plain Functional with our layer names), which `stabn_tf.models.migrate` converts."""
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    return isinstance(model, keras.Model) and not isinstance(model, VideoClassifier) \
+        and all(name in names for name in _OUR_LAYERS)
+
+
+def archive_damage(path) -> str | None:
+    """What makes `path` unreadable as a `.keras` file judged from its zip archive alone
+    (not a zip, truncated, a member failing its checksum), or None: Keras itself says
+    "File not found" for a file that is there but damaged."""
+    if not zipfile.is_zipfile(path):
+        return ("not a .keras model file (a .keras file is a zip archive; this one is not: "
+                "corrupt or truncated?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        return f"a corrupt .keras file ({e})"
+    return f"a corrupt .keras file (its {bad!r} fails its checksum)" if bad else None
+
+
 def load_model(path, compile: bool = False) -> VideoClassifier:
-    """`keras.saving.load_model` for `.keras` files of this project, refusing files from
-    before models carried their config with one line (`LegacyCheckpointError`)."""
+    """`keras.saving.load_model` for `.keras` files of this project, refusing with one
+    line files from before models carried their config (`LegacyCheckpointError`, with
+    the migration command) and any other Keras model (`ForeignModelError`)."""
     model = keras.saving.load_model(path, compile=compile)
-    if not isinstance(model, VideoClassifier):
+    if is_legacy_checkpoint(model):
         raise LegacyCheckpointError(
-            f"{path}: a plain Keras model, saved before stabn_tf models carried their "
+            f"{path}: an ST-ABN/baseline model saved before stabn_tf models carried their "
             "config; convert it once with `python -m stabn_tf.models.migrate "
             f"{path} --labels=<labels.txt>`")
+    if not isinstance(model, VideoClassifier):
+        raise ForeignModelError(
+            f"{path}: a Keras model ({type(model).__name__} {model.name!r}) that is not an "
+            "ST-ABN or baseline model; expected a checkpoint written by stabn_tf "
+            "(`python -m stabn_tf.train`, or `stabn_tf.build_stabn(...).save(...)`)")
     return model
 
 

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from absl import app, flags
 
+from stabn_tf.disk import disk_full_message
 from stabn_tf.evaluate import TABLES, EvaluationError
 from stabn_tf.report import build_report
 
@@ -66,6 +67,13 @@ def main(argv: Sequence[str]) -> None:
             log=lambda text: print(text, file=sys.stderr, flush=True))
     except EvaluationError as e:
         _fail(str(e))
+    except Exception as e:  # a full disk, from PIL, matplotlib or our own writes
+        line = disk_full_message(e, f.output_dir)
+        if line is None:
+            raise
+        print(f"stabn_tf.report: error: {line} (what was drawn is kept: the next run "
+              "draws the rest)", file=sys.stderr)
+        sys.exit(1)
     print(f"open {result['index']} ({result['clips']} clips)")
 
 

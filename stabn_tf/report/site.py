@@ -174,7 +174,6 @@ def build_report(
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES}, all or none")
     if max_clips < 0:
         raise EvaluationError(f"--max_clips must be >= 0, got {max_clips}")
-    check_output_dir(output_dir)
     paths = [os.fspath(checkpoint)] + ([os.fspath(compare_checkpoint)]
                                        if compare_checkpoint else [])
     if not files:
@@ -189,6 +188,7 @@ def build_report(
     for model, label in zip(models, _labels(paths)):
         model.label = label
     _check_same_clips(models)
+    check_output_dir(output_dir)  # created once the checkpoints are accepted
     count = count_clips(files, models, max_clips)
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:

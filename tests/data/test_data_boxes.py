@@ -104,14 +104,14 @@ def test_something_else_parses_to_the_right_boxes(tmp_path):
     v = table["101"]
     assert v.pixels and v.frame_rate == 12 and v.first_frame == 1
     # Decoded at 12 fps, 240×320 original: frame 0001 → index 0, normalised by the size.
-    per_frame, annotated, problems = boxes_lib.resolve(v, 4, 12.0, (240, 320))
+    per_frame, annotated, problems, _ = boxes_lib.resolve(v, 4, 12.0, (240, 320))
     assert problems == [] and annotated == [1, 1, 1, 0]
     assert per_frame[0] == [((0.1, 0.1, 0.3, 0.3), "object"), ((0.5, 0.0, 1.0, 0.2), "hand")]
     assert per_frame[1] == [((0.2, 0.2, 0.4, 0.4), "object")]
     assert per_frame[2] == [] and per_frame[3] == []
     # Categories pick the roles; a frame keeps its "annotated" flag with none left.
     hands, _ = boxes_lib.load_box_files(path, "hands")
-    per_frame, annotated, _ = boxes_lib.resolve(hands["101"], 3, 12.0, (240, 320))
+    per_frame, annotated, _, _ = boxes_lib.resolve(hands["101"], 3, 12.0, (240, 320))
     assert [len(b) for b in per_frame] == [1, 0, 0] and per_frame[0][0][1] == "hand"
     assert annotated == [1, 1, 1]
     objects, _ = boxes_lib.load_box_files(path, "objects")
@@ -123,11 +123,11 @@ def test_something_else_parses_to_the_right_boxes(tmp_path):
 def test_frames_are_mapped_by_time(tmp_path):
     table, _ = boxes_lib.load_box_files(_write(tmp_path, "se.json", SE_DATA))
     # Decoded at 24 fps: annotation frames (1/12 s apart) land on every other frame.
-    _, annotated, problems = boxes_lib.resolve(table["101"], 8, 24.0, (240, 320))
+    _, annotated, problems, _ = boxes_lib.resolve(table["101"], 8, 24.0, (240, 320))
     assert annotated == [1, 0, 1, 0, 1, 0, 0, 0] and problems == []
     # At 6 fps frames 0001 and 0003 land on 0 and 1; 0002 sits between (t = 1/12 s) and
     # loses to the exact match.
-    per_frame, annotated, _ = boxes_lib.resolve(table["101"], 2, 6.0, (240, 320))
+    per_frame, annotated, _, _ = boxes_lib.resolve(table["101"], 2, 6.0, (240, 320))
     assert annotated == [1, 1] and per_frame[1] == [] and len(per_frame[0]) == 2
 
 
@@ -138,13 +138,13 @@ def test_simple_format(tmp_path):
             "c": {"frame_rate": 6, "frames": {"1": [[0, 0, 1, 1]]}}}
     table, problems = boxes_lib.load_box_files(_write(tmp_path, "mine.json", data))
     assert problems == []
-    per_frame, annotated, _ = boxes_lib.resolve(table["a"], 4, 12.0, (48, 64))
+    per_frame, annotated, _, _ = boxes_lib.resolve(table["a"], 4, 12.0, (48, 64))
     assert annotated == [1, 0, 1, 1]
     assert per_frame[0] == [((0.1, 0.2, 0.5, 0.6), "object")]
     assert per_frame[2] == [((0.0, 0.0, 0.5, 0.5), "hand")]
-    per_frame, _, _ = boxes_lib.resolve(table["b"], 2, 12.0, (48, 64))  # its own size wins
+    per_frame, _, _, _ = boxes_lib.resolve(table["b"], 2, 12.0, (48, 64))  # its own size wins
     assert per_frame[1] == [((0.1, 0.1, 0.5, 0.5), "object")]
-    _, annotated, _ = boxes_lib.resolve(table["c"], 3, 12.0, None)  # 1/6 s → frame 2
+    _, annotated, _, _ = boxes_lib.resolve(table["c"], 3, 12.0, None)  # 1/6 s → frame 2
     assert annotated == [0, 0, 1]
 
 
@@ -160,35 +160,103 @@ def test_bad_box_files_give_one_line_per_problem(tmp_path):
     }
     path = _write(tmp_path, "mine.json", data)
     table, problems = boxes_lib.load_box_files(path)
-    assert len(problems) == 3  # two wrong types, one bad key: found while reading
+    assert len(problems) == 4  # two wrong types, one bad key: found while reading
     assert all(p.startswith("mine.json: video typed, frame ") for p in problems)
     assert any("frame 0: a box must be 4 numbers" in p for p in problems)
+    assert "mine.json: video typed, frame 0: no valid box on this frame: it is left " \
+        "unannotated" in problems
     assert any("frame 1: expected a list of boxes" in p for p in problems)
     assert any("frame x: frame keys must be frame indices" in p for p in problems)
     unknown = boxes_lib.unknown_ids(table, ["good", "typed", "outside", "late", "empty"])
     assert unknown == ["mine.json: video ghost: no such video in the converted splits"]
     # The rest needs the decoded video: frame count and size.
-    _, annotated, problems = boxes_lib.resolve(table["outside"], 4, 12.0, (48, 64))
+    _, annotated, problems, _ = boxes_lib.resolve(table["outside"], 4, 12.0, (48, 64))
     assert problems == ["mine.json: video outside, frame 0: box [10, 10, 50, 150] lies "
-                        "outside the 100x100 frame"]
-    assert annotated == [1, 1, 0, 0]  # the frame stays annotated, minus the bad box
-    _, annotated, problems = boxes_lib.resolve(table["late"], 4, 12.0, (48, 64))
+                        "outside the 100x100 frame",
+                        "mine.json: video outside, frame 0: no valid box on this frame: it "
+                        "is left unannotated"]
+    assert annotated == [0, 1, 0, 0]  # its only box was bad: not "nothing here"
+    _, annotated, problems, _ = boxes_lib.resolve(table["late"], 4, 12.0, (48, 64))
     assert problems == ["mine.json: video late, frame 9: beyond the video (it would be "
                         "decoded frame 9; the video has 4)"]
     assert annotated == [0, 1, 0, 0]
-    _, _, problems = boxes_lib.resolve(table["empty"], 4, 12.0, (48, 64))
-    assert len(problems) == 1 and "is empty" in problems[0]
-    per_frame, _, problems = boxes_lib.resolve(table["good"], 4, 12.0, (48, 64))
+    _, annotated, problems, _ = boxes_lib.resolve(table["empty"], 4, 12.0, (48, 64))
+    assert len(problems) == 2 and "is empty" in problems[0] and annotated == [0] * 4
+    per_frame, _, problems, _ = boxes_lib.resolve(table["good"], 4, 12.0, (48, 64))
     assert problems == [] and per_frame[0] == [((0.1, 0.1, 0.4, 0.4), "object")]
     # Something-Else: a frame without a name, and a box with a missing corner.
     bad_se = {"7": [{"labels": []}, _se_frame("7", 1, [{"box2d": {"x1": 1, "y1": 2, "x2": 3},
                                                          "standard_category": "0000"}])]}
     _, problems = boxes_lib.load_box_files(_write(tmp_path, "se.json", bad_se))
-    assert len(problems) == 2 and all(p.startswith("se.json: video 7, frame ")
+    assert len(problems) == 3 and all(p.startswith("se.json: video 7, frame ")
                                       for p in problems)
+    assert problems[-1].endswith("7/0001.jpg: no valid box on this frame: it is left "
+                                 "unannotated")
     with pytest.raises(ValueError, match="cannot read it as JSON"):
         (tmp_path / "broken.json").write_text("{")
         boxes_lib.load_box_files(str(tmp_path / "broken.json"))
+
+
+def _se_box(x1, y1, x2, y2, standard="0000"):
+    return {"box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}, "standard_category": standard}
+
+
+@pytest.mark.parametrize("layout", ["something_else", "simple"])
+def test_a_frame_with_only_invalid_boxes_is_not_annotated(tmp_path, layout):
+    """Issue 20 item 2: NaN/inf, inverted, outside or beyond the video → not annotated; an
+    empty list → annotated, nothing here; a little outside → clipped and counted."""
+    nan, inf = float("nan"), float("inf")
+    # (frame as the file counts from 0, boxes as [y1, x1, y2, x2] pixels of a 100×200 frame)
+    frames = {0: [[10, 20, nan, 60]],                 # NaN: invalid
+              1: [[50, 50, 10, 90], [10, inf, 20, 30]],  # inverted, infinite: invalid
+              2: [],                                  # annotated, nothing here
+              3: [[10, 10, 50, 300]],                 # far outside the 200-wide frame
+              4: [[-0.5, 10, 50, 201], [60, 60, 50, 50]],  # clipped + one invalid: kept
+              5: [[10, 10, 90, 190]],                 # fine
+              9: [[10, 10, 20, 20]]}                  # beyond the 8-frame video
+    if layout == "simple":
+        data = {"v": {"frame_size": [100, 200],
+                      "frames": {str(f): boxes for f, boxes in frames.items()}}}
+    else:  # Something-Else numbers frames from 1 at 12 fps; box2d is x1, y1, x2, y2
+        data = {"v": [{"name": f"v/{f + 1:04d}.jpg",
+                       "labels": [_se_box(b[1], b[0], b[3], b[2]) for b in boxes]}
+                      for f, boxes in frames.items()]}
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(data))  # NaN and Infinity as JSON writes them
+    table, problems = boxes_lib.load_box_files(str(path))
+    fitted = boxes_lib.resolve(table["v"], 8, 12.0, (100, 200))
+    assert fitted.annotated == [0, 0, 1, 0, 1, 1, 0, 0]
+    assert fitted.per_frame[2] == [] and fitted.clipped == 1
+    assert fitted.per_frame[4] == [((0.0, 0.05, 0.5, 1.0), "object")]
+    lines = problems + fitted.problems
+    unannotated = [p for p in lines if p.endswith("no valid box on this frame: it is left "
+                                                  "unannotated")]
+    assert len(unannotated) == 3  # frames 0, 1 and 3; frame 9 says "beyond the video"
+    assert any("beyond the video" in p for p in lines)
+    assert all(p.startswith("boxes.json: video v, frame ") for p in lines)
+
+
+@pytest.mark.parametrize("layout", ["something_else", "simple"])
+def test_a_malformed_frame_name_is_one_problem_line(tmp_path, layout):
+    """Issue 20 item 2 / issue 23 item 4: "²", 400 or 5000 digits: one line for that
+    entry (shortened), never a stop; the video keeps its good boxes."""
+    bad = ["²", "1" * 400, "9" * 5000, "٣"]
+    if layout == "simple":
+        data = {"v": {"frames": {**{key: [[0, 0, 1, 1]] for key in bad},
+                                 "1": [[0.1, 0.1, 0.5, 0.5]]}}}
+    else:
+        data = {"v": [{"name": f"v/{key}.jpg", "labels": [_se_box(0, 0, 10, 10)]}
+                      for key in bad] + [{"name": "v/0002.jpg",
+                                          "labels": [_se_box(10, 10, 50, 50)]}]}
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(data))
+    table, problems = boxes_lib.load_box_files(str(path))
+    assert len(problems) == len(bad), problems
+    assert all(len(p) < 250 and p.startswith("boxes.json: video v, frame ") for p in problems)
+    assert any("400 digits" in p or "(404 chars)" in p or "(400 chars)" in p
+               for p in problems)
+    fitted = boxes_lib.resolve(table["v"], 4, 12.0, (100, 100))
+    assert fitted.annotated == [0, 1, 0, 0] and fitted.problems == []
 
 
 def test_supervised_subset_is_stable_and_nested():

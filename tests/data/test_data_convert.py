@@ -224,11 +224,12 @@ def test_resume_after_kill_matches_uninterrupted_run(synthetic_raw, converted, t
     script.write_text(textwrap.dedent(f"""
         import time
         from stabn_tf.data import convert
-        original = convert.convert_item
+        from stabn_tf.data.convert import encode
+        original = encode.convert_item
         def slow(item, settings):
             time.sleep(0.25)
             return original(item, settings)
-        convert.convert_item = slow
+        encode.convert_item = slow
         convert.convert_dataset("ssv2", {synthetic_raw!r}, {str(work)!r}, workers=1,
                                 num_shards=3, progress=False)
     """))

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import convert, make_dataset, tfrecord
+from stabn_tf.data.convert import encode
 
 H, W, N, FPS = 48, 64, 16, 24  # decoded at 24 fps: Something-Else's 12 fps frames land on 0, 2, ...
 OBJECT_Y, HAND = (8, 28), (32, 40, 42, 50)  # hand: y1, x1, y2, x2 (static)
@@ -59,7 +61,10 @@ def _se_frame(clip_id: str, number: int, hand: bool = True, **object_box) -> dic
 GOOD = {"1": [_se_frame("1", k) for k in range(1, 9)]}
 BAD = {
     "3": [_se_frame("3", 1), _se_frame("3", 2, x2=200), _se_frame("3", 3, x1="a"),
-          _se_frame("3", 40)],
+          _se_frame("3", 40),
+          _se_frame("3", 4, hand=False, x1=float("nan")),  # its only box invalid
+          {"name": "3/²².jpg", "labels": []}, {"name": f"3/{'1' * 400}.jpg", "labels": []},
+          _se_frame("3", 5, x2=64.3)],  # a little outside the 64-wide frame: clipped
     "999": [_se_frame("999", 1)],
 }
 
@@ -171,6 +176,14 @@ def test_bad_box_files_give_one_line_per_problem_and_every_video_converts(
     expected = [
         "bad.json: video 3, frame 3/0003.jpg: a label needs 'box2d' with numbers x1, y1, "
         "x2, y2, got {'x1': 'a', 'y1': 8, 'x2': 30, 'y2': 28}",
+        "bad.json: video 3, frame 3/0004.jpg: a label needs 'box2d' with numbers x1, y1, "
+        "x2, y2, got {'x1': nan, 'y1': 8, 'x2': 32, 'y2': 28}",
+        "bad.json: video 3, frame 3/0004.jpg: no valid box on this frame: it is left "
+        "unannotated",
+        "bad.json: video 3, frame #5: a frame needs a 'name' like '3/0001.jpg', got "
+        "'3/²².jpg'",
+        f"bad.json: video 3, frame 3/{'1' * 78}... (406 chars): the frame number has 400 "
+        "digits; a frame number has at most 7",
         "bad.json: video 999: no such video in the converted splits",
         "bad.json: video 3, frame 2: box [8, 16, 28, 200] lies outside the 64x48 frame",
         "bad.json: video 3, frame 40: beyond the video (it would be decoded frame 78; the "
@@ -180,22 +193,27 @@ def test_bad_box_files_give_one_line_per_problem_and_every_video_converts(
         rows = [json.loads(line) for line in f]
     assert [r["line"] for r in rows] == expected
     assert [(r["split"], r["id"], r["frame"]) for r in rows] == [
-        (None, "3", "3/0003.jpg"), (None, "999", None), ("validation", "3", 2),
-        ("validation", "3", 40)]
+        (None, "3", "3/0003.jpg"), (None, "3", "3/0004.jpg"), (None, "3", "3/0004.jpg"),
+        (None, "3", "#5"), (None, "3", f"3/{'1' * 78}... (406 chars)"), (None, "999", None),
+        ("validation", "3", 2), ("validation", "3", 40)]
     for line in expected:  # the summary lists each
         assert f"  {line}" in proc.stdout
-    assert "boxes (both) from 2 file(s): 2 videos with boxes, 4 problems" in proc.stdout
+    assert "boxes (both) from 2 file(s): 2 videos with boxes, 1 boxes clipped to the frame, " \
+        "8 problems" in proc.stdout
     with open(os.path.join(out, convert.MANIFEST_FILE)) as f:
         manifest = json.load(f)
     assert [manifest["splits"][s]["written"] for s in ("train", "validation")] == [2, 1]
     assert manifest["splits"]["validation"]["failed"] == 0
-    # Video 3 keeps its good boxes: frames 1 and 2 (minus the bad object box) and 3
-    # (minus its untyped object box) are annotated; frame 40 is dropped.
+    assert manifest["boxes"]["clipped"] == 1
+    # Video 3 keeps its good boxes: frames 1 and 2 (minus the bad object box), 3 (minus
+    # its untyped object box) and 5 (clipped) are annotated; frame 4, whose only box was
+    # invalid, is not ("no box here" would be a lie); frame 40 is dropped.
     rec = _records(out, "validation")["3"]
-    assert _roles(rec)[:6] == [["object", "hand"], [], ["hand"], [], ["hand"], []]
+    assert _roles(rec)[:10] == [["object", "hand"], [], ["hand"], [], ["hand"], [], [], [],
+                                ["object", "hand"], []]
     annotated = [f.int64_list.value[0]
                  for f in rec.feature_lists.feature_list[tfrecord.BOX_ANNOTATED].feature]
-    assert annotated == [1, 0, 1, 0, 1] + [0] * (N - 5)
+    assert annotated == [1, 0, 1, 0, 1, 0, 0, 0, 1] + [0] * (N - 9)
 
 
 def test_resume_follows_the_boxes(raw, tmp_path):
@@ -220,7 +238,7 @@ def test_resume_follows_the_boxes(raw, tmp_path):
     again = _convert(raw, out, boxes=files)
     assert again["videos_processed_this_run"] == 1
     assert os.stat(validation).st_mtime_ns == stamp
-    assert again["boxes"]["problems"] == first["boxes"]["problems"] == 4  # kept on reuse
+    assert again["boxes"]["problems"] == first["boxes"]["problems"] == 8  # kept on reuse
     # ...and the result is what a fresh conversion gives.
     fresh = str(tmp_path / "fresh")
     _convert(raw, fresh, boxes=files)
@@ -244,12 +262,12 @@ def test_a_persons_boxes_on_a_synthetic_clip_keep_its_ground_truth(tmp_path):
     """Frames the file annotates take its boxes; the others keep the synthetic object box,
     and `clip/gt/box` (what the explanation metrics read) stays the generator's."""
     gt = ((0.1, 0.1, 0.5, 0.5), (0.0, 0.0, 0.0, 0.0), (0.2, 0.2, 0.6, 0.6))
-    table, _ = convert.boxes_lib.load_box_files(_write(
+    table, _ = boxes_lib.load_box_files(_write(
         tmp_path / "mine.json", {"s": {"frames": {"1": [[0.3, 0.3, 0.9, 0.9]]}}}))
     item = convert.VideoItem("train", "s", 0, "x", "s.webm", gt_active=(0, 1, 1), gt_box=gt,
                              boxes=table["s"])
-    boxes, annotated, problems = convert._fit_boxes(item, 3, 12.0, (48, 64))
-    assert problems == [] and annotated == [1, 1, 1]
+    boxes, annotated, problems, clipped = encode._fit_boxes(item, 3, 12.0, (48, 64))
+    assert problems == [] and annotated == [1, 1, 1] and clipped == 0
     assert boxes == [[(gt[0], "object")], [((0.3, 0.3, 0.9, 0.9), "object")],
                      [(gt[2], "object")]]
     jpeg = tf.io.encode_jpeg(tf.zeros([4, 4, 3], tf.uint8)).numpy()

@@ -179,7 +179,9 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
     plain = tmp_path / "plain.keras"
     inputs = keras.Input((2,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(plain)
-    with pytest.raises(ev.EvaluationError, match="plain Keras model") as foreign:
+    with pytest.raises(ev.EvaluationError,
+                       match="a Keras model .Functional.* not an ST-ABN or baseline model"
+                       ) as foreign:
         ev.load_checkpoint(plain)
     for err in (missing, broken, foreign):
         assert str(tmp_path) in _one_line(err)
@@ -290,15 +292,18 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
         _one_line(err)
     a_file = tmp_path / "a_file"
     a_file.write_text("")
+    # --output_dir is checked (and created) once the checkpoint is accepted, before any
+    # model runs: a refused checkpoint leaves no folder behind.
     with pytest.raises(ev.EvaluationError, match="--output_dir: .* is a file") as err:
-        _run(checkpoint=missing, files=val, output_dir=str(a_file))
+        _run(checkpoint=models["stabn"], files=val, output_dir=str(a_file))
     _one_line(err)
     with pytest.raises(ev.EvaluationError, match="--output_dir: .* not writable") as err:
-        _run(checkpoint=missing, files=val, output_dir=str(a_file / "evaluation"))
+        _run(checkpoint=models["stabn"], files=val, output_dir=str(a_file / "evaluation"))
     _one_line(err)
     with pytest.raises(ev.EvaluationError, match="no such checkpoint file") as err:
-        _run(checkpoint=missing, files=val)
+        _run(checkpoint=missing, files=val, output_dir=str(tmp_path / "never"))
     _one_line(err)
+    assert not (tmp_path / "never").exists()
     with pytest.raises(ev.EvaluationError, match="no --files given and no run config") as err:
         _run(checkpoint=models["stabn"])
     _one_line(err)

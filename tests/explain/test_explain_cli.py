@@ -170,13 +170,19 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
 
 @pytest.mark.parametrize("flag, message", [("--fps=0", "--fps=0.0: must be > 0"),
                                            ("--fps=-1", "--fps=-1.0: must be > 0"),
-                                           ("--output_dir=AFILE", "is a file")])
+                                           ("--output_dir=AFILE", "is a file"),
+                                           ("--checkpoint=FOREIGN", "a Keras model (Sequential "
+                                            "'sequential') that is not an ST-ABN or baseline "
+                                            "model")])
 def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path, flag,
                                                           message):
     _video(tmp_path / "clip.mp4")
     (tmp_path / "afile").write_text("x")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="sequential").save(
+        tmp_path / "f.keras")
     out = tmp_path / "out"
     flag = flag.replace("AFILE", str(tmp_path / "afile"))
+    flag = flag.replace("FOREIGN", str(tmp_path / "f.keras"))  # the last --checkpoint wins
     args = [flag] if flag.startswith("--output_dir") else [flag, f"--output_dir={out}"]
     result = subprocess.run([sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
                              f"--checkpoint={checkpoints / 'stabn.keras'}", *args],
@@ -185,4 +191,4 @@ def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path
     assert result.stderr.strip().splitlines() == [f"stabn_tf.explain: error: {message}"] or \
         message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -51,7 +52,7 @@ def test_prediction_matches_keras_and_names_classes_from_the_config(shipped):
 
 
 def test_runner_checks_its_inputs_and_config(shipped, tmp_path):
-    path, _, _, _ = shipped
+    path, names, _, _ = shipped
     runner = LiteRTRunner(path, num_threads=1, xnnpack=False)
     with pytest.raises(InferenceError, match=r"\(T, H, W\) = \(4, 32, 32\)"):
         runner.run(np.zeros((T, S + 1, S, 3), np.float32))
@@ -59,8 +60,61 @@ def test_runner_checks_its_inputs_and_config(shipped, tmp_path):
     with pytest.raises(InferenceError, match="3 class names in the model's config for 12"):
         LiteRTRunner(path, config={"class_names": ["a", "b", "c"]})
     bare = tmp_path / "bare.tflite"
-    shutil.copy(path, bare)  # without its config: numbered classes
-    assert LiteRTRunner(bare).class_names[:2] == ["class 0", "class 1"]
+    shutil.copy(path, bare)  # without its config: classes and clips unknown, refused
+    with pytest.raises(InferenceError, match=r"bare.tflite: a TFLite model without its "
+                                             r"stabn_tf config \(.*bare.json is missing\)"):
+        LiteRTRunner(bare)
+    (tmp_path / "bare.json").write_text(json.dumps({"class_names": names, "format": "tflite",
+                                                    "num_frames": 8, "image_size": S}))
+    with pytest.raises(InferenceError, match="bare.json describes clips of 8 frames of 32, "
+                                             ".*bare.tflite takes 4 frames of 32"):
+        LiteRTRunner(bare)
+    (tmp_path / "bare.json").write_text(json.dumps({"labels": names}))
+    with pytest.raises(InferenceError, match="bare.json: not the config of a stabn_tf "
+                                             "TFLite export"):
+        LiteRTRunner(bare)
+    bytes_only = LiteRTRunner(model_content=path.read_bytes())  # the export's parity check
+    assert bytes_only.class_names[:2] == ["class 0", "class 1"]
+
+
+def _foreign_tflite(folder):
+    """A plain Keras Dense model as TFLite, and the same flatbuffer without signatures."""
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, activation="softmax")])
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (folder / "dense.tflite").write_bytes(flatbuffer)
+    stripped = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    stripped.signatureDefs = []
+    (folder / "nosig.tflite").write_bytes(
+        bytes(flatbuffer_utils.convert_object_to_bytearray(stripped)))
+    return folder / "dense.tflite", folder / "nosig.tflite"
+
+
+def test_foreign_tflite_models_are_one_line(shipped, tmp_path):
+    """Issue 23 item 2: a .tflite without signatures, or another model with one, is one
+    line saying what it is and what is expected; predict creates nothing for it."""
+    dense, nosig = _foreign_tflite(tmp_path)
+    with pytest.raises(InferenceError, match=r"nosig.tflite: a TFLite model with 0 signatures "
+                                             r"\(none\); expected a model exported by"):
+        open_runner(nosig)
+    with pytest.raises(InferenceError) as error:
+        open_runner(dense)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{dense}: a TFLite model with input(s) ")
+    assert "[1, 10] and output(s) output_0 [1, 3], not an ST-ABN/baseline export; expected " \
+        "a model exported by `python -m export.tflite`" in message
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "stabn_tf.predict", f"--checkpoint={nosig}",
+         str(shipped[3][0]), f"--output_dir={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"stabn_tf.predict: error: {nosig}: a TFLite model with 0 signatures")
+    assert not out.exists()
 
 
 def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_path):

@@ -159,6 +159,21 @@ def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message)
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_a_foreign_keras_model_is_refused_before_anything_is_created(inputs, tmp_path):
+    """Issue 20 item 7: a plain keras.Sequential is not sent to `migrate` (that is for old
+    ST-ABN checkpoints), and --output_dir is not created for a refused checkpoint."""
+    foreign = tmp_path / "sequential.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mine").save(foreign)
+    out = tmp_path / "out"
+    result = _run(inputs / "good.mp4", f"--checkpoint={foreign}", f"--output_dir={out}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"stabn_tf.predict: error: {foreign}: a Keras model (Sequential 'mine') that is not "
+        "an ST-ABN or baseline model; expected a checkpoint written by stabn_tf (`python -m "
+        "stabn_tf.train`, or `stabn_tf.build_stabn(...).save(...)`)"], result.stderr
+    assert not out.exists()
+
+
 def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

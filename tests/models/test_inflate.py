@@ -375,11 +375,20 @@ def test_checkpoints_load_or_fail_in_one_line_naming_the_file(tmp_path):
     _temporal_model(classes=5).save_weights(tmp_path / "other.weights.h5")
     _temporal_model(frame_mix_bias=True).save(tmp_path / "biased.keras")
     (tmp_path / "garbage.keras").write_bytes(b"not a zip")
+    whole = (tmp_path / "same.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(whole[:len(whole) // 2])
+    flipped = bytearray(whole)  # one byte of the weights' member changed: a CRC mismatch
+    start = whole.index(b"model.weights.h5") + 200
+    flipped[start:start + 8] = bytes(b ^ 0xFF for b in flipped[start:start + 8])
+    (tmp_path / "flipped.keras").write_bytes(bytes(flipped))
     (tmp_path / "garbage.weights.h5").write_bytes(b"not hdf5")
     _temporal_model(frame_mix_bias=True).save_weights(tmp_path / "biased.weights.h5")
     for name, match in (("other.keras", "has shape"), ("other.weights.h5", "cannot be loaded"),
                         ("biased.keras", "bias"), ("biased.weights.h5", "bias"),
-                        ("garbage.keras", "not a loadable"),
+                        ("garbage.keras", "not a .keras model file .* corrupt or truncated"),
+                        ("truncated.keras", "corrupt or truncated"),
+                        ("flipped.keras", "a corrupt .keras file .its 'model.weights.h5' "
+                                          "fails its checksum"),
                         ("garbage.weights.h5", "cannot be loaded")):
         with pytest.raises(InitError, match=match) as error:
             load_checkpoint(_temporal_model(), str(tmp_path / name))

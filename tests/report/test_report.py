@@ -1,11 +1,13 @@
 """The explanation browser: generated for a tiny model on a few clips, opened in headless
-Chromium (Debian's chromium + chromium-driver, which .ci/run installs: no skip when they
-are missing), re-run without drawing anything, a TFLite model beside the Keras one, and
-the one-line errors."""
+Chromium (Debian's chromium + chromium-driver, which the `chromium` fixture installs with
+apt-get when they are missing: the README's test command passes on a fresh machine by its
+own steps, and the test is never skipped), re-run without drawing anything, a TFLite model
+beside the Keras one, and the one-line errors."""
 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -23,9 +25,80 @@ from stabn_tf.evaluate import EvaluationError, load_checkpoint
 from stabn_tf.inference import tfrecord_clips
 from stabn_tf.report import build_report
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+#: Names of the browser and its driver on PATH (Debian: chromium, chromedriver), and the
+#: Debian packages that bring them.
+BROWSERS = ("chromium", "chromium-browser")
+DRIVERS = ("chromedriver",)
+PACKAGES = ("chromium", "chromium-driver")
 CLIPS = 5
+
+
+class BrowserUnavailable(RuntimeError):
+    """No headless browser and no way to install one; `str()` says what to do."""
+
+
+def find_browser(path: str | None = None) -> tuple[str | None, str | None]:
+    """(browser, driver) executables on `path` (default: PATH), None where missing."""
+    def first(names):
+        return next((found for name in names if (found := shutil.which(name, path=path))),
+                    None)
+    return first(BROWSERS), first(DRIVERS)
+
+
+def install_commands(is_root: bool, path: str | None = None) -> list[list[str]]:
+    """The apt-get commands that install `PACKAGES` (through `sudo -n` when not root: a
+    password prompt would hang the tests); BrowserUnavailable when there is no way."""
+    advice = f"install them yourself (Debian: apt-get install {' '.join(PACKAGES)})"
+    if shutil.which("apt-get", path=path) is None:
+        raise BrowserUnavailable(f"no chromium/chromedriver and no apt-get to install "
+                                 f"{' and '.join(PACKAGES)}: {advice}")
+    prefix = []
+    if not is_root:
+        if shutil.which("sudo", path=path) is None:
+            raise BrowserUnavailable(f"no chromium/chromedriver, and installing "
+                                     f"{' and '.join(PACKAGES)} needs root (no sudo here): "
+                                     + advice)
+        prefix = ["sudo", "-n"]
+    quiet = ["-qq", "-o", "DPkg::Lock::Timeout=300"]
+    return [prefix + ["apt-get", *quiet, "update"],
+            prefix + ["apt-get", *quiet, "install", "-y", "--no-install-recommends",
+                      *PACKAGES]]
+
+
+def ensure_browser(path: str | None = None, run=subprocess.run,
+                   is_root: bool | None = None) -> tuple[str, str]:
+    """(browser, driver) paths, installing Debian's packages first when either is missing
+    (`run` runs each command; `path` and `is_root` stand in for the machine's in tests)."""
+    found = find_browser(path)
+    if all(found):
+        return found
+    is_root = os.geteuid() == 0 if is_root is None else is_root
+    for command in install_commands(is_root, path):
+        done = run(command, capture_output=True, text=True, timeout=1200,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if done.returncode != 0:
+            reason = (done.stderr or done.stdout or "").strip().splitlines()
+            raise BrowserUnavailable(
+                f"`{' '.join(command)}` failed (exit {done.returncode}"
+                + (f": {reason[-1]}" if reason else "") + f"); install "
+                f"{' and '.join(PACKAGES)} yourself (Debian: apt-get install "
+                f"{' '.join(PACKAGES)})")
+    found = find_browser(path)
+    missing = [name for name, where in zip(("chromium", "chromedriver"), found) if not where]
+    if missing:
+        raise BrowserUnavailable(f"installed {' and '.join(PACKAGES)}, but "
+                                 f"{' and '.join(missing)} is still not on PATH")
+    return found
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Debian's headless Chromium and its driver, installed when missing."""
+    try:
+        return ensure_browser()
+    except BrowserUnavailable as e:
+        pytest.fail(f"the explanation browser test needs a headless Chromium: {e}",
+                    pytrace=False)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -61,14 +134,15 @@ def site(checkpoint, tiny_tfrecords, tmp_path_factory):
     return out, result
 
 
-def _browser() -> webdriver.Chrome:
+def _browser(chromium: tuple[str, str]) -> webdriver.Chrome:
+    binary, driver = chromium
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    return webdriver.Chrome(options=options, service=Service(driver))
 
 
 def _console_errors(driver) -> list[str]:
@@ -81,14 +155,14 @@ def _broken_images(driver) -> list[str]:
         " return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.src; });")
 
 
-def test_report_in_headless_chromium(site, tmp_path):
+def test_report_in_headless_chromium(site, chromium, tmp_path):
     out, result = site
     assert result["clips"] == CLIPS and result["rendered"] == CLIPS
     clips = json.loads((out / "clips.json").read_text())
     truth = {c["stem"]: c for c in clips}
     misclassified = {c["stem"] for c in clips if c["predicted"][0] != c["true_label"]}
     assert 0 < len(misclassified) < CLIPS
-    driver = _browser()
+    driver = _browser(chromium)
     try:
         driver.get((out / "index.html").as_uri())
         assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Summary")
@@ -121,6 +195,72 @@ def test_report_in_headless_chromium(site, tmp_path):
         assert _console_errors(driver) == []
     finally:
         driver.quit()
+
+
+def _executable(folder: pathlib.Path, name: str) -> str:
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_missing_browser_is_installed_with_apt_get(tmp_path):
+    """The fixture's decision on a fake PATH (nothing is installed or removed for real)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    path = str(bin_dir)
+    ran = []
+
+    def fake_apt(command, **kwargs):  # "installs" by putting the executables on PATH
+        ran.append(command)
+        if "install" in command:
+            _executable(bin_dir, "chromium")
+            _executable(bin_dir, "chromedriver")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    _executable(bin_dir, "apt-get")
+    _executable(bin_dir, "sudo")
+    # Not root: through sudo -n (a password prompt would hang); update, then install.
+    assert ensure_browser(path, fake_apt, is_root=False) == (str(bin_dir / "chromium"),
+                                                             str(bin_dir / "chromedriver"))
+    assert [c[:3] for c in ran] == [["sudo", "-n", "apt-get"]] * 2
+    assert "update" in ran[0] and ran[1][-3:] == ["-y", "--no-install-recommends",
+                                                  "chromium", "chromium-driver"][-3:]
+    # Found: nothing runs.
+    ran.clear()
+    assert ensure_browser(path, fake_apt, is_root=False)[1] == str(bin_dir / "chromedriver")
+    assert ran == []
+    # Root: apt-get directly; only the driver missing is enough to install.
+    (bin_dir / "chromedriver").unlink()
+    ensure_browser(path, fake_apt, is_root=True)
+    assert [c[0] for c in ran] == ["apt-get", "apt-get"]
+
+
+def test_no_way_to_install_the_browser_is_one_clear_failure(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    path = str(bin_dir)
+
+    def refuse(command, **kwargs):
+        return subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package "
+                                           "chromium-driver\n")
+
+    with pytest.raises(BrowserUnavailable, match="no apt-get to install chromium and "
+                                                 "chromium-driver: install them yourself"):
+        ensure_browser(path, refuse, is_root=True)
+    _executable(bin_dir, "apt-get")
+    with pytest.raises(BrowserUnavailable, match=r"needs root \(no sudo here\)"):
+        ensure_browser(path, refuse, is_root=False)
+    with pytest.raises(BrowserUnavailable, match="`apt-get -qq .* update` failed .exit 100: "
+                                                 "E: Unable to locate package chromium-driver"):
+        ensure_browser(path, refuse, is_root=True)
+
+    def install_nothing(command, **kwargs):
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    with pytest.raises(BrowserUnavailable, match="but chromium and chromedriver is still not "
+                                                 "on PATH"):
+        ensure_browser(path, install_nothing, is_root=True)
 
 
 def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
@@ -187,3 +327,24 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"stabn_tf.report: error: --output_dir: output directory "
                       f"{str(a_file)!r} is a file, not a directory"]
+
+
+def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command):
+    """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming
+    the file, exit 1, no traceback."""
+    out = tmp_path / "site"
+    done = subprocess.run(full_disk_command("stabn_tf.report", f"--checkpoint={checkpoint}",
+                                            f"--output_dir={out}",
+                                            f"--files={_val(tiny_tfrecords)}",
+                                            "--max_clips=1", "--tables=none"),
+                          capture_output=True, text=True, env=ENV, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"stabn_tf.report: error: {out}")
+    assert ": the disk is full (" in errors[0]
+    assert errors[0].endswith("free some space and run the command again (what was drawn is "
+                              "kept: the next run draws the rest)")
+    assert not [p for p in out.rglob(".tmp-*")]  # no half-written temporary files

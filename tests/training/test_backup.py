@@ -127,7 +127,7 @@ def test_a_full_disk_keeps_the_last_backup_and_names_the_file(tmp_path, monkeypa
     model = _model()
     backup = _backup(tmp_path, model)
     backup.save(BackupState(1, 0))
-    monkeypatch.setattr("stabn_tf.runs.free_bytes", lambda folder: 1000)
+    monkeypatch.setattr("stabn_tf.disk.free_bytes", lambda folder: 1000)
     model.set_weights([w + 1 for w in model.get_weights()])
     with pytest.raises(DiskFullError) as error:
         backup.save(BackupState(2, 0))

@@ -88,13 +88,13 @@ def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, 
 
 def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    free_bytes = __import__("stabn_tf.runs", fromlist=["free_bytes"]).free_bytes
+    free_bytes = __import__("stabn_tf.disk", fromlist=["free_bytes"]).free_bytes
 
     def disk_fills_after_the_first_epoch(folder):
         full = folder.endswith("backup") and (out / "history.csv").exists()
         return 1000 if full else free_bytes(folder)
 
-    monkeypatch.setattr("stabn_tf.runs.free_bytes", disk_fills_after_the_first_epoch)
+    monkeypatch.setattr("stabn_tf.disk.free_bytes", disk_fills_after_the_first_epoch)
     with pytest.raises(TrainingError) as error:
         train(_config(tiny_tfrecords, out, epochs=3))
     message = str(error.value)

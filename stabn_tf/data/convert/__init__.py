@@ -1,0 +1,148 @@
+"""Something-Something V1/V2 (or a folder of class sub-folders) → sharded TFRecords.
+
+    python -m stabn_tf.data.convert --dataset=ssv2 --input_dir=/data/ssv2 \\
+        --output_dir=/data/ssv2_tfrecords
+
+Writes `<split>-00000-of-000NN.tfrecord` shards (schema: `stabn_tf.data.tfrecord`),
+`labels.txt` (index order), `manifest.json` (counts per split and class, frame
+statistics, settings), `failures.jsonl` (one line per video that was skipped, with its
+reason) and `box_problems.jsonl` (one line per problem in the `--boxes` files).
+
+Boxes for attention supervision (`docs/boxes.md`): `--boxes=a.json[,b.json...]`
+(Something-Else's files for SSv2, or the simple format for boxes a person draws) and
+`--box_categories=hands|objects|both` (default both). The files are read once; each
+listed video's boxes are fitted to its decoded frames (Something-Else's 12 fps frame
+numbers mapped by time onto the decoded frame rate, pixels normalised by the original
+frame size) and stored per frame with their role. Videos not in the files get no box
+lists (unsupervised). A bad box, frame or video entry is one line (file, video, frame,
+what is wrong) in the summary and in `box_problems.jsonl`; the video is still written,
+without the bad boxes.
+
+Layouts (`--dataset`):
+- ssv2: `something-something-v2-{labels,train,validation,test}.json` (or the newer
+  `labels/{labels,train,validation,test}.json`) in `input_dir`, videos `<id>.webm` in
+  `input_dir/20bn-something-something-v2/` (or `videos/`, or `input_dir` itself, or
+  `--video_dir`). The class is the entry's `template` without brackets; test entries are
+  written with label -1. An optional `something-something-v2-groundtruth.json` (the
+  synthetic set's) adds per-frame `clip/gt/active` and `clip/gt/box`.
+- ssv1: `something-something-v1-labels.csv` (one class per line) and
+  `something-something-v1-{train,validation,test}.csv` (`id;class name` lines, test: ids),
+  frames `20bn-something-something-v1/<id>/00001.jpg ...` (or `frames/`, or `--video_dir`).
+  Frames already within the short side are stored byte-for-byte (no re-encoding).
+- folder: `<class>/<video>` (mp4/webm/avi/mkv/mov/m4v), or `<split>/<class>/<video>` with
+  split folders `train`, `validation` or `val`, `test`; classes are the sorted folder names.
+  Videos deeper in a class folder (`<class>/<sub>/.../<video>`) belong to that class; a
+  video outside any class folder is a failure; a class folder with no video is refused.
+
+Design points:
+- Nothing lost, nothing silent: every annotation entry is either written or listed as a
+  failure (with its split); the summary checks `read = written + failed` per split. Bad
+  videos never stop the run, nor do duplicate ids (an id listed twice with different
+  labels, or in both train and validation, is a failure in each place). Unusable label
+  files or an empty result stop it (exit code 1); unusable arguments stop it before
+  anything is written (exit code 2): an output_dir that is a file or unwritable, or that
+  holds another dataset's conversion (unless `--overwrite`).
+- Deterministic: a video's shard depends only on its id (ordered by a hash of the id, so
+  classes are mixed across and within shards), and JPEG encoding is deterministic, so the
+  same input gives byte-identical shards.
+- Resumable: a shard is written under `<name>.tmp` and renamed when complete, with a small
+  record in `.shards/`: per video a key of everything its bytes depend on (settings,
+  annotation, its boxes, the source file's size and mtime), the shard's byte size,
+  statistics. A re-run keeps shards whose keys all match, untouched; in the others it
+  converts only the videos whose key changed (fixed, replaced, added, relabelled, or
+  given other boxes: editing a box file re-converts exactly the videos whose boxes
+  changed) and copies the rest's records, so the result is byte-identical to a fresh
+  conversion. Adding or
+  removing annotation entries re-deals the videos after them (in hash order) over the
+  shards, which keeps shards balanced but converts those videos again.
+- Checkable: `--verify --output_dir=DIR` reads every shard once and lists each corrupt,
+  truncated or malformed one (`tfrecord.verify_tfrecords`).
+- Parallel: videos are decoded/encoded in `workers` processes (spawned, so it is safe to
+  call from a process that already runs TensorFlow); the parent only writes bytes.
+
+Modules, one per role: `items` (what is converted, settings, errors), the layouts `ssv2`,
+`ssv1` and `folder`, `listing` (one call over the layouts: duplicates, boxes attached),
+`encode` (one video → one record), `shards` (sharding, resume records, the shard writer),
+`output_dir` (claiming the directory), `manifest` (manifest, failure files, summary),
+`conversion` (`convert_dataset`), `verify` (`--verify`) and `cli` (the flags).
+"""
+
+from __future__ import annotations
+
+from stabn_tf.data.convert.conversion import convert_dataset
+from stabn_tf.data.convert.encode import FRAME_EXTENSIONS, convert_item
+from stabn_tf.data.convert.folder import FOLDER_SPLIT_DIRS, VIDEO_EXTENSIONS, list_folder
+from stabn_tf.data.convert.items import (
+    DEFAULT_SPLITS,
+    KNOWN_SPLITS,
+    ConversionError,
+    EncodeSettings,
+    Listing,
+    UsageError,
+    VideoItem,
+    validate_id,
+)
+from stabn_tf.data.convert.listing import DATASETS, list_dataset
+from stabn_tf.data.convert.manifest import (
+    BOX_PROBLEMS_FILE,
+    BOX_PROBLEMS_SHOWN,
+    FAILURES_FILE,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    format_summary,
+)
+from stabn_tf.data.convert.output_dir import ORIGIN_FILE, OWN_FILES
+from stabn_tf.data.convert.shards import (
+    FORMAT_VERSION,
+    MIN_SHARDS,
+    STATE_DIR,
+    VIDEOS_PER_SHARD,
+    assign_shards,
+    auto_num_shards,
+    shard_name,
+)
+from stabn_tf.data.convert.ssv1 import SSV1_FILES, SSV1_FRAME_DIRS, list_ssv1
+from stabn_tf.data.convert.ssv2 import SSV2_FILES, SSV2_GROUND_TRUTH, SSV2_VIDEO_DIRS, list_ssv2
+from stabn_tf.data.convert.verify import verify_output_dir
+
+__all__ = [
+    "BOX_PROBLEMS_FILE",
+    "BOX_PROBLEMS_SHOWN",
+    "ConversionError",
+    "DATASETS",
+    "DEFAULT_SPLITS",
+    "EncodeSettings",
+    "FAILURES_FILE",
+    "FOLDER_SPLIT_DIRS",
+    "FORMAT_VERSION",
+    "FRAME_EXTENSIONS",
+    "KNOWN_SPLITS",
+    "LABELS_FILE",
+    "Listing",
+    "MANIFEST_FILE",
+    "MIN_SHARDS",
+    "ORIGIN_FILE",
+    "OWN_FILES",
+    "SSV1_FILES",
+    "SSV1_FRAME_DIRS",
+    "SSV2_FILES",
+    "SSV2_GROUND_TRUTH",
+    "SSV2_VIDEO_DIRS",
+    "STATE_DIR",
+    "UsageError",
+    "VIDEOS_PER_SHARD",
+    "VIDEO_EXTENSIONS",
+    "VideoItem",
+    "assign_shards",
+    "auto_num_shards",
+    "convert_dataset",
+    "convert_item",
+    "format_summary",
+    "list_dataset",
+    "list_folder",
+    "list_ssv1",
+    "list_ssv2",
+    "shard_name",
+    "validate_id",
+    "verify_output_dir",
+]

@@ -1,0 +1,117 @@
+"""A full disk while exporting is one line naming the file and what is needed, exit 1,
+no traceback, and no partial model left where TF Serving or a phone would pick it up
+(ENOSPC simulated: see `full_disk_command` in tests/conftest.py)."""
+
+import errno
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import keras
+import pytest
+import tensorflow as tf
+
+import stabn_tf
+from stabn_tf.disk import disk_full_message, is_disk_full
+from stabn_tf.runs import write_atomic
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = stabn_tf.build_stabn(num_classes=3, num_frames=2, image_size=32, depth=18,
+                                 width_multiplier=0.125)
+    path = tmp_path_factory.mktemp("full_disk") / "tiny.keras"
+    model.save(path)
+    return path, model.count_params()
+
+
+def test_disk_full_is_recognised_and_said_in_one_line(tmp_path):
+    error = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "m.tflite"))
+    assert is_disk_full(error)
+    assert is_disk_full(tf.errors.ResourceExhaustedError(
+        None, None, "saved_model/variables.data; No space left on device"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    line = disk_full_message(error, "elsewhere", needed=2_500_000)
+    assert line.startswith(f"{tmp_path / 'm.tflite'}: the disk is full (")
+    assert line.endswith(" MB free there); this needs about 2.5 MB: free some space and run "
+                         "the command again")
+    assert disk_full_message(ValueError("bad"), tmp_path) is None
+
+
+def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"the good old model")
+
+    real = tempfile.NamedTemporaryFile
+
+    class Full:  # half of the bytes land, then the disk is full
+        def __init__(self, *args, **kwargs):
+            self.f = real(*args, **kwargs)
+            self.name = self.f.name
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", self.name)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", Full)
+    with pytest.raises(OSError) as error:
+        write_atomic(target, b"a new model")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)
+    assert target.read_bytes() == b"the good old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]  # no temporary
+
+
+def _one_line(result) -> str:
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command):
+    path, params = checkpoint
+    output = tmp_path / "out" / "tiny.tflite"
+    (tmp_path / "out").mkdir()
+    output.write_bytes(b"an earlier export")
+    result = subprocess.run(full_disk_command("export.tflite", f"--checkpoint={path}",
+                                              f"--output={output}", "--noevaluate"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    line = _one_line(result)
+    assert line.startswith(f"error: {output}: the disk is full (")
+    assert f"this needs about {4 * params / 1e6:.1f} MB: free some space" in line
+    assert output.read_bytes() == b"an earlier export"  # the old file, whole
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.tflite"]
+
+
+def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command):
+    """TensorFlow's writer reports a full disk as its own error; the half-written version
+    is removed, so TF Serving never sees it."""
+    path, params = checkpoint
+    tf_full = (
+        "import os, keras, tensorflow as tf\n"
+        "def _write_out(self, filepath, **kwargs):\n"
+        "    with open(os.path.join(filepath, 'saved_model.pb'), 'wb') as f:\n"
+        "        f.write(b'half')\n"
+        "    raise tf.errors.ResourceExhaustedError(None, None, filepath + '/variables/"
+        "variables.data-00000-of-00001; No space left on device')\n"
+        "type(keras.export.ExportArchive()).write_out = _write_out  # the backend's class\n")
+    result = subprocess.run(full_disk_command("export.saved_model", f"--checkpoint={path}",
+                                              f"--output_dir={tmp_path / 'serving'}",
+                                              then=tf_full),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    line = _one_line(result)
+    assert line.startswith(f"error: {tmp_path / 'serving'}: the disk is full (")
+    assert f"this needs about {4 * params / 1e6:.1f} MB" in line
+    assert list((tmp_path / "serving" / "stabn").iterdir()) == []  # no version, no staging
