@@ -41,22 +41,28 @@ Design points:
   labels, or in both train and validation, is a failure in each place). Unusable label
   files or an empty result stop it (exit code 1); unusable arguments stop it before
   anything is written (exit code 2): an output_dir that is a file or unwritable, or that
-  holds another dataset's conversion (unless `--overwrite`).
+  holds another dataset's conversion (unless `--overwrite`), or that another converter
+  is writing (an flock on output_dir, held for the whole run). A full disk stops it with
+  one line (the file, the space needed; `DiskFullError`), keeping the complete shards.
+  Frames are never stretched or upscaled: a frame folder of mixed sizes is a failure.
 - Deterministic: a video's shard depends only on its id (ordered by a hash of the id, so
   classes are mixed across and within shards), and JPEG encoding is deterministic, so the
   same input gives byte-identical shards.
 - Resumable: a shard is written under `<name>.tmp` and renamed when complete, with a small
   record in `.shards/`: per video a key of everything its bytes depend on (settings,
-  annotation, its boxes, the source file's size and mtime), the shard's byte size,
-  statistics. A re-run keeps shards whose keys all match, untouched; in the others it
+  annotation, its boxes, a SHA-256 of the source's content, cached by its stat stamp),
+  the shard's byte size and SHA-256, statistics. A re-run keeps shards whose keys all
+  match and whose bytes are still what was written, untouched; in the others it
   converts only the videos whose key changed (fixed, replaced, added, relabelled, or
   given other boxes: editing a box file re-converts exactly the videos whose boxes
   changed) and copies the rest's records, so the result is byte-identical to a fresh
   conversion. Adding or
   removing annotation entries re-deals the videos after them (in hash order) over the
-  shards, which keeps shards balanced but converts those videos again.
+  shards, which keeps shards balanced but converts those videos again. Converting some
+  splits keeps the others' entries in the manifest.
 - Checkable: `--verify --output_dir=DIR` reads every shard once and lists each corrupt,
-  truncated or malformed one (`tfrecord.verify_tfrecords`).
+  truncated or malformed one (`tfrecord.verify_tfrecords`), and each record unlike the
+  manifest's settings and counts.
 - Parallel: videos are decoded/encoded in `workers` processes (spawned, so it is safe to
   call from a process that already runs TensorFlow); the parent only writes bytes.
 
@@ -76,6 +82,7 @@ from stabn_tf.data.convert.items import (
     DEFAULT_SPLITS,
     KNOWN_SPLITS,
     ConversionError,
+    DiskFullError,
     EncodeSettings,
     Listing,
     UsageError,
@@ -109,6 +116,7 @@ __all__ = [
     "BOX_PROBLEMS_FILE",
     "BOX_PROBLEMS_SHOWN",
     "ConversionError",
+    "DiskFullError",
     "DATASETS",
     "DEFAULT_SPLITS",
     "EncodeSettings",

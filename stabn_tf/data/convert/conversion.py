@@ -26,6 +26,7 @@ from stabn_tf.data.convert.items import (
     ConversionError,
     DiskFullError,
     EncodeSettings,
+    Listing,
     UsageError,
 )
 from stabn_tf.data.convert.listing import attach_boxes, list_dataset
@@ -208,9 +209,12 @@ def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
                          "re-run the same command to resume")
 
 
-def _write(dataset, input_dir, output_dir, listing, origin, box_problems, settings, splits,
-           num_shards, workers, pool, progress, validation_fraction, box_files,
-           box_categories, t0, written: _Written) -> dict:
+def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, origin: dict,
+           box_problems: list[dict], settings: EncodeSettings, splits: tuple[str, ...],
+           num_shards: int | dict[str, int] | None, workers: int | None,
+           pool: multiprocessing.pool.Pool | None, progress: bool,
+           validation_fraction: float, box_files: list[str], box_categories: str,
+           t0: float, written: _Written) -> dict:
     """The writing half of `convert_dataset` (output_dir claimed and locked)."""
     from tqdm import tqdm  # local: only conversions need it
 

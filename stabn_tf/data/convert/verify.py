@@ -59,7 +59,8 @@ def settings_problems(output_dir: str, manifest: dict) -> list[str]:
     records and frames, and per record the frame size (one size per video, the short side
     within the split's `short_side`, within the split's height and width range) and the
     JPEG quality (from the quantisation tables; not for ssv1, whose small frames are
-    stored as they came). Unreadable records are `verify_tfrecords`'s to report."""
+    stored as they came). Unreadable records are `verify_tfrecords`'s to report (and a
+    split with one is not counted)."""
     problems: list[str] = []
     top = manifest.get("settings") or {}
     for split, entry in (manifest.get("splits") or {}).items():
@@ -80,7 +81,7 @@ def settings_problems(output_dir: str, manifest: dict) -> list[str]:
                 problems += _shard_problems(path, encoding.get("short_side"), quality, spans,
                                             found)
         for what, n in expected.items():
-            if found[what] != n:
+            if found[what] != n and not found["unreadable_shards"]:
                 problems.append(f"{output_dir}: the {split} shards hold {found[what]} {what}, "
                                 f"{MANIFEST_FILE} says {n}")
     return problems
@@ -103,7 +104,7 @@ def _shard_problems(path: str, short_side: int | None, quality: int | None,
                 clip = ids[0].decode(errors="replace") if ids else "?"
                 bad.append(f"{path}: record {n} (clip {clip}): {problem}")
     except tf.errors.OpError:
-        pass  # a read error: reported by verify_tfrecords
+        found["unreadable_shards"] += 1  # reported by verify_tfrecords
     more = len(bad) - SHOWN_PER_SHARD
     return bad[:SHOWN_PER_SHARD] + ([f"{path}: ... and {more} more records like these"]
                                     if more > 0 else [])
