@@ -6,7 +6,6 @@ import errno
 import os
 import pathlib
 import subprocess
-import tempfile
 
 import keras
 import pytest
@@ -47,12 +46,10 @@ def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
     target = tmp_path / "model.tflite"
     target.write_bytes(b"the good old model")
 
-    real = tempfile.NamedTemporaryFile
-
     class Full:  # half of the bytes land, then the disk is full
-        def __init__(self, *args, **kwargs):
-            self.f = real(*args, **kwargs)
-            self.name = self.f.name
+        def __init__(self, path, mode="r", **kwargs):
+            self.f = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
+            self.name = path
 
         def __enter__(self):
             return self
@@ -64,7 +61,7 @@ def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
             self.f.write(data[:len(data) // 2])
             raise OSError(errno.ENOSPC, "No space left on device", self.name)
 
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", Full)
+    monkeypatch.setattr("stabn_tf.runs.open", Full, raising=False)
     with pytest.raises(OSError) as error:
         write_atomic(target, b"a new model")
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)
