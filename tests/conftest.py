@@ -52,12 +52,12 @@ def calibrated_stabn(tiny_tfrecords):
 #: Python run before a command (`python -c PRELUDE + runpy...`) so that every atomic write
 #: (`stabn_tf.runs.write_atomic`: its temporary file) meets a full disk half-way, as ENOSPC.
 FULL_DISK_PRELUDE = """
-import errno, runpy, sys, tempfile
-_real = tempfile.NamedTemporaryFile
+import builtins, errno, os, runpy, sys
+import stabn_tf.runs
 
-class _Full:
-    def __init__(self, f):
-        self.f, self.name = f, f.name
+class _Full:  # the atomic writer's staging file: half of the bytes land, then ENOSPC
+    def __init__(self, path, mode="r", *args, **kwargs):
+        self.f, self.name = builtins.open(path, mode, *args, **kwargs), path
     def __enter__(self):
         return self
     def __exit__(self, *args):
@@ -65,13 +65,13 @@ class _Full:
     def write(self, data):
         self.f.write(data[: len(data) // 2])
         self.f.flush()
-        raise OSError(errno.ENOSPC, "No space left on device", self.f.name)
+        raise OSError(errno.ENOSPC, "No space left on device", self.name)
 
-def _full(*args, **kwargs):
-    f = _real(*args, **kwargs)
-    return _Full(f) if str(kwargs.get("prefix", "")).startswith(".tmp-") else f
+def _open(path, mode="r", *args, **kwargs):
+    staging = os.path.basename(os.fspath(path)).startswith(".tmp-") and "w" in mode
+    return (_Full if staging else builtins.open)(path, mode, *args, **kwargs)
 
-tempfile.NamedTemporaryFile = _full
+stabn_tf.runs.open = _open
 """
 
 
