@@ -34,6 +34,8 @@ CPU_FEATURES = {
 }
 #: Flags of CPUs with bf16 arithmetic units, the best first (the one `auto` names).
 BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
+#: Where Linux describes the CPU.
+CPUINFO = "/proc/cpuinfo"
 #: NVIDIA GPUs run bf16 on tensor cores from compute capability 8.0 (Ampere) on.
 BF16_GPU_CAPABILITY = (8, 0)
 
@@ -84,7 +86,7 @@ def parse_cpuinfo(text: str) -> CPUInfo:
 def cpu_info() -> CPUInfo:
     """This machine's CPU. Linux: from /proc/cpuinfo; elsewhere no features detected."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
             return parse_cpuinfo(f.read())
     except OSError:
         return CPUInfo(platform.processor() or platform.machine() or "unknown CPU")

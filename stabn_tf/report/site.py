@@ -6,6 +6,8 @@ served as it is):
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
     gallery.html               one card per clip, filters and sort in inline JavaScript
+    clips.json, models.json    the data: each clip's predictions; each model's kind,
+                               content key and precision
     clips/<clip>.html          a page per clip
     assets/report.css
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
@@ -168,7 +170,7 @@ def build_report(
     defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
     `stabn_tf.evaluate` tables, computed for the Keras models only. The Keras models run
     in `precision` (auto, float32, bfloat16; logged once, and each model's shows on the
-    summary and in `clips.json`'s `models`); an exported model runs in its own precision,
+    summary and in `models.json`); an exported model runs in its own precision,
     which an explicit `precision` must then name for the first model (a compared
     `.tflite` is there to be compared, in whatever it computes in). Every input that makes
     the report impossible raises `EvaluationError` (one line) before a model runs where it
