@@ -1,8 +1,8 @@
 """Which precision inference computes in, chosen from what the machine has.
 
-bfloat16 keeps float32's range with an 8-bit mantissa: a float32 checkpoint runs in it
+bfloat16 keeps float32's range with 8 significant bits: a float32 checkpoint runs in it
 without retraining, and on hardware with bf16 matrix units (NVIDIA GPUs from Ampere on,
-Intel CPUs with AMX-BF16 or AVX512-BF16) it runs about twice as fast. Elsewhere bf16 is
+CPUs with AMX-BF16 or AVX512-BF16) it runs about twice as fast. Elsewhere bf16 is
 emulated and slower than float32, so `auto` takes bfloat16 only where such units are
 found on this machine (never assumed from the platform) and float32 otherwise.
 
@@ -11,7 +11,8 @@ found on this machine (never assumed from the platform) and float32 otherwise.
     choice.precision              # "bfloat16"
 
 CPU features come from `/proc/cpuinfo` (Linux); on other systems none are detected, so
-`auto` is float32 on their CPUs. Tests pass `cpuinfo` text and `gpus` to check both branches.
+`auto` is float32 on their CPUs. Tests pass `cpu=parse_cpuinfo(text)` and `gpus` to check
+both branches.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
 CPUINFO = "/proc/cpuinfo"
 #: NVIDIA GPUs run bf16 on tensor cores from compute capability 8.0 (Ampere) on.
 BF16_GPU_CAPABILITY = (8, 0)
-
-
 #: The help text of every CLI's `--precision` flag.
 FLAG_HELP = ("What a Keras model computes in: auto (bfloat16 on a GPU or a CPU with "
              "AMX-BF16 / AVX512-BF16, float32 elsewhere), float32 or bfloat16. An exported "
