@@ -7,9 +7,11 @@
 Each input is a video file (anything PyAV decodes), a folder of frame images (sorted by
 name) or a TFRecord pattern. The checkpoint is a `.keras` model or an exported `.tflite`
 model (run with LiteRT); either way the class names, clip shape and preparation come from
-the model itself. For ST-ABN the temporal attention of each sampled frame ("when") and the
-peak of each frame's spatial map ("where") are printed too. `--output_dir` also writes a
-JSON file and a Figure-3 PNG per input (one naming rule: same-named inputs get `_2`, ...).
+the model itself. `--precision` (auto: bfloat16 where the machine has bf16 units) is
+printed once and stored in the JSON outputs. For ST-ABN the temporal attention of each
+sampled frame ("when") and the peak of each frame's spatial map ("where") are printed too.
+`--output_dir` also writes a JSON file and a Figure-3 PNG per input (one naming rule:
+same-named inputs get `_2`, ...).
 An unreadable input gives one error line on stderr and the others are still processed
 (exit status 1).
 """
@@ -24,6 +26,7 @@ from absl import app, flags
 
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, OutputNames, Prediction, open_runner, run_inputs
+from stabn_tf.precision import FLAG_HELP
 from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
@@ -37,6 +40,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("max_clips", 4, "Clips predicted per TFRecord input.")
     flags.DEFINE_bool("json", False, "One JSON document on stdout instead of text.")
     flags.DEFINE_string("output_dir", "", "Also write <input>.json and <input>.png here.")
+    flags.DEFINE_string("precision", "auto", FLAG_HELP)
     flags.mark_flag_as_required("checkpoint")
 
 
@@ -50,12 +54,14 @@ def main(argv: Sequence[str]) -> None:
         for name in ("top_k", "num_clips", "max_clips"):
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        runner = open_runner(f.checkpoint)
+        runner = open_runner(f.checkpoint, precision=f.precision)
         if f.output_dir:  # created once the checkpoint is accepted
             check_writable_dir(f.output_dir)
     except (InferenceError, RunError) as e:
         print(f"stabn_tf.predict: error: {e}", file=sys.stderr)
         sys.exit(2)
+    if not f.json:  # the JSON document holds it
+        print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
 
     def show(prediction: Prediction) -> None:
@@ -71,7 +77,7 @@ def main(argv: Sequence[str]) -> None:
     predictions, errors = run_inputs(runner, paths, num_clips=f.num_clips,
                                      max_clips=f.max_clips, on_result=show, on_error=fail)
     if f.json:
-        json.dump({"checkpoint": f.checkpoint,
+        json.dump({"checkpoint": f.checkpoint, "precision": runner.precision_choice.to_json(),
                    "predictions": [p.to_json(f.top_k) for p in predictions],
                    "errors": errors}, sys.stdout, indent=1)
         print()

@@ -21,6 +21,11 @@ graph can see: TF's Python binding converts a NumPy array to the signature's dty
 the graph runs, so `signature(frames=np.float32_array)` silently becomes uint8 (1.5 → 1,
 300.7 → 44, -2.0 → 254). In Python, pass `frames_tensor(frames)`, which refuses such
 arrays; over REST, `export/client.py` refuses such requests before sending them.
+
+`precision="bfloat16"` exports the model rebuilt under `mixed_bfloat16`
+(`stabn_tf.models.policy.with_precision`): same signatures, same float32 outputs, bf16
+matrix work inside, for CPUs with AMX-BF16 / AVX512-BF16 and GPUs. `self_check` holds
+every export to Keras float32 within `SELF_CHECK_TOLERANCE` of its precision.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -36,6 +42,7 @@ import tensorflow as tf
 from stabn_tf.data import preprocess, tfrecord
 from stabn_tf.deploy import ExportError
 from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.models.policy import POLICIES, with_precision
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
@@ -46,6 +53,16 @@ EXAMPLES = "examples"
 TOP_K_INDICES = "top_k_indices"
 TOP_K_LABELS = "top_k_labels"
 TOP_K_PROBABILITIES = "top_k_probabilities"
+#: What an export may compute in (`--precision`).
+PRECISIONS = tuple(POLICIES)
+#: Max |Δ probabilities| of an export against Keras float32 on `self_check`'s clip.
+#: float32: the same graph, so only op-order round-off (1e-4, as for the float TFLite
+#: export; the tests see < 1e-5). bfloat16 rounds every matmul input
+#: to 8 significant bits; on that random clip it moved probabilities by up to 0.006 on the
+#: trained demo model and 0.019 on the tiny test model (random weights, large logits), so
+#: 0.05 passes bf16's own error with margin and still fails a broken graph (a wrong weight
+#: or a missing layer moves probabilities by far more).
+SELF_CHECK_TOLERANCE = {"float32": 1e-4, "bfloat16": 0.05}
 
 
 def frames_tensor(frames) -> tf.Tensor:
@@ -103,14 +120,22 @@ def _store_variables_once(archive: keras.export.ExportArchive) -> None:
                                for u, v in zip(inner, tracked)])
 
 
-def serving_archive(model: VideoClassifier, top_k: int = 5) -> keras.export.ExportArchive:
-    """The ExportArchive with both signatures for an ST-ABN (or baseline) model."""
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ExportError(f"--precision={precision}: choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
+def serving_archive(model: VideoClassifier, top_k: int = 5,
+                    precision: str = "float32") -> keras.export.ExportArchive:
+    """The ExportArchive with both signatures for an ST-ABN (or baseline) model, computing
+    in `precision` ("float32" or "bfloat16"; the outputs are float32 either way)."""
     try:
         preprocessor = model.preprocessor
     except ValueError as e:  # a non-square model: the eval preparation makes square clips
         raise ExportError(str(e)) from None
     num_frames, image_size = preprocessor.num_frames, preprocessor.image_size
-    deploy = deployment_model(model)
+    deploy = deployment_model(with_precision(model, check_precision(precision)))
     k = max(1, min(top_k, model.num_classes))
     class_names = tf.constant(list(model.class_names), tf.string)
 
@@ -170,12 +195,17 @@ def next_version(base_dir: str) -> int:
 
 def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str = "stabn",
                        version: int | None = None, top_k: int = 5,
-                       overwrite: bool = False) -> str:
+                       overwrite: bool = False, *, precision: str = "float32",
+                       check: Callable[[str], object] | None = None) -> str:
     """Writes `<output_dir>/<model_name>/<version>/` and returns that path.
 
     `version=None` takes the next free number. The SavedModel is written next to its
     final place and renamed into it, so TF Serving never sees a partial version.
+    `precision`: what the graph computes in ("float32" or "bfloat16"). `check(staged)`
+    runs on the written SavedModel before it is published (e.g. `self_check`); an
+    `ExportError` from it leaves nothing behind.
     """
+    check_precision(precision)
     base = os.path.join(output_dir, model_name)
     version = next_version(base) if version is None else int(version)
     if version < 1:
@@ -183,11 +213,13 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
     target = os.path.join(base, str(version))
     if os.path.exists(target) and not overwrite:
         raise ExportError(f"{target} exists: pick another --version or pass --overwrite")
-    archive = serving_archive(model, top_k)
+    archive = serving_archive(model, top_k, precision)
     os.makedirs(base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=base)  # hidden: Serving skips it
     try:
         archive.write_out(staging, verbose=False)
+        if check is not None:
+            check(staging)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staging, target)
@@ -196,13 +228,21 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
     return target
 
 
-def self_check(path: str, model: VideoClassifier, seed: int = 0) -> float:
-    """Max |Δ| of the exported `serving_default` probabilities against Keras on one
-    random clip at the eval short side of the model's size."""
+def self_check(path: str, model: VideoClassifier, precision: str = "float32",
+               seed: int = 0) -> float:
+    """Max |Δ| of the exported `serving_default` probabilities against Keras float32 on
+    one random clip at the eval short side of the model's size; `ExportError` when it
+    exceeds `SELF_CHECK_TOLERANCE[precision]`."""
     preprocessor = model.preprocessor
     side = preprocess.eval_short_side(preprocessor.image_size)
     frames = np.random.default_rng(seed).integers(
         0, 256, (1, preprocessor.num_frames, side, side, 3), dtype=np.uint8)
     served = tf.saved_model.load(path).signatures[SERVING_DEFAULT](frames=frames_tensor(frames))
-    expected = deployment_model(model)(preprocessor(frames), training=False)[PROBABILITIES]
-    return float(np.abs(served[PROBABILITIES].numpy() - np.asarray(expected)).max())
+    reference = with_precision(model, "float32")
+    expected = deployment_model(reference)(preprocessor(frames), training=False)[PROBABILITIES]
+    diff = float(np.abs(served[PROBABILITIES].numpy() - np.asarray(expected)).max())
+    tolerance = SELF_CHECK_TOLERANCE[check_precision(precision)]
+    if not diff <= tolerance:
+        raise ExportError(f"self-check failed: the {precision} SavedModel's probabilities "
+                          f"differ from Keras float32 by {diff:.2e} (tolerance {tolerance:g})")
+    return diff

@@ -20,6 +20,7 @@ from absl import app, flags
 
 from stabn_tf.evaluate import POINTING_TOLERANCE, TABLES, EvaluationError, run
 from stabn_tf.layers.attention import INVERSIONS
+from stabn_tf.precision import FLAG_HELP
 
 FLAGS = flags.FLAGS
 
@@ -47,6 +48,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of the random baseline.")
     flags.DEFINE_integer("figures", 0, "Also write Figure 3 (PNG/GIF) for the first N clips "
                          "into <output_dir>/figures.")
+    flags.DEFINE_string("precision", "auto", FLAG_HELP)
     flags.mark_flag_as_required("checkpoint")
 
 
@@ -71,7 +73,7 @@ def main(argv: Sequence[str]) -> None:
             max_videos=f.max_videos, explain_max_videos=f.explain_max_videos,
             pointing_tolerance=f.pointing_tolerance, deletion_grid=f.deletion_grid,
             gradcam_layers=f.gradcam_layers, seed=f.seed, figures=f.figures,
-            log=lambda text: print(text, file=sys.stderr, flush=True))
+            precision=f.precision, log=lambda text: print(text, file=sys.stderr, flush=True))
     except EvaluationError as e:
         _fail(str(e))
     print(results["markdown"])

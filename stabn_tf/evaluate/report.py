@@ -21,7 +21,9 @@ from stabn_tf.evaluate.tables import explanation_markdown, table1_markdown, tabl
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, KerasRunner, OutputNames, tfrecord_clips
 from stabn_tf.layers.attention import INVERSIONS
+from stabn_tf.models.policy import with_precision
 from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.precision import PrecisionError, choose_precision
 from stabn_tf.runs import RunError, check_writable_dir, write_atomic
 
 TABLES = ("table1", "table2", "explanation")
@@ -101,11 +103,14 @@ def run(
     gradcam_layers: Sequence[str] = ("res5", "res4"),
     seed: int = 0,
     figures: int = 0,
+    precision: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict:
     """Everything `python -m stabn_tf.evaluate` does; returns the results it writes.
 
-    `files` defaults to the validation split of the checkpoint's run. Writes (with
+    `files` defaults to the validation split of the checkpoint's run. Every table and
+    figure runs the models in `precision` (`stabn_tf.precision`: auto, float32,
+    bfloat16); the choice is logged once and stored as `results["precision"]`. Writes (with
     `output_dir`): `results.json` and `table1.md` / `table2.md` /
     `explanation_quality.md` / `tables.md` (all three); with `figures=N`, Figure 3 for
     the split's first N clips under `figures/` (`write_figures`). Every input that makes
@@ -117,17 +122,24 @@ def run(
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES} or all")
     if not num_clips or any(n < 1 for n in num_clips):
         raise EvaluationError(f"--num_clips must be >= 1, got {list(num_clips)}")
+    try:
+        choice = choose_precision(precision)
+    except PrecisionError as e:
+        raise EvaluationError(str(e)) from None
     if not files:
         files = validation_files(checkpoint)
         log(f"evaluating the run's validation split: {files}")
     check_files(files)
-    stabn, baseline = _models(checkpoint, baseline_checkpoint)
+    stabn, baseline = (None if m is None else with_precision(m, choice.precision)
+                       for m in _models(checkpoint, baseline_checkpoint))
     if output_dir:  # created once the checkpoints are accepted
         check_output_dir(output_dir)
+    log(choice.describe())
     limit = max_videos or None
     results: dict = {"checkpoint": os.fspath(checkpoint),
                      "baseline_checkpoint": os.fspath(baseline_checkpoint) or None,
-                     "files": files if isinstance(files, str) else list(files)}
+                     "files": files if isinstance(files, str) else list(files),
+                     "precision": choice.to_json()}
     markdown: dict[str, str] = {}
     entries = []  # (row label, model), baseline first like the paper
     if baseline is not None:

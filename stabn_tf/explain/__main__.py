@@ -10,9 +10,10 @@ Inputs: video files, frame folders, and TFRecord shards or globs (`*.tfrecord*`;
 the records have them). The checkpoint is a `.keras` model or an exported `.tflite` model.
 For each clip the output directory gets `<name>.png`, `<name>.gif` (or `.mp4`) and
 `<name>.json`; inputs with the same name get `_2`, `_3`, ... `--method=gradcam` draws a 3D
-Grad-CAM instead (Keras models; works for the baseline too). Flags are checked before the
-model runs; an unreadable input prints one error line and the others are still explained
-(exit status 1).
+Grad-CAM instead (Keras models; works for the baseline too). `--precision` (auto: bfloat16
+where the machine has bf16 units; Grad-CAM too) is printed once and stored in each JSON
+file. Flags are checked before the model runs; an unreadable input prints one error line
+and the others are still explained (exit status 1).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from absl import app, flags
 from stabn_tf.explain.render import ANIMATIONS, render_prediction
 from stabn_tf.inference import METHODS, InferenceError, OutputNames, Prediction, open_runner
 from stabn_tf.inference.runner import run_inputs
+from stabn_tf.precision import FLAG_HELP
 from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
@@ -43,6 +45,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("top_k", 5, "Classes listed.")
     flags.DEFINE_integer("max_clips", 4, "Clips explained per TFRecord input.")
     flags.DEFINE_list("clip_ids", [], "Explain these clip ids of TFRecord inputs instead.")
+    flags.DEFINE_string("precision", "auto", FLAG_HELP)
     flags.mark_flag_as_required("checkpoint")
 
 
@@ -59,11 +62,13 @@ def main(argv: Sequence[str]) -> None:
         for name in ("columns", "top_k", "max_clips"):
             if f[name].value < 1:
                 raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None)
+        runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None,
+                             precision=f.precision)
         check_writable_dir(f.output_dir)  # created once the checkpoint is accepted
     except (InferenceError, RunError) as e:
         print(f"stabn_tf.explain: error: {e}", file=sys.stderr)
         sys.exit(2)
+    print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
 
     def write(prediction: Prediction) -> None:

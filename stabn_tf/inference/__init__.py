@@ -23,19 +23,30 @@ from stabn_tf.inference.keras_runner import METHODS, KerasRunner, load_checkpoin
 from stabn_tf.inference.litert import LiteRTRunner
 from stabn_tf.inference.prediction import Prediction, sparkline
 from stabn_tf.inference.runner import InferenceError, Runner, iter_inputs, run_inputs
+from stabn_tf.precision import PrecisionError, check_precision
 
 
 def open_runner(path: str | os.PathLike, method: str = "attention",
-                gradcam_layer: str | None = None) -> Runner:
-    """A runner for a `.keras` checkpoint or an exported `.tflite` model."""
+                gradcam_layer: str | None = None, *, precision: str = "auto") -> Runner:
+    """A runner for a `.keras` checkpoint or an exported `.tflite` model.
+
+    `precision` ("auto", "float32", "bfloat16"): what a Keras model computes in
+    (`stabn_tf.precision.choose_precision`); a TFLite model computes in its own precision,
+    which "auto" takes and any other value must name. `runner.precision_choice` says
+    what was chosen and why.
+    """
     path = os.fspath(path)
     if path.endswith(".tflite"):
         if method != "attention":
             raise InferenceError("a TFLite model explains with its own attention maps only")
         if not os.path.isfile(path):
             raise InferenceError(f"{path}: no such model file")
-        return LiteRTRunner(path)
-    return KerasRunner(load_checkpoint(path), method, gradcam_layer)
+        return LiteRTRunner(path, precision=precision)
+    try:
+        check_precision(precision)
+    except PrecisionError as e:  # before a checkpoint is loaded
+        raise InferenceError(str(e)) from None
+    return KerasRunner(load_checkpoint(path), method, gradcam_layer, precision=precision)
 
 
 __all__ = [

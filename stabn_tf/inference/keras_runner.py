@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from stabn_tf.explain.gradcam import GradCAM
 from stabn_tf.inference.runner import InferenceError, Runner
+from stabn_tf.models.policy import model_precision, with_precision
 from stabn_tf.models.stabn import (
     VideoClassifier,
     archive_damage,
@@ -23,6 +24,7 @@ from stabn_tf.outputs import (
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,
 )
+from stabn_tf.precision import PrecisionChoice, PrecisionError, choose_precision
 
 METHODS = ("attention", "gradcam")
 
@@ -31,10 +33,17 @@ class KerasRunner(Runner):
     """A Keras `STABN` / `ResNet3D`. `method="gradcam"` explains with a 3D Grad-CAM of
     the predicted class at `gradcam_layer` (a layer or stage name; default res5) instead
     of the attention maps (and works for the baseline). `traced=False` calls the model
-    eagerly instead of through a `tf.function` (for callbacks inside a distributed `fit`)."""
+    eagerly instead of through a `tf.function` (for callbacks inside a distributed `fit`).
+
+    `precision` ("auto", "float32", "bfloat16"; `stabn_tf.precision`) runs a copy of the
+    model built in that precision (`with_precision`; probabilities and maps stay float32);
+    None runs `model` as it is (a callback's live model). `runner.model` is the model that
+    runs, `runner.precision_choice` what it computes in and why.
+    """
 
     def __init__(self, model: VideoClassifier, method: str = "attention",
-                 gradcam_layer: str | None = None, *, traced: bool = True):
+                 gradcam_layer: str | None = None, *, traced: bool = True,
+                 precision: str | None = None):
         if not isinstance(model, VideoClassifier):
             raise InferenceError(f"model {getattr(model, 'name', model)!r} is not a stabn_tf "
                                  "model (STABN / ResNet3D)")
@@ -47,6 +56,15 @@ class KerasRunner(Runner):
             self.preprocessor = model.preprocessor
         except ValueError as e:
             raise InferenceError(str(e)) from None
+        if precision is None:
+            self.precision_choice = PrecisionChoice(model_precision(model), "model",
+                                                    "the model as built")
+        else:
+            try:
+                self.precision_choice = choose_precision(precision)
+            except PrecisionError as e:
+                raise InferenceError(str(e)) from None
+            model = with_precision(model, self.precision_choice.precision)
         self.model = model
         self.name = model.name
         self.class_names = list(model.class_names)

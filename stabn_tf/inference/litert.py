@@ -23,6 +23,11 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.inference.runner import InferenceError, Runner
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.precision import PrecisionChoice, PrecisionError, check_precision
+
+#: What an exported model computes in, by its export's `--quantize`.
+QUANTIZE_PRECISIONS = {"none": "float32", "float16": "float16 weights",
+                       "dynamic": "int8 weights", "int8": "int8", "int16x8": "int16x8"}
 
 #: What a `.tflite` file must be to run here.
 EXPECTED = ("expected a model exported by `python -m export.tflite` (one signature: input "
@@ -63,11 +68,14 @@ class LiteRTRunner(Runner):
     the default XNNPACK delegate (for comparisons). `runner.run(clips)` gives the raw
     outputs by name for `[T, S, S, 3]` or `[B, T, S, S, 3]` clips (one interpreter call
     per clip: the model has batch 1).
+
+    A TFLite model computes in the precision it was exported in: `precision="auto"` takes
+    it, an explicit one it does not have (e.g. "bfloat16") is an `InferenceError`.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *,
                  model_content: bytes | None = None, num_threads: int | None = None,
-                 xnnpack: bool = True, config: dict | None = None):
+                 xnnpack: bool = True, config: dict | None = None, precision: str = "auto"):
         resolver = (OpResolverType.AUTO if xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.path = os.fspath(model_path) if model_path is not None else None
@@ -130,6 +138,16 @@ class LiteRTRunner(Runner):
         self.name = config.get("name", os.path.basename(self.path or "model.tflite"))
         self.preprocessor = ClipPreprocessor(num_frames, height)
         self.has_attention = TEMPORAL_ATTENTION in self.output_names
+        own = QUANTIZE_PRECISIONS.get(config.get("quantize"), self.input_dtype.name)
+        try:
+            check_precision(precision)
+        except PrecisionError as e:
+            raise InferenceError(str(e)) from None
+        if precision not in ("auto", own):
+            raise InferenceError(f"--precision={precision}: {self.path or 'this TFLite model'} "
+                                 f"computes in {own}, the precision it was exported in; "
+                                 "use --precision=auto, or the .keras checkpoint")
+        self.precision_choice = PrecisionChoice(own, precision, "a TFLite model's own")
 
     @property
     def input_dtype(self) -> np.dtype:

@@ -20,7 +20,8 @@ class Prediction:
     None for a baseline without one). attention_probabilities `[K]`: ST-ABN's attention
     branch, averaged (Keras models only). frames `uint8 [n, T, S, S, 3]`: the pixels the
     model saw, for pictures. frame_indices `[n, T]`: their positions in the source.
-    true_label / boxes `[T, 4]`: ground truth where the input has it.
+    true_label / boxes `[T, 4]`: ground truth where the input has it. precision: what
+    the model computed in ("float32", "bfloat16", a TFLite model's "int8", ...).
     """
 
     name: str
@@ -36,6 +37,7 @@ class Prediction:
     boxes: np.ndarray | None = None
     method: str = "attention"
     source: str | None = None
+    precision: str | None = None
 
     def top_k(self, k: int = 5, *, attention_branch: bool = False
               ) -> list[tuple[int, str, float]]:
@@ -67,6 +69,8 @@ class Prediction:
                      "frame_indices": np.asarray(self.frame_indices).tolist()}
         if self.source is not None:
             out["path"] = self.source
+        if self.precision is not None:
+            out["precision"] = self.precision
         if self.true_label is not None:
             out["true_label"] = {"index": self.true_label,
                                  "label": self.class_names[self.true_label]}

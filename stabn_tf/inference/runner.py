@@ -19,6 +19,7 @@ from stabn_tf.data.video import VideoReadError
 from stabn_tf.inference.inputs import Clip, is_tfrecord_input, load_clip, tfrecord_clips
 from stabn_tf.inference.prediction import Prediction
 from stabn_tf.outputs import ATTENTION, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.precision import PrecisionChoice
 
 
 class InferenceError(ValueError):
@@ -32,7 +33,8 @@ class Runner:
     `outputs`: normalised clips `[B, T, S, S, 3]` → `{"probabilities": [B, K]}` plus, where
     the model explains itself, `"spatial_attention" [B, T, h, w]` and
     `"temporal_attention" [B, T]` (and optionally the attention branch's `"attention"`
-    probabilities `[B, K]`).
+    probabilities `[B, K]`). `precision_choice` says what the model computes in and why
+    (`precision`: "float32", "bfloat16", or a TFLite model's own, e.g. "int8").
     """
 
     name: str
@@ -40,6 +42,11 @@ class Runner:
     preprocessor: ClipPreprocessor
     has_attention: bool
     method = "attention"
+    precision_choice = PrecisionChoice("float32", "float32", "the model's own")
+
+    @property
+    def precision(self) -> str:
+        return self.precision_choice.precision
 
     @property
     def num_frames(self) -> int:
@@ -63,7 +70,7 @@ class Runner:
             spatial=out.get(SPATIAL_ATTENTION), temporal=out.get(TEMPORAL_ATTENTION),
             attention_probabilities=None if attention is None else attention.mean(axis=0),
             frames=clip.frames, true_label=clip.true_label, boxes=clip.boxes,
-            method=self.method, source=clip.source)
+            method=self.method, source=clip.source, precision=self.precision)
 
     def load(self, path: str | os.PathLike, num_clips: int = 1) -> Clip:
         """A video file or frame folder, prepared for this model."""

@@ -6,7 +6,9 @@ clip's explanation.
 
 `--compare_checkpoint` shows a second model beside the first (a baseline, another ST-ABN,
 or an exported `.tflite`); `--gradcam` adds each Keras ST-ABN's 3D Grad-CAM panel;
-`--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables.
+`--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables;
+`--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
+per model on the summary and in `models.json`.
 Flags only: the work is `stabn_tf.report.build_report`. A usage error prints one line,
 `stabn_tf.report: error: ...`, and exits with status 2.
 """
@@ -21,6 +23,7 @@ from absl import app, flags
 
 from stabn_tf.disk import disk_full_message
 from stabn_tf.evaluate import TABLES, EvaluationError
+from stabn_tf.precision import FLAG_HELP
 from stabn_tf.report import build_report
 
 FLAGS = flags.FLAGS
@@ -41,6 +44,8 @@ def _define_flags() -> None:
                       "all or none.")
     flags.DEFINE_list("num_clips", ["1", "2"], "Clips per video for Table 1.")
     flags.DEFINE_integer("batch_size", 8, "Videos per batch for the tables.")
+    flags.DEFINE_string("precision", "auto", FLAG_HELP + " A compared .tflite model runs in "
+                        "its own.")
     flags.mark_flags_as_required(["checkpoint", "output_dir"])
 
 
@@ -63,7 +68,7 @@ def main(argv: Sequence[str]) -> None:
             checkpoint=f.checkpoint, output_dir=f.output_dir,
             compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
             gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
-            num_clips=num_clips, batch_size=f.batch_size,
+            num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
             log=lambda text: print(text, file=sys.stderr, flush=True))
     except EvaluationError as e:
         _fail(str(e))

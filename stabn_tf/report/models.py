@@ -1,5 +1,6 @@
 """The models a report shows: a `.keras` checkpoint or an exported `.tflite` file, each
-with the runner that explains it and a key of its content that names its folder."""
+with the runner that explains it and a key of its content (and, for a Keras model run in
+bfloat16, of its precision) that names its folder."""
 
 from __future__ import annotations
 
@@ -27,10 +28,15 @@ class ReportModel:
     keras: VideoClassifier | None = None
 
     @property
+    def precision(self) -> str:
+        return self.runner.precision
+
+    @property
     def kind(self) -> str:
         if self.keras is None:
-            return "TFLite (LiteRT runtime)"
-        return "Keras ST-ABN" if self.keras.has_attention else "Keras baseline (Grad-CAM)"
+            return f"TFLite (LiteRT runtime), {self.precision}"
+        kind = "Keras ST-ABN" if self.keras.has_attention else "Keras baseline (Grad-CAM)"
+        return f"{kind}, {self.precision}"
 
 
 def checkpoint_key(path: str | os.PathLike) -> str:
@@ -52,19 +58,26 @@ def checkpoint_key(path: str | os.PathLike) -> str:
 
 
 def open_model(path: str, *, gradcam: bool, gradcam_layer: str | None,
-               log: Callable[[str], None]) -> ReportModel:
-    """A `.keras` checkpoint or a `.tflite` model as a `ReportModel` (one line if not)."""
+               log: Callable[[str], None], precision: str = "auto") -> ReportModel:
+    """A `.keras` checkpoint or a `.tflite` model as a `ReportModel` (one line if not).
+
+    `precision` (auto, float32, bfloat16) as for `open_runner`; a Keras model's records
+    in bfloat16 go to a folder of their own.
+    """
     path = os.fspath(path)
     try:
         if path.endswith(".tflite"):
             if gradcam:
                 log(f"{path}: a TFLite model has no gradients; no Grad-CAM panel for it")
-            return ReportModel(path, checkpoint_key(path), path, open_runner(path))
+            return ReportModel(path, checkpoint_key(path), path,
+                               open_runner(path, precision=precision))
         model = load_checkpoint(path)
         method = "attention" if model.has_attention else "gradcam"
-        runner = KerasRunner(model, method, gradcam_layer)
-        cam = (KerasRunner(model, "gradcam", gradcam_layer)
+        runner = KerasRunner(model, method, gradcam_layer, precision=precision)
+        cam = (KerasRunner(runner.model, "gradcam", gradcam_layer)
                if gradcam and model.has_attention else None)
     except InferenceError as e:
         raise EvaluationError(str(e)) from None
-    return ReportModel(path, checkpoint_key(path), path, runner, cam, model)
+    key = checkpoint_key(path) + ("" if runner.precision == "float32"
+                                  else f"-{runner.precision}")
+    return ReportModel(path, key, path, runner, cam, runner.model)

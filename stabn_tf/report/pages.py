@@ -415,6 +415,9 @@ def write_site(output_dir: str, models: Sequence[ReportModel], entries: Sequence
              "gallery": os.path.join(output_dir, "gallery.html")}
     _write(paths["gallery"], gallery_page(models, entries))
     _write(paths["index"], summary_page(output_dir, models, entries, markdown))
+    _write(os.path.join(output_dir, "models.json"), json.dumps(
+        [{"label": m.label, "path": m.path, "key": m.key, "kind": m.kind,
+          "precision": m.runner.precision_choice.to_json()} for m in models], indent=1))
     _write(os.path.join(output_dir, "clips.json"), json.dumps(
         [{"clip": e["clip"], "stem": e["stem"], "true_label": e["true_label"],
           "predicted": [r["predicted"] for r in e["records"]],

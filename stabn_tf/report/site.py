@@ -6,6 +6,8 @@ served as it is):
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
     gallery.html               one card per clip, filters and sort in inline JavaScript
+    clips.json, models.json    the data: each clip's predictions; each model's kind,
+                               content key and precision
     clips/<clip>.html          a page per clip
     assets/report.css
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
@@ -38,6 +40,7 @@ from stabn_tf.inference import (
     OutputNames,
     tfrecord_clips,
 )
+from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import explain_clip, load_record, spatial_maps
 from stabn_tf.report.models import ReportModel, open_model
@@ -98,7 +101,7 @@ def _tables(model: ReportModel, folder: str, *, files, tables: Sequence[str],
     out = os.path.join(folder, "evaluation")
     settings = {"files": files if isinstance(files, str) else list(files),
                 "tables": list(tables), "num_clips": list(num_clips),
-                "max_videos": max_videos}
+                "max_videos": max_videos, "precision": model.precision}
     settings_path = os.path.join(out, "report_settings.json")
     try:
         with open(settings_path, encoding="utf-8") as f:
@@ -109,7 +112,7 @@ def _tables(model: ReportModel, folder: str, *, files, tables: Sequence[str],
         log(f"evaluation tables for {model.label} ...")
         run_evaluation(checkpoint=model.path, files=files, tables=tables, num_clips=num_clips,
                        output_dir=out, batch_size=batch_size, max_videos=max_videos,
-                       log=log)
+                       precision=model.precision, log=log)
         write_atomic(settings_path, json.dumps(settings))
     markdown = {}
     for key in tables:
@@ -155,6 +158,7 @@ def build_report(
     tables: Sequence[str] = TABLES,
     num_clips: Sequence[int] = (1, 2),
     batch_size: int = 8,
+    precision: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -164,7 +168,11 @@ def build_report(
     `checkpoint` / `compare_checkpoint`: `.keras` or `.tflite` files (the second is shown
     beside the first: a baseline, another ST-ABN, or an exported int8 model). `files`
     defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
-    `stabn_tf.evaluate` tables, computed for the Keras models only. Every input that makes
+    `stabn_tf.evaluate` tables, computed for the Keras models only. The Keras models run
+    in `precision` (auto, float32, bfloat16; logged once, and each model's shows on the
+    summary and in `models.json`); an exported model runs in its own precision,
+    which an explicit `precision` must then name for the first model (a compared
+    `.tflite` is there to be compared, in whatever it computes in). Every input that makes
     the report impossible raises `EvaluationError` (one line) before a model runs where it
     can.
     """
@@ -174,6 +182,10 @@ def build_report(
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES}, all or none")
     if max_clips < 0:
         raise EvaluationError(f"--max_clips must be >= 0, got {max_clips}")
+    try:
+        check_precision(precision)
+    except PrecisionError as e:
+        raise EvaluationError(str(e)) from None
     paths = [os.fspath(checkpoint)] + ([os.fspath(compare_checkpoint)]
                                        if compare_checkpoint else [])
     if not files:
@@ -183,8 +195,11 @@ def build_report(
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
-    models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log)
-              for p in paths]
+    models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log,
+                         precision="auto" if i and p.endswith(".tflite") else precision)
+              for i, p in enumerate(paths)]
+    shown = next((m for m in models if m.keras is not None), models[0])
+    log(shown.runner.precision_choice.describe())
     for model, label in zip(models, _labels(paths)):
         model.label = label
     _check_same_clips(models)

@@ -279,7 +279,48 @@ def test_cli_exports_the_keras_file_alone(exported, tmp_path):
     assert f"wrote {tmp_path}/out/demo/7" in result.stdout
     assert "12 classes" in result.stdout and "self-check" in result.stdout
     diff = float(result.stdout.split("max |Δ probabilities| = ")[1].split()[0])
+    assert "computes in float32" in result.stdout and "(tolerance 0.0001)" in result.stdout
     assert diff <= 1e-5
     missing = subprocess.run(command[:3] + [f"--checkpoint={tmp_path}/nope.keras"], cwd=ROOT,
                              capture_output=True, text=True, timeout=300, env=env)
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr
+    bad = subprocess.run(command + ["--precision=float16"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == \
+        "error: --precision=float16: choose from float32, bfloat16"
+
+
+def test_bfloat16_export_same_signatures_float32_out(exported, tmp_path):
+    """`precision="bfloat16"`: the same signatures and float32 outputs, bf16 inside, within
+    the self-check's tolerance of Keras float32; a failing check publishes nothing."""
+    model, _, _, float_loaded = exported
+    path = saved_model.export_saved_model(model, str(tmp_path), precision="bfloat16")
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == set(float_loaded.signatures)
+    for name in loaded.signatures:
+        signature, reference = loaded.signatures[name], float_loaded.signatures[name]
+        assert signature.structured_input_signature == reference.structured_input_signature
+        assert signature.structured_outputs == reference.structured_outputs
+    graph = loaded.signatures["serving_default"].graph.as_graph_def()
+    bf16_convs = [node for function in graph.library.function for node in function.node_def
+                  if node.op.startswith("Conv2D") and node.attr["T"].type == tf.bfloat16]
+    assert bf16_convs, "no bf16 convolution in the exported graph"
+    frames = np.random.default_rng(1).integers(0, 256, (2, T, 40, 40, 3), dtype=np.uint8)
+    got = loaded.signatures["serving_default"](frames=tf.constant(frames))
+    want = _keras(model, model.preprocessor(frames))
+    tolerance = saved_model.SELF_CHECK_TOLERANCE["bfloat16"]
+    for key in ("probabilities", "spatial_attention", "temporal_attention"):
+        assert got[key].dtype == tf.float32
+        np.testing.assert_allclose(got[key].numpy(), want[key], atol=tolerance, err_msg=key)
+    assert saved_model.self_check(path, model, "bfloat16") <= tolerance
+    with pytest.raises(ExportError, match="self-check failed: the float32 SavedModel"):
+        saved_model.self_check(path, model, "float32")  # bf16 is not float32-exact
+
+    def fail(staged):
+        raise ExportError("no")
+
+    with pytest.raises(ExportError, match="no"):
+        saved_model.export_saved_model(model, str(tmp_path), version=5, check=fail)
+    assert sorted(p.name for p in (tmp_path / "stabn").iterdir()) == ["1"]
+    with pytest.raises(ExportError, match="--precision=float16: choose from float32, bfloat16"):
+        saved_model.export_saved_model(model, str(tmp_path), precision="float16")

@@ -16,6 +16,7 @@ import stabn_tf
 from stabn_tf import data as data_lib
 from stabn_tf import evaluate as ev
 from stabn_tf.layers.attention import AttentionFusion
+from stabn_tf.precision import resolve_precision
 
 CLASS_NAMES = [f"action {i}" for i in range(12)]
 TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125,
@@ -227,6 +228,11 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert "4 videos" in table
     assert (out / "tables.md").read_text().count("### ") == 3
     assert "| Model | Frames |" in result.stdout  # the tables are printed too
+    assert results["precision"]["requested"] == "auto"
+    assert results["precision"]["precision"] == resolve_precision("auto")
+    said = [line for line in result.stderr.splitlines() if line.startswith("precision: ")]
+    assert said == [f"precision: {resolve_precision('auto')} "
+                    f"({results['precision']['reason']})"]  # once
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert len(figures) == 2 and figures[1] == figures[0][:-4] + "_gradcam_baseline.png"
     shown = json.loads((out / "figures" / figures[0].replace(".png", ".json")).read_text())
@@ -304,6 +310,9 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
         _run(checkpoint=missing, files=val, output_dir=str(tmp_path / "never"))
     _one_line(err)
     assert not (tmp_path / "never").exists()
+    with pytest.raises(ev.EvaluationError, match="--precision=fp16: choose from auto") as err:
+        _run(checkpoint=missing, files=val, precision="fp16")
+    _one_line(err)
     with pytest.raises(ev.EvaluationError, match="no --files given and no run config") as err:
         _run(checkpoint=models["stabn"])
     _one_line(err)
@@ -342,3 +351,13 @@ def test_run_reads_the_split_from_the_checkpoints_run(models, tiny_tfrecords, tm
     assert results["files"] == _val(tiny_tfrecords)
     assert said[0] == f"evaluating the run's validation split: {_val(tiny_tfrecords)}"
     assert results["table1"]["3D ResNet-18 ×0.125 + ST-ABN"]["videos"] == 3
+    # The tables run the model in the precision asked for: bf16 moves the scores a little.
+    scores = {}
+    for precision in ("float32", "bfloat16"):
+        run_results = _run(checkpoint=models["stabn"], files=_val(tiny_tfrecords),
+                           tables=["table1"], num_clips=[1], max_videos=3, precision=precision)
+        assert run_results["precision"]["precision"] == precision
+        scores[precision] = run_results["table1"]["3D ResNet-18 ×0.125 + ST-ABN"]["1"][
+            "perception"]["true_class_probability"]
+    assert scores["float32"] != scores["bfloat16"]
+    assert abs(scores["float32"] - scores["bfloat16"]) < 0.05

@@ -142,3 +142,18 @@ def test_a_non_square_model_is_one_line(tmp_path):
     path.write_bytes(flatbuffer)
     with pytest.raises(InferenceError, match="32×64 frames; clip preparation makes square"):
         open_runner(path)
+
+
+def test_a_tflite_model_computes_in_its_own_precision(shipped):
+    path, _, _, videos = shipped
+    runner = open_runner(path)  # auto: the model's own
+    assert runner.precision == "float32" and runner.precision_choice.requested == "auto"
+    assert runner.predict(runner.load(videos[0])).precision == "float32"
+    assert open_runner(path, precision="float32").precision == "float32"
+    with pytest.raises(InferenceError) as err:
+        open_runner(path, precision="bfloat16")
+    assert str(err.value) == (f"--precision=bfloat16: {path} computes in float32, the "
+                              "precision it was exported in; use --precision=auto, or the "
+                              ".keras checkpoint")
+    with pytest.raises(InferenceError, match="--precision=fp16: choose from auto, float32"):
+        open_runner(path, precision="fp16")

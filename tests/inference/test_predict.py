@@ -15,7 +15,9 @@ from PIL import Image
 
 import stabn_tf
 from stabn_tf import data as data_lib
-from stabn_tf.inference import InferenceError, load_clip, open_runner, run_inputs
+from stabn_tf.inference import InferenceError, KerasRunner, load_clip, open_runner, run_inputs
+from stabn_tf.models.policy import model_precision
+from stabn_tf.precision import resolve_precision
 
 TINY = dict(num_classes=6, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 NAMES = ["pushing", "pulling", "lifting", "dropping", "turning", "waving"]
@@ -142,6 +144,7 @@ def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs):
     (["--checkpoint=MISSING"], "no such checkpoint file"),
     (["--checkpoint=NOTZIP"], "not a .keras model file"),
     (["--output_dir=AFILE"], "is a file, not a directory"),
+    (["--precision=fp16"], "--precision=fp16: choose from auto, float32, bfloat16"),
 ])
 def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message):
     (tmp_path / "notzip.keras").write_text("hello")
@@ -188,3 +191,47 @@ def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path):
                                                           "clip_3.json"]
     sources = {json.loads(p.read_text())["path"] for p in out.glob("*.json")}
     assert len(sources) == 3
+
+
+def test_runner_precision(inputs):
+    """`auto` is the machine's choice; an explicit precision runs a copy built in it, whose
+    outputs stay float32; without one, KerasRunner runs the model it was given."""
+    auto = open_runner(inputs / "stabn.keras")
+    assert auto.precision == resolve_precision("auto")
+    assert auto.precision_choice.requested == "auto"
+    clip = auto.load(inputs / "good.mp4")
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        runner = open_runner(inputs / "stabn.keras", precision=precision)
+        assert runner.precision == precision == model_precision(runner.model)
+        runs[precision] = runner.predict(clip)
+        assert runs[precision].precision == precision
+        assert runs[precision].to_json()["precision"] == precision
+        assert runs[precision].probabilities.dtype == np.float32
+        assert runs[precision].spatial.dtype == runs[precision].temporal.dtype == np.float32
+    np.testing.assert_allclose(runs["bfloat16"].probabilities, runs["float32"].probabilities,
+                               atol=0.05)
+    live = open_runner(inputs / "stabn.keras", precision="float32").model
+    as_given = KerasRunner(live)
+    assert as_given.model is live and as_given.precision == "float32"
+    assert as_given.precision_choice.reason == "the model as built"
+    with pytest.raises(InferenceError, match="--precision=fp16: choose from"):
+        KerasRunner(live, precision="fp16")
+
+
+def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path):
+    out = tmp_path / "out"
+    result = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}",
+                  "--precision=bfloat16", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "precision: bfloat16 (requested)"
+    assert sum(line.startswith("precision:") for line in lines) == 1
+    assert json.loads((out / "good.json").read_text())["precision"] == "bfloat16"
+    scripted = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}", "--json")
+    assert scripted.returncode == 0, scripted.stderr[-2000:]
+    document = json.loads(scripted.stdout)  # stdout is the JSON document alone
+    assert document["precision"]["requested"] == "auto"
+    assert document["precision"]["precision"] == resolve_precision("auto")
+    assert document["precision"]["reason"].startswith("auto: ")
+    assert document["predictions"][0]["precision"] == resolve_precision("auto")

@@ -278,16 +278,29 @@ def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
 def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     lite = tmp_path / "stabn.tflite"
     tflite.export_tflite(load_checkpoint(checkpoint), str(lite))
+    said = []
     result = build_report(checkpoint=checkpoint, compare_checkpoint=str(lite),
                           output_dir=str(tmp_path / "site"), files=_val(tiny_tfrecords),
-                          max_clips=2, tables=[], progress=False, log=lambda text: None)
+                          max_clips=2, tables=[], progress=False, log=said.append,
+                          precision="bfloat16")
     clips = json.loads((tmp_path / "site" / "clips.json").read_text())
     assert result["clips"] == 2 and all(len(c["predicted"]) == 2 for c in clips)
-    for c in clips:  # the float export explains like the Keras model
+    for c in clips:  # the float export explains like the Keras model (here in bf16)
         assert c["comparison"]["agree"]
         assert c["comparison"]["mt_correlation"] > 0.99
     page = (tmp_path / "site" / "index.html").read_text()
     assert "TFLite" in page and "Mt correlation" in page
+    # The Keras model runs in the precision asked for, the compared export in its own;
+    # bf16 records get a folder of their own.
+    models = json.loads((tmp_path / "site" / "models.json").read_text())
+    assert [m["precision"]["precision"] for m in models] == ["bfloat16", "float32"]
+    assert models[0]["key"].endswith("-bfloat16") and models[0]["kind"].endswith(", bfloat16")
+    assert "Keras ST-ABN, bfloat16" in page
+    assert said.count("precision: bfloat16 (requested)") == 1
+    with pytest.raises(EvaluationError, match="--precision=bfloat16: .* computes in float32"):
+        build_report(checkpoint=str(lite), output_dir=str(tmp_path / "lite"),
+                     files=_val(tiny_tfrecords), tables=[], progress=False,
+                     log=lambda text: None, precision="bfloat16")
 
 
 def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
@@ -301,6 +314,8 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
     a_file.write_text("x")
     with pytest.raises(EvaluationError, match="is a file"):
         report(output_dir=str(a_file))
+    with pytest.raises(EvaluationError, match="--precision=fp16: choose from auto"):
+        report(precision="fp16")
     with pytest.raises(EvaluationError, match="not writable"):
         report(output_dir=str(a_file / "inside"))
     empty = tmp_path / "validation-empty.tfrecord"

@@ -1,0 +1,55 @@
+"""A model's compute precision for inference: the same weights, rebuilt under another
+Keras dtype policy.
+
+A `.keras` checkpoint loads in float32 (its config holds build arguments, not dtypes).
+`with_precision(model, "bfloat16")` rebuilds it from its own config under
+`mixed_bfloat16` and copies the weights (float32 variables either way, so nothing is
+retrained or rounded at rest): convolutions and matmuls compute in bf16, BatchNorm and
+the layers the builders mark float32 (both classifiers, Ms, Mt) keep float32, so logits
+and attention maps come out float32. The global dtype policy is set only while the model
+is built (Keras keeps it per thread) and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import keras
+
+from stabn_tf.models.stabn import VideoClassifier
+
+#: The Keras dtype policy of each inference precision.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Layers made inside the block get policy `name`; the previous one comes back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def model_precision(model: keras.Model) -> str:
+    """The precision a model computes in: "bfloat16", "float16" or "float32" (the
+    narrowest compute dtype among its layers)."""
+    dtypes = {layer.dtype_policy.compute_dtype for layer in model.layers}
+    return next((d for d in ("bfloat16", "float16") if d in dtypes), "float32")
+
+
+def with_precision(model: VideoClassifier, precision: str) -> VideoClassifier:
+    """`model` computing in `precision` ("float32" or "bfloat16"): the model itself when it
+    already does, else a copy built from its config under that policy, with its weights.
+    The copy shares no variables with `model`."""
+    if precision not in POLICIES:
+        raise ValueError(f"`precision` must be one of {tuple(POLICIES)}, got {precision!r}.")
+    if model_precision(model) == precision:
+        return model
+    with dtype_policy(POLICIES[precision]):
+        copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,171 @@
+"""Which precision inference computes in, chosen from what the machine has.
+
+bfloat16 keeps float32's range with 8 significant bits: a float32 checkpoint runs in it
+without retraining, and on hardware with bf16 matrix units (NVIDIA GPUs from Ampere on,
+CPUs with AMX-BF16 or AVX512-BF16) it runs about twice as fast. Elsewhere bf16 is
+emulated and slower than float32, so `auto` takes bfloat16 only where such units are
+found on this machine (never assumed from the platform) and float32 otherwise.
+
+    choice = choose_precision("auto")
+    print(choice.describe())      # precision: bfloat16 (auto: CPU has AMX-BF16)
+    choice.precision              # "bfloat16"
+
+CPU features come from `/proc/cpuinfo` (Linux); on other systems none are detected, so
+`auto` is float32 on their CPUs. Tests pass `cpu=parse_cpuinfo(text)` and `gpus` to check
+both branches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import platform
+from collections.abc import Sequence
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+#: The matrix features that decide inference speed, by their /proc/cpuinfo flag.
+CPU_FEATURES = {
+    "amx_bf16": "AMX-BF16",
+    "amx_int8": "AMX-INT8",
+    "amx_tile": "AMX-TILE",
+    "avx512_bf16": "AVX512-BF16",
+    "avx512_vnni": "AVX512-VNNI",
+    "avx_vnni": "AVX-VNNI",
+}
+#: Flags of CPUs with bf16 arithmetic units, the best first (the one `auto` names).
+BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
+#: Where Linux describes the CPU.
+CPUINFO = "/proc/cpuinfo"
+#: NVIDIA GPUs run bf16 on tensor cores from compute capability 8.0 (Ampere) on.
+BF16_GPU_CAPABILITY = (8, 0)
+#: The help text of every CLI's `--precision` flag.
+FLAG_HELP = ("What a Keras model computes in: auto (bfloat16 on a GPU or a CPU with "
+             "AMX-BF16 / AVX512-BF16, float32 elsewhere), float32 or bfloat16. An exported "
+             "model computes in its own precision (auto).")
+
+
+class PrecisionError(ValueError):
+    """A precision that cannot be used; `str()` is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CPUInfo:
+    """The CPU's model name and which of `CPU_FEATURES` it has (their cpuinfo flags)."""
+
+    model: str
+    features: tuple[str, ...] = ()
+
+    @property
+    def bf16_feature(self) -> str | None:
+        """The best bf16 feature this CPU has ("amx_bf16", "avx512_bf16") or None."""
+        return next((f for f in BF16_CPU_FEATURES if f in self.features), None)
+
+    def describe(self) -> str:
+        """"Intel(R) Xeon(R) Processor (AMX-BF16, AMX-INT8, AVX512-BF16, AVX512-VNNI)"."""
+        names = [CPU_FEATURES[f] for f in CPU_FEATURES if f in self.features]
+        return f"{self.model} ({', '.join(names) if names else 'no bf16/int8 matrix features'})"
+
+
+def parse_cpuinfo(text: str) -> CPUInfo:
+    """`CPUInfo` from the text of `/proc/cpuinfo` (the first processor's entry)."""
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:  # x86 / ARM spelling
+            flags = set(value.split())
+    return CPUInfo(model or platform.processor() or "unknown CPU",
+                   tuple(f for f in CPU_FEATURES if f in flags))
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> CPUInfo:
+    """This machine's CPU. Linux: from /proc/cpuinfo; elsewhere no features detected."""
+    try:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
+            return parse_cpuinfo(f.read())
+    except OSError:
+        return CPUInfo(platform.processor() or platform.machine() or "unknown CPU")
+
+
+@dataclasses.dataclass(frozen=True)
+class GPUInfo:
+    """A GPU TensorFlow sees: its name and compute capability (None when TF has none)."""
+
+    name: str
+    compute_capability: tuple[int, int] | None = None
+
+    @property
+    def has_bf16(self) -> bool:
+        """NVIDIA: Ampere or later. A GPU that reports no compute capability (not NVIDIA,
+        e.g. ROCm) counts as capable: "a GPU" is the rule where nothing says otherwise."""
+        return (self.compute_capability is None
+                or tuple(self.compute_capability) >= BF16_GPU_CAPABILITY)
+
+
+def gpu_info() -> list[GPUInfo]:
+    """The GPUs TensorFlow can use (empty on the CPU build)."""
+    import tensorflow as tf  # heavy: only when the machine is asked about
+
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        capability = details.get("compute_capability")
+        gpus.append(GPUInfo(details.get("device_name", device.name),
+                            tuple(capability) if capability else None))
+    return gpus
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionChoice:
+    """What inference computes in (`precision`: "float32" or "bfloat16"), what was asked
+    for, and why."""
+
+    precision: str
+    requested: str
+    reason: str
+
+    def describe(self) -> str:
+        """The one line the CLIs print: "precision: bfloat16 (auto: CPU has AMX-BF16)"."""
+        return f"precision: {self.precision} ({self.reason})"
+
+    def to_json(self) -> dict:
+        return {"precision": self.precision, "requested": self.requested,
+                "reason": self.reason}
+
+
+def check_precision(requested: str) -> str:
+    """`requested` if it is one of `PRECISIONS`, else `PrecisionError` (one line)."""
+    if requested not in PRECISIONS:
+        raise PrecisionError(f"--precision={requested}: choose from {', '.join(PRECISIONS)}")
+    return requested
+
+
+def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
+                     gpus: Sequence[GPUInfo] | None = None) -> PrecisionChoice:
+    """`auto` → bfloat16 on a bf16-capable GPU or a CPU with AMX-BF16 / AVX512-BF16,
+    float32 elsewhere; an explicit precision is taken as it is. `cpu` and `gpus` default
+    to this machine's."""
+    check_precision(requested)
+    if requested != "auto":
+        return PrecisionChoice(requested, requested, "requested")
+    gpus = gpu_info() if gpus is None else list(gpus)
+    if gpus:
+        fast = [g for g in gpus if g.has_bf16]
+        if fast:
+            return PrecisionChoice("bfloat16", requested, f"auto: GPU {fast[0].name}")
+        return PrecisionChoice("float32", requested,
+                               f"auto: GPU {gpus[0].name} has no bf16 tensor cores")
+    cpu = cpu_info() if cpu is None else cpu
+    feature = cpu.bf16_feature
+    if feature:
+        return PrecisionChoice("bfloat16", requested, f"auto: CPU has {CPU_FEATURES[feature]}")
+    return PrecisionChoice("float32", requested, "auto: CPU has no AMX-BF16 or AVX512-BF16")
+
+
+def resolve_precision(requested: str = "auto", **machine) -> str:
+    """"float32" or "bfloat16" for `requested` on this machine (see `choose_precision`)."""
+    return choose_precision(requested, **machine).precision
