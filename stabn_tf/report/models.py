@@ -1,4 +1,4 @@
-"""The models a report shows: a `.keras` checkpoint or an exported `.tflite` file, each
+"""The models a report shows: a `.keras` checkpoint or an exported `.tflite` / `.xml` file, each
 with the runner that explains it and a key of its content that names its folder."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from collections.abc import Callable
 
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import load_checkpoint
-from stabn_tf.inference import InferenceError, KerasRunner, Runner, open_runner, safe_name
+from stabn_tf.inference import (
+    EXPORTED_MODELS,
+    InferenceError,
+    KerasRunner,
+    OpenVINORunner,
+    Runner,
+    open_runner,
+    safe_name,
+)
 from stabn_tf.models.stabn import VideoClassifier
 
 
@@ -28,19 +36,21 @@ class ReportModel:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.runner, OpenVINORunner):
+            return "OpenVINO IR"
         if self.keras is None:
             return "TFLite (LiteRT runtime)"
         return "Keras ST-ABN" if self.keras.has_attention else "Keras baseline (Grad-CAM)"
 
 
 def checkpoint_key(path: str | os.PathLike) -> str:
-    """`<name>-<12 hex digits of sha256>` of the model file (and, for a `.tflite`, the
-    config beside it that names its classes): equal content, equal key."""
+    """`<name>-<12 hex digits of sha256>` of the model file (and, for an exported model, the
+    config beside it that names its classes, and an IR's weights): equal content, equal key."""
     path = os.fspath(path)
     digest = hashlib.sha256()
     files = [path]
-    if path.endswith(".tflite"):
-        files.append(os.path.splitext(path)[0] + ".json")
+    if path.endswith(EXPORTED_MODELS):
+        files += [os.path.splitext(path)[0] + ".json", os.path.splitext(path)[0] + ".bin"]
     for name in files:
         if not os.path.isfile(name):
             continue
@@ -53,12 +63,12 @@ def checkpoint_key(path: str | os.PathLike) -> str:
 
 def open_model(path: str, *, gradcam: bool, gradcam_layer: str | None,
                log: Callable[[str], None]) -> ReportModel:
-    """A `.keras` checkpoint or a `.tflite` model as a `ReportModel` (one line if not)."""
+    """A `.keras` checkpoint or an exported model as a `ReportModel` (one line if not)."""
     path = os.fspath(path)
     try:
-        if path.endswith(".tflite"):
+        if path.endswith(EXPORTED_MODELS):
             if gradcam:
-                log(f"{path}: a TFLite model has no gradients; no Grad-CAM panel for it")
+                log(f"{path}: an exported model has no gradients; no Grad-CAM panel for it")
             return ReportModel(path, checkpoint_key(path), path, open_runner(path))
         model = load_checkpoint(path)
         method = "attention" if model.has_attention else "gradcam"

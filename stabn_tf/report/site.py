@@ -34,6 +34,7 @@ from stabn_tf.evaluate.report import TABLE_FILES, TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.explain.metrics import upsample
 from stabn_tf.inference import (
+    EXPORTED_MODELS,
     InferenceError,
     OutputNames,
     tfrecord_clips,
@@ -161,8 +162,8 @@ def build_report(
     """Writes the site into `output_dir` and returns `{"index", "gallery", "clips",
     "rendered", "seconds"}` (rendered: clips that were drawn, not reused).
 
-    `checkpoint` / `compare_checkpoint`: `.keras` or `.tflite` files (the second is shown
-    beside the first: a baseline, another ST-ABN, or an exported int8 model). `files`
+    `checkpoint` / `compare_checkpoint`: `.keras`, `.tflite` or OpenVINO `.xml` files (the
+    second is shown beside the first: a baseline, another ST-ABN, or an exported int8 model). `files`
     defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
     `stabn_tf.evaluate` tables, computed for the Keras models only. Every input that makes
     the report impossible raises `EvaluationError` (one line) before a model runs where it
@@ -178,9 +179,9 @@ def build_report(
     paths = [os.fspath(checkpoint)] + ([os.fspath(compare_checkpoint)]
                                        if compare_checkpoint else [])
     if not files:
-        keras_paths = [p for p in paths if not p.endswith(".tflite")]
+        keras_paths = [p for p in paths if not p.endswith(EXPORTED_MODELS)]
         if not keras_paths:
-            raise EvaluationError("a .tflite model has no run config: pass --files")
+            raise EvaluationError("an exported model has no run config: pass --files")
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
