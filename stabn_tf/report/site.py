@@ -163,8 +163,8 @@ def build_report(
     "rendered", "seconds"}` (rendered: clips that were drawn, not reused).
 
     `checkpoint` / `compare_checkpoint`: `.keras`, `.tflite` or OpenVINO `.xml` files (the
-    second is shown beside the first: a baseline, another ST-ABN, or an exported int8 model). `files`
-    defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
+    second is shown beside the first: a baseline, another ST-ABN, or an exported int8 model).
+    `files` defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
     `stabn_tf.evaluate` tables, computed for the Keras models only. Every input that makes
     the report impossible raises `EvaluationError` (one line) before a model runs where it
     can.
