@@ -1,7 +1,7 @@
 """OpenVINO for Intel/AMD servers: `python -m export.openvino --checkpoint=... --quantize=int8`.
 
 Converts a checkpoint's BN-folded float32 graph to an OpenVINO IR (`<stem>.xml` + `.bin`,
-dynamic batch, the model's own T and size) and writes `<stem>.json` (its config: class
+batch 1, the model's own T and size) and writes `<stem>.json` (its config: class
 names, clip shape, quantize mode), which `python -m stabn_tf.predict --checkpoint=<model>.xml`
 reads. `--quantize=int8` quantizes with NNCF on `--num_representative` training clips (all
 there are when the split is smaller). Prints the weighted layers by the precision the CPU

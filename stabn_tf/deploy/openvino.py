@@ -1,14 +1,15 @@
 """OpenVINO export of ST-ABN for Intel and AMD servers: a float32 or int8 IR.
 
 - `convert_to_openvino(model)`: the IR of a deployment graph. The route is Keras →
-  SavedModel → OpenVINO's TensorFlow frontend, on `deployment_model(model, edge=True)`
-  (BN folded into the convs, float32), because it is both the most exact and as fast as
-  any: the IR holds the very ops Keras runs (max |Δp| ~1e-6 against Keras), keeps the
-  signature's names (`clips` in; `probabilities`, `logits`, `spatial_attention`,
-  `temporal_attention` out) and a dynamic batch, and OpenVINO's CPU plugin fuses the
-  reshape/transpose around each `Conv3DAs2D` away, so the IR runs no slower than the one
-  it reads from our float `.tflite` (whose frontend also drops the output names and fixes
-  batch 1). Weights are stored as float32: OpenVINO would otherwise halve them to fp16.
+  SavedModel at batch 1 → OpenVINO's TensorFlow frontend, on `deployment_model(model,
+  edge=True)` (BN folded into the convs, float32), because it is the most exact and the
+  fastest we measured: the IR holds the very ops Keras runs (max |Δp| ~1e-6 against Keras)
+  and keeps the signature's names (`clips` in; `probabilities`, `logits`,
+  `spatial_attention`, `temporal_attention` out). Reading our float `.tflite` instead
+  drops those names and ran bf16 ~15 % slower; a dynamic batch ran 2× slower in both f32
+  and bf16 (the CPU plugin then keeps every reshape around `Conv3DAs2D` as a runtime
+  op), so the IR takes one clip per call, as the TFLite model does. Weights are stored
+  as float32: OpenVINO would otherwise halve them to fp16, which also slowed f32 ~1.5×.
 - `quantize_int8(ir, clips)`: NNCF post-training quantization on real clips: every
   convolution and matmul gets int8 weights and int8 inputs (FakeQuantize), the rest stays
   float; `quantization_violations` proves it from the IR.
@@ -69,9 +70,9 @@ _WEIGHT_PATH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Sque
 
 def convert_to_openvino(model: keras.Model) -> ov.Model:
     """The OpenVINO IR (in memory) of `model`, a deployment graph with input `clips`
-    `[B, T, H, W, 3]`; the batch stays dynamic."""
+    `[B, T, H, W, 3]`, at batch 1."""
     ov = import_openvino()
-    spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
+    spec = tf.TensorSpec((1, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
     with tempfile.TemporaryDirectory() as export_dir:
         model.export(export_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
         return ov.convert_model(export_dir)
@@ -201,7 +202,7 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
         clips = calibration_clips(model, representative_data, num_representative, quantize,
                                   notify)
     start = time.perf_counter()
-    edge = deployment_model(model, edge=True)
+    edge = deployment_model(model, edge=True, batch_size=1)
     ir = convert_to_openvino(edge)
     converted = time.perf_counter()
     if clips is not None:

@@ -2,9 +2,10 @@
 
 `python -m export.openvino` writes `model.xml` (the graph), `model.bin` (its weights) and
 `model.json` (the model's config: class names, clip shape, preprocessing); the runner needs
-all three. The IR takes normalised float32 clips `[B, T, S, S, 3]` named `clips` and gives
-`probabilities`, `logits` and, for ST-ABN, `spatial_attention [B, T, h, w]` and
-`temporal_attention [B, T]`, all float32 whatever the IR computes in.
+all three. The IR takes normalised float32 clips `[1, T, S, S, 3]` named `clips` (an IR with
+another or a dynamic batch runs too) and gives `probabilities`, `logits` and, for ST-ABN,
+`spatial_attention [1, T, h, w]` and `temporal_attention [1, T]`, all float32 whatever the
+IR computes in.
 
 `precision` is what the CPU computes the float parts in, OpenVINO's
 `INFERENCE_PRECISION_HINT`. It is always set: OpenVINO's own default is bf16 on CPUs with

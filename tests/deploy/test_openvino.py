@@ -60,7 +60,7 @@ def test_float_ir_matches_keras_on_the_validation_clips(model, float_export):
     assert config["class_names"] == model.class_names and config["num_frames"] == T
     ir = ov.Core().read_model(output)
     assert [i.get_any_name() for i in ir.inputs] == ["clips"]
-    assert ir.input("clips").get_partial_shape()[0].is_dynamic  # any batch in one call
+    assert ir.input("clips").get_shape() == [1, T, S, S, 3]  # static: 2× faster than dynamic
     assert {n for o in ir.outputs for n in o.get_names()} >= set(OUTPUTS)
     text = ovx.format_report(report)
     assert "Convolution [f32]" in text and "max |Δ| temporal_attention" in text

@@ -39,7 +39,7 @@ def test_prediction_is_the_keras_runners(shipped):
     keras_runner = KerasRunner(model)
     clip = runner.load(videos[0], num_clips=2)
     got, want = runner.predict(clip), keras_runner.predict(clip)
-    assert got.per_clip.shape == (2, K)  # two clips, one call (dynamic batch)
+    assert got.per_clip.shape == (2, K)  # two clips, one call each (batch 1)
     np.testing.assert_allclose(got.per_clip, want.per_clip, atol=1e-4)
     np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-4)
     np.testing.assert_allclose(got.spatial, want.spatial, atol=1e-4)
