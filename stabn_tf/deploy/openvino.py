@@ -83,9 +83,14 @@ def quantize_int8(ir: ov.Model, clips: Sequence[np.ndarray]) -> ov.Model:
     `[T, S, S, 3]`, one batch-1 forward each).
 
     Raises:
+      ExportError: NNCF is not installed.
       RuntimeError: a weighted op was left in float.
     """
-    import nncf  # optional dependency, with openvino (the "openvino" extra)
+    try:
+        import nncf  # optional dependency, with openvino (the "openvino" extra)
+    except ImportError:
+        raise ExportError('--quantize=int8 needs NNCF: pip install "stabn_tf[openvino]" '
+                          "(or nncf>=3.0)") from None
 
     dataset = nncf.Dataset(list(clips), lambda clip: np.asarray(clip, np.float32)[None])
     quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
