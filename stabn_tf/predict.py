@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("checkpoint", None, "A .keras model (ST-ABN or baseline) or an "
-                        "exported .tflite model.")
+                        "exported .tflite or OpenVINO .xml model.")
     flags.DEFINE_integer("top_k", 5, "How many classes to list.")
     flags.DEFINE_integer("num_clips", 1, "Clips per video; their softmax is averaged.")
     flags.DEFINE_integer("max_clips", 4, "Clips predicted per TFRecord input.")

@@ -1,10 +1,11 @@
-"""Deployment of a trained model: a SavedModel for TF Serving (`saved_model`) and TFLite
-models for phones and boards (`tflite`).
+"""Deployment of a trained model: a SavedModel for TF Serving (`saved_model`), TFLite
+models for phones and boards (`tflite`) and OpenVINO IRs for Intel/AMD servers (`openvino`).
 
-The command-line entry points are `python -m export.saved_model` and `python -m
-export.tflite` at the repository root; they only parse flags and call this package. A
-model carries its class names, clip shape and preprocessing, so an export needs only the
-`.keras` file. The data a TFLite export reads (the training split calibrates integer
+The command-line entry points are `python -m export.saved_model`, `python -m
+export.tflite` and `python -m export.openvino` at the repository root; they only parse
+flags and call this package. A model carries its class names, clip shape and
+preprocessing, so an export needs only the `.keras` file. The data a TFLite or OpenVINO
+export reads (the training split calibrates integer
 models, the validation split measures parity) comes from flags or, where they leave it
 open, from the run that wrote the checkpoint (`RunData`).
 """

@@ -439,19 +439,27 @@ def parity(model: VideoClassifier, flatbuffer: bytes, file_pattern: Patterns,
     """`compare_outputs` of the TFLite model (run by LiteRT) against the Keras model
     (`deployment_model`, float32) on the first `num_clips` clips (0: all) of the
     TFRecords, with the model's own eval preprocessing; with top-1 accuracy of both."""
+    candidate = LiteRTRunner(model_content=flatbuffer, num_threads=num_threads)
+    return runner_parity(model, candidate.run, file_pattern, num_clips)
+
+
+def runner_parity(model: VideoClassifier,
+                  run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+                  file_pattern: Patterns, num_clips: int = 0) -> dict[str, float]:
+    """`parity` of any exported model: `run` maps normalised clips `[B, T, S, S, 3]` to
+    its outputs by `deployment_model` name (e.g. a runner's `run`)."""
     preprocessor = model.preprocessor
     data = make_dataset(file_pattern, training=False, batch_size=8,
                         num_frames=preprocessor.num_frames, image_size=preprocessor.image_size)
     if num_clips:
         data = data.unbatch().take(num_clips).batch(8)
     reference = deployment_model(model)
-    candidate = LiteRTRunner(model_content=flatbuffer, num_threads=num_threads)
     ref_out: list[dict] = []
     cand_out: list[dict] = []
     labels = []
     for clips, targets in data:
         ref_out.append({k: np.asarray(v) for k, v in reference(clips, training=False).items()})
-        cand_out.append(candidate.run(clips.numpy()))
+        cand_out.append(dict(run(clips.numpy())))
         labels.append(targets[PERCEPTION].numpy())
     if not labels:
         raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
@@ -508,15 +516,15 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
     return report
 
 
-def format_parity(numbers: Mapping[str, float]) -> str:
-    """The parity block of the report."""
+def format_parity(numbers: Mapping[str, float], candidate: str = "TFLite") -> str:
+    """The parity block of the report; `candidate` names the exported model's format."""
     lines = [f"  clips: {int(numbers['clips'])}"]
     for key, value in numbers.items():
         if key.startswith("max_abs_diff/"):
             lines.append(f"  max |Δ| {key.split('/', 1)[1]:<20} {value:.3g}")
     lines.append(f"  top-1 agreement with Keras    {numbers['top1_agreement']:.2%}")
     if "reference_top1" in numbers:
-        lines.append(f"  top-1 accuracy Keras / TFLite {numbers['reference_top1']:.2%} / "
+        lines.append(f"  top-1 accuracy Keras / {candidate} {numbers['reference_top1']:.2%} / "
                      f"{numbers['candidate_top1']:.2%} "
                      f"({100 * (numbers['candidate_top1'] - numbers['reference_top1']):+.2f} "
                      "points)")

@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("checkpoint", None, "A .keras model (ST-ABN, or the baseline with "
-                        "--method=gradcam) or an exported .tflite model.")
+                        "--method=gradcam) or an exported .tflite / OpenVINO .xml model.")
     flags.DEFINE_string("output_dir", "explanations", "Where the PNG/GIF/JSON files go.")
     flags.DEFINE_enum("method", "attention", METHODS, "attention: ST-ABN's Ms/Mt; gradcam: "
                       "3D Grad-CAM of the predicted class.")

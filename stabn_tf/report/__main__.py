@@ -31,8 +31,8 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     flags.DEFINE_string("checkpoint", None, "The model to show: a .keras checkpoint or an "
-                        "exported .tflite file.")
-    flags.DEFINE_string("compare_checkpoint", "", "A second model (.keras or .tflite) shown "
+                        "exported .tflite or OpenVINO .xml file.")
+    flags.DEFINE_string("compare_checkpoint", "", "A second model (.keras, .tflite or .xml) shown "
                         "beside the first on the same clips.")
     flags.DEFINE_list("files", [], "Glob(s) of the TFRecord shards; default: the validation "
                       "split of the checkpoint's training run (its config.json).")

@@ -1,6 +1,6 @@
-"""The models a report shows: a `.keras` checkpoint or an exported `.tflite` file, each
-with the runner that explains it and a key of its content (and, for a Keras model run in
-bfloat16, of its precision) that names its folder."""
+"""The models a report shows: a `.keras` checkpoint or an exported `.tflite` / `.xml` file,
+each with the runner that explains it and a key of its content (and, for a Keras model run
+in bfloat16, of its precision) that names its folder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from collections.abc import Callable
 
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import load_checkpoint
-from stabn_tf.inference import InferenceError, KerasRunner, Runner, open_runner, safe_name
+from stabn_tf.inference import (
+    EXPORTED_MODELS,
+    InferenceError,
+    KerasRunner,
+    OpenVINORunner,
+    Runner,
+    open_runner,
+    safe_name,
+)
 from stabn_tf.models.stabn import VideoClassifier
 
 
@@ -33,6 +41,8 @@ class ReportModel:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.runner, OpenVINORunner):
+            return "OpenVINO IR"
         if self.keras is None:
             return f"TFLite (LiteRT runtime), {self.precision}"
         kind = "Keras ST-ABN" if self.keras.has_attention else "Keras baseline (Grad-CAM)"
@@ -40,13 +50,13 @@ class ReportModel:
 
 
 def checkpoint_key(path: str | os.PathLike) -> str:
-    """`<name>-<12 hex digits of sha256>` of the model file (and, for a `.tflite`, the
-    config beside it that names its classes): equal content, equal key."""
+    """`<name>-<12 hex digits of sha256>` of the model file (and, for an exported model, the
+    config beside it that names its classes, and an IR's weights): equal content, equal key."""
     path = os.fspath(path)
     digest = hashlib.sha256()
     files = [path]
-    if path.endswith(".tflite"):
-        files.append(os.path.splitext(path)[0] + ".json")
+    if path.endswith(EXPORTED_MODELS):
+        files += [os.path.splitext(path)[0] + ".json", os.path.splitext(path)[0] + ".bin"]
     for name in files:
         if not os.path.isfile(name):
             continue
@@ -59,16 +69,16 @@ def checkpoint_key(path: str | os.PathLike) -> str:
 
 def open_model(path: str, *, gradcam: bool, gradcam_layer: str | None,
                log: Callable[[str], None], precision: str = "auto") -> ReportModel:
-    """A `.keras` checkpoint or a `.tflite` model as a `ReportModel` (one line if not).
+    """A `.keras` checkpoint or an exported model as a `ReportModel` (one line if not).
 
     `precision` (auto, float32, bfloat16) as for `open_runner`; a Keras model's records
     in bfloat16 go to a folder of their own.
     """
     path = os.fspath(path)
     try:
-        if path.endswith(".tflite"):
+        if path.endswith(EXPORTED_MODELS):
             if gradcam:
-                log(f"{path}: a TFLite model has no gradients; no Grad-CAM panel for it")
+                log(f"{path}: an exported model has no gradients; no Grad-CAM panel for it")
             return ReportModel(path, checkpoint_key(path), path,
                                open_runner(path, precision=precision))
         model = load_checkpoint(path)

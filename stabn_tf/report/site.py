@@ -36,6 +36,7 @@ from stabn_tf.evaluate.report import TABLE_FILES, TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.explain.metrics import upsample
 from stabn_tf.inference import (
+    EXPORTED_MODELS,
     InferenceError,
     OutputNames,
     tfrecord_clips,
@@ -165,10 +166,10 @@ def build_report(
     """Writes the site into `output_dir` and returns `{"index", "gallery", "clips",
     "rendered", "seconds"}` (rendered: clips that were drawn, not reused).
 
-    `checkpoint` / `compare_checkpoint`: `.keras` or `.tflite` files (the second is shown
-    beside the first: a baseline, another ST-ABN, or an exported int8 model). `files`
-    defaults to the validation split of the (Keras) checkpoint's run. `tables` are the
-    `stabn_tf.evaluate` tables, computed for the Keras models only. The Keras models run
+    `checkpoint` / `compare_checkpoint`: `.keras`, `.tflite` or OpenVINO `.xml` files (the
+    second is shown beside the first: a baseline, another ST-ABN, or an exported int8 model).
+    `files` defaults to the validation split of the (Keras) checkpoint's run. `tables` are
+    the `stabn_tf.evaluate` tables, computed for the Keras models only. The Keras models run
     in `precision` (auto, float32, bfloat16; logged once, and each model's shows on the
     summary and in `models.json`); an exported model runs in its own precision,
     which an explicit `precision` must then name for the first model (a compared
@@ -189,14 +190,14 @@ def build_report(
     paths = [os.fspath(checkpoint)] + ([os.fspath(compare_checkpoint)]
                                        if compare_checkpoint else [])
     if not files:
-        keras_paths = [p for p in paths if not p.endswith(".tflite")]
+        keras_paths = [p for p in paths if not p.endswith(EXPORTED_MODELS)]
         if not keras_paths:
-            raise EvaluationError("a .tflite model has no run config: pass --files")
+            raise EvaluationError("an exported model has no run config: pass --files")
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
     models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log,
-                         precision="auto" if i and p.endswith(".tflite") else precision)
+                         precision="auto" if i and p.endswith(EXPORTED_MODELS) else precision)
               for i, p in enumerate(paths)]
     shown = next((m for m in models if m.keras is not None), models[0])
     log(shown.runner.precision_choice.describe())

@@ -22,7 +22,7 @@ def test_installing_puts_no_top_level_export_package_into_site_packages():
 def test_export_init_is_a_docstring_and_the_clis_define_only_flags_and_main():
     init = ast.parse((ROOT / "export" / "__init__.py").read_text())
     assert len(init.body) == 1 and isinstance(init.body[0].value, ast.Constant)
-    for name in ("saved_model.py", "tflite.py"):
+    for name in ("openvino.py", "saved_model.py", "tflite.py"):
         tree = ast.parse((ROOT / "export" / name).read_text())
         functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert functions == {"_define_flags", "main"}, (name, functions)

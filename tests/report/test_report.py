@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 
 import stabn_tf
 from stabn_tf.data import read_labels
-from stabn_tf.deploy import tflite
+from stabn_tf.deploy import openvino, tflite
 from stabn_tf.evaluate import EvaluationError, load_checkpoint
 from stabn_tf.inference import tfrecord_clips
 from stabn_tf.report import build_report
@@ -301,6 +301,20 @@ def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path)
         build_report(checkpoint=str(lite), output_dir=str(tmp_path / "lite"),
                      files=_val(tiny_tfrecords), tables=[], progress=False,
                      log=lambda text: None, precision="bfloat16")
+
+
+def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
+    ir = tmp_path / "stabn.xml"
+    openvino.export_openvino(load_checkpoint(checkpoint), str(ir))
+    result = build_report(checkpoint=checkpoint, compare_checkpoint=str(ir),
+                          output_dir=str(tmp_path / "site"), files=_val(tiny_tfrecords),
+                          max_clips=2, tables=[], progress=False, log=lambda text: None)
+    clips = json.loads((tmp_path / "site" / "clips.json").read_text())
+    assert result["clips"] == 2
+    for c in clips:  # the float IR explains like the Keras model
+        assert c["comparison"]["agree"]
+        assert c["comparison"]["mt_correlation"] > 0.99
+    assert "OpenVINO IR" in (tmp_path / "site" / "index.html").read_text()
 
 
 def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):

@@ -1,0 +1,265 @@
+"""OpenVINO export of ST-ABN for Intel and AMD servers: a float32 or int8 IR.
+
+- `convert_to_openvino(model)`: the IR of a deployment graph. The route is Keras →
+  SavedModel at batch 1 → OpenVINO's TensorFlow frontend, on `deployment_model(model,
+  edge=True)` (BN folded into the convs, float32), because it is the most exact and the
+  fastest we measured: the IR holds the very ops Keras runs (max |Δp| ~1e-6 against Keras)
+  and keeps the signature's names (`clips` in; `probabilities`, `logits`,
+  `spatial_attention`, `temporal_attention` out). Reading our float `.tflite` instead
+  drops those names and ran bf16 ~15 % slower; a dynamic batch ran 2× slower in both f32
+  and bf16 (the CPU plugin then keeps every reshape around `Conv3DAs2D` as a runtime
+  op), so the IR takes one clip per call, as the TFLite model does. Weights are stored
+  as float32: OpenVINO would otherwise halve them to fp16, which also slowed f32 ~1.5×.
+- `quantize_int8(ir, clips)`: NNCF post-training quantization on real clips: every
+  convolution and matmul gets int8 weights and int8 inputs (FakeQuantize), the rest stays
+  float; `quantization_violations` proves it from the IR.
+- `export_openvino(model, output, ...)`: all of it for one checkpoint (what `python -m
+  export.openvino` runs): convert, quantize, write `<stem>.xml`, `<stem>.bin` and the
+  config `<stem>.json` the runner reads, and measure parity with Keras (`OpenVINORunner`).
+
+The calibration set follows the TFLite export's rules (`tflite.calibration_clips`).
+Precision (f32 / bf16) is not part of the IR: it is chosen when the IR is compiled
+(`OpenVINORunner(precision=...)`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stabn_tf.deploy import ExportError, Patterns
+from stabn_tf.deploy.tflite import (
+    INPUT_NAME,
+    calibration_clips,
+    deployment_model,
+    format_parity,
+    runner_parity,
+)
+from stabn_tf.inference.litert import config_path
+from stabn_tf.inference.openvino import (
+    FORMAT,
+    OpenVINORunner,
+    compile_config,
+    import_openvino,
+    weights_path,
+)
+from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.runs import write_atomic
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+QUANTIZATIONS = ("none", "int8")
+#: OpenVINO op types that carry weights: what an int8 IR must run in integers.
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
+#: The CPU plugin's names for them in the graph it executes.
+RUNTIME_WEIGHTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
+#: Ops between an int8 weight constant and its consumer: dequantization and layout.
+_WEIGHT_PATH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Squeeze",
+                "Unsqueeze")
+
+
+def convert_to_openvino(model: keras.Model) -> ov.Model:
+    """The OpenVINO IR (in memory) of `model`, a deployment graph with input `clips`
+    `[B, T, H, W, 3]`, at batch 1."""
+    ov = import_openvino()
+    spec = tf.TensorSpec((1, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
+    with tempfile.TemporaryDirectory() as export_dir:
+        model.export(export_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
+        return ov.convert_model(export_dir)
+
+
+def quantize_int8(ir: ov.Model, clips: Sequence[np.ndarray]) -> ov.Model:
+    """`ir` with int8 convolutions and matmuls, calibrated by NNCF on `clips` (normalised
+    `[T, S, S, 3]`, one batch-1 forward each).
+
+    Raises:
+      ExportError: NNCF is not installed.
+      RuntimeError: a weighted op was left in float.
+    """
+    try:
+        import nncf  # optional dependency, with openvino (the "openvino" extra)
+    except ImportError:
+        raise ExportError('--quantize=int8 needs NNCF: pip install "stabn_tf[openvino]" '
+                          "(or nncf>=3.0)") from None
+
+    dataset = nncf.Dataset(list(clips), lambda clip: np.asarray(clip, np.float32)[None])
+    quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
+                              target_device=nncf.TargetDevice.CPU)
+    left = weight_violations(quantized)
+    if left:
+        raise RuntimeError(f"int8 quantization left {len(left)} weighted ops in float: "
+                           f"{left[:5]}")
+    return quantized
+
+
+# --- inspection ----------------------------------------------------------------------
+
+
+def _weights_source(node):
+    """What a weighted op's weights come from, looking through dequantization and layout
+    ops: an int8 Constant in a quantized IR, a float one (or FakeQuantize) otherwise."""
+    node = node.input_value(1).get_node()
+    while node.get_type_name() in _WEIGHT_PATH:
+        node = node.input_value(0).get_node()
+    return node
+
+
+def weight_violations(ir: ov.Model) -> list[str]:
+    """Weighted ops of the IR whose weights are not stored as int8; empty after
+    `quantize_int8`."""
+    bad = []
+    for node in ir.get_ordered_ops():
+        if node.get_type_name() not in WEIGHTED_OPS:
+            continue
+        source = _weights_source(node)
+        if not (source.get_type_name() == "Constant"
+                and source.get_output_element_type(0).get_type_name() in ("i8", "u8")):
+            bad.append(f"{node.get_type_name()} {node.get_friendly_name()} "
+                       f"({source.get_type_name()} {source.get_output_element_type(0)})")
+    return bad
+
+
+def _runtime_layers(compiled: ov.CompiledModel) -> list[tuple[str, str, str]]:
+    """(layer type, precision, original layer names) of each weighted layer in the graph
+    the CPU plugin executes: the precision a kernel really computes in, after OpenVINO
+    has propagated int8 through pads, slices and pools and fused what it could."""
+    layers = []
+    for node in compiled.get_runtime_model().get_ordered_ops():
+        info = node.get_rt_info()
+        kind = info["layerType"].astype(str)
+        if kind in RUNTIME_WEIGHTED_LAYERS:
+            precision = info["runtimePrecision"].astype(str).lower()
+            layers.append((kind, "int8" if precision in ("i8", "u8") else precision,
+                           info["originalLayersNames"].astype(str)))
+    return layers
+
+
+def op_report(compiled: ov.CompiledModel) -> collections.Counter[tuple[str, str]]:
+    """How many weighted layers of each (type, runtime precision) the compiled model
+    runs, e.g. ("Convolution", "int8"), ("FullyConnected", "bf16")."""
+    return collections.Counter((kind, precision)
+                               for kind, precision, _ in _runtime_layers(compiled))
+
+
+def quantization_violations(compiled: ov.CompiledModel) -> list[str]:
+    """Weighted layers the CPU runs in anything but int8; empty for an int8 IR."""
+    return [f"{kind} [{precision}] {names[:80]}"
+            for kind, precision, names in _runtime_layers(compiled) if precision != "int8"]
+
+
+# --- export of a trained model ---------------------------------------------------------
+
+
+def export_config(model: VideoClassifier, quantize: str) -> dict:
+    """What the `.json` next to the IR holds: the model's config (class names, clip shape,
+    architecture) and how it was converted."""
+    return {**model.get_config(), "format": FORMAT, "quantize": quantize}
+
+
+def compile_ir(ir: ov.Model, precision: str = "float32",
+               num_threads: int | None = None) -> ov.CompiledModel:
+    """`ir` compiled for this machine's CPU as `OpenVINORunner` compiles it."""
+    core = import_openvino().Core()
+    return core.compile_model(ir, "CPU", compile_config(core, precision, num_threads))
+
+
+def save_ir(ir: ov.Model, output: str) -> None:
+    """Writes `output` (.xml) and its `.bin`, weights as they are (no fp16 compression);
+    each file appears whole."""
+    ov = import_openvino()
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as staging:
+        staged = os.path.join(staging, "model.xml")
+        ov.save_model(ir, staged, compress_to_fp16=False)
+        os.replace(weights_path(staged), weights_path(output))
+        os.replace(staged, output)
+
+
+def export_openvino(model: VideoClassifier, output: str, quantize: str = "none", *,
+                    representative_data: Patterns | None = None, num_representative: int = 128,
+                    eval_data: Patterns | None = None, num_eval: int = 0,
+                    precision: str = "float32", num_threads: int | None = None,
+                    notify: Callable[[str], None] = lambda message: None) -> dict:
+    """Converts `model` (the BN-folded edge graph), quantizes it for `quantize="int8"`,
+    writes `output` (.xml), its weights (.bin) and its config (.json), and measures parity
+    with Keras on `eval_data` in `precision`; returns the report (`format_report` prints
+    it). int8 calibrates on `num_representative` clips of `representative_data` (or all
+    there are: `calibration_clips`); `notify` receives progress lines.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
+    if not output.endswith(".xml"):
+        raise ExportError(f"--output={output}: an OpenVINO IR is a .xml file (its weights "
+                          "go to the .bin beside it)")
+    clips = None
+    if quantize == "int8":
+        clips = calibration_clips(model, representative_data, num_representative, quantize,
+                                  notify)
+    start = time.perf_counter()
+    edge = deployment_model(model, edge=True, batch_size=1)
+    ir = convert_to_openvino(edge)
+    converted = time.perf_counter()
+    if clips is not None:
+        ir = quantize_int8(ir, clips)
+    quantized = time.perf_counter()
+    compiled = compile_ir(ir, precision, num_threads)
+    left = quantization_violations(compiled) if clips is not None else []
+    if left:
+        raise ExportError(f"int8 IR rejected: the CPU would run {len(left)} weighted layers "
+                          f"in float: {left[:3]}")
+    save_ir(ir, output)
+    write_atomic(config_path(output), json.dumps(export_config(model, quantize), indent=1))
+    report = {
+        "output": output, "weights": weights_path(output), "config": config_path(output),
+        "quantize": quantize,
+        "bytes": os.path.getsize(output) + os.path.getsize(weights_path(output)),
+        "float32_weight_bytes": 4 * sum(int(np.prod(w.shape)) for w in edge.weights),
+        "precision": precision,
+        "ops": {f"{op} [{kind}]": n for (op, kind), n in op_report(compiled).most_common()},
+        "representative_clips": 0 if clips is None else len(clips),
+        "convert_seconds": converted - start, "quantize_seconds": quantized - converted,
+    }
+    if clips is not None:
+        report["quantization_violations"] = left
+    if eval_data:
+        runner = OpenVINORunner(output, precision=precision, num_threads=num_threads)
+        report["parity"] = runner_parity(model, runner.run, eval_data, num_eval)
+    return report
+
+
+def format_report(report: Mapping) -> str:
+    """`export_openvino`'s report as the text `python -m export.openvino` prints."""
+    size = report["bytes"]
+    ratio = size / report["float32_weight_bytes"]
+    lines = [f"wrote {report['output']} and {report['weights']} ({size / 1e6:.2f} MB, "
+             f"{ratio:.1%} of the float32 weights' {report['float32_weight_bytes'] / 1e6:.2f} "
+             f"MB) and its config {report['config']}",
+             f"quantize={report['quantize']}"
+             + (f", calibrated on {report['representative_clips']} training clips"
+                if report["representative_clips"] else "")
+             + f"; converted in {report['convert_seconds']:.1f} s"
+             + (f", quantized in {report['quantize_seconds']:.1f} s"
+                if report["representative_clips"] else ""),
+             f"weighted layers [the precision this CPU runs them in, {report['precision']}"
+             " hint]:"]
+    lines += [f"  {name:<22} {count:4d}" for name, count in report["ops"].items()]
+    if "quantization_violations" in report:
+        left = report["quantization_violations"]
+        lines.append("every Convolution / MatMul in int8: "
+                     + ("yes" if not left else f"NO: {left}"))
+    if "parity" in report:
+        lines += [f"parity with Keras (float32) on the validation TFRecords, OpenVINO in "
+                  f"{report['precision']}:",
+                  format_parity(report["parity"], candidate="OpenVINO")]
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""`python -m export.openvino`: a checkpoint → an OpenVINO IR (.xml/.bin) and its config
+`<stem>.json`; the float IR agrees with Keras, and int8 is real: int8 weights in the IR
+and every convolution / fully-connected layer run in int8 by the CPU plugin."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import openvino as ov
+import pytest
+import tensorflow as tf
+
+from stabn_tf.deploy import ExportError
+from stabn_tf.deploy import openvino as ovx
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+T, S = 4, 32
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+OUTPUTS = ("logits", "probabilities", "spatial_attention", "temporal_attention")
+
+
+def export_cli(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export.openvino", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def model(calibrated_stabn):
+    """The tiny set's ST-ABN (its 12 class names), BN statistics of real clips."""
+    return calibrated_stabn(T, S, width_multiplier=0.25)
+
+
+@pytest.fixture(scope="module")
+def float_export(model, tiny_tfrecords, tmp_path_factory):
+    """The float IR of `model` and its export report (parity on the validation split)."""
+    output = tmp_path_factory.mktemp("float") / "ir" / "stabn.xml"
+    report = ovx.export_openvino(model, str(output),
+                                 eval_data=f"{tiny_tfrecords}/validation-*.tfrecord")
+    return output, report
+
+
+def test_float_ir_matches_keras_on_the_validation_clips(model, float_export):
+    output, report = float_export
+    tmp_path = output.parent.parent
+    assert output.exists() and (tmp_path / "ir" / "stabn.bin").exists()
+    assert sorted(p.name for p in output.parent.iterdir()) == ["stabn.bin", "stabn.json",
+                                                               "stabn.xml"]
+    parity = report["parity"]
+    assert parity["clips"] == 12
+    for key in OUTPUTS:
+        assert parity[f"max_abs_diff/{key}"] <= 1e-4, parity
+    assert parity["top1_agreement"] == 1.0
+    # float32 weights as Keras has them (OpenVINO's default would store fp16)
+    assert report["bytes"] >= report["float32_weight_bytes"]
+    assert report["ops"] and all("[f32]" in op for op in report["ops"]), report["ops"]
+    config = json.loads((tmp_path / "ir" / "stabn.json").read_text())
+    assert config["format"] == "openvino" and config["quantize"] == "none"
+    assert config["class_names"] == model.class_names and config["num_frames"] == T
+    ir = ov.Core().read_model(output)
+    assert [i.get_any_name() for i in ir.inputs] == ["clips"]
+    assert ir.input("clips").get_shape() == [1, T, S, S, 3]  # static: 2× faster than dynamic
+    assert {n for o in ir.outputs for n in o.get_names()} >= set(OUTPUTS)
+    text = ovx.format_report(report)
+    assert "Convolution [f32]" in text and "max |Δ| temporal_attention" in text
+    assert "top-1 accuracy Keras / OpenVINO" in text
+
+
+def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrecords,
+                                                               tmp_path):
+    """The TFLite export's calibration rules: the run's training split (5 clips here, 128
+    requested), the same notice; every weighted layer in int8."""
+    train = tmp_path / "train-small.tfrecord"
+    with tf.io.TFRecordWriter(str(train)) as writer:
+        records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(
+            f"{tiny_tfrecords}/train-*.tfrecord")))
+        for record in records.take(5):
+            writer.write(record.numpy())
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    checkpoint = tmp_path / "run" / "checkpoints" / "final.keras"
+    model.save(checkpoint)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({
+        "dataset": "tfrecord", "train_files": str(train),
+        "val_files": f"{tiny_tfrecords}/validation-*.tfrecord"}))
+    output = tmp_path / "out" / "stabn_int8.xml"
+    report_json = tmp_path / "report.json"
+    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8", f"--output={output}",
+                        "--num_eval=6", f"--report_json={report_json}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    notes = [line for line in result.stderr.splitlines() if "calibrating" in line]
+    assert notes == [f"calibrating on the 5 clips that {train} holds (128 requested); "
+                     "warning: very few, the int8 ranges may not cover real inputs "
+                     "(--representative_data can add clips)"], result.stderr
+    out = result.stdout
+    for needle in ("calibrated on 5 training clips", "every Convolution / MatMul in int8: yes",
+                   "Convolution [int8]", "FullyConnected [int8]", "top-1 agreement with Keras",
+                   "Pearson r temporal_attention"):
+        assert needle in out, (needle, out)
+    report = json.loads(report_json.read_text())
+    assert report["quantization_violations"] == []
+    assert all("[int8]" in op for op in report["ops"]), report["ops"]
+    assert report["bytes"] <= 0.35 * report["float32_weight_bytes"]
+    parity = report["parity"]
+    assert parity["clips"] == 6
+    assert 0.0 <= parity["top1_agreement"] <= 1.0
+    assert parity["pearson/temporal_attention"] >= 0.9, parity
+    ir = ov.Core().read_model(output)
+    kinds = [n.get_type_name() for n in ir.get_ordered_ops()]
+    assert kinds.count("Convolution") >= 20 and "FakeQuantize" in kinds
+    assert ovx.weight_violations(ir) == []  # int8 weights in the .bin
+    assert json.loads(output.with_suffix(".json").read_text())["quantize"] == "int8"
+
+
+def test_int8_checks_name_a_float_irs_weights_and_layers(float_export):
+    """The inspection can fail: every weighted op of the float IR is a violation."""
+    output, report = float_export
+    ir = ov.Core().read_model(output)
+    assert len(ovx.weight_violations(ir)) == sum(
+        n.get_type_name() in ovx.WEIGHTED_OPS for n in ir.get_ordered_ops())
+    assert len(ovx.quantization_violations(ovx.compile_ir(ir))) == sum(report["ops"].values())
+
+
+def test_cli_errors_are_one_line(model, tmp_path):
+    lone = tmp_path / "stabn.keras"
+    model.save(lone)
+    result = export_cli(f"--checkpoint={lone}", "--quantize=int8")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --quantize=int8 calibrates on real clips and there are none (no run "
+        f"directory (config.json) around {lone}): pass "
+        "--representative_data=<training TFRecord pattern>"]
+    with pytest.raises(ExportError, match=r"--output=.*stabn\.ir: an OpenVINO IR is a \.xml"):
+        ovx.export_openvino(model, str(tmp_path / "stabn.ir"))
+    with pytest.raises(ExportError, match="pass --representative_data"):
+        ovx.export_openvino(model, str(tmp_path / "x.xml"), "int8")
+    assert not list(tmp_path.glob("x.*"))
