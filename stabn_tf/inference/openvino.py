@@ -76,8 +76,9 @@ class OpenVINORunner(Runner):
     `precision` ("auto", "float32" or "bfloat16") sets what float ops compute in (an int8
     IR's quantized convolutions run in int8 either way); `auto` is bfloat16 where the CPU
     has bf16 units (`stabn_tf.precision`, the CPU alone: OpenVINO runs here on the CPU) and
-    float32 elsewhere; bfloat16 on a CPU without bf16 units is refused. `num_threads` caps the CPU threads. `runner.run(clips)` gives the raw outputs
-    by name for `[T, S, S, 3]` or `[B, T, S, S, 3]` clips.
+    float32 elsewhere; bfloat16 on a CPU without bf16 units is refused. `num_threads` caps
+    the CPU threads. `runner.run(clips)` gives the raw outputs by name for `[T, S, S, 3]`
+    or `[B, T, S, S, 3]` clips.
     """
 
     def __init__(self, model_path: str | os.PathLike, *, precision: str = "auto",
