@@ -178,6 +178,11 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
     assert record["true_label"]["label"].startswith(("Moving", "Making", "Rotating",
                                                      "Pushing", "Pretending"))
     assert "→" in result.stdout and "clip:" in result.stdout
+    # Every file written is named, and a last line sums up.
+    for path in out.iterdir():
+        assert str(path) in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        f"stabn_tf.explain: wrote {len(list(out.iterdir()))} files for 3 input(s) to {out}")
 
 
 @pytest.mark.parametrize("flag, message", [("--fps=0", "--fps=0.0: must be > 0"),
