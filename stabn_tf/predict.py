@@ -63,13 +63,19 @@ def main(argv: Sequence[str]) -> None:
     if not f.json:  # the JSON document holds it
         print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
+    written: list[str] = []
+    # With --json, stdout is one JSON document: notes about files go to stderr.
+    note = sys.stderr if f.json else sys.stdout
 
     def show(prediction: Prediction) -> None:
-        if not f.json:
-            print(prediction.format_text(f.top_k) + "\n", flush=True)
+        text = prediction.format_text(f.top_k)
         if f.output_dir:
-            render_prediction(prediction, f.output_dir, names.claim(prediction.name),
-                              animation="none", top_k=f.top_k)
+            paths = render_prediction(prediction, f.output_dir, names.claim(prediction.name),
+                                      animation="none", top_k=f.top_k)
+            written.extend(paths.values())
+            text += "\n  → " + ", ".join(paths.values())
+        if not f.json:
+            print(text + "\n", flush=True)
 
     def fail(path: str, message: str) -> None:
         print(f"stabn_tf.predict: error: {message}", file=sys.stderr, flush=True)
@@ -81,6 +87,9 @@ def main(argv: Sequence[str]) -> None:
                    "predictions": [p.to_json(f.top_k) for p in predictions],
                    "errors": errors}, sys.stdout, indent=1)
         print()
+    if f.output_dir:
+        print(f"stabn_tf.predict: wrote {len(written)} files for {len(predictions)} "
+              f"input(s) to {f.output_dir}", file=note, flush=True)
     sys.exit(1 if errors else 0)
 
 

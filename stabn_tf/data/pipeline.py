@@ -163,7 +163,8 @@ def make_dataset(
     clips: float32 `[B, T, S, S, 3]`, ImageNet-normalised RGB (`[B, n, T, S, S, 3]` when
     `num_clips = n > 1`). targets: `{"perception": labels, "attention": labels}` (int32
     `[B]`, the same labels for both heads); with `with_metadata`, also `"clip_id"`
-    (string `[B]`), `"frame_indices"` (int32 `[B, T]` / `[B, n, T]`) and, when the records
+    (string `[B]`), `"frame_indices"` (int32 `[B, T]` / `[B, n, T]`), `"frame_size"` (int32
+    `[B, 2]`: the source frame's height and width, to place the crop in it) and, when the records
     have ground truth, `"gt_active"` (int32, same shape) and `"gt_box"` (float32, `[..., 4]`,
     normalised ymin, xmin, ymax, xmax in the *output* clip: taken at the sampled frames and
     mapped through the same crop and flip; all zeros where the object is not visible).
@@ -326,6 +327,7 @@ def make_dataset(
             out_indices = indices if num_clips > 1 else indices[0]
             targets["clip_id"] = rec[tfrecord.CLIP_ID]
             targets["frame_indices"] = out_indices
+            targets["frame_size"] = tf.stack([height, width])
             if with_ground_truth:
                 active = tf.gather(rec[tfrecord.GT_ACTIVE], out_indices)
                 boxes = tf.gather(rec[tfrecord.GT_BOX], out_indices)

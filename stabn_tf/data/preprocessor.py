@@ -52,6 +52,12 @@ class ClipPreprocessor(keras.layers.Layer):
         """The centre crop `(y, x, h, w)` in source pixels."""
         return preprocess.eval_crop_window(height, width)
 
+    def crop_in_frame(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """The centre crop `(y, x, h, w)` as fractions of a `height`×`width` source frame:
+        where the model's view, and so every spatial map, lies in the video's own frame."""
+        y, x, h, w = (int(v) for v in self.crop_window(height, width))
+        return y / height, x / width, h / height, w / width
+
     def resize(self, cropped) -> tf.Tensor:
         """Cropped frames → float32 `[..., S, S, 3]` on the 0..255 scale (for display too)."""
         return preprocess.resize_frames(cropped, self.image_size)

@@ -29,6 +29,7 @@ import collections
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import keras
@@ -51,6 +52,7 @@ from stabn_tf.outputs import (
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,
 )
+from stabn_tf.quiet import caught_stderr
 from stabn_tf.runs import write_atomic
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
@@ -257,7 +259,11 @@ def _convert(saved_model_dir: str, quantize: str, clips: list, shape: Sequence[i
             converter.inference_input_type = tf.int8 if quantize == "int8" else tf.int16
         if legacy_quantizer:
             converter.experimental_new_quantizer = False
-    return converter.convert()
+    # The converter's MLIR/quantizer chatter (C++ lines and Python warnings) is shown only
+    # when the conversion fails; the export checks the result itself.
+    with caught_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return converter.convert()
 
 
 def representative_clips(file_pattern: Patterns, count: int,
@@ -302,7 +308,8 @@ def calibrate_batch_norm(model: keras.Model, clips: np.ndarray, chunk: int | Non
 
 
 def _details(flatbuffer: bytes) -> tuple[list[dict], dict[int, dict]]:
-    interpreter = Interpreter(model_content=flatbuffer)
+    with caught_stderr():
+        interpreter = Interpreter(model_content=flatbuffer)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     return interpreter._get_ops_details(), tensors  # the only op listing LiteRT's Python API has
 

@@ -70,20 +70,23 @@ def main(argv: Sequence[str]) -> None:
         sys.exit(2)
     print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
+    written: list[str] = []
 
     def write(prediction: Prediction) -> None:
         paths = render_prediction(prediction, f.output_dir, names.claim(prediction.name),
                                   columns=f.columns, animation=f.animation, fps=f.fps,
                                   top_k=f.top_k)
         top = ", ".join(f"{n} {p:.2f}" for _, n, p in prediction.top_k(f.top_k))
-        shown = ", ".join(paths[k] for k in ("png", "animation") if k in paths)
-        print(f"{prediction.name}: {top}\n  → {shown or paths['json']}", flush=True)
+        written.extend(paths.values())
+        print(f"{prediction.name}: {top}\n  → {', '.join(paths.values())}", flush=True)
 
     def fail(path: str, message: str) -> None:
         print(f"stabn_tf.explain: error: {message}", file=sys.stderr, flush=True)
 
-    _, errors = run_inputs(runner, inputs, max_clips=f.max_clips, clip_ids=f.clip_ids,
-                           on_result=write, on_error=fail)
+    predictions, errors = run_inputs(runner, inputs, max_clips=f.max_clips,
+                                     clip_ids=f.clip_ids, on_result=write, on_error=fail)
+    print(f"stabn_tf.explain: wrote {len(written)} files for {len(predictions)} input(s) to "
+          f"{f.output_dir}", flush=True)
     sys.exit(1 if errors else 0)
 
 

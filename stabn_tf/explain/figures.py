@@ -23,6 +23,10 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFont
 
 SPATIAL_CMAP = "jet"
+#: What the spatial scale's ends mean, under its name: blue reads "not looked at", not
+#: "cold" or "negative".
+SCALE_WIDTH = 0.85  # inches per colour scale: bar, ticks and a two-line label
+SPATIAL_MEANING = "\n0 = not attended, 1 = attended"
 # Temporal weights: red = important, blue = not, as in the paper's figure.
 TEMPORAL_CMAP = "coolwarm"
 
@@ -62,6 +66,7 @@ def attention_figure(
     boxes: np.ndarray | None = None,
     top_k: Sequence[tuple[str, float]] | None = None,
     temporal_label: str = "temporal attention",
+    spatial_label: str = "spatial attention Ms",
 ) -> Figure:
     """A grid of frames with the spatial attention overlaid and, under each frame, a bar
     coloured by its temporal weight (value printed). Any frame count works; the last row
@@ -69,7 +74,8 @@ def attention_figure(
 
     `boxes` `[T, 4]` (normalised ymin, xmin, ymax, xmax; all zeros = none) are drawn as
     white outlines (the ground truth, when known). `top_k` lists (class name, probability)
-    pairs printed under the title.
+    pairs printed under the title. Both maps get a labelled colour scale on the right:
+    `spatial_label`'s (the overlay) and `temporal_label`'s (the bars).
     """
     temporal = np.asarray(temporal, np.float32).reshape(-1)
     blended = overlay_attention(frames, spatial)
@@ -81,9 +87,11 @@ def attention_figure(
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
     aspect = blended.shape[1] / blended.shape[2]
-    header = (0.5 if title else 0) + (0.16 * len(top_k) + 0.1 if top_k else 0)
+    title_height = 0.5 + 0.15 * title.count("\n") if title else 0
+    header = title_height + (0.16 * len(top_k) + 0.1 if top_k else 0)
     # Figure, not pyplot: no global figure registry, no display backend needed.
-    fig = Figure(figsize=(1.6 * columns, (1.6 * aspect + 0.45) * rows + header))
+    fig = Figure(figsize=(1.6 * columns + 2 * SCALE_WIDTH,
+                          (1.6 * aspect + 0.45) * rows + header))
     grid = fig.add_gridspec(2 * rows, columns, height_ratios=[6 * aspect, 1] * rows,
                             hspace=0.15, wspace=0.05)
     colormap = matplotlib.colormaps[TEMPORAL_CMAP]
@@ -116,12 +124,30 @@ def attention_figure(
         text = "\n".join(f"{i + 1}. {name:<{width}}  {p:.3f}"
                          for i, (name, p) in enumerate(top_k))
         height = fig.get_figheight()
-        fig.text(0.5, 1.0 - (0.5 if title else 0.1) / height, text, ha="center", va="top",
+        fig.text(0.5, 1.0 - (title_height or 0.1) / height, text, ha="center", va="top",
                  multialignment="left", fontsize=7, family="monospace")
         fig.subplots_adjust(top=1.0 - header / height)
-    fig.colorbar(cm.ScalarMappable(cmap=TEMPORAL_CMAP), ax=fig.axes, fraction=0.015, pad=0.01,
-                 label=temporal_label)
+    _colour_scales(fig, [(SPATIAL_CMAP, spatial_label + SPATIAL_MEANING),
+                         (TEMPORAL_CMAP, temporal_label)])
     return fig
+
+
+def _colour_scales(fig: Figure, scales: Sequence[tuple[str, str]]) -> None:
+    """A labelled 0..1 colour scale per (colormap, label), side by side right of the
+    grid, each spanning its height; the grid shrinks to make room."""
+    step = SCALE_WIDTH
+    width = fig.get_figwidth()
+    right = fig.subplotpars.right
+    fig.subplots_adjust(right=right - step * len(scales) / width)
+    boxes = [ax.get_position() for ax in fig.axes]
+    bottom, top = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    left = max(b.x1 for b in boxes) + 0.1 / width
+    for i, (colormap, label) in enumerate(scales):
+        ax = fig.add_axes((left + i * step / width, bottom, 0.12 / width, top - bottom))
+        bar = fig.colorbar(cm.ScalarMappable(cmap=colormap), cax=ax)
+        bar.set_ticks([0, 0.5, 1])
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(label, fontsize=7)
 
 
 def _visible(box) -> bool:
@@ -142,6 +168,34 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _bar_height(picture_height: int) -> int:
+    return max(14, picture_height // 8)
+
+
+def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: int = 224,
+                     boxes: np.ndarray | None = None) -> list[Image.Image]:
+    """The frames (short side `display_size`) with the spatial attention overlaid and the
+    boxes outlined in white: the picture part of every animation frame and thumbnail,
+    no text baked in."""
+    frames = np.asarray(frames)
+    height, width = frames.shape[1:3]
+    scale = display_size / min(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+                        for f in frames])
+    line = max(1, _bar_height(size[1]) // 10)
+    pictures = []
+    for i, image in enumerate(overlay_attention(resized, spatial)):
+        picture = Image.fromarray(image)
+        if boxes is not None and _visible(boxes[i]):
+            ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
+            ImageDraw.Draw(picture).rectangle(
+                [xmin * size[0], ymin * size[1], xmax * size[0] - 1, ymax * size[1] - 1],
+                outline="white", width=line)
+        pictures.append(picture)
+    return pictures
+
+
 def animation_frames(
     frames: np.ndarray,
     spatial: np.ndarray,
@@ -154,7 +208,8 @@ def animation_frames(
 ) -> list[Image.Image]:
     """One RGB picture per frame for an animation: the frame (resized so its short side is
     `display_size`) with the spatial attention overlaid, a bar coloured by the frame's
-    temporal weight (value and frame number printed) and an optional caption line.
+    temporal weight (value and frame number printed), the spatial map's colour scale as a
+    labelled strip, and an optional caption line.
 
     Shapes: frames `[T, H, W, 3]` uint8, spatial `[T, h, w(, 1)]`, temporal `[T]`.
     """
@@ -162,37 +217,43 @@ def animation_frames(
     temporal = np.asarray(temporal, np.float32).reshape(-1)
     if len(temporal) != len(frames):
         raise ValueError(f"{len(frames)} frames but {len(temporal)} temporal weights.")
-    height, width = frames.shape[1:3]
-    scale = display_size / min(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
-                        for f in frames])
-    blended = overlay_attention(resized, spatial)
-    bar = max(14, size[1] // 8)
+    overlays = overlay_pictures(frames, spatial, display_size=display_size, boxes=boxes)
+    size = overlays[0].size
+    bar = _bar_height(size[1])
     font = _font(max(10, bar * 2 // 3))
     colormap = matplotlib.colormaps[TEMPORAL_CMAP]
     numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(frames)))
-    lines = 1 if caption else 0
+    lines = 2 if caption else 1
+    scale_strip = _scale_strip(size[0], bar, font)
     pictures = []
-    for i, image in enumerate(blended):
+    for i, overlay in enumerate(overlays):
         canvas = Image.new("RGB", (size[0], size[1] + bar * (1 + lines)), "white")
-        canvas.paste(Image.fromarray(image), (0, 0))
+        canvas.paste(overlay, (0, 0))
         draw = ImageDraw.Draw(canvas)
-        if boxes is not None and _visible(boxes[i]):
-            ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
-            draw.rectangle([xmin * size[0], ymin * size[1], xmax * size[0] - 1,
-                            ymax * size[1] - 1], outline="white", width=max(1, bar // 10))
         value = float(temporal[i])
         colour = tuple(int(255 * c) for c in colormap(value)[:3])
         draw.rectangle([0, size[1], size[0], size[1] + bar], fill=colour)
         ink = "white" if abs(value - 0.5) > 0.3 else "black"
         draw.text((size[0] / 2, size[1] + bar / 2), f"frame {numbers[i]}: when = {value:.2f}",
                   fill=ink, font=font, anchor="mm")
+        canvas.paste(scale_strip, (0, size[1] + bar))
         if caption:
-            draw.text((size[0] / 2, size[1] + 1.5 * bar), caption, fill="black", font=font,
+            draw.text((size[0] / 2, size[1] + 2.5 * bar), caption, fill="black", font=font,
                       anchor="mm")
         pictures.append(canvas)
     return pictures
+
+
+def _scale_strip(width: int, height: int, font) -> Image.Image:
+    """The spatial colour scale as a strip `width` × `height`: 0 (left) to 1 (right),
+    its ends named."""
+    ramp = matplotlib.colormaps[SPATIAL_CMAP](np.linspace(0.0, 1.0, width))[:, :3] * 255
+    strip = Image.fromarray(np.repeat(ramp[None].astype(np.uint8), height, axis=0))
+    draw = ImageDraw.Draw(strip)
+    for x, anchor, text in ((2, "lm", "0 not attended"), (width - 2, "rm", "1 attended")):
+        draw.text((x, height / 2), text, fill="white", font=font, anchor=anchor,
+                  stroke_width=1, stroke_fill="black")
+    return strip
 
 
 ANIMATION_FORMATS = (".gif", ".mp4")

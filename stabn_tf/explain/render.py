@@ -18,16 +18,18 @@ ANIMATIONS = ("gif", "mp4", "none")
 def prediction_figure(prediction: Prediction, *, clip: int = 0, columns: int = 8,
                       top_k: int = 5) -> Figure:
     """Figure 3 for one clip of a prediction: frames with the spatial map overlaid, the
-    temporal weights as coloured bars, ground-truth boxes where known, the top-k."""
+    temporal weights as coloured bars, ground-truth boxes where known, the top-k; the
+    title says which part of the source frame the pictures show."""
     if prediction.temporal is None or prediction.frames is None:
         raise ValueError(f"{prediction.name}: no explanation or frames to draw")
+    caption = prediction.view_caption()
     return figures.attention_figure(
         prediction.frames[clip], prediction.spatial[clip], prediction.temporal[clip],
-        title=prediction.title(), columns=columns,
+        title=prediction.title() + (f"\n{caption}" if caption else ""), columns=columns,
         frame_numbers=[int(n) for n in prediction.frame_indices[clip]],
         boxes=prediction.boxes if clip == 0 else None,
         top_k=[(n, p) for _, n, p in prediction.top_k(top_k)],
-        temporal_label=prediction.explanation_label)
+        temporal_label=prediction.explanation_label, spatial_label=prediction.spatial_label)
 
 
 def render_prediction(prediction: Prediction, output_dir: str, stem: str, *,

@@ -23,7 +23,8 @@ class Clip:
     """One input, ready for a model and for pictures.
 
     clips: float32 `[n, T, S, S, 3]`, normalised; frames: uint8 `[n, T, S, S, 3]`, the same
-    pixels; frame_indices `[n, T]`: positions in the source. true_label, boxes (`[T, 4]`,
+    pixels; frame_indices `[n, T]`: positions in the source; frame_size: the source frame's
+    (height, width), which places the model's centre crop in it. true_label, boxes (`[T, 4]`,
     normalised) and active (`[T]` bool: the action happens) of clip 0 where the source
     has ground truth.
     """
@@ -37,6 +38,7 @@ class Clip:
     boxes: np.ndarray | None = None
     fps: float | None = None
     active: np.ndarray | None = None
+    frame_size: tuple[int, int] | None = None
 
 
 def is_tfrecord_input(path: str) -> bool:
@@ -57,7 +59,7 @@ def load_clip(path: str | os.PathLike, preprocessor: ClipPreprocessor,
     decoded = read_frames(path)
     clips, frames, indices = preprocessor.from_frames(decoded.frames, num_clips)
     return Clip(input_name(path), clips, frames, indices, source=os.fspath(path),
-                fps=decoded.fps)
+                fps=decoded.fps, frame_size=tuple(int(v) for v in decoded.frames.shape[1:3]))
 
 
 def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor, *,
@@ -86,7 +88,8 @@ def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor,
             boxes, active = boxes[0], active[0]
         yield Clip(clip_id, batch, denormalize(batch), indices,
                    true_label=int(targets[PERCEPTION].numpy()[0]), boxes=boxes,
-                   active=active)
+                   active=active,
+                   frame_size=tuple(int(v) for v in targets["frame_size"].numpy()[0]))
         count += 1
         if (wanted and count == len(wanted)) or (not wanted and max_clips
                                                   and count >= max_clips):

@@ -24,6 +24,7 @@ from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.inference.runner import InferenceError, Runner
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice, PrecisionError, check_precision
+from stabn_tf.quiet import caught_stderr
 
 #: What an exported model computes in, by its export's `--quantize`.
 QUANTIZE_PRECISIONS = {"none": "float32", "float16": "float16 weights",
@@ -80,9 +81,11 @@ class LiteRTRunner(Runner):
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.path = os.fspath(model_path) if model_path is not None else None
         try:
-            self.interpreter = Interpreter(model_path=self.path, model_content=model_content,
-                                           num_threads=num_threads,
-                                           experimental_op_resolver_type=resolver)
+            with caught_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                self.interpreter = Interpreter(model_path=self.path,
+                                               model_content=model_content,
+                                               num_threads=num_threads,
+                                               experimental_op_resolver_type=resolver)
         except (ValueError, RuntimeError) as e:
             raise InferenceError(f"{self.path or 'model'}: not a loadable TFLite model "
                                  f"({str(e).splitlines()[0] if str(e) else e})") from None
@@ -170,7 +173,8 @@ class LiteRTRunner(Runner):
         if batch.ndim != 5 or batch.shape[1:] != expected:
             raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
                                  f"(T, H, W) = {expected[:3]}; got {clips.shape}")
-        outs = [self._runner(**{self.input_name: self._quantize(clip)}) for clip in batch]
+        with caught_stderr():  # the first run applies XNNPACK, which says so on stderr
+            outs = [self._runner(**{self.input_name: self._quantize(clip)}) for clip in batch]
         return {name: np.concatenate([np.asarray(o[name], np.float32) for o in outs])
                 for name in self.output_names}
 

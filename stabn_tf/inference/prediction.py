@@ -22,6 +22,9 @@ class Prediction:
     model saw, for pictures. frame_indices `[n, T]`: their positions in the source.
     true_label / boxes `[T, 4]`: ground truth where the input has it. precision: what
     the model computed in ("float32", "bfloat16", a TFLite model's "int8", ...).
+    frame_size: the source frame's (height, width); crop `(y, x, h, w)`: the model's centre
+    crop as fractions of it. Maps and frames cover the crop; every "where" reported is
+    mapped through it into the source frame (None: unknown, reported in the model's view).
     """
 
     name: str
@@ -38,6 +41,8 @@ class Prediction:
     method: str = "attention"
     source: str | None = None
     precision: str | None = None
+    frame_size: tuple[int, int] | None = None
+    crop: tuple[float, float, float, float] | None = None
 
     def top_k(self, k: int = 5, *, attention_branch: bool = False
               ) -> list[tuple[int, str, float]]:
@@ -53,6 +58,32 @@ class Prediction:
     @property
     def explanation_label(self) -> str:
         return "temporal attention Mt" if self.method == "attention" else "Grad-CAM frame weight"
+
+    def peaks(self, clip: int = 0) -> list[tuple[float, float]]:
+        """Each frame's spatial-map peak (centre of the peak cell) as (y, x) fractions of
+        the source frame (of the model's view when the crop is unknown)."""
+        h, w = self.spatial[clip].shape[1:3]
+        cells = [np.unravel_index(int(np.argmax(m)), (h, w)) for m in self.spatial[clip]]
+        return [to_frame((y + 0.5) / h, (x + 0.5) / w, self.crop) for y, x in cells]
+
+    @property
+    def where_frame(self) -> str:
+        """What "where" fractions are of, in words."""
+        if self.crop is None:
+            return "the model's view"
+        return f"the {self.frame_size[1]}×{self.frame_size[0]} source frame"
+
+    def view_caption(self) -> str | None:
+        """Which part of the source frame the pictures show (None: unknown)."""
+        if self.crop is None:
+            return None
+        y, x, h, w = self.crop
+        return (f"frames: the model's centre crop, rows {y:.0%}–{y + h:.0%} and columns "
+                f"{x:.0%}–{x + w:.0%} of {self.where_frame}")
+
+    @property
+    def spatial_label(self) -> str:
+        return "spatial attention Ms" if self.method == "attention" else "Grad-CAM map"
 
     def title(self) -> str:
         _, name, p = self.top_k(1)[0]
@@ -78,6 +109,11 @@ class Prediction:
             out["method"] = self.method
             out["temporal_attention"] = np.round(np.asarray(self.temporal, float), 4).tolist()
             out["spatial_attention"] = np.round(np.asarray(self.spatial, float), 4).tolist()
+            out["where"] = [[[round(y, 4), round(x, 4)] for y, x in self.peaks(c)]
+                            for c in range(len(self.spatial))]
+            if self.crop is not None:
+                out["frame_size"] = list(self.frame_size)
+                out["spatial_attention_crop"] = [round(v, 6) for v in self.crop]
         if self.attention_probabilities is not None:
             out["attention_branch_top_k"] = entries(self.top_k(k, attention_branch=True))
         return out
@@ -101,12 +137,20 @@ class Prediction:
             cells = [f"{int(f)}: {w:.2f}" for f, w in zip(frames, weights)]
             for start in range(0, len(cells), 8):
                 lines.append("    " + "  ".join(cells[start:start + 8]))
-            h, w = self.spatial[c].shape[1:]
-            peaks = [np.unravel_index(int(np.argmax(m)), (h, w)) for m in self.spatial[c]]
-            lines.append(f"  where{label} (peak per frame, (y, x) as fractions of the frame): "
-                         + " ".join(f"({(y + 0.5) / h:.2f},{(x + 0.5) / w:.2f})"
-                                    for y, x in peaks))
+            lines.append(f"  where{label} (peak per frame, (y, x) as fractions of "
+                         f"{self.where_frame}): "
+                         + " ".join(f"({y:.2f},{x:.2f})" for y, x in self.peaks(c)))
         return "\n".join(lines)
+
+
+def to_frame(y: float, x: float, crop: tuple[float, float, float, float] | None
+             ) -> tuple[float, float]:
+    """A point (y, x) in fractions of the model's view → fractions of the source frame,
+    through `crop` `(y, x, h, w)` (fractions of the frame; None: the view is the frame)."""
+    if crop is None:
+        return float(y), float(x)
+    cy, cx, ch, cw = crop
+    return float(cy + y * ch), float(cx + x * cw)
 
 
 def sparkline(values) -> str:

@@ -70,7 +70,10 @@ class Runner:
             spatial=out.get(SPATIAL_ATTENTION), temporal=out.get(TEMPORAL_ATTENTION),
             attention_probabilities=None if attention is None else attention.mean(axis=0),
             frames=clip.frames, true_label=clip.true_label, boxes=clip.boxes,
-            method=self.method, source=clip.source, precision=self.precision)
+            method=self.method, source=clip.source, precision=self.precision,
+            frame_size=clip.frame_size,
+            crop=None if clip.frame_size is None else
+            self.preprocessor.crop_in_frame(*clip.frame_size))
 
     def load(self, path: str | os.PathLike, num_clips: int = 1) -> Clip:
         """A video file or frame folder, prepared for this model."""

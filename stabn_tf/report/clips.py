@@ -3,8 +3,9 @@ kept as `<stem>.record.json` beside the pictures so a re-run reads it instead of
 the model and drawing again.
 
 The pictures are `render_prediction`'s (Figure 3 PNG, GIF, JSON); the gallery thumbnail
-is the GIF's frame with the highest temporal weight, scaled down, so no second renderer
-draws anything.
+is the picture part of the GIF's frame with the highest temporal weight
+(`figures.overlay_pictures`, the same overlay), without the GIF's text lines, which would
+be unreadable or cut off at thumbnail size.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import math
 import os
 
 import numpy as np
-from PIL import Image
 
 from stabn_tf.evaluate.quality import POINTING_TOLERANCE
 from stabn_tf.explain import metrics as em
+from stabn_tf.explain.figures import overlay_pictures
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import Clip, Prediction, Runner
 from stabn_tf.runs import write_atomic
 
 #: Bumped when a record's content changes meaning, so old records are redrawn.
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: thumbnails without baked-in text
 THUMBNAIL_SIZE = 144
 
 
@@ -63,11 +64,13 @@ def _summary(prediction: Prediction, files: dict[str, str], active) -> dict:
             "scores": clip_scores(prediction, active)}
 
 
-def write_thumbnail(animation: str, temporal, path: str) -> None:
-    """The animation's frame where the temporal weight peaks, as a small JPEG."""
-    with Image.open(animation) as gif:
-        gif.seek(int(np.argmax(temporal)) if len(temporal) else 0)
-        picture = gif.convert("RGB")
+def write_thumbnail(prediction: Prediction, path: str) -> None:
+    """The frame where the temporal weight peaks, Ms overlaid and the true box outlined, as
+    a small JPEG: only the picture, no text (the card says the rest in HTML)."""
+    t = int(np.argmax(prediction.temporal[0])) if prediction.temporal[0].size else 0
+    boxes = None if prediction.boxes is None else prediction.boxes[t:t + 1]
+    picture, = overlay_pictures(prediction.frames[0][t:t + 1], prediction.spatial[0][t:t + 1],
+                                display_size=THUMBNAIL_SIZE, boxes=boxes)
     picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     picture.save(path, "JPEG", quality=80, optimize=True)
 
@@ -100,7 +103,7 @@ def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
     files = render_prediction(prediction, folder, stem, animation="gif")
     if "animation" in files:
         files["thumb"] = os.path.join(folder, f"{stem}.thumb.jpg")
-        write_thumbnail(files["animation"], prediction.temporal[0], files["thumb"])
+        write_thumbnail(prediction, files["thumb"])
     top = prediction.top_k(5)
     record = {"version": RECORD_VERSION, "clip": clip.name, "stem": stem,
               "frame_indices": np.asarray(clip.frame_indices).tolist(),

@@ -312,17 +312,20 @@ def gallery_page(models: Sequence[ReportModel], entries: Sequence[dict]) -> str:
         '<label>confidence <input type="number" id="conf-min" min="0" max="1" step="0.05" '
         'value="0"> to <input type="number" id="conf-max" min="0" max="1" step="0.05" '
         'value="1"></label>'
-        '<label>sort <select id="sort"><option value="name:asc">clip id</option>'
-        '<option value="confidence:asc">confidence, lowest first</option>'
+        '<label>sort <select id="sort">'
+        '<option value="confidence:asc" selected>confidence, lowest first</option>'
+        '<option value="name:asc">clip id</option>'
         '<option value="confidence:desc">confidence, highest first</option>'
         '<option value="spread:desc">Mt spread, largest first</option>'
         '<option value="spread:asc">Mt spread, smallest first</option></select></label>'
         f'<span id="shown">{len(entries)} clips</span></div>')
-    cards = "\n".join(_card(models, e, names) for e in entries)
+    # Least confident first, as the default sort shows them (and without JavaScript too).
+    ordered = sorted(entries, key=lambda e: (e["records"][0]["confidence"], e["stem"]))
+    cards = "\n".join(_card(models, e, names) for e in ordered)
     label = models[0].label
     body = (f"<h1>Gallery: {esc(label)}</h1><p class=\"note\">Thumbnail: the frame with the "
             "highest temporal weight, spatial map overlaid. Curve: the weight of each frame "
-            f"(Mt). Red top border: misclassified by {esc(label)}.</p>"
+            f"(Mt). Red top border: misclassified by {esc(label)}. Least confident first.</p>"
             f'{controls}<div id="grid">{cards}</div>')
     return page("ST-ABN report: gallery", body, script=GALLERY_JS)
 

@@ -85,7 +85,7 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
     assert float(tf.math.reduce_std(clips)) > 0.1
     assert targets["perception"].dtype == tf.int32
     np.testing.assert_array_equal(targets["perception"], targets["attention"])
-    assert set(targets) == {"perception", "attention", "clip_id", "frame_indices",
+    assert set(targets) == {"perception", "attention", "clip_id", "frame_indices", "frame_size",
                             "gt_active", "gt_box"}
     assert targets["gt_active"].shape == (5, 6) and targets["gt_box"].shape == (5, 6, 4)
     assert targets["gt_active"].numpy().sum() > 0

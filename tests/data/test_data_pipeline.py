@@ -186,7 +186,8 @@ def test_short_video_and_records_without_ground_truth(tmp_path):
     ds = make_dataset(path, training=False, batch_size=1, num_frames=8, image_size=8,
                       with_metadata=True)
     clips, t = next(iter(ds))
-    assert set(t) == {"perception", "attention", "clip_id", "frame_indices"}
+    assert set(t) == {"perception", "attention", "clip_id", "frame_indices",
+                      "frame_size"}
     np.testing.assert_array_equal(t["frame_indices"][0], [0, 0, 0, 1, 1, 2, 2, 2])
     means = preprocess.denormalize(clips[0]).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(means, [10, 10, 10, 120, 120, 240, 240, 240], atol=3)

@@ -68,6 +68,18 @@ def test_figure_png_grows_with_rows_and_shows_boxes_and_top_k():
         visualize.attention_figure(frames, spatial, temporal[:5])
 
 
+def test_figure_has_labelled_scales_for_ms_beside_mt():
+    frames, spatial, temporal = _explanation_inputs(3)
+    fig = visualize.attention_figure(frames, spatial, temporal,
+                                     temporal_label="temporal attention Mt")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["spatial attention Ms\n0 = not attended, 1 = attended",
+                      "temporal attention Mt"]
+    pictures = [ax.get_position() for ax in fig.axes if ax.get_images()]
+    scales = [ax.get_position() for ax in fig.axes if ax.get_ylabel()]
+    assert max(p.x1 for p in pictures) < scales[0].x0 < scales[0].x1 < scales[1].x0
+
+
 @pytest.mark.parametrize("ext", [".gif", ".mp4"])
 def test_animation_has_one_frame_per_clip_frame(tmp_path, ext):
     frames, spatial, temporal = _explanation_inputs(5)
@@ -166,6 +178,11 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
     assert record["true_label"]["label"].startswith(("Moving", "Making", "Rotating",
                                                      "Pushing", "Pretending"))
     assert "→" in result.stdout and "clip:" in result.stdout
+    # Every file written is named, and a last line sums up.
+    for path in out.iterdir():
+        assert str(path) in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        f"stabn_tf.explain: wrote {len(list(out.iterdir()))} files for 3 input(s) to {out}")
 
 
 @pytest.mark.parametrize("flag, message", [("--fps=0", "--fps=0.0: must be > 0"),

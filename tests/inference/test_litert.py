@@ -129,6 +129,11 @@ def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_pa
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 1, result.stderr[-2000:]  # one file failed, the rest ran
     assert "broken.webm" in result.stderr and "error:" in result.stderr
+    # Only our own lines: no LiteRT "Created TensorFlow Lite XNNPACK delegate", no warnings.
+    foreign = [line for line in (result.stdout + result.stderr).splitlines()
+               if any(mark in line for mark in ("INFO:", "WARNING", "W0000", "I0000",
+                                                "Warning", "deprecated", "XNNPACK"))]
+    assert foreign == []
     assert result.stdout.count("  1. ") == 2 and result.stdout.count("  2. ") == 2
     assert any(name in result.stdout for name in names)
     assert len(list(out.glob("*.png"))) == 2

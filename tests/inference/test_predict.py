@@ -228,8 +228,13 @@ def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path):
     assert lines[0] == "precision: bfloat16 (requested)"
     assert sum(line.startswith("precision:") for line in lines) == 1
     assert json.loads((out / "good.json").read_text())["precision"] == "bfloat16"
-    scripted = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}", "--json")
+    # What was written is listed, then summed up.
+    assert f"  → {out / 'good.png'}, {out / 'good.json'}" in result.stdout
+    assert lines[-1] == f"stabn_tf.predict: wrote 2 files for 1 input(s) to {out}"
+    scripted = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}", "--json",
+                    f"--output_dir={out}")
     assert scripted.returncode == 0, scripted.stderr[-2000:]
+    assert f"wrote 2 files for 1 input(s) to {out}" in scripted.stderr
     document = json.loads(scripted.stdout)  # stdout is the JSON document alone
     assert document["precision"]["requested"] == "auto"
     assert document["precision"]["precision"] == resolve_precision("auto")

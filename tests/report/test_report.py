@@ -175,6 +175,15 @@ def test_report_in_headless_chromium(site, chromium, tmp_path):
         assert len(cards) == CLIPS
         assert {c.get_attribute("data-name") for c in cards} == set(truth)
         assert not _broken_images(driver)
+        # Least confident first by default, as the README's caption says.
+        assert driver.find_element(By.ID, "sort").get_attribute("value") == "confidence:asc"
+        confidences = [float(c.get_attribute("data-confidence")) for c in cards]
+        assert confidences == sorted(confidences)
+        # Thumbnails are the square picture alone: no text lines baked in under it.
+        sizes = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#grid .card img')).map("
+            "function (i) { return [i.naturalWidth, i.naturalHeight]; });")
+        assert len(sizes) == CLIPS and all(w == h == 144 for w, h in sizes)
         driver.find_element(By.ID, "errors-only").click()
         shown = {c.get_attribute("data-name") for c in cards if c.is_displayed()}
         assert shown == misclassified
