@@ -222,7 +222,8 @@ def make_dataset(
       num_clips: clips per video (multi-clip evaluation averages their scores). In training,
         each clip draws its own frames; all of a video's clips share one crop and jitter.
       shuffle_buffer: records held for shuffling (memory ≈ buffer × record size: an SSv2
-        record at 256 px is ~0.5 MB).
+        record at 256 px is ~0.5 MB); with `steps_per_epoch`, records are shuffled within
+        consecutive blocks of this many.
       with_metadata / with_ground_truth: see above; `with_ground_truth=None` detects it
         from the first record.
       repeat: repeat forever (then give `model.fit` a `steps_per_epoch`); by default one
