@@ -5,8 +5,9 @@
       checkpoints/best.keras   best validation perception top-1
       checkpoints/final.keras  the model at the end
       backup/                  crash-safe state; re-running the same command resumes here
+                               (a finished run keeps its last state only)
       logs/                    TensorBoard
-      history.csv              one row per epoch
+      history.csv              one row per epoch, counted from 1 (columns: HistoryLog)
       results.json             final validation results
       explanations/*.png       attention figures for a few validation clips
 
@@ -26,6 +27,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -123,6 +125,22 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     with atomic_path(path, expected_bytes=len(data)) as temporary, open(temporary, "wb") as f:
         f.write(data)
+
+
+def significant(value: float, digits: int = 6) -> float:
+    """`value` to `digits` significant digits: float32 results without their noise
+    (0.9083333611488342 → 0.908333)."""
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return significant(value)
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -275,7 +293,8 @@ class RunDirectory:
         write_atomic(self.file(self.CONFIG), json.dumps(dict(settings), indent=2, default=list))
 
     def write_results(self, results: Mapping) -> None:
-        write_atomic(self.results, json.dumps(dict(results), indent=2))
+        """results.json, floats to 6 significant digits (`significant`)."""
+        write_atomic(self.results, json.dumps(_rounded(dict(results)), indent=2))
 
     def data_patterns(self) -> tuple[str, str]:
         """(training, validation) shard patterns of the run; `RunError` without a config."""

@@ -32,7 +32,7 @@ HELP = {
     "synthetic_val_per_class": "Synthetic validation videos per class.",
     "synthetic_resolution": "Synthetic video height in pixels.",
     "synthetic_frames": "Frames per synthetic video.",
-    "shuffle_buffer": "Training records held for shuffling.",
+    "shuffle_buffer": "Training records shuffled together (in blocks of this many).",
     "model": "stabn or baseline (the same 3D ResNet without the branches).",
     "depth": "ResNet depth: 18, 34, 50 or 101.",
     "width_multiplier": "Scales all channel counts (small configs).",
@@ -72,7 +72,8 @@ HELP = {
     "tpu": "TPU address for --strategy=tpu.",
     "sync_bn": "Synchronise BN statistics across replicas.",
     "seed": "Seed of initialisation, data order and augmentation.",
-    "backup_every_steps": "Crash-safe backup every N steps; 0: every epoch.",
+    "backup_every_steps": "Crash-safe backup every N steps (a rerun resumes at that step, "
+                          "with the same data); 0: at each epoch's end.",
     "explain_every_epochs": "Attention images to TensorBoard every N epochs (0: never).",
     "num_explain_clips": "Validation clips shown in the attention images.",
     "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -130,6 +131,46 @@ def _box_targets(rec: dict, flat: tf.Tensor, window: tf.Tensor, height: tf.Tenso
     }
 
 
+def _stateless_permutation(n: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+    return tf.argsort(tf.random.stateless_uniform([n], seed=key))
+
+
+def _epochs(read_records, files: Sequence[str], records_per_epoch: int, shuffle_buffer: int,
+            seed: int, start_epoch: int) -> tf.data.Dataset:
+    """Endless (record, key) pairs in epochs of `records_per_epoch`, from `start_epoch` on.
+
+    Epoch e is passes over the data keyed by (seed, e, pass) alone, with stateless random
+    ops only (tf.data's seeded shuffles keep state from one iteration to the next, so an
+    epoch could not be drawn again in another process): the files in a random order, a
+    random key per file, the records shuffled within blocks of `shuffle_buffer`.
+    """
+    fold_in = tf.random.experimental.stateless_fold_in
+    base = tf.constant([seed, 0xE90C], tf.int64)
+    files = tf.constant(list(files))
+
+    def one_pass(key: tf.Tensor) -> tf.data.Dataset:
+        order = _stateless_permutation(tf.size(files), fold_in(key, 0))
+        file_keys = tf.random.stateless_uniform(tf.shape(files), seed=fold_in(key, 1),
+                                                minval=None, maxval=None, dtype=tf.int64)
+        ds = read_records(tf.data.Dataset.from_tensor_slices(
+            (tf.gather(files, order), file_keys)))
+        if shuffle_buffer <= 1:
+            return ds
+
+        def shuffle_block(i, block):
+            order = _stateless_permutation(tf.shape(block[0])[0], fold_in(fold_in(key, 2), i))
+            return tuple(tf.gather(part, order) for part in block)
+
+        return ds.batch(shuffle_buffer).enumerate().map(shuffle_block).unbatch()
+
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        key = fold_in(base, e)
+        passes = tf.data.Dataset.counter().map(lambda p: fold_in(key, p))
+        return passes.flat_map(one_pass).take(records_per_epoch)
+
+    return tf.data.Dataset.counter(start_epoch).flat_map(epoch)
+
+
 def make_dataset(
     file_pattern: str | Sequence[str],
     *,
@@ -157,6 +198,9 @@ def make_dataset(
     supervised_fraction: float = 1.0,
     supervision_seed: int = 0,
     box_mask_size: int | None = None,
+    steps_per_epoch: int = 0,
+    start_epoch: int = 0,
+    start_step: int = 0,
 ) -> tf.data.Dataset:
     """A dataset of `(clips, targets)` for `model.fit` / `model.evaluate`.
 
@@ -179,7 +223,8 @@ def make_dataset(
       num_clips: clips per video (multi-clip evaluation averages their scores). In training,
         each clip draws its own frames; all of a video's clips share one crop and jitter.
       shuffle_buffer: records held for shuffling (memory ≈ buffer × record size: an SSv2
-        record at 256 px is ~0.5 MB).
+        record at 256 px is ~0.5 MB); with `steps_per_epoch`, records are shuffled within
+        consecutive blocks of this many.
       with_metadata / with_ground_truth: see above; `with_ground_truth=None` detects it
         from the first record.
       repeat: repeat forever (then give `model.fit` a `steps_per_epoch`); by default one
@@ -209,9 +254,20 @@ def make_dataset(
         videos only: a fixed subset chosen by a hash of (`supervision_seed`, clip id),
         the same every epoch and in every process (`boxes.in_supervised_subset`).
       box_mask_size: h = w of the mask; default the attention map's, ceil(S / 16).
+      steps_per_epoch: training in epochs of exactly this many batches (0: off), endless:
+        epoch e is a fresh pass (or several) over the data whose order and augmentation
+        are drawn from (`seed`, e) alone, whatever came before. A resumed run gets the
+        same batches as an uninterrupted one, starting at `start_epoch`, batch
+        `start_step`: the records of the skipped batches are read (not decoded) once.
+        `repeat` is implied.
     """
     if batch_size < 1 or num_frames < 1 or num_clips < 1 or image_size < 1:
         raise ValueError("batch_size, num_frames, num_clips and image_size must be >= 1")
+    if (start_epoch or start_step) and not steps_per_epoch or start_epoch < 0 or \
+            not 0 <= start_step < max(steps_per_epoch, 1):
+        raise ValueError(f"need steps_per_epoch > start_step >= 0 and start_epoch >= 0, got "
+                         f"steps_per_epoch={steps_per_epoch}, start_epoch={start_epoch}, "
+                         f"start_step={start_step}")
     if not 0.0 <= supervised_fraction <= 1.0:
         raise ValueError(f"supervised_fraction must be in [0, 1], got {supervised_fraction}")
     unknown_roles = set(box_roles) - set(boxes_lib.ROLES)
@@ -234,45 +290,57 @@ def make_dataset(
         flip_to = tf.constant(mapping, tf.int32)
         can_flip = tf.constant(flippable, tf.bool)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
     options = tf.data.Options()
     if input_context is not None:
         if len(files) < input_context.num_input_pipelines:
             raise ValueError(f"{len(files)} files cannot be sharded over "
                              f"{input_context.num_input_pipelines} input pipelines")
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        options.experimental_distribute.auto_shard_policy = \
-            tf.data.experimental.AutoShardPolicy.OFF
+        files = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
+        policy = tf.data.experimental.AutoShardPolicy.OFF
+    elif steps_per_epoch:
+        # The epochs' source is a counter, not the files: sharding by element is the one
+        # that still works if a strategy shards this dataset itself.
+        policy = tf.data.experimental.AutoShardPolicy.DATA
     else:
-        options.experimental_distribute.auto_shard_policy = \
-            tf.data.experimental.AutoShardPolicy.FILE
+        policy = tf.data.experimental.AutoShardPolicy.FILE
+    options.experimental_distribute.auto_shard_policy = policy
     options.deterministic = deterministic
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    # Randomness travels with the data: every file gets a fresh random key per epoch, and
-    # record i of that file the key folded with i. All augmentation draws are stateless ops
-    # on that per-record key, so a seeded pipeline is reproducible even with a parallel
-    # map, and differs every epoch. (The keys join the FILE list, not the records: the
-    # multi-worker auto-sharder must find the files as the only source of the pipeline.)
-    file_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, file_keys))
 
-    def read_file(path: tf.Tensor, key: tf.Tensor) -> tf.data.Dataset:
-        records = tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate()
-        return records.map(lambda i, record: (record, tf.random.experimental.stateless_fold_in(
-            tf.stack([key, tf.constant(0x5EED, tf.int64)]), i)))
+    def read_records(files_and_keys: tf.data.Dataset) -> tf.data.Dataset:
+        """(path, key) pairs → (record, key) pairs: record i of a file gets the file's key
+        folded with i. Augmentation draws are stateless ops on that per-record key, so a
+        seeded pipeline is reproducible even with a parallel map."""
+        def read_file(path: tf.Tensor, key: tf.Tensor) -> tf.data.Dataset:
+            records = tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate()
+            return records.map(lambda i, record: (
+                record, tf.random.experimental.stateless_fold_in(
+                    tf.stack([key, tf.constant(0x5EED, tf.int64)]), i)))
 
-    ds = ds.interleave(
-        read_file,
-        cycle_length=max(1, min(cycle_length, len(files))),
-        block_length=1,
-        num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if training and shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+        return files_and_keys.interleave(
+            read_file,
+            cycle_length=max(1, min(cycle_length, len(files))),
+            block_length=1,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+
+    if steps_per_epoch:
+        ds = _epochs(read_records, files, batch_size * steps_per_epoch, shuffle_buffer,
+                     seed if seed is not None else random.randrange(1 << 30), start_epoch)
+        ds = ds.skip(start_step * batch_size)  # records only: nothing is decoded
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        # Every file gets a fresh random key per pass. (The keys join the FILE list, not
+        # the records: the multi-worker auto-sharder must find the files as the only
+        # source of the pipeline.)
+        file_keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = read_records(tf.data.Dataset.zip((ds, file_keys)))
+        if training and shuffle_buffer > 1:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
 
     # Evaluation clips are prepared by the same object every model carries.
     evaluation = ClipPreprocessor(num_frames, image_size)

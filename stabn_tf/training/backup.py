@@ -9,7 +9,11 @@ a file that every later run fails to load, and it falls back to the previous pai
 - moves the current pair to `*.bkp` before writing the next, so at every moment one
   complete pair is on disk (at most two copies of the state, never three);
 - records the SHA-256 of its weights in the metadata, so a pair is only used whole: the
-  newest metadata whose weights file matches and loads wins, whatever was interrupted.
+  newest metadata whose weights file matches and loads wins, whatever was interrupted;
+- records in the metadata what `save_weights` leaves out and an exact resume needs: the
+  random-seed states of the layers (dropout) and, mid-epoch, the running sums of the
+  epoch's metrics, so the resumed epoch's losses and history row are the uninterrupted
+  run's. Keras's own backup restores the epoch only.
 """
 
 from __future__ import annotations
@@ -75,6 +79,28 @@ def _weights_file(path: str) -> Iterator[str]:
             os.remove(alias)
 
 
+def _seed_states(model: keras.Model) -> list:
+    """The layers' random-seed states (`SeedGenerator`s): in `variables`, not in `weights`
+    nor in a weights file."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _read(variables) -> list:
+    return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in variables]
+
+
+def _assign(variables, values: list) -> bool:
+    """Assigns `values` to `variables` when they match in number and shape."""
+    variables = list(variables)
+    if len(values) != len(variables) or any(
+            np.shape(x) != tuple(v.shape) for v, x in zip(variables, values, strict=True)):
+        return False
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(np.asarray(value, dtype=keras.backend.standardize_dtype(variable.dtype)))
+    return True
+
+
 def save_model_atomic(model: keras.Model, path: str) -> None:
     """`model.save(path)`, atomically and after checking the free space."""
     with atomic_path(path, expected_bytes=state_bytes(model)) as temporary:
@@ -97,7 +123,9 @@ class RunBackup(keras.callbacks.Callback):
         self.every_steps = every_steps
         self.should_save = should_save
         self.saved: BackupState | None = None
+        self.step_offset = 0  # steps of the first epoch done before this `fit` (a resume)
         self._epoch = 0
+        self._metrics: list | None = None  # the resumed epoch's, assigned when it begins
 
     def _path(self, name: str, previous: bool = False) -> str:
         return os.path.join(self.backup_dir, name + (self.PREVIOUS if previous else ""))
@@ -143,6 +171,7 @@ class RunBackup(keras.callbacks.Callback):
             try:
                 with _weights_file(candidates[0]) as path:
                     model.load_weights(path)
+                _assign(_seed_states(model), metadata.get("seed_states", []))
             except Exception as e:  # noqa: BLE001 (h5py, Keras and TF each raise their own)
                 first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 problems.append(f"{os.path.basename(candidates[0])} does not load "
@@ -152,6 +181,7 @@ class RunBackup(keras.callbacks.Callback):
                 log(f"backup in {self.backup_dir}: {'; '.join(problems)}; resuming from the "
                     f"previous backup at {state}")
             self.saved = state
+            self._metrics = metadata.get("metrics") if state.step else None
             return state
         raise BackupError(
             f"no usable backup in {self.backup_dir}: {'; '.join(problems)}. Delete that folder "
@@ -164,12 +194,31 @@ class RunBackup(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and (batch + 1) % self.every_steps == 0 and self.should_save():
-            self.save(BackupState(self._epoch, batch + 1))
+        if self._metrics is not None:
+            self._add_resumed_metrics(logs)
+        step = batch + 1 + self.step_offset
+        if self.every_steps and step % self.every_steps == 0 and self.should_save():
+            self.save(BackupState(self._epoch, step))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.should_save():
             self.save(BackupState(epoch + 1, 0))
+
+    def _add_resumed_metrics(self, logs: dict | None) -> None:
+        """After the first step of a resumed epoch, adds the sums of the steps before the
+        interruption to the epoch's metrics (Keras builds them in that first step; every
+        metric here is a running mean, a total and a count), and corrects that step's logs,
+        so the progress bar, the history and the callbacks see the uninterrupted run's."""
+        saved, self._metrics = self._metrics, None
+        variables = self.model.metrics_variables
+        if len(saved) != len(variables):
+            return
+        for variable, value in zip(variables, saved, strict=True):
+            variable.assign_add(np.asarray(value, keras.backend.standardize_dtype(
+                variable.dtype)))
+        if logs is not None:
+            logs.update({k: float(keras.ops.convert_to_numpy(v))
+                         for k, v in self.model.get_metrics_result().items() if k in logs})
 
     def save(self, state: BackupState) -> None:
         """Saves the fitted model's weights and optimizer state as the backup at `state`."""
@@ -190,6 +239,16 @@ class RunBackup(keras.callbacks.Callback):
             state_bytes(self.model)
         with atomic_path(weights, expected_bytes=needed) as temporary:
             self.model.save_weights(temporary, overwrite=True)
-        write_atomic(metadata, json.dumps({"epoch": state.epoch, "batch": state.step,
-                                           "sha256": file_sha256(weights)}))
+        record = {"epoch": state.epoch, "batch": state.step, "sha256": file_sha256(weights),
+                  "seed_states": _read(_seed_states(self.model))}
+        if state.step:
+            record["metrics"] = _read(self.model.metrics_variables)
+        write_atomic(metadata, json.dumps(record))
         self.saved = state
+
+    def keep_latest_only(self) -> None:
+        """Removes the previous pair (`*.bkp`): a finished run keeps one copy of its state,
+        enough to train it longer (`--epochs`), half the space."""
+        for name in (self.WEIGHTS, self.METADATA):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(name, previous=True))

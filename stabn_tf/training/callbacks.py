@@ -18,7 +18,7 @@ from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip
 from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models.stabn import VideoClassifier
-from stabn_tf.runs import write_atomic
+from stabn_tf.runs import significant, write_atomic
 from stabn_tf.training.backup import save_model_atomic
 
 
@@ -33,6 +33,7 @@ class StopOnNaN(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.precision = precision
         self.message: str | None = None
+        self.step_offset = 0  # steps of the first epoch done before this `fit` (a resume)
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -42,6 +43,7 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(float(loss)):
             return
+        batch += self.step_offset
         step = self._epoch * self.steps_per_epoch + batch + 1
         hints = ["lower --base_lr or add --warmup_epochs", "keep --clip_norm (20 by default)"]
         if self.precision == "mixed_float16":
@@ -78,17 +80,28 @@ class SaveBestModel(keras.callbacks.Callback):
 
 
 class HistoryLog(keras.callbacks.Callback):
-    """history.csv, one row per epoch (Keras's `CSVLogger` columns), rewritten atomically at
-    each epoch's end: a reader never sees half a row, and an epoch that runs again after a
-    resume replaces its row (and drops any later ones) instead of adding a second."""
+    """history.csv, one row per epoch, rewritten atomically at each epoch's end: a reader
+    never sees half a row, and an epoch that runs again after a resume replaces its row
+    (and drops any later ones) instead of adding a second.
+
+    `epoch` counts from 1, as the training log does ("Epoch 1/150"). The other columns are
+    Keras's logs, rounded to 6 significant digits: `loss` is what the optimizer minimises,
+    the weighted sum of the head losses (`--*_loss_weight`, and the supervision losses'
+    weights) plus the weight-decay penalty (`--weight_decay`/2 · Σ‖kernel‖²); each
+    `<head>_loss` is that head's cross-entropy alone, unweighted. So `loss` is not the sum
+    of the head losses. Training columns are means over the epoch's steps (the weights
+    change from step to step), `val_` columns are the validation set at the epoch's end.
+    """
 
     def __init__(self, path: str):
         super().__init__()
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = [row for row in read_history(self.path) if int(row["epoch"]) < epoch]
-        rows.append({"epoch": epoch} | {k: float(v) for k, v in (logs or {}).items()})
+        number = epoch + 1
+        rows = [row for row in read_history(self.path) if row["epoch"] < number]
+        rows.append({"epoch": number} | {k: significant(float(v))
+                                         for k, v in (logs or {}).items()})
         keys = sorted({k for row in rows for k in row} - {"epoch"})
         text = io.StringIO()
         writer = csv.DictWriter(text, ["epoch", *keys], restval="", lineterminator="\n")
@@ -98,17 +111,22 @@ class HistoryLog(keras.callbacks.Callback):
 
 
 def read_history(path: str) -> list[dict]:
-    """The rows of a history.csv ([] when there is none)."""
+    """The rows of a history.csv ([] when there is none), `epoch` an int counted from 1.
+
+    A history written before epochs were counted from 1 (its first row is epoch 0) is
+    read as if it had been."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        return [row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+        rows = [row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+    shift = 1 if rows and int(rows[0]["epoch"]) == 0 else 0
+    return [row | {"epoch": int(row["epoch"]) + shift} for row in rows]
 
 
-def best_in_history(path: str, monitor: str, before_epoch: int) -> float:
-    """The largest `monitor` value of the epochs before `before_epoch` (-inf if none)."""
+def best_in_history(path: str, monitor: str, epochs_done: int) -> float:
+    """The largest `monitor` value of the first `epochs_done` epochs (-inf if none)."""
     values = [float(row[monitor]) for row in read_history(path)
-              if int(row["epoch"]) < before_epoch and row.get(monitor)]
+              if row["epoch"] <= epochs_done and row.get(monitor)]
     return max((v for v in values if math.isfinite(v)), default=-math.inf)
 
 

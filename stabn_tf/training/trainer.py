@@ -40,7 +40,7 @@ from stabn_tf.models.stabn import (
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.runs import DiskFullError, RunDirectory, RunError, data_patterns, write_atomic
-from stabn_tf.training.backup import BackupError, RunBackup, save_model_atomic
+from stabn_tf.training.backup import BackupError, BackupState, RunBackup, save_model_atomic
 from stabn_tf.training.callbacks import (
     AttentionImages,
     HistoryLog,
@@ -334,10 +334,16 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
 
 
 def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
-                  heads: Sequence[str]):
-    """(training, validation) datasets with labels for the model's heads only, and with
-    attention supervision the packed box / active targets (training: the boxes of the
-    `supervised_fraction` subset; validation: all of them, so its losses are comparable)."""
+                  heads: Sequence[str], steps_per_epoch: int):
+    """(training, validation): a function of where training starts (`BackupState`) giving
+    the training dataset from there, and the validation dataset. Labels for the model's
+    heads only, and with attention supervision the packed box / active targets (training:
+    the boxes of the `supervised_fraction` subset; validation: all of them, so its losses
+    are comparable).
+
+    Training comes in epochs of `steps_per_epoch` batches, each drawn from (seed, epoch)
+    alone (`data.make_dataset(steps_per_epoch=...)`), so a run resumed at a backup's epoch
+    and step gets the batches an uninterrupted run would have had."""
     replicas = execution.replicas
     supervise = supervised(config)
 
@@ -351,15 +357,17 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
         return {"with_boxes": True, "supervision_seed": config.seed,
                 "supervised_fraction": config.supervised_fraction if training else 1.0}
 
-    def dataset(files, training):
+    def dataset(files, training, start: BackupState | None = None):
         def make(batch_size, input_context=None):
             # Several replicas: validation repeats so that every replica has a batch at
             # each of the fixed `validation_steps` (the last batch may repeat a few clips).
+            epochs = dict(steps_per_epoch=steps_per_epoch, start_epoch=start.epoch,
+                          start_step=start.step) if start else {}
             ds = data_lib.make_dataset(
                 files, training=training, num_frames=config.num_frames,
-                image_size=config.image_size, batch_size=batch_size,
-                repeat=training or replicas > 1, shuffle_buffer=config.shuffle_buffer,
-                seed=config.seed, input_context=input_context, **supervision(training))
+                image_size=config.image_size, batch_size=batch_size, repeat=replicas > 1,
+                shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+                input_context=input_context, **epochs, **supervision(training))
             return ds.map(lambda clips, targets: (clips, targets_for(targets)))
 
         if replicas == 1:
@@ -368,7 +376,8 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
         return execution.strategy.distribute_datasets_from_function(
             lambda ctx: make(ctx.get_per_replica_batch_size(config.batch_size), ctx))
 
-    return dataset(data.train_files, True), dataset(data.val_files, False)
+    return (lambda start: dataset(data.train_files, True, start),
+            dataset(data.val_files, False))
 
 
 def metric_name(heads: Sequence[str], head: str, metric: str) -> str:
@@ -451,6 +460,18 @@ def check_same_run(run: RunDirectory, settings: dict) -> None:
             f"--output_dir.")
 
 
+class _StopAtEpoch(keras.callbacks.Callback):
+    """Ends `fit` after epoch `end` - 1, though the log counts to `--epochs`."""
+
+    def __init__(self, end: int):
+        super().__init__()
+        self.end = end
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.end:
+            self.model.stop_training = True
+
+
 def _flag_value(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -487,7 +508,7 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
     if not config.overwrite:
         check_same_run(run, settings)
     heads = list(model.output)
-    train_data, val_data = make_datasets(config, data, execution, heads)
+    train_data_from, val_data = make_datasets(config, data, execution, heads, steps_per_epoch)
     explain_clips: list[Clip] = []
     if execution.chief and config.model == "stabn" and config.num_explain_clips:
         explain_clips = list(tfrecord_clips(data.val_files, model.preprocessor,
@@ -500,26 +521,41 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
     nan_guard = StopOnNaN(steps_per_epoch, config.precision)
     backup = RunBackup(backup_dir, config.backup_every_steps,
                        should_save=lambda: nan_guard.message is None)
-    initial_epoch = 0
+    start = BackupState(0, 0)
     if not config.overwrite:
         with execution.strategy.scope(), _one_line_write_errors(backup_dir):
             state = backup.restore(trainer, log=lambda line: logging.warning("%s", line))
         if state is not None:
-            initial_epoch = state.epoch
-            logging.info("resuming from the backup in %s at %s (epoch %d)", backup_dir, state,
-                         initial_epoch + 1)
+            start = state
+            if state.step >= steps_per_epoch:  # --steps_per_epoch became smaller
+                start = BackupState(state.epoch + 1, 0)
+                logging.warning("the backup is at step %d of epoch %d, which now has %d "
+                                "steps: training goes on with epoch %d", state.step,
+                                state.epoch + 1, steps_per_epoch, start.epoch + 1)
+            logging.info("resuming from the backup in %s at %s", backup_dir, state)
     monitor = "val_" + metric_name(heads, PERCEPTION, "top1")
     callbacks: list[keras.callbacks.Callback] = [nan_guard, backup]  # the guard first
     if execution.chief:
         callbacks += [
             SaveBestModel(model, run.checkpoint("best"), monitor=monitor,
-                          best=best_in_history(run.history, monitor, initial_epoch)),
+                          best=best_in_history(run.history, monitor, start.epoch)),
             HistoryLog(run.history),
             keras.callbacks.TensorBoard(run.logs, update_freq="epoch"),
         ]
         if explain_clips and config.explain_every_epochs:
             callbacks.append(AttentionImages(model, explain_clips, run.logs,
                                              config.explain_every_epochs))
+
+    def fit(first: BackupState, steps: int, last_epoch: int) -> None:
+        """Epochs `first.epoch` to `last_epoch` (exclusive) of `steps` steps each, the
+        first starting at step `first.step`."""
+        for callback in (nan_guard, backup):
+            callback.step_offset = first.step
+        trainer.fit(train_data_from(first), epochs=config.epochs, steps_per_epoch=steps,
+                    initial_epoch=first.epoch, validation_data=val_data,
+                    validation_steps=validation_steps, verbose=config.verbose, shuffle=False,
+                    callbacks=callbacks + ([_StopAtEpoch(last_epoch)]
+                                           if last_epoch < config.epochs else []))
 
     # Everything is checked and built: only now does the run directory change.
     with _one_line_write_errors(backup_dir):
@@ -531,14 +567,16 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
             run.make_folders()
             run.write_config(settings)
 
-        start = time.time()
+        started = time.time()
         # Under the scope: the multi-worker trainer takes its strategy from the context.
         try:
             with execution.strategy.scope(), _naming_corrupt_shards(data, backup_dir):
-                trainer.fit(train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                            initial_epoch=initial_epoch, validation_data=val_data,
-                            validation_steps=validation_steps, callbacks=callbacks,
-                            verbose=config.verbose, shuffle=False)
+                if start.step and start.epoch < config.epochs:
+                    # Keras runs whole epochs: the rest of the resumed one on its own.
+                    fit(start, steps_per_epoch - start.step, start.epoch + 1)
+                    start = BackupState(start.epoch + 1, 0)
+                if nan_guard.message is None and start.epoch < config.epochs:
+                    fit(start, steps_per_epoch, config.epochs)
         except Interrupted as e:
             kept = (f"the last good backup ({backup.saved}) is kept in {backup_dir}"
                     if backup.saved else "no backup was written yet")
@@ -548,7 +586,7 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
         if nan_guard.message:
             raise TrainingError(f"{nan_guard.message} The last backup before it (if any) is "
                                 f"kept in {backup_dir}.")
-        train_seconds = time.time() - start
+        train_seconds = time.time() - started
 
         with execution.strategy.scope():
             evaluation = trainer.evaluate(val_data, steps=validation_steps, return_dict=True,
@@ -560,6 +598,7 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
         if execution.chief:
             save_model_atomic(model, run.checkpoint("final"))
             run.write_results(results)
+            backup.keep_latest_only()
             runner = KerasRunner(model, traced=False) if explain_clips else None
             for i, clip in enumerate(explain_clips):
                 png = figure_png(prediction_figure(runner.predict(clip)))

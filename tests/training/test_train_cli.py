@@ -44,7 +44,7 @@ def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, t
     model = keras.saving.load_model(out / "checkpoints" / "final.keras")
     assert set(model.output) == {"perception", "attention"}
     assert (out / "checkpoints" / "best.keras").exists()
-    assert _epochs_in_history(out) == [0, 1]
+    assert _epochs_in_history(out) == [1, 2]
     assert any((out / "logs" / "train").iterdir())
     assert any((out / "logs" / "attention").iterdir())
     pngs = sorted((out / "explanations").glob("*.png"))
@@ -94,7 +94,7 @@ def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfreco
     log = result.stdout + result.stderr
     assert "resuming from the backup" in log
     assert f"Epoch {killed_at + 1}/4" in log and "Epoch 1/4" not in log
-    assert _epochs_in_history(out) == [0, 1, 2, 3]
+    assert _epochs_in_history(out) == [1, 2, 3, 4]
     keras.saving.load_model(out / "checkpoints" / "final.keras")
 
 

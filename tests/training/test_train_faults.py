@@ -77,12 +77,12 @@ def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, 
 
     # What may change on resume does: two more epochs at another learning rate.
     train(_config(tiny_tfrecords, out, epochs=3, base_lr=0.02, backup_every_steps=1))
-    assert _epochs_in_history(out) == [0, 1, 2]
+    assert _epochs_in_history(out) == [1, 2, 3]
     assert json.loads((out / "config.json").read_text())["base_lr"] == 0.02
 
     train(_config(tiny_tfrecords, out, epochs=1, width_multiplier=0.25, overwrite=True))
     assert json.loads((out / "config.json").read_text())["width_multiplier"] == 0.25
-    assert _epochs_in_history(out) == [0]
+    assert _epochs_in_history(out) == [1]
     assert keras.saving.load_model(out / "checkpoints" / "final.keras")
 
 
@@ -100,7 +100,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path,
     message = str(error.value)
     assert f"no space left on the device for {out}/backup/latest.weights.h5 (it needs about" \
         in message and "MB, 1.0 kB free" in message and "resume" in message, message
-    assert _epochs_in_history(out) == [0]
+    assert _epochs_in_history(out) == [1]
     monkeypatch.undo()
 
     # ENOSPC in the middle of writing a checkpoint (as h5py or the zip writer meets it).
@@ -118,7 +118,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path,
     monkeypatch.undo()
 
     train(_config(tiny_tfrecords, out, epochs=3))
-    assert _epochs_in_history(out) == [0, 1, 2]
+    assert _epochs_in_history(out) == [1, 2, 3]
     assert _no_temporary_files(out)
     keras.saving.load_model(out / "checkpoints" / "best.keras")
     keras.saving.load_model(out / "checkpoints" / "final.keras")
@@ -186,7 +186,7 @@ def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path)
     finished = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming from the backup" in finished.stdout + finished.stderr
-    assert _epochs_in_history(out) == [0, 1, 2]
+    assert _epochs_in_history(out) == [1, 2, 3]
     assert _no_temporary_files(out) and not (out / ".lock").exists()
     keras.saving.load_model(out / "checkpoints" / "best.keras")
     keras.saving.load_model(out / "checkpoints" / "final.keras")
