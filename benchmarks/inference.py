@@ -4,12 +4,22 @@
     python benchmarks/inference.py --models=demo --demo_runs=200
     python benchmarks/inference.py --models=r50 --formats=tflite_float32,tflite_int8
 
-Formats: Keras eager, `tf.function`, `tf.function(jit_compile=True)` (XLA), the TF Serving
-SavedModel's `serving_default` (uint8 frames at the stored size 256/224·S, so its time
-includes the in-graph crop/resize/normalise), and TFLite float32 / float16 / dynamic / int8
-run by LiteRT with XNNPACK (`--threads`). Latency = median of `--runs` batch-1 calls after
-`--warmup` calls; the runs are interleaved round-robin over the formats, so background load
-on a shared machine hits every format alike and the ratios to TFLite float32 stay fair.
+Formats: Keras eager, `tf.function`, `tf.function(jit_compile=True)` (XLA), each also with
+the model rebuilt in bfloat16 (`_bf16`: what `--precision=bfloat16` runs), the TF Serving
+SavedModel's `serving_default` in float32 and bfloat16 (uint8 frames at the stored size
+256/224·S, so its time includes the in-graph crop/resize/normalise), TFLite float32 /
+float16 / dynamic / int8 run by LiteRT with XNNPACK (`--threads`), our OpenVINO IR
+(`export.openvino`) compiled for float32 and bfloat16 and its NNCF int8 IR, and, as
+references, OpenVINO reading our own float and int8 `.tflite` files (`openvino_tflite_*`,
+compiled at the CPU's best precision as OpenVINO picks by default; so are int8's float
+parts). Latency = median of
+`--runs` batch-1 calls after `--warmup` calls; the runs are interleaved round-robin over the
+formats, so background load on a shared machine hits every format alike and the ratios
+(to TFLite float32 and to TFLite int8, today's fastest) stay fair. The header names the CPU
+and its matrix features (AMX, AVX512-BF16/VNNI): the ranking depends on them.
+
+`--evaluate_videos=8` also times `evaluate --tables=all` of the model (Tables 1 and 2 and
+the explanation-quality table) with `--precision=float32` and with `auto`.
 
 Models: `r50` = the full ST-ABN (ResNet-50, K=174, 32×224×224) with random weights whose
 BN statistics are set from real clips (so activations, and int8 scales, are realistic;
@@ -44,20 +54,38 @@ import tensorflow as tf  # noqa: E402
 
 import stabn_tf  # noqa: E402
 from stabn_tf.data import preprocess  # noqa: E402
-from stabn_tf.deploy import tflite  # noqa: E402
+from stabn_tf.deploy import openvino, tflite  # noqa: E402
 from stabn_tf.deploy.saved_model import (  # noqa: E402
     SERVING_DEFAULT,
     export_saved_model,
     frames_tensor,
 )
+from stabn_tf.evaluate import TABLES  # noqa: E402
 from stabn_tf.inference import LiteRTRunner, load_checkpoint  # noqa: E402
+from stabn_tf.inference.openvino import (  # noqa: E402
+    cpu_supports_bfloat16,
+    import_openvino,
+    weights_path,
+)
+from stabn_tf.models.policy import with_precision  # noqa: E402
+from stabn_tf.precision import choose_precision, cpu_info  # noqa: E402
 from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 
 FLAGS = flags.FLAGS
-TF_FORMATS = ("keras_eager", "tf_function", "tf_xla", "saved_model")
+TF_FORMATS = ("keras_eager", "tf_function", "tf_xla", "saved_model",
+              "tf_function_bf16", "tf_xla_bf16", "saved_model_bf16")
 TFLITE_FORMATS = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8")
+OPENVINO_FORMATS = ("openvino_f32", "openvino_bf16", "openvino_int8",
+                    "openvino_tflite_float32", "openvino_tflite_int8")
+ALL_FORMATS = TF_FORMATS + TFLITE_FORMATS + OPENVINO_FORMATS
 flags.DEFINE_list("models", ["demo", "r50"], "demo and/or r50.")
-flags.DEFINE_list("formats", list(TF_FORMATS + TFLITE_FORMATS), "Formats to time.")
+flags.DEFINE_list("formats", [f for f in ALL_FORMATS if f != "keras_eager"],
+                  f"Formats to time, of {list(ALL_FORMATS)}.")
+flags.DEFINE_integer("evaluate_videos", 0, "Also time `evaluate --tables=all` on this many "
+                     "validation videos, float32 vs auto (0: not).")
+flags.DEFINE_integer("evaluate_rounds", 1, "Alternating float32/auto rounds of that timing.")
+flags.DEFINE_list("eval_data", None, "Validation TFRecords for --evaluate_videos; default: "
+                  "the demo run's validation split.")
 flags.DEFINE_integer("runs", 5, "Timed calls per format for r50 (median reported).")
 flags.DEFINE_integer("demo_runs", 50, "Timed calls per format for the demo model.")
 flags.DEFINE_integer("warmup", 1, "Untimed calls per format first (XLA compiles here).")
@@ -78,6 +106,11 @@ def _log(message: str) -> None:
 
 def _dir_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def _openvino_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin has bf16 units to use on this machine."""
+    return cpu_supports_bfloat16(import_openvino().Core())
 
 
 def _training_data() -> list[str] | str:
@@ -127,40 +160,92 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
 
     add("keras_eager", lambda: (lambda: numpy_outputs(deploy(clip, training=False)),
                                 weight_bytes))
-    graph = tf.function(lambda x: deploy(x, training=False))
-    add("tf_function", lambda: (lambda: numpy_outputs(graph(clip)), weight_bytes))
-    xla = tf.function(lambda x: deploy(x, training=False), jit_compile=True)
-    add("tf_xla", lambda: (lambda: numpy_outputs(xla(clip)), weight_bytes))
+    bf16 = tflite.deployment_model(with_precision(model, "bfloat16"))
+    for suffix, graph_model in (("", deploy), ("_bf16", bf16)):
+        graph = tf.function(lambda x, m=graph_model: m(x, training=False))
+        add("tf_function" + suffix, lambda g=graph: (lambda: numpy_outputs(g(clip)),
+                                                      weight_bytes))
+        xla = tf.function(lambda x, m=graph_model: m(x, training=False), jit_compile=True)
+        add("tf_xla" + suffix, lambda g=xla: (lambda: numpy_outputs(g(clip)), weight_bytes))
 
-    def saved():
-        path = export_saved_model(model, os.path.join(workdir, "serving"), name)
+    def saved(precision: str):
+        path = export_saved_model(model, os.path.join(workdir, f"serving_{precision}"), name,
+                                  precision=precision)
         serving = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
         side = preprocess.eval_short_side(model.preprocessor.image_size)
         frames = frames_tensor(np.random.default_rng(0).integers(
             0, 256, (1, model.num_frames, side, side, 3), dtype=np.uint8))
         return (lambda: numpy_outputs(serving(frames=frames))), _dir_bytes(path)
 
-    add("saved_model", saved)
-    wanted = [fmt for fmt in TFLITE_FORMATS if fmt in FLAGS.formats]
+    add("saved_model", lambda: saved("float32"))
+    add("saved_model_bf16", lambda: saved("bfloat16"))
+    wanted = [fmt for fmt in TFLITE_FORMATS + OPENVINO_FORMATS if fmt in FLAGS.formats]
     edge = tflite.deployment_model(model, edge=True, batch_size=1) if wanted else None
-    for fmt in wanted:
+    flatbuffers: dict[str, bytes] = {}
 
-        def lite(fmt=fmt):
-            mode = {"float32": "none"}.get(fmt.split("_")[1], fmt.split("_")[1])
-            flatbuffer = tflite.convert_to_tflite(
+    def flatbuffer(mode: str) -> bytes:
+        if mode not in flatbuffers:
+            flatbuffers[mode] = tflite.convert_to_tflite(
                 edge, quantize=mode, representative_data=clips if mode == "int8" else None)
+            if mode == "int8":
+                assert not tflite.quantization_violations(flatbuffers[mode]), \
+                    "int8 left float convs"
             if FLAGS.keep_models:
                 os.makedirs(FLAGS.keep_models, exist_ok=True)
                 with open(os.path.join(FLAGS.keep_models, f"{name}_{mode}.tflite"), "wb") as f:
-                    f.write(flatbuffer)
-            if mode == "int8":
-                assert not tflite.quantization_violations(flatbuffer), "int8 left float convs"
-            runner = LiteRTRunner(model_content=flatbuffer, num_threads=FLAGS.threads)
+                    f.write(flatbuffers[mode])
+        return flatbuffers[mode]
+
+    for fmt in [f for f in wanted if f in TFLITE_FORMATS]:
+
+        def lite(fmt=fmt):
+            mode = {"float32": "none"}.get(fmt.split("_")[1], fmt.split("_")[1])
+            model_bytes = flatbuffer(mode)
+            runner = LiteRTRunner(model_content=model_bytes, num_threads=FLAGS.threads)
             formats[fmt + "_ops"] = {f"{op} [{kind}]": n for (op, kind), n in
-                                     tflite.op_report(flatbuffer).most_common()}
-            return (lambda: runner.run(clip)), len(flatbuffer)
+                                     tflite.op_report(model_bytes).most_common()}
+            return (lambda: runner.run(clip)), len(model_bytes)
 
         add(fmt, lite)
+
+    irs: dict[str, object] = {}
+
+    def openvino_ir(quantize: str):
+        """Our IR (what `export.openvino` writes), float or NNCF int8, and its size."""
+        if quantize not in irs:
+            ir = openvino.convert_to_openvino(edge)
+            if quantize == "int8":
+                ir = openvino.quantize_int8(ir, clips)
+            path = os.path.join(workdir, f"{name}_{quantize}.xml")
+            openvino.save_ir(ir, path)
+            irs[quantize] = (ir, os.path.getsize(path) + os.path.getsize(weights_path(path)))
+        return irs[quantize]
+
+    def compiled_call(compiled):
+        request = compiled.create_infer_request()
+        return lambda: request.infer({0: clip})
+
+    def ov_ir(quantize: str, precision: str):
+        ir, size = openvino_ir(quantize)
+        return compiled_call(openvino.compile_ir(ir, precision, FLAGS.threads)), size
+
+    def ov_reads_tflite(mode: str, precision: str):
+        path = os.path.join(workdir, f"{name}_{mode}.tflite")
+        with open(path, "wb") as f:
+            f.write(flatbuffer(mode))
+        ir = import_openvino().Core().read_model(path)
+        return compiled_call(openvino.compile_ir(ir, precision, FLAGS.threads)), \
+            len(flatbuffer(mode))
+
+    # The CPU's best OpenVINO precision for the IRs read from TFLite and for int8's float
+    # parts, as OpenVINO itself picks by default.
+    best = "bfloat16" if OPENVINO_FORMATS and _openvino_bf16() else "float32"
+    add("openvino_f32", lambda: ov_ir("none", "float32"))
+    if best == "bfloat16":
+        add("openvino_bf16", lambda: ov_ir("none", "bfloat16"))
+    add("openvino_int8", lambda: ov_ir("int8", best))
+    add("openvino_tflite_float32", lambda: ov_reads_tflite("none", best))
+    add("openvino_tflite_int8", lambda: ov_reads_tflite("int8", best))
     return formats
 
 
@@ -185,39 +270,92 @@ def _time_interleaved(formats: dict[str, dict], runs: int) -> dict[str, list[flo
 
 def _table(name: str, formats: dict, times: dict[str, list[float]]) -> tuple[str, list[dict]]:
     runs = len(next(iter(times.values())))
-    base = statistics.median(times["tflite_float32"]) if "tflite_float32" in times else None
+    medians = {fmt: statistics.median(samples) for fmt, samples in times.items()}
     rows = []
     for fmt, samples in times.items():
-        median = statistics.median(samples)
-        rows.append({"model": name, "format": fmt, "median_ms": 1000 * median,
-                     "min_ms": 1000 * min(samples), "max_ms": 1000 * max(samples),
-                     "ratio_to_tflite_float32": median / base if base else None,
-                     "bytes": formats[fmt]["bytes"], "runs": len(samples),
-                     "prepare_s": formats[fmt]["prepare_s"],
-                     "warmup_s": formats[fmt]["warmup_s"]})
+        row = {"model": name, "format": fmt, "median_ms": 1000 * medians[fmt],
+               "min_ms": 1000 * min(samples), "max_ms": 1000 * max(samples),
+               "bytes": formats[fmt]["bytes"], "runs": len(samples),
+               "prepare_s": formats[fmt]["prepare_s"], "warmup_s": formats[fmt]["warmup_s"]}
+        for base in ("tflite_float32", "tflite_int8"):
+            row[f"ratio_to_{base}"] = medians[fmt] / medians[base] if base in medians else None
+        rows.append(row)
     lines = [f"\n{name}: median of {runs} batch-1 calls, {FLAGS.threads} threads",
-             "| format | median ms | min–max ms | × TFLite float32 | size MB |",
-             "|---|---|---|---|---|"]
+             "| format | median ms | min–max ms | × TFLite float32 | × TFLite int8 | size MB |",
+             "|---|---|---|---|---|---|"]
+
+    def ratio(value: float | None) -> str:
+        return f"{value:.2f}" if value else "–"
+
     for r in rows:
-        ratio = f"{r['ratio_to_tflite_float32']:.2f}" if r["ratio_to_tflite_float32"] else "–"
         lines.append(f"| {r['format']} | {r['median_ms']:.0f} | {r['min_ms']:.0f}–"
-                     f"{r['max_ms']:.0f} | {ratio} | {r['bytes'] / 1e6:.1f} |")
+                     f"{r['max_ms']:.0f} | {ratio(r['ratio_to_tflite_float32'])} | "
+                     f"{ratio(r['ratio_to_tflite_int8'])} | {r['bytes'] / 1e6:.1f} |")
+    lines += _speedups(medians)
     return "\n".join(lines), rows
+
+
+# The comparisons the precision work is judged by: (faster path, reference path).
+SPEEDUPS = (("tf_function_bf16", "tf_function"), ("tf_xla_bf16", "tf_xla"),
+            ("saved_model_bf16", "saved_model"), ("openvino_bf16", "tf_function"),
+            ("openvino_bf16", "tflite_float32"), ("openvino_int8", "tflite_int8"),
+            ("openvino_int8", "openvino_tflite_int8"))
+
+
+def _speedups(medians: dict[str, float]) -> list[str]:
+    """Speed-ups of the pairs in SPEEDUPS that were timed, and the fastest path's lead over
+    TFLite int8 and over OpenVINO reading our int8 .tflite."""
+    lines = [f"- {fast} is {medians[slow] / medians[fast]:.2f}× faster than {slow}"
+             for fast, slow in SPEEDUPS if fast in medians and slow in medians]
+    fastest = min(medians, key=medians.get)
+    for reference in ("tflite_int8", "openvino_tflite_int8"):
+        if reference in medians:
+            lines.append(f"- fastest: {fastest}, {medians[reference] / medians[fastest]:.2f}× "
+                         f"faster than {reference}")
+    return [""] + lines if lines else []
+
+
+def _time_evaluate(model, name: str, workdir: str) -> list[str]:
+    """`evaluate --tables=all` of `model` on --evaluate_videos validation videos of the demo
+    run (upscaled to the model's size), float32 then auto then float32 then auto."""
+    from stabn_tf.evaluate import run as evaluate
+
+    run = RunDirectory.of_checkpoint(FLAGS.checkpoint)
+    files = FLAGS.eval_data or (run.data_patterns()[1] if run else None)
+    if not files:
+        raise app.UsageError("no validation TFRecords for --evaluate_videos: pass --eval_data")
+    checkpoint = os.path.join(workdir, f"{name}.keras")
+    model.save(checkpoint)
+    auto = choose_precision("auto")
+    times: dict[str, list[float]] = {"float32": [], "auto": []}
+    for precision in ["float32", "auto"] * FLAGS.evaluate_rounds:
+        _log(f"{name}: evaluate --tables=all --precision={precision}")
+        start = time.perf_counter()
+        evaluate(checkpoint=checkpoint, files=files, tables=list(TABLES),
+                 max_videos=FLAGS.evaluate_videos, batch_size=2, precision=precision,
+                 log=lambda text: None)
+        times[precision].append(time.perf_counter() - start)
+        _log(f"  {times[precision][-1]:.1f} s")
+    f32, fast = statistics.median(times["float32"]), statistics.median(times["auto"])
+    return [f"\n{name}: evaluate --tables=all on {FLAGS.evaluate_videos} videos "
+            f"({FLAGS.evaluate_rounds} rounds, alternating): float32 {f32:.1f} s, auto "
+            f"({auto.describe()}) {fast:.1f} s: {f32 / fast:.2f}× faster"]
 
 
 def main(argv) -> None:
     del argv
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    unknown = set(FLAGS.formats) - set(TF_FORMATS + TFLITE_FORMATS)
+    unknown = set(FLAGS.formats) - set(ALL_FORMATS)
     if unknown:
         raise app.UsageError(f"unknown formats {sorted(unknown)}")
     data = _training_data()
-    header = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"load average at start {os.getloadavg()[0]:.1f}; TensorFlow {tf.__version__}, "
-              f"Keras {keras.__version__}, ai-edge-litert "
-              f"{getattr(ai_edge_litert, '__version__', '?')}; XNNPACK on, "
-              f"{FLAGS.threads} threads")
+    header = (f"CPU: {cpu_info().describe()}, {os.cpu_count()} cores "
+              f"({platform.machine()}), load average at start {os.getloadavg()[0]:.1f}; "
+              f"TensorFlow {tf.__version__}, Keras {keras.__version__}, ai-edge-litert "
+              f"{getattr(ai_edge_litert, '__version__', '?')} (XNNPACK on), OpenVINO "
+              f"{import_openvino().get_version().split('-')[0]}; {FLAGS.threads} threads; "
+              f"{choose_precision('auto').describe()}")
     print(header, flush=True)
     results: dict = {"header": header, "models": {}}
     workdir = tempfile.mkdtemp(prefix="stabn_bench_")
@@ -230,6 +368,8 @@ def main(argv) -> None:
             times = _time_interleaved(formats, FLAGS.demo_runs if name == "demo" else FLAGS.runs)
             table, rows = _table(name, formats, times)
             print(table, flush=True)
+            if FLAGS.evaluate_videos:
+                print("\n".join(_time_evaluate(model, name, workdir)), flush=True)
             if "tflite_int8_ops" in formats:
                 print(f"{name} int8 op histogram: {json.dumps(formats['tflite_int8_ops'])}",
                       flush=True)

@@ -32,7 +32,7 @@ def shipped(tiny_tfrecords, tmp_path_factory, calibrated_stabn):
 
 def test_prediction_is_the_keras_runners(shipped):
     path, model, videos = shipped
-    runner = open_runner(path)
+    runner = open_runner(path, precision="float32")
     assert isinstance(runner, OpenVINORunner) and runner.has_attention
     assert (runner.num_frames, runner.image_size) == (T, S)
     assert runner.class_names == model.class_names and runner.name == model.name
@@ -51,16 +51,18 @@ def test_prediction_is_the_keras_runners(shipped):
 def test_bfloat16_runs_where_the_cpu_has_bf16_and_is_refused_elsewhere(shipped):
     path, model, videos = shipped
     if not ovr.cpu_supports_bfloat16(ov.Core()):
+        assert OpenVINORunner(path).precision == "float32"  # auto
         with pytest.raises(InferenceError, match="this CPU has no bf16 units"):
             OpenVINORunner(path, precision="bfloat16")
         return
+    assert OpenVINORunner(path).precision == "bfloat16"  # auto on a CPU with bf16 units
     runner = OpenVINORunner(path, precision="bfloat16", num_threads=1)
     clip = runner.load(videos[0])
     got, want = runner.predict(clip), KerasRunner(model).predict(clip)
     assert got.per_clip.dtype == np.float32
     assert np.abs(got.per_clip - want.per_clip).max() <= 0.05  # bf16: 8 mantissa bits
     assert np.argmax(got.probabilities) == np.argmax(want.probabilities)
-    with pytest.raises(InferenceError, match=r"precision='float16': choose from"):
+    with pytest.raises(InferenceError, match=r"--precision=float16: choose from"):
         OpenVINORunner(path, precision="float16")
 
 
