@@ -4,6 +4,8 @@ resumes, an unreadable backup falls back to the previous one, none left says wha
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -137,10 +139,9 @@ def test_a_full_disk_keeps_the_last_backup_and_names_the_file(tmp_path, monkeypa
     assert state == BackupState(1, 0)
 
 
-def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path,
-                                                                           monkeypatch):
-    """SIGTERM arrives while the weights are half written: `Interrupted` (exit 143), the
-    half file is gone, the last complete backup resumes."""
+def signal_mid_backup(folder: str) -> dict:
+    """SIGTERM to this process while the weights are half written; what is left after."""
+    tmp_path = __import__("pathlib").Path(folder)
     model = _model()
     backup = _backup(tmp_path, model)
     backup.save(BackupState(1, 0))
@@ -152,12 +153,39 @@ def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_p
         os.truncate(path, os.path.getsize(path) // 2)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(keras.Model, "save_weights", half_then_signal)
+    keras.Model.save_weights = half_then_signal
     model.set_weights([w + 1 for w in good])
-    with pytest.raises(Interrupted) as stopped, interruptible():
-        backup.save(BackupState(1, 3))
-    assert stopped.value.exit_code == 143 and stopped.value.signal_name == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is undone
-    assert not [name for name in os.listdir(tmp_path / "backup") if name.startswith(".tmp")]
+    try:
+        with interruptible():
+            backup.save(BackupState(1, 3))
+        stopped = None
+    except Interrupted as e:
+        stopped = e
+    finally:
+        keras.Model.save_weights = save_weights
     state, restored, _ = _restore(tmp_path)
-    assert state == BackupState(1, 0) and _same(restored, good)
+    return {"exit_code": stopped and stopped.exit_code,
+            "signal": stopped and stopped.signal_name,
+            "handler_undone": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+            "temporaries": [n for n in os.listdir(tmp_path / "backup") if n.startswith(".tmp")],
+            "restored_is_last_good": state == BackupState(1, 0) and _same(restored, good)}
+
+
+def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path):
+    """SIGTERM arrives while the weights are half written: `Interrupted` (exit 143), the
+    half file is gone, the last complete backup resumes. In a process of its own: a signal
+    sent to the test runner itself reaches every thread earlier tests left in it."""
+    script = ("import importlib.util, json, sys\n"
+              "spec = importlib.util.spec_from_file_location('backup_tests', sys.argv[1])\n"
+              "tests = importlib.util.module_from_spec(spec)\n"
+              "spec.loader.exec_module(tests)\n"
+              "print(json.dumps(tests.signal_mid_backup(sys.argv[2])))\n")
+    result = subprocess.run([sys.executable, "-c", script, __file__, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["exit_code"] == 143 and seen["signal"] == "SIGTERM"
+    assert seen["handler_undone"]  # the handler is undone
+    assert seen["temporaries"] == []
+    assert seen["restored_is_last_good"]
