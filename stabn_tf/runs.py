@@ -70,7 +70,7 @@ def require_space(path: str, size: int, reclaimable: int = 0) -> None:
     """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
     counting `reclaimable` bytes the caller will delete first."""
     if size:
-        free = (disk.free_bytes(path) or 0) + reclaimable
+        free = (disk.free_bytes(os.path.dirname(os.path.abspath(path))) or 0) + reclaimable
         if free < size + (1 << 20):
             raise DiskFullError(path, size, free)
 

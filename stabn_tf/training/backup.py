@@ -197,7 +197,12 @@ class RunBackup(keras.callbacks.Callback):
         if self._metrics is not None:
             self._add_resumed_metrics(logs)
         step = batch + 1 + self.step_offset
-        if self.every_steps and step % self.every_steps == 0 and self.should_save():
+        # Not after an epoch's last step: its validation, history row and best checkpoint
+        # are still to come, and a backup that skipped them would resume past them. The
+        # epoch-end backup (after those callbacks) follows.
+        last = self.params.get("steps") is not None and batch + 1 >= self.params["steps"]
+        if self.every_steps and step % self.every_steps == 0 and not last \
+                and self.should_save():
             self.save(BackupState(self._epoch, step))
 
     def on_epoch_end(self, epoch, logs=None):

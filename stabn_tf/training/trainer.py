@@ -534,7 +534,7 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
                                 state.epoch + 1, steps_per_epoch, start.epoch + 1)
             logging.info("resuming from the backup in %s at %s", backup_dir, state)
     monitor = "val_" + metric_name(heads, PERCEPTION, "top1")
-    callbacks: list[keras.callbacks.Callback] = [nan_guard, backup]  # the guard first
+    callbacks: list[keras.callbacks.Callback] = [nan_guard]  # the guard first
     if execution.chief:
         callbacks += [
             SaveBestModel(model, run.checkpoint("best"), monitor=monitor,
@@ -545,6 +545,9 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
         if explain_clips and config.explain_every_epochs:
             callbacks.append(AttentionImages(model, explain_clips, run.logs,
                                              config.explain_every_epochs))
+    # The backup last: an epoch counts as done in it only once the epoch's history row and
+    # best checkpoint are written (a signal between them resumes before, not after, them).
+    callbacks.append(backup)
 
     def fit(first: BackupState, steps: int, last_epoch: int) -> None:
         """Epochs `first.epoch` to `last_epoch` (exclusive) of `steps` steps each, the
