@@ -6,10 +6,10 @@
   fastest we measured: the IR holds the very ops Keras runs (max |Δp| ~1e-6 against Keras)
   and keeps the signature's names (`clips` in; `probabilities`, `logits`,
   `spatial_attention`, `temporal_attention` out). Reading our float `.tflite` instead
-  drops those names and ran bf16 ~15 % slower; a dynamic batch ran 2× slower in both f32
-  and bf16 (the CPU plugin then keeps every reshape around `Conv3DAs2D` as a runtime
-  op), so the IR takes one clip per call, as the TFLite model does. Weights are stored
-  as float32: OpenVINO would otherwise halve them to fp16, which also slowed f32 ~1.5×.
+  drops those names and ran bf16 ~10 % slower (full R50, 2 threads, AMX); a dynamic
+  batch ran about 2× slower in bf16 and int8 (the CPU plugin then keeps the reshapes
+  around `Conv3DAs2D` as runtime ops), so the IR takes one clip per call, as the TFLite
+  model does. Weights are stored as float32: OpenVINO would otherwise halve them to fp16.
 - `quantize_int8(ir, clips)`: NNCF post-training quantization on real clips: every
   convolution and matmul gets int8 weights and int8 inputs (FakeQuantize), the rest stays
   float; `quantization_violations` proves it from the IR.
