@@ -1,8 +1,9 @@
 """Video files via PyAV: decoding for the converter, and single-file inference input.
 
-`decode_video` is strict on purpose: an empty, unreadable or truncated file raises a
-`VideoReadError` naming the file and the reason, so the converter can list it as a
-failure instead of writing a clip with half its frames. `read_frames` also reads folders of
+`decode_video` raises a `VideoReadError` naming the file and the reason for an empty or
+unreadable file, so the converter can list it as a failure; a file that decodes to fewer
+frames than its container declares (cut off in a download or a recording) gives what
+decodes, and says so (`DecodedVideo.duration_note`). `read_frames` also reads folders of
 frame images; `load_video` turns one input into a model-ready clip, prepared exactly as
 evaluation prepares a stored video.
 """
@@ -18,11 +19,6 @@ from PIL import Image
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
 
-#: Decoded frames covering less than this fraction of the duration the container declares
-#: (with 2 frames of slack for rounding) mean the file was cut short: a truncated webm still
-#: carries its full duration in the header, and decodes without an error.
-MIN_DURATION_COVERAGE = 0.9
-
 #: Short side videos are stored at by default (evaluation resizes to 256; docs/architecture.md §3).
 DEFAULT_SHORT_SIDE = 256
 
@@ -37,7 +33,8 @@ class VideoReadError(OSError):
 
 
 #: `DecodedVideo.duration_note` of a video whose frames end before the duration its
-#: container declares (by more than a frame, but not enough to call it truncated).
+#: container declares by more than a frame: a file cut short (a truncated webm still
+#: carries its full duration in the header, and decodes without an error).
 SHORTER_THAN_HEADER = "shorter_than_header"
 #: `DecodedVideo.duration_note` of a video whose container declares no duration (as
 #: browsers record webm, or a fragmented mp4): a cut-off file cannot be told apart.
@@ -52,6 +49,9 @@ class DecodedVideo:
     #: None, SHORTER_THAN_HEADER or NO_DURATION: the frames are all that decodes, but the
     #: container cannot vouch that they are the whole video.
     duration_note: str | None = None
+    #: With SHORTER_THAN_HEADER: how much decodes, in words ("21 decoded frames cover
+    #: 0.84 s of the 2.00 s its container declares").
+    duration_detail: str | None = None
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -73,10 +73,9 @@ def decode_video(
     `short_side` (None: keep the size; never upscales).
 
     Raises `VideoReadError` for a missing or empty file, a file PyAV cannot open or that
-    has no video stream, a decode error, no decodable frames, or a truncated file (frames
-    cover < 90% of the declared duration). A file that decodes to less than its declared
-    duration (but more than that), or declares none, is returned with what decodes and
-    says so in `duration_note`. `threads` caps the decoder's threads (1 in the
+    has no video stream, a decode error, or no decodable frames. A file that decodes to
+    less than its declared duration (cut short), or declares none, is returned with what
+    decodes and says so in `duration_note` (and `duration_detail`). `threads` caps the decoder's threads (1 in the
     converter's worker processes, which already use every core).
     """
     path = os.fspath(path)
@@ -119,18 +118,15 @@ def decode_video(
             raise VideoReadError(path, "no decodable video frames (truncated or corrupt)")
         declared = _declared_duration(container, stream)
     note = None if declared else NO_DURATION
+    detail = None
     if declared and last_time is not None:
         frame_time = 1.0 / fps if fps else 0.0
         covered = last_time + frame_time - _start_time(stream)
-        if covered + 2 * frame_time < MIN_DURATION_COVERAGE * declared:
-            raise VideoReadError(
-                path,
-                f"truncated: {len(frames)} decoded frames cover {covered:.2f}s of the "
-                f"{declared:.2f}s the container declares",
-            )
         if covered + 1.5 * frame_time < declared:
             note = SHORTER_THAN_HEADER
-    return DecodedVideo(np.stack(frames), fps, source_hw, note)
+            detail = (f"{len(frames)} decoded frames cover {covered:.2f} s of the "
+                      f"{declared:.2f} s its container declares")
+    return DecodedVideo(np.stack(frames), fps, source_hw, note, detail)
 
 
 def _av_reason(e: Exception) -> str:

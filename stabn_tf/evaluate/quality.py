@@ -89,11 +89,15 @@ def explanation_quality(
     max_videos: int | None = None,
     pointing_tolerance: float = POINTING_TOLERANCE,
     deletion_grid: int = 4,
-    deletion_batch: int = 64,
+    deletion_batch: int | None = None,
     gradcam_layers: Sequence[str] = ("res5", "res4"),
     seed: int = 0,
 ) -> dict:
     """Explanation metrics for each method, on the split's ground truth (`clip/gt/*`).
+
+    The deletion curves run `deletion_batch` masked clips per forward call (default
+    `batch_size`: the memory the caller chose; 64 full-size 32×224² clips need more than
+    24 GB).
 
     Methods: "ST-ABN attention" (Ms, Mt); "Grad-CAM" at each of `gradcam_layers` (layer
     or stage names; "res5", the last stage, is ST-ABN's perception branch; "res4" has
@@ -114,6 +118,7 @@ def explanation_quality(
     Returns `{"methods": [{"method", "model", metrics...}], "videos": N, "ground_truth":
     bool, settings...}`.
     """
+    deletion_batch = deletion_batch or batch_size
     models = {name: m for name, m in (("ST-ABN", stabn), ("baseline", baseline)) if m is not None}
     if not models:
         raise EvaluationError("explanation quality needs at least one model")

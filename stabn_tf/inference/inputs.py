@@ -14,7 +14,7 @@ import numpy as np
 from stabn_tf.data import make_dataset
 from stabn_tf.data.preprocess import denormalize
 from stabn_tf.data.preprocessor import ClipPreprocessor
-from stabn_tf.data.video import read_frames
+from stabn_tf.data.video import SHORTER_THAN_HEADER, read_frames
 from stabn_tf.outputs import PERCEPTION
 
 
@@ -39,6 +39,8 @@ class Clip:
     fps: float | None = None
     active: np.ndarray | None = None
     frame_size: tuple[int, int] | None = None
+    #: Something the user should know about the input (a video cut short), in words.
+    note: str | None = None
 
 
 def is_tfrecord_input(path: str) -> bool:
@@ -58,8 +60,11 @@ def load_clip(path: str | os.PathLike, preprocessor: ClipPreprocessor,
     """A video file or frame folder → `Clip`. Raises `VideoReadError` naming the input."""
     decoded = read_frames(path)
     clips, frames, indices = preprocessor.from_frames(decoded.frames, num_clips)
+    note = (f"the video ends early: {decoded.duration_detail}; predicted from what decodes"
+            if decoded.duration_note == SHORTER_THAN_HEADER else None)
     return Clip(input_name(path), clips, frames, indices, source=os.fspath(path),
-                fps=decoded.fps, frame_size=tuple(int(v) for v in decoded.frames.shape[1:3]))
+                fps=decoded.fps, frame_size=tuple(int(v) for v in decoded.frames.shape[1:3]),
+                note=note)
 
 
 def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor, *,

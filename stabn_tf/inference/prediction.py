@@ -25,6 +25,7 @@ class Prediction:
     frame_size: the source frame's (height, width); crop `(y, x, h, w)`: the model's centre
     crop as fractions of it. Maps and frames cover the crop; every "where" reported is
     mapped through it into the source frame (None: unknown, reported in the model's view).
+    note: what the user should know about the input (`Clip.note`), printed and in JSON.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Prediction:
     precision: str | None = None
     frame_size: tuple[int, int] | None = None
     crop: tuple[float, float, float, float] | None = None
+    note: str | None = None  # about the input (a video cut short), for the user
 
     def top_k(self, k: int = 5, *, attention_branch: bool = False
               ) -> list[tuple[int, str, float]]:
@@ -102,6 +104,8 @@ class Prediction:
             out["path"] = self.source
         if self.precision is not None:
             out["precision"] = self.precision
+        if self.note is not None:
+            out["note"] = self.note
         if self.true_label is not None:
             out["true_label"] = {"index": self.true_label,
                                  "label": self.class_names[self.true_label]}
@@ -124,6 +128,8 @@ class Prediction:
         top = self.top_k(k)
         width = max(len(name) for _, name, _ in top)
         lines = [self.source or self.name]
+        if self.note:
+            lines.append(f"  note: {self.note}")
         for rank, (index, name, p) in enumerate(top, 1):
             lines.append(f"  {rank}. {name:<{width}}  {p:6.1%}  (class {index})")
         if self.temporal is None:

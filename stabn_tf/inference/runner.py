@@ -71,7 +71,7 @@ class Runner:
             attention_probabilities=None if attention is None else attention.mean(axis=0),
             frames=clip.frames, true_label=clip.true_label, boxes=clip.boxes,
             method=self.method, source=clip.source, precision=self.precision,
-            frame_size=clip.frame_size,
+            frame_size=clip.frame_size, note=clip.note,
             crop=None if clip.frame_size is None else
             self.preprocessor.crop_in_frame(*clip.frame_size))
 

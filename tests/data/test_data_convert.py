@@ -122,7 +122,7 @@ def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp
     ids = [e["id"] for e in train]
     truncated, zero, text, missing = ids[:4]
     cut = pathlib.Path(videos, f"{truncated}.webm")
-    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 4 // 5])  # decodes, cut short
     pathlib.Path(videos, f"{zero}.webm").write_bytes(b"")
     pathlib.Path(videos, f"{text}.webm").write_text("not a video, just text\n" * 50)
     os.remove(os.path.join(videos, f"{missing}.webm"))
@@ -144,11 +144,13 @@ def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp
                         f"--output_dir={out}", "--workers=1", "--num_shards=2",
                         "--noprogress")
     assert result.returncode == 0, result.stderr
-    assert "train: read 26 = written 20 + failed 6 [ok]" in result.stdout
+    assert "train: read 26 = written 21 + failed 5 [ok]" in result.stdout
     assert "validation: read 12 = written 12 + failed 0 [ok]" in result.stdout
+    # The video cut short is written with the frames that decode, and counted.
+    assert "1 videos shorter than their header / 0 without a duration" in result.stdout
+    assert f"train {truncated} " in result.stderr and "decoded frames cover" in result.stderr
     reasons = {f["id"]: f["reason"] for f in _failures(out)}
-    assert set(reasons) == {truncated, zero, text, missing, ids[4] + "0", "../etc/passwd"}
-    assert "truncated" in reasons[truncated]
+    assert set(reasons) == {zero, text, missing, ids[4] + "0", "../etc/passwd"}
     assert "empty file" in reasons[zero]
     assert "cannot open" in reasons[text]
     assert "cannot access" in reasons[missing]
@@ -157,8 +159,9 @@ def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp
     with open(out / convert.MANIFEST_FILE) as f:
         manifest = json.load(f)
     s = manifest["splits"]["train"]
-    assert (s["read"], s["written"], s["failed"]) == (26, 20, 6)
-    assert len(_records(str(out / "train-*.tfrecord"))) == 20
+    assert (s["read"], s["written"], s["failed"]) == (26, 21, 5)
+    assert s["videos_shorter_than_header"] == 1
+    assert len(_records(str(out / "train-*.tfrecord"))) == 21
 
 
 def test_malformed_label_file_exits_nonzero_naming_it(raw_copy, run_module, tmp_path):

@@ -1,6 +1,8 @@
-"""PyAV decoding: strict errors naming the file; load_video matches the eval pipeline."""
+"""PyAV decoding: errors naming the file, files cut short decoded with a note; load_video
+matches the eval pipeline."""
 
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -33,7 +35,7 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path, write_video):
     cases = {
         "zero.webm": b"",
         "text.webm": b"this is not a video\n" * 20,
-        "truncated.webm": data[: len(data) // 2],
+        "headless.webm": data[: len(data) // 50],  # cut before its first frame
     }
     for name, content in cases.items():
         path = tmp_path / name
@@ -44,8 +46,8 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path, write_video):
         assert isinstance(err.value, OSError)
     with pytest.raises(video.VideoReadError, match="missing.webm"):
         video.decode_video(tmp_path / "missing.webm")
-    with pytest.raises(video.VideoReadError, match="truncated"):
-        video.decode_video(tmp_path / "truncated.webm")
+    with pytest.raises(video.VideoReadError, match="headless.webm"):
+        video.decode_video(tmp_path / "headless.webm")
     with pytest.raises(video.VideoReadError, match="empty file"):
         video.decode_video(tmp_path / "zero.webm")
 
@@ -82,10 +84,16 @@ def test_load_video_unreadable_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("ext", [".webm", ".mkv"])
-def test_truncated_file_that_still_decodes_is_detected(tmp_path, write_video, ext):
+def test_a_file_cut_short_gives_what_decodes_and_says_so(tmp_path, write_video, ext):
     frames = np.random.default_rng(0).integers(0, 255, size=(48, 48, 64, 3), dtype=np.uint8)
     data = pathlib.Path(write_video(tmp_path / f"v{ext}", frames)).read_bytes()
+    assert video.decode_video(tmp_path / f"v{ext}").duration_note is None
     path = tmp_path / f"cut{ext}"
     path.write_bytes(data[: int(len(data) * 0.6)])
-    with pytest.raises(video.VideoReadError, match=r"truncated: \d+ decoded frames cover"):
-        video.decode_video(path)
+    decoded = video.decode_video(path)
+    assert 0 < len(decoded.frames) < 48
+    np.testing.assert_array_equal(decoded.frames[0], video.decode_video(
+        tmp_path / f"v{ext}").frames[0])
+    assert decoded.duration_note == video.SHORTER_THAN_HEADER
+    assert re.fullmatch(rf"{len(decoded.frames)} decoded frames cover \d\.\d\d s of the "
+                        r"4\.00 s its container declares", decoded.duration_detail)

@@ -26,7 +26,8 @@ def _frames_from_video(item: VideoItem, settings: EncodeSettings):
     decoded = video.decode_video(item.source, short_side=settings.short_side, threads=1)
     jpegs = [_jpeg(f, settings.jpeg_quality) for f in decoded.frames]
     h, w = decoded.frames.shape[1:3]
-    return jpegs, decoded.fps, (h, w), decoded.source_size, decoded.duration_note
+    return (jpegs, decoded.fps, (h, w), decoded.source_size,
+            (decoded.duration_note, decoded.duration_detail))
 
 
 def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
@@ -59,7 +60,7 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
         if (img.height, img.width) != size:
             img = img.resize((size[1], size[0]), Image.Resampling.BOX)
         jpegs.append(_jpeg(np.asarray(img), settings.jpeg_quality))
-    return jpegs, None, size, source_size, None
+    return jpegs, None, size, source_size, (None, None)
 
 
 def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
@@ -93,9 +94,9 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
     `duration` (`video.SHORTER_THAN_HEADER` / `video.NO_DURATION`)."""
     try:
         if item.kind == "frames":
-            jpegs, fps, (h, w), source_size, note = _frames_from_folder(item, settings)
+            jpegs, fps, (h, w), source_size, (note, detail) = _frames_from_folder(item, settings)
         else:
-            jpegs, fps, (h, w), source_size, note = _frames_from_video(item, settings)
+            jpegs, fps, (h, w), source_size, (note, detail) = _frames_from_video(item, settings)
         if item.gt_active is not None and len(item.gt_active) != len(jpegs):
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
@@ -109,6 +110,8 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
                   "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
         if note is not None:  # absent otherwise: results of whole videos unchanged
             result["duration"] = note
+        if detail is not None:
+            result["duration_detail"] = detail
         if item.boxes is not None:  # absent otherwise: results of box-less videos unchanged
             result["box_frames"] = sum(annotated)
             result["box_problems"] = [p.to_json() for p in problems]

@@ -244,8 +244,9 @@ class _Stats:
             self.box_clipped += result.get("box_clipped", 0)
             if "duration" in result:
                 self.durations[result["duration"]] += 1
-                logging.warning("%s %s (%s): %s", item.split, item.clip_id, item.source,
-                                DURATION_NOTES[result["duration"]])
+                detail = f" ({result['duration_detail']})" if "duration_detail" in result else ""
+                logging.warning("%s %s (%s): %s%s", item.split, item.clip_id, item.source,
+                                DURATION_NOTES[result["duration"]], detail)
             self.box_problems += [{"split": item.split, **p}
                                   for p in result.get("box_problems", [])]
         else:
