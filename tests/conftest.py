@@ -1,6 +1,9 @@
-"""Test-wide settings (quiet TF logs, float32 restored) and the shared tiny data and model."""
+"""Test-wide settings (quiet TF logs, float32 restored), the shared tiny data and model, and
+the check that a command printed only its own lines."""
 
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -87,3 +90,38 @@ def full_disk_command():
                f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
         return [sys.executable, "-c", FULL_DISK_PRELUDE + then + "\n" + run]
     return command
+
+
+#: Lines that TensorFlow, absl, Keras, LiteRT, OpenVINO/NNCF or Python's warnings print, and
+#: no stabn_tf tool does (issue 24: every tool prints only its own lines). Strict on purpose:
+#: a tool whose output matches one of these is fixed, not the pattern.
+FOREIGN_LINE = re.compile("|".join((
+    r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+",  # absl C++: W0000 00:00:1733412345.1 7 x.cc:9]
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] ",  # TF's older C++ prefix
+    r"\b[IWEF] (tensorflow|external|third_party|xla)/",
+    r"^(WARNING|INFO|DEBUG|ERROR|CRITICAL|FATAL)\b",  # Python logging / LiteRT's INFO:
+    r"^\[ ?(WARNING|INFO|DEBUG|ERROR) ?\]",  # OpenVINO
+    r"absl::InitializeLog|oneDNN custom operations|rebuild TensorFlow|cuda|cuDNN|cuFFT",
+    r"TensorFlow Lite|XNNPACK|TfLite|MLIR|fully_quantize|inference_type",
+    r"[A-Z]\w*Warning\b|warnings\.warn|[Dd]eprecat",  # Python warnings (and their source)
+    r"Assets written to|Saved artifact at|Fingerprint not found|endpoints are available",
+    r"━|\d+ms/step|\ds/step",  # Keras's and rich's (NNCF's) progress bars; tqdm's is ours
+    r"^nncf|^openvino|^keras|^tensorflow|^absl",
+)))
+
+
+def foreign_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The lines of a finished command's stdout + stderr that `FOREIGN_LINE` says are not
+    ours."""
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if FOREIGN_LINE.search(line)]
+
+
+@pytest.fixture
+def own_lines_only():
+    """`own_lines_only(result)`: fails listing every foreign line of the command's output
+    in full (pytest's diff of a long list would cut them short)."""
+    def check(result: subprocess.CompletedProcess) -> None:
+        foreign = foreign_lines(result)
+        assert not foreign, "lines that are not ours:\n" + "\n".join(foreign)
+    return check

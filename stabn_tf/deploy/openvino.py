@@ -25,6 +25,8 @@ Precision (f32 / bf16) is not part of the IR: it is chosen when the IR is compil
 from __future__ import annotations
 
 import collections
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -53,6 +55,7 @@ from stabn_tf.inference.openvino import (
     weights_path,
 )
 from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.quiet import caught_stderr
 from stabn_tf.runs import write_atomic
 
 if TYPE_CHECKING:
@@ -74,7 +77,9 @@ def convert_to_openvino(model: keras.Model) -> ov.Model:
     ov = import_openvino()
     spec = tf.TensorSpec((1, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
     with tempfile.TemporaryDirectory() as export_dir:
-        model.export(export_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
+        with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
+            model.export(export_dir, format="tf_saved_model", input_signature=[spec],
+                         verbose=False)
         return ov.convert_model(export_dir)
 
 
@@ -93,8 +98,11 @@ def quantize_int8(ir: ov.Model, clips: Sequence[np.ndarray]) -> ov.Model:
                           "(or nncf>=3.0)") from None
 
     dataset = nncf.Dataset(list(clips), lambda clip: np.asarray(clip, np.float32)[None])
-    quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
-                              target_device=nncf.TargetDevice.CPU)
+    # NNCF's rich progress bars go to stdout, its INFO lines to stderr: the CLI says
+    # itself what is being calibrated.
+    with caught_stderr(), contextlib.redirect_stdout(io.StringIO()):
+        quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
+                                  target_device=nncf.TargetDevice.CPU)
     left = weight_violations(quantized)
     if left:
         raise RuntimeError(f"int8 quantization left {len(left)} weighted ops in float: "

@@ -45,6 +45,7 @@ from stabn_tf.deploy.tflite import deployment_model
 from stabn_tf.models.policy import POLICIES, with_precision
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.quiet import caught_stderr
 
 SERVING_DEFAULT = "serving_default"
 SERVE_EXAMPLES = "serve_examples"
@@ -217,7 +218,8 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
     os.makedirs(base, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=base)  # hidden: Serving skips it
     try:
-        archive.write_out(staging, verbose=False)
+        with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
+            archive.write_out(staging, verbose=False)
         if check is not None:
             check(staging)
         if os.path.exists(target):

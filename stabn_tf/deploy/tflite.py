@@ -185,6 +185,7 @@ def convert_to_tflite(
     quantize: str = "none",
     representative_data: Iterable[np.ndarray] | None = None,
     integer_input: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> bytes:
     """TFLite flatbuffer of `model` at its fixed input shape, builtin ops only.
 
@@ -202,6 +203,8 @@ def convert_to_tflite(
       integer_input: integer modes only: the input tensor is int8 (int16 for int16x8)
         with the scale/zero point in its details, instead of float32 with a QUANTIZE
         op inside. Outputs are always float32.
+      notify: receives the one-line note when the MLIR quantizer has to be retried with
+        the legacy one (default: an absl warning).
 
     Raises:
       ValueError: unknown mode, or an integer mode without representative data.
@@ -221,14 +224,17 @@ def convert_to_tflite(
     # Through a SavedModel: converting a concrete function directly keeps Keras 3's
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
-        model.export(export_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
+        with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
+            model.export(export_dir, format="tf_saved_model", input_signature=[spec],
+                         verbose=False)
         flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input)
         if integer and quantization_violations(flatbuffer, quantize):
             # The MLIR quantizer (the default) sometimes leaves a conv whose input also
             # feeds a pad/slice chain in float; the legacy quantizer does not.
-            logging.warning("%s: the MLIR quantizer left %s in float; converting again "
-                            "with the legacy quantizer", quantize,
-                            quantization_violations(flatbuffer, quantize))
+            left = len(quantization_violations(flatbuffer, quantize))
+            (notify or logging.warning)(
+                f"{quantize}: the default quantizer left {left} weighted op(s) in float; "
+                "converting again with the legacy quantizer")
             flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input,
                                   legacy_quantizer=True)
     bad = [op for op in op_histogram(flatbuffer) if op.startswith(FORBIDDEN_OPS)]
@@ -504,7 +510,7 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
                                   notify)
     edge = deployment_model(model, edge=True, batch_size=1)
     flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
-                                   integer_input=integer_input)
+                                   integer_input=integer_input, notify=notify)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
     write_atomic(config_path(output),

@@ -81,7 +81,7 @@ def test_float32_export_of_a_run_matches_keras_on_its_validation_clips(model, ti
 
 
 def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
-        model, lone, tiny_tfrecords, tmp_path):
+        model, lone, tiny_tfrecords, tmp_path, own_lines_only):
     output = tmp_path / "m" / "stabn_int8.tflite"
     report_json = tmp_path / "report.json"
     assert "no run directory" in RunData.of_checkpoint(lone).problem  # flags only
@@ -91,6 +91,7 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
                         f"--eval_data={tiny_tfrecords}/validation-*.tfrecord",
                         f"--report_json={report_json}")
     assert result.returncode == 0, result.stderr[-3000:]
+    own_lines_only(result)  # no converter/quantizer chatter, no LiteRT notice
     out = result.stdout
     assert "calibrated on 8 training clips, float32 input" in out
     assert "every CONV_2D / FULLY_CONNECTED in int8: yes" in out
@@ -111,7 +112,7 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
 
 
 def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
-        model, tiny_tfrecords, tmp_path):
+        model, tiny_tfrecords, tmp_path, own_lines_only):
     """Issue 15 item 7: 5 training clips, --num_representative at its default of 128."""
     train = write_records(tmp_path / "train-small.tfrecord",
                           f"{tiny_tfrecords}/train-*.tfrecord", 5)
@@ -122,6 +123,7 @@ def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
                         "--num_eval=4")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    own_lines_only(result)
     notes = [line for line in result.stderr.splitlines() if "calibrating" in line]
     assert notes == [f"calibrating on the 5 clips that {train} holds (128 requested); "
                      "warning: very few, the int8 ranges may not cover real inputs "

@@ -77,7 +77,7 @@ def _one_line(result) -> str:
     return lines[0]
 
 
-def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command):
+def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command, own_lines_only):
     path, params = checkpoint
     output = tmp_path / "out" / "tiny.tflite"
     (tmp_path / "out").mkdir()
@@ -86,13 +86,15 @@ def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command):
                                               f"--output={output}", "--noevaluate"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     line = _one_line(result)
+    own_lines_only(result)  # the float32 conversion ran, quietly
     assert line.startswith(f"error: {output}: the disk is full (")
     assert f"this needs about {4 * params / 1e6:.1f} MB: free some space" in line
     assert output.read_bytes() == b"an earlier export"  # the old file, whole
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.tflite"]
 
 
-def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command):
+def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
+                                           own_lines_only):
     """TensorFlow's writer reports a full disk as its own error; the half-written version
     is removed, so TF Serving never sees it."""
     path, params = checkpoint
@@ -109,6 +111,7 @@ def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_comma
                                               then=tf_full),
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     line = _one_line(result)
+    own_lines_only(result)
     assert line.startswith(f"error: {tmp_path / 'serving'}: the disk is full (")
     assert f"this needs about {4 * params / 1e6:.1f} MB" in line
     assert list((tmp_path / "serving" / "stabn").iterdir()) == []  # no version, no staging

@@ -68,7 +68,7 @@ def test_float_ir_matches_keras_on_the_validation_clips(model, float_export):
 
 
 def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrecords,
-                                                               tmp_path):
+                                                               tmp_path, own_lines_only):
     """The TFLite export's calibration rules: the run's training split (5 clips here, 128
     requested), the same notice; every weighted layer in int8."""
     train = tmp_path / "train-small.tfrecord"
@@ -89,6 +89,7 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
                         "--num_eval=6", f"--report_json={report_json}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    own_lines_only(result)  # NNCF's too
     notes = [line for line in result.stderr.splitlines() if "calibrating" in line]
     assert notes == [f"calibrating on the 5 clips that {train} holds (128 requested); "
                      "warning: very few, the int8 ranges may not cover real inputs "

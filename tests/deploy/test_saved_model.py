@@ -266,7 +266,7 @@ def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_p
     assert len(client.predict(fake_server, "stabn", {"instances": pixels})) == 1
 
 
-def test_cli_exports_the_keras_file_alone(exported, tmp_path):
+def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only):
     model, _, _, _ = exported
     model.save(tmp_path / "final.keras")  # no run directory, no labels: the model knows
     command = [sys.executable, "-m", "export.saved_model",
@@ -276,6 +276,7 @@ def test_cli_exports_the_keras_file_alone(exported, tmp_path):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    own_lines_only(result)  # no "Saved artifact at", no "Assets written to"
     assert f"wrote {tmp_path}/out/demo/7" in result.stdout
     assert "12 classes" in result.stdout and "self-check" in result.stdout
     diff = float(result.stdout.split("max |Δ probabilities| = ")[1].split()[0])

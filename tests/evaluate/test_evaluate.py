@@ -188,7 +188,8 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
         assert str(tmp_path) in _one_line(err)
 
 
-def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path):
+def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path,
+                                                               own_lines_only):
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
            f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
@@ -196,6 +197,7 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
            "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
+    own_lines_only(result)
     results = json.loads((out / "results.json").read_text())
     table1 = results["table1"]
     assert set(table1) == {"3D ResNet-18 ×0.125", "3D ResNet-18 ×0.125 + ST-ABN"}
@@ -265,7 +267,7 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     assert ev.validation_files(checkpoint) == "/data/val-*.tfrecord"
 
 
-def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path):
+def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only):
     """No run directory next to the checkpoint: the model carries everything evaluation
     needs (frames, size, classes, kind)."""
     alone = tmp_path / "somewhere" / "model.keras"
@@ -276,6 +278,7 @@ def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path):
            "--invert=none,both", "--max_videos=4", "--batch_size=4"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
+    own_lines_only(result)
     assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4 |" in result.stdout
     assert "| both inverted |" in result.stdout
 

@@ -152,7 +152,8 @@ def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):
     assert info["frame_indices"] == [[1, 3, 5, 7]]
 
 
-def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path):
+def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path,
+                                              own_lines_only):
     _video(tmp_path / "clip.mp4")
     (tmp_path / "broken.webm").write_bytes(b"\x1aE\xdf\xa3 this is not a webm")
     out = tmp_path / "out"
@@ -163,6 +164,7 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 1, result.stderr[-3000:]
+    own_lines_only(result)
     errors = [line for line in result.stderr.splitlines() if "stabn_tf.explain: error" in line]
     assert len(errors) == 1 and "broken.webm" in errors[0]
     pngs = sorted(p.name for p in out.glob("*.png"))

@@ -326,7 +326,7 @@ def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     assert "OpenVINO IR" in (tmp_path / "site" / "index.html").read_text()
 
 
-def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
+def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only):
     def report(**kwargs):
         settings = dict(checkpoint=checkpoint, output_dir=str(tmp_path / "out"),
                         files=_val(tiny_tfrecords), tables=[], progress=False,
@@ -362,12 +362,14 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path):
                           capture_output=True, text=True, env=ENV, timeout=120,
                           cwd=pathlib.Path(__file__).resolve().parents[2])
     assert done.returncode == 2
+    own_lines_only(done)
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"stabn_tf.report: error: --output_dir: output directory "
                       f"{str(a_file)!r} is a file, not a directory"]
 
 
-def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command):
+def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command,
+                                 own_lines_only):
     """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming
     the file, exit 1, no traceback."""
     out = tmp_path / "site"
@@ -379,6 +381,7 @@ def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk
                           cwd=pathlib.Path(__file__).resolve().parents[2])
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+    own_lines_only(done)  # a clip was drawn
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith(f"stabn_tf.report: error: {out}")
