@@ -17,6 +17,28 @@
   export.openvino` runs): convert, quantize, write `<stem>.xml`, `<stem>.bin` and the
   config `<stem>.json` the runner reads, and measure parity with Keras (`OpenVINORunner`).
 
+Where int8 time goes, and what did not make it faster (issue 18 item 6; full R50, one
+clip, 2 threads, AMX-INT8 Xeon, medians of 7 interleaved calls, the run alone on the
+machine, load average ~1.9): LiteRT int8 `.tflite` (XNNPACK) 286 ms, this int8 IR 251 ms (1.14×; the
+goal of 1.3× needs ≤ 220 ms). The CPU plugin's profile of the int8 IR: convolutions
+175 ms (70 %), the residual Add + ReLU + requantize chains 40 ms (16 %, run as 34 int8
+"Subgraph" kernels, not fused into the convs), the float (bf16) rest 17 ms, layout
+reorders, transpose, pad and pool ~15 ms. Tried, and kept out because each was slower:
+- moving every frame-wise op (bias, residual Add, ReLU) off `[B, T, H, W, C]` onto the
+  folded frames `[B·T, H, W, C]` in the IR, so no reshape separates them from the convs:
+  306 ms (0.94×). The Add / ReLU chains stayed separate kernels, and 11 NHWC↔NCHW
+  transposes appeared around the temporal `(kt, 1)` convs (~20 % of the time);
+- `SNIPPETS_MODE=DISABLE`: the chains fall apart into FakeQuantize, reorder and power
+  nodes (0.87× against 0.95× for the default, same run under load);
+- leaving the residual Adds unquantized (NNCF ignored scope): 262 ms, the chains then run
+  in bf16;
+- `INFERENCE_PRECISION_HINT=f32` for the float rest: 0.84× against 1.01× (under load;
+  bf16 stays, as `auto` picks); `CPU_DENORMALS_OPTIMIZATION`: 0.98× against 1.01× (under
+  load); `ENABLE_CPU_PINNING`: 250 ms against 251 ms (noise).
+Only fusing the Add / ReLU chains into the convs could reach the goal (251 − 40 = 211 ms,
+~1.36×), and this OpenVINO's CPU plugin does not do it for this graph; the AMX int8
+convolutions alone take 175 ms.
+
 The calibration set follows the TFLite export's rules (`tflite.calibration_clips`).
 Precision (f32 / bf16) is not part of the IR: it is chosen when the IR is compiled
 (`OpenVINORunner(precision=...)`).
