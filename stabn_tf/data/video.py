@@ -75,8 +75,9 @@ def decode_video(
     Raises `VideoReadError` for a missing or empty file, a file PyAV cannot open or that
     has no video stream, a decode error, or no decodable frames. A file that decodes to
     less than its declared duration (cut short), or declares none, is returned with what
-    decodes and says so in `duration_note` (and `duration_detail`). `threads` caps the decoder's threads (1 in the
-    converter's worker processes, which already use every core).
+    decodes and says so in `duration_note` (and `duration_detail`). `threads` caps the
+    decoder's threads (1 in the converter's worker processes, which already use every
+    core).
     """
     path = os.fspath(path)
     try:

@@ -3,6 +3,7 @@ encoded, boxes fitted. Runs in the worker processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 
@@ -97,6 +98,13 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
             jpegs, fps, (h, w), source_size, (note, detail) = _frames_from_folder(item, settings)
         else:
             jpegs, fps, (h, w), source_size, (note, detail) = _frames_from_video(item, settings)
+        if (item.gt_active is not None and note is not None
+                and len(jpegs) < len(item.gt_active)):
+            # Cut short: the frames that decode are the video's first ones, so they keep
+            # their own per-frame ground truth.
+            item = dataclasses.replace(
+                item, gt_active=item.gt_active[:len(jpegs)],
+                gt_box=None if item.gt_box is None else item.gt_box[:len(jpegs)])
         if item.gt_active is not None and len(item.gt_active) != len(jpegs):
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
