@@ -9,6 +9,7 @@ import pytest
 
 from stabn_tf.data import preprocess, video
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.inference.inputs import load_clip
 
 
 @pytest.mark.parametrize("ext", [".webm", ".mp4", ".avi", ".mkv"])
@@ -97,3 +98,8 @@ def test_a_file_cut_short_gives_what_decodes_and_says_so(tmp_path, write_video, 
     assert decoded.duration_note == video.SHORTER_THAN_HEADER
     assert re.fullmatch(rf"{len(decoded.frames)} decoded frames cover \d\.\d\d s of the "
                         r"4\.00 s its container declares", decoded.duration_detail)
+    # predict runs on what decodes and says so.
+    clip = load_clip(path, ClipPreprocessor(4, 32))
+    assert clip.note == (f"the video ends early: {decoded.duration_detail}; predicted from "
+                         "what decodes")
+    assert load_clip(tmp_path / f"v{ext}", ClipPreprocessor(4, 32)).note is None
