@@ -93,7 +93,7 @@ def full_disk_command():
 
 
 #: Lines that TensorFlow, absl, Keras, LiteRT, OpenVINO/NNCF or Python's warnings print, and
-#: no stabn_tf tool does (issue 24: every tool prints only its own lines). Strict on purpose:
+#: no stabn_tf tool does (every tool prints only its own lines). Strict on purpose:
 #: a tool whose output matches one of these is fixed, not the pattern.
 FOREIGN_LINE = re.compile("|".join((
     r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+",  # absl C++: W0000 00:00:1733412345.1 7 x.cc:9]

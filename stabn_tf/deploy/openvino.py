@@ -17,10 +17,10 @@
   export.openvino` runs): convert, quantize, write `<stem>.xml`, `<stem>.bin` and the
   config `<stem>.json` the runner reads, and measure parity with Keras (`OpenVINORunner`).
 
-Where int8 time goes, and what did not make it faster (issue 18 item 6; full R50, one
-clip, 2 threads, AMX-INT8 Xeon, medians of 7 interleaved calls, the run alone on the
-machine, load average ~1.9): LiteRT int8 `.tflite` (XNNPACK) 286 ms, this int8 IR 251 ms (1.14×; the
-goal of 1.3× needs ≤ 220 ms). The CPU plugin's profile of the int8 IR: convolutions
+Where int8 time goes, and what did not make it faster (full R50, one clip, 2 threads,
+AMX-INT8 Xeon, medians of 7 interleaved calls, the run alone on the machine, load average
+~1.9): LiteRT int8 `.tflite` (XNNPACK) 286 ms, this int8 IR 251 ms (1.14×; the goal of
+1.3× needs ≤ 220 ms). The CPU plugin's profile of the int8 IR: convolutions
 175 ms (70 %), the residual Add + ReLU + requantize chains 40 ms (16 %, run as 34 int8
 "Subgraph" kernels, not fused into the convs), the float (bf16) rest 17 ms, layout
 reorders, transpose, pad and pool ~15 ms. Tried, and kept out because each was slower:
@@ -58,15 +58,14 @@ from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from stabn_tf.deploy import ExportError, Patterns
 from stabn_tf.deploy.tflite import (
-    INPUT_NAME,
     calibration_clips,
     deployment_model,
     format_parity,
     runner_parity,
+    write_graph,
 )
 from stabn_tf.inference.litert import config_path
 from stabn_tf.inference.openvino import (
@@ -97,11 +96,8 @@ def convert_to_openvino(model: keras.Model) -> ov.Model:
     """The OpenVINO IR (in memory) of `model`, a deployment graph with input `clips`
     `[B, T, H, W, 3]`, at batch 1."""
     ov = import_openvino()
-    spec = tf.TensorSpec((1, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
     with tempfile.TemporaryDirectory() as export_dir:
-        with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
-            model.export(export_dir, format="tf_saved_model", input_signature=[spec],
-                         verbose=False)
+        write_graph(model, export_dir, batch_size=1)
         return ov.convert_model(export_dir)
 
 

@@ -179,6 +179,15 @@ def _representative_fn(clips: Iterable[np.ndarray], shape: Sequence[int]):
     return generate
 
 
+def write_graph(model: keras.Model, export_dir: str, batch_size: int = 1) -> None:
+    """Writes `model` as a SavedModel with one float32 input `clips` at `batch_size`: the
+    graph the TFLite converter and OpenVINO's TensorFlow frontend read."""
+    spec = tf.TensorSpec((batch_size, *model.input.shape[1:]), tf.float32, name=INPUT_NAME)
+    with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
+        model.export(export_dir, format="tf_saved_model", input_signature=[spec],
+                     verbose=False)
+
+
 def convert_to_tflite(
     model: keras.Model,
     batch_size: int = 1,
@@ -219,14 +228,11 @@ def convert_to_tflite(
     if integer_input and not integer:
         raise ValueError("integer_input needs quantize='int8' or 'int16x8'")
     shape = (batch_size, *model.input.shape[1:])
-    spec = tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
     clips = list(representative_data) if integer else []
     # Through a SavedModel: converting a concrete function directly keeps Keras 3's
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
-        with caught_stderr():  # TensorFlow's SavedModel writer logs through absl at INFO
-            model.export(export_dir, format="tf_saved_model", input_signature=[spec],
-                         verbose=False)
+        write_graph(model, export_dir, batch_size)
         flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input)
         if integer and quantization_violations(flatbuffer, quantize):
             # The MLIR quantizer (the default) sometimes leaves a conv whose input also
