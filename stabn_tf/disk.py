@@ -1,4 +1,10 @@
-"""A full disk, said in one line.
+"""Writing files whole, and a full disk said in one line.
+
+Every file the project writes goes through `atomic_path` (or `write_atomic`): a temporary
+file beside the target, flushed to disk, then renamed over it, so an interrupted or failed
+command, a full disk or a power cut never leaves half a file behind: a reader sees the old
+file or the new one. Writers that stage something else (a shard that resumes, a folder)
+publish it with `publish`, the same flush-and-rename.
 
 The commands that write large files (the exports, the explanation browser) catch a full
 disk at their boundary and print which file could not be written, how much room is left
@@ -9,12 +15,21 @@ system as one of its own errors whose message carries the same words.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 
 #: errno values of "no room to write".
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+#: How the temporary files `atomic_path` writes beside their target begin.
+STAGING_PREFIX = ".tmp-"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 #: How the C library words them, as TensorFlow's errors quote it.
 NO_ROOM_WORDS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
@@ -60,3 +75,105 @@ def disk_full_message(error: BaseException, target: str | os.PathLike,
     need = f"about {_megabytes(needed)}" if needed else "more room"
     return (f"{file}: the disk is full{room}; this needs {need}: free some space and run "
             "the command again")
+
+
+class DiskFullError(OSError):
+    """Not enough space to write a file; the message names the file and the space needed.
+    An `OSError` with errno ENOSPC, so `is_disk_full` knows it too."""
+
+    def __init__(self, path: str, needed: int, free: int | None = None):
+        where = f", {_size(free)} free" if free is not None else ""
+        self.message = (f"no space left on the device for {path} (it needs about "
+                        f"{_size(needed)}{where})")
+        super().__init__(errno.ENOSPC, self.message, path)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def require_space(path: str, size: int, reclaimable: int = 0) -> None:
+    """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
+    counting `reclaimable` bytes the caller will delete first."""
+    if size:
+        free = (free_bytes(os.path.dirname(os.path.abspath(path))) or 0) + reclaimable
+        if free < size + (1 << 20):
+            raise DiskFullError(path, size, free)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[str]:
+    """Yields a temporary path beside `path` to write to (same file-name ending, so Keras
+    and h5py accept it). When the block ends, the file is flushed to disk and renamed over
+    `path`; when it fails or is interrupted, the temporary file is removed and `path` is
+    untouched. With `expected_bytes`, a disk without that much free space is refused
+    before writing (h5py can crash the process on a full disk)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    require_space(path, expected_bytes)
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=STAGING_PREFIX,
+                                     suffix="-" + os.path.basename(path))
+    os.close(fd)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # as an ordinary open() would (mkstemp: 0600)
+    try:
+        yield temporary
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException as e:
+        written = _written(temporary)
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if is_disk_full(e):
+            raise DiskFullError(path, max(expected_bytes, written)) from None
+        raise
+    _fsync_folder(folder)
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Writes text (UTF-8) or bytes to `path` atomically (see `atomic_path`)."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    with atomic_path(path, expected_bytes=len(data)) as temporary, open(temporary, "wb") as f:
+        f.write(data)
+
+
+def publish(staged: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Renames `staged` (a file, or a folder of files, written beside `path`) over `path`
+    after flushing it to disk, and makes the rename durable: the flush-and-rename of
+    `atomic_path`, for writers that stage their output themselves."""
+    staged, path = os.fspath(staged), os.fspath(path)
+    if os.path.isdir(staged):
+        for folder, _, names in os.walk(staged):
+            for name in names:
+                _fsync(os.path.join(folder, name))
+            _fsync_folder(folder)
+    else:
+        _fsync(staged)
+    os.replace(staged, path)
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _written(path: str) -> int:
+    with contextlib.suppress(OSError):
+        return os.path.getsize(path)
+    return 0
+
+
+def _fsync_folder(folder: str) -> None:
+    """Makes a rename in `folder` durable (where the file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

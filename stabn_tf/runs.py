@@ -14,16 +14,14 @@
 Training writes through `RunDirectory`; evaluation and export read through it (to find the
 data a checkpoint was trained on) without importing the trainer. A checkpoint does not need
 its run: the model carries its own config, so inference works from the `.keras` file alone.
-Every file is written atomically (`atomic_path`: a temporary file beside it, flushed to disk,
-then renamed over it), so an interrupted or failed command, a full disk or a power cut never
-leaves half a file behind: a reader sees the old file or the new one. One process writes a run
+Every file is written atomically (`stabn_tf.disk.atomic_path`), so an interrupted or failed
+command, a full disk or a power cut never leaves half a file behind. One process writes a run
 at a time (`RunDirectory.lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -34,97 +32,12 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 
-from stabn_tf import disk
 from stabn_tf.data import synthetic
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from stabn_tf.disk import write_atomic
 
 
 class RunError(ValueError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
-
-
-class DiskFullError(OSError):
-    """Not enough space to write a file; the message names the file and the space needed.
-    An `OSError` with errno ENOSPC, so `stabn_tf.disk.is_disk_full` knows it too."""
-
-    def __init__(self, path: str, needed: int, free: int | None = None):
-        where = f", {_size(free)} free" if free is not None else ""
-        self.message = (f"no space left on the device for {path} (it needs about "
-                        f"{_size(needed)}{where})")
-        super().__init__(errno.ENOSPC, self.message, path)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
-
-
-def require_space(path: str, size: int, reclaimable: int = 0) -> None:
-    """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
-    counting `reclaimable` bytes the caller will delete first."""
-    if size:
-        free = (disk.free_bytes(os.path.dirname(os.path.abspath(path))) or 0) + reclaimable
-        if free < size + (1 << 20):
-            raise DiskFullError(path, size, free)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[str]:
-    """Yields a temporary path beside `path` to write to (same file-name ending, so Keras
-    and h5py accept it). When the block ends, the file is flushed to disk and renamed over
-    `path`; when it fails or is interrupted, the temporary file is removed and `path` is
-    untouched. With `expected_bytes`, a disk without that much free space is refused
-    before writing (h5py can crash the process on a full disk)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    require_space(path, expected_bytes)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-",
-                                     suffix="-" + os.path.basename(path))
-    os.close(fd)
-    os.chmod(temporary, 0o666 & ~_UMASK)  # as an ordinary open() would (mkstemp: 0600)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException as e:
-        written = _written(temporary)
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        if disk.is_disk_full(e):
-            raise DiskFullError(path, max(expected_bytes, written)) from None
-        raise
-    _fsync_folder(folder)
-
-
-def _written(path: str) -> int:
-    with contextlib.suppress(OSError):
-        return os.path.getsize(path)
-    return 0
-
-
-def _fsync_folder(folder: str) -> None:
-    """Makes a rename in `folder` durable (where the file system allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
-    """Writes text (UTF-8) or bytes to `path` atomically (see `atomic_path`)."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with atomic_path(path, expected_bytes=len(data)) as temporary, open(temporary, "wb") as f:
-        f.write(data)
 
 
 def significant(value: float, digits: int = 6) -> float:

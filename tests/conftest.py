@@ -53,10 +53,10 @@ def calibrated_stabn(tiny_tfrecords):
 
 
 #: Python run before a command (`python -c PRELUDE + runpy...`) so that every atomic write
-#: (`stabn_tf.runs.write_atomic`: its temporary file) meets a full disk half-way, as ENOSPC.
+#: (`stabn_tf.disk.write_atomic`: its temporary file) meets a full disk half-way, as ENOSPC.
 FULL_DISK_PRELUDE = """
 import builtins, errno, os, runpy, sys
-import stabn_tf.runs
+import stabn_tf.disk
 
 class _Full:  # the atomic writer's staging file: half of the bytes land, then ENOSPC
     def __init__(self, path, mode="r", *args, **kwargs):
@@ -74,7 +74,7 @@ def _open(path, mode="r", *args, **kwargs):
     staging = os.path.basename(os.fspath(path)).startswith(".tmp-") and "w" in mode
     return (_Full if staging else builtins.open)(path, mode, *args, **kwargs)
 
-stabn_tf.runs.open = _open
+stabn_tf.disk.open = _open
 """
 
 

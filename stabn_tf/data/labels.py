@@ -12,6 +12,8 @@ import os
 import re
 from collections.abc import Sequence
 
+from stabn_tf.disk import write_atomic
+
 
 class LabelFileError(ValueError):
     """A label or annotation file is malformed; the message names the file and line."""
@@ -69,8 +71,7 @@ def write_labels(path: str | os.PathLike, labels: Sequence[str]) -> None:
         if "\n" in name or name != name.strip():
             raise ValueError(f"{os.fspath(path)}: class name {name!r} has surrounding "
                              "whitespace or a newline")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(f"{name}\n" for name in labels))
+    write_atomic(path, "".join(f"{name}\n" for name in labels))
 
 
 def load_json(path: str | os.PathLike):

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data._parallel import worker_pool
+from stabn_tf.disk import atomic_path, write_atomic
 
 #: The class list, as SSv2 templates (the class name is the template without brackets).
 TEMPLATES: tuple[str, ...] = (
@@ -318,8 +319,8 @@ def render_video(spec: VideoSpec) -> tuple[np.ndarray, list[int], list[list[floa
 def write_webm(path: str, frames: np.ndarray, fps: int = FPS) -> None:
     """VP9 `.webm` (as SSv2 is distributed). Byte-identical for identical frames: one
     encoder thread, and `bitexact` so the muxer writes no random UIDs."""
-    tmp = path + ".part"
-    with av.open(tmp, "w", format="webm", options={"fflags": "+bitexact"}) as container:
+    with atomic_path(path) as tmp, av.open(tmp, "w", format="webm",
+                                           options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("libvpx-vp9", rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
@@ -331,7 +332,6 @@ def write_webm(path: str, frames: np.ndarray, fps: int = FPS) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
 
 
 def _make_one(args: tuple[VideoSpec, str]) -> tuple[str, list[int], list[list[float]], str]:
@@ -410,8 +410,7 @@ def generate_synthetic_dataset(
                 "placeholders": [name]}
 
     def dump(name: str, obj) -> None:
-        with open(os.path.join(output_dir, name), "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
+        write_atomic(os.path.join(output_dir, name), json.dumps(obj, indent=1))
 
     order = np.random.default_rng([seed, 1]).permutation(len(specs))
     by_split = {s: [specs[i] for i in order if specs[i].split == s]
@@ -502,8 +501,7 @@ def ensure_synthetic_tfrecords(
                     resolution=resolution, num_frames=num_frames, seed=seed,
                     num_distractors=num_distractors, workers=workers, progress=progress,
                     pool=pool)
-                with open(raw_done, "w", encoding="utf-8") as f:
-                    json.dump(settings, f)
+                write_atomic(raw_done, json.dumps(settings))
             manifest = convert.convert_dataset(
                 "ssv2", raw_dir, out_dir, num_shards=num_shards, workers=workers,
                 progress=progress, pool=pool)
@@ -511,8 +509,7 @@ def ensure_synthetic_tfrecords(
         if failed:
             raise RuntimeError(f"synthetic conversion lost videos {failed}; see "
                                f"{os.path.join(out_dir, convert.FAILURES_FILE)}")
-        with open(done_file, "w", encoding="utf-8") as f:
-            json.dump(settings, f)
+        write_atomic(done_file, json.dumps(settings))
     return out_dir
 
 

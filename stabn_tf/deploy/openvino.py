@@ -67,6 +67,7 @@ from stabn_tf.deploy.tflite import (
     runner_parity,
     write_graph,
 )
+from stabn_tf.disk import publish, write_atomic
 from stabn_tf.inference.litert import config_path
 from stabn_tf.inference.openvino import (
     FORMAT,
@@ -77,7 +78,6 @@ from stabn_tf.inference.openvino import (
 )
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.quiet import caught_stderr
-from stabn_tf.runs import write_atomic
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -208,8 +208,8 @@ def save_ir(ir: ov.Model, output: str) -> None:
     with tempfile.TemporaryDirectory(dir=directory) as staging:
         staged = os.path.join(staging, "model.xml")
         ov.save_model(ir, staged, compress_to_fp16=False)
-        os.replace(weights_path(staged), weights_path(output))
-        os.replace(staged, output)
+        publish(weights_path(staged), weights_path(output))
+        publish(staged, output)
 
 
 def export_openvino(model: VideoClassifier, output: str, quantize: str = "none", *,

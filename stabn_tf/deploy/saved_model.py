@@ -42,6 +42,7 @@ import tensorflow as tf
 from stabn_tf.data import preprocess, tfrecord
 from stabn_tf.deploy import ExportError
 from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.disk import publish
 from stabn_tf.models.policy import POLICIES, with_precision
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
@@ -224,7 +225,7 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
             check(staging)
         if os.path.exists(target):
             shutil.rmtree(target)
-        os.replace(staging, target)
+        publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

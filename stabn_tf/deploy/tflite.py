@@ -42,6 +42,7 @@ from keras import ops
 from stabn_tf.data.pipeline import make_dataset
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, Patterns, describe
+from stabn_tf.disk import write_atomic
 from stabn_tf.inference.litert import LiteRTRunner, config_path
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
@@ -53,7 +54,6 @@ from stabn_tf.outputs import (
     TEMPORAL_ATTENTION,
 )
 from stabn_tf.quiet import caught_stderr
-from stabn_tf.runs import write_atomic
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")

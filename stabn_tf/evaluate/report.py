@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 
+from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.accuracy import check_labels, evaluate_accuracy, evaluate_inversions
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, load_checkpoint, validation_files
@@ -24,7 +25,7 @@ from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.models.policy import with_precision
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.precision import PrecisionError, choose_precision
-from stabn_tf.runs import RunError, check_writable_dir, write_atomic
+from stabn_tf.runs import RunError, check_writable_dir
 
 TABLES = ("table1", "table2", "explanation")
 #: The Markdown file of each table in `output_dir` (all of them together: `tables.md`).

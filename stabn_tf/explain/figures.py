@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFont
 
+from stabn_tf.disk import atomic_path
+
 SPATIAL_CMAP = "jet"
 #: What the spatial scale's ends mean, under its name: blue reads "not looked at", not
 #: "cold" or "negative".
@@ -269,12 +271,13 @@ def write_animation(path: str | os.PathLike, pictures: Sequence[Image.Image],
         raise ValueError(f"{path}: animations are written as {ANIMATION_FORMATS}, got {ext!r}.")
     if not pictures:
         raise ValueError("no pictures to animate")
-    if ext == ".gif":
-        first, *rest = [p.convert("RGB") for p in pictures]
-        first.save(path, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0,
-                   optimize=True)
-        return path
-    _write_mp4(path, pictures, fps)
+    with atomic_path(path) as staged:
+        if ext == ".gif":
+            first, *rest = [p.convert("RGB") for p in pictures]
+            first.save(staged, format="GIF", save_all=True, append_images=rest,
+                       duration=round(1000 / fps), loop=0, optimize=True)
+        else:
+            _write_mp4(staged, pictures, fps)
     return path
 
 

@@ -9,6 +9,7 @@ import os
 
 from matplotlib.figure import Figure
 
+from stabn_tf.disk import write_atomic
 from stabn_tf.explain import figures
 from stabn_tf.inference.prediction import Prediction
 
@@ -50,8 +51,7 @@ def render_prediction(prediction: Prediction, output_dir: str, stem: str, *,
     if prediction.temporal is not None and prediction.frames is not None:
         fig = prediction_figure(prediction, columns=columns, top_k=top_k)
         paths["png"] = base + ".png"
-        with open(paths["png"], "wb") as f:
-            f.write(figures.figure_png(fig, dpi=dpi))
+        write_atomic(paths["png"], figures.figure_png(fig, dpi=dpi))
         if animation != "none":
             _, name, p = prediction.top_k(1)[0]
             pictures = figures.animation_frames(
@@ -61,6 +61,5 @@ def render_prediction(prediction: Prediction, output_dir: str, stem: str, *,
                 caption=f"{name} ({p:.2f})", boxes=prediction.boxes)
             paths["animation"] = figures.write_animation(f"{base}.{animation}", pictures, fps)
     paths["json"] = base + ".json"
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(prediction.to_json(top_k), f, indent=1)
+    write_atomic(paths["json"], json.dumps(prediction.to_json(top_k), indent=1))
     return paths

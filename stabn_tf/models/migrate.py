@@ -24,6 +24,7 @@ from absl import app, flags
 
 import stabn_tf  # noqa: F401  (registers every object old files name)
 from stabn_tf.data.labels import LabelFileError, read_labels
+from stabn_tf.disk import atomic_path
 from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
 from stabn_tf.models.stabn import FUSION, STABN, ResNet3D, VideoClassifier
 from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
@@ -99,7 +100,8 @@ def migrate_file(path: str, labels: str, output: str | None = None) -> str:
     if output is None:
         output = path
         shutil.copy2(path, path[:-len(".keras")] + ".legacy.keras")
-    new.save(output)
+    with atomic_path(output) as staged:
+        new.save(staged)
     return output
 
 

@@ -5,7 +5,7 @@ Keras's `BackupAndRestore` overwrites `latest.weights.h5` in place and pairs it 
 a file that every later run fails to load, and it falls back to the previous pair only on
 `OSError`. `RunBackup` keeps Keras's layout (so older backups still resume) but
 
-- writes each file atomically (`stabn_tf.runs.atomic_path`) after checking the free space;
+- writes each file atomically (`stabn_tf.disk.atomic_path`) after checking the free space;
 - moves the current pair to `*.bkp` before writing the next, so at every moment one
   complete pair is on disk (at most two copies of the state, never three);
 - records the SHA-256 of its weights in the metadata, so a pair is only used whole: the
@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
-from stabn_tf.runs import atomic_path, file_sha256, require_space, write_atomic
+from stabn_tf.disk import atomic_path, require_space, write_atomic
+from stabn_tf.runs import file_sha256
 
 
 class BackupError(RuntimeError):

@@ -13,12 +13,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from stabn_tf.disk import write_atomic
 from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip
 from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models.stabn import VideoClassifier
-from stabn_tf.runs import significant, write_atomic
+from stabn_tf.runs import significant
 from stabn_tf.training.backup import save_model_atomic
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from stabn_tf import data as data_lib
+from stabn_tf.disk import DiskFullError, write_atomic
 from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip, tfrecord_clips
@@ -39,7 +40,7 @@ from stabn_tf.models.stabn import (
     explanation_model,
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
-from stabn_tf.runs import DiskFullError, RunDirectory, RunError, data_patterns, write_atomic
+from stabn_tf.runs import RunDirectory, RunError, data_patterns
 from stabn_tf.training.backup import BackupError, BackupState, RunBackup, save_model_atomic
 from stabn_tf.training.callbacks import (
     AttentionImages,

@@ -203,7 +203,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(folder, tmp_path, monkeypat
 
     def no_room(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", path)
-    monkeypatch.setattr(conversion, "atomic_write_text", no_room)
+    monkeypatch.setattr(conversion, "write_atomic", no_room)
     with pytest.raises(convert.DiskFullError, match=r"writing .*origin.json \(\d+ MB free\)"):
         convert.convert_dataset("folder", folder, out, splits=["train"], **FAST)
 

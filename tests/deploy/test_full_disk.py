@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 
 import stabn_tf
-from stabn_tf.disk import disk_full_message, is_disk_full
-from stabn_tf.runs import write_atomic
+from stabn_tf.disk import disk_full_message, is_disk_full, write_atomic
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -61,7 +60,7 @@ def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
             self.f.write(data[:len(data) // 2])
             raise OSError(errno.ENOSPC, "No space left on device", self.name)
 
-    monkeypatch.setattr("stabn_tf.runs.open", Full, raising=False)
+    monkeypatch.setattr("stabn_tf.disk.open", Full, raising=False)
     with pytest.raises(OSError) as error:
         write_atomic(target, b"a new model")
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)

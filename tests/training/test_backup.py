@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from stabn_tf.runs import DiskFullError
+from stabn_tf.disk import DiskFullError
 from stabn_tf.training.backup import BackupError, BackupState, RunBackup
 from stabn_tf.training.signals import Interrupted, interruptible
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stabn_tf.data import make_dataset
-from stabn_tf.runs import significant, write_atomic
+from stabn_tf.disk import write_atomic
+from stabn_tf.runs import significant
 from stabn_tf.training import backup as backup_lib
 from stabn_tf.training.callbacks import HistoryLog, best_in_history, read_history
 from stabn_tf.training.trainer import TrainConfig, train

@@ -51,7 +51,6 @@ from stabn_tf.data.convert.shards import (
     STATE_DIR,
     SourceFingerprints,
     assign_shards,
-    atomic_write_text,
     auto_num_shards,
     convert_all,
     file_sha256,
@@ -65,6 +64,7 @@ from stabn_tf.data.convert.shards import (
     state_path,
     write_shard,
 )
+from stabn_tf.disk import publish, write_atomic
 
 
 def convert_dataset(
@@ -220,7 +220,7 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
 
     os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
     written.file = os.path.join(output_dir, STATE_DIR, ORIGIN_FILE)
-    atomic_write_text(written.file, json.dumps(origin))
+    write_atomic(written.file, json.dumps(origin))
     written.file = os.path.join(output_dir, LABELS_FILE)
     labels_lib.write_labels(written.file, listing.labels)
     earlier, earlier_failures, earlier_problems = earlier_splits(output_dir, splits)
@@ -274,8 +274,8 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
                              "bytes": size, "sha256": file_sha256(path + ".tmp"),
                              "sources": sources.of(shards[i])}
                     written.file = state_path(output_dir, names[i])
-                    atomic_write_text(written.file, json.dumps(state))
-                    os.replace(path + ".tmp", path)
+                    write_atomic(written.file, json.dumps(state))
+                    publish(path + ".tmp", path)
                     states[i] = state
                     processed += stats.converted
                     written.bytes += size
@@ -327,7 +327,7 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
             (BOX_PROBLEMS_FILE, "".join(json.dumps(p) + "\n" for p in box_problems)),
             (MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")):
         written.file = os.path.join(output_dir, name)
-        atomic_write_text(written.file, text)
+        write_atomic(written.file, text)
     written.file = None
     if sum(s["written"] for s in split_summaries.values()) == 0:
         raise ConversionError(

@@ -17,6 +17,7 @@ from stabn_tf.data.convert.manifest import (
     MANIFEST_FILE,
 )
 from stabn_tf.data.convert.shards import SHARD_FILE, STATE_DIR
+from stabn_tf.disk import STAGING_PREFIX
 
 #: In STATE_DIR: which dataset the directory holds (so another one is not mixed in).
 ORIGIN_FILE = "origin.json"
@@ -44,12 +45,20 @@ def _own_files(output_dir: str) -> list[str]:
     if not os.path.isdir(output_dir):
         return []
     found = [os.path.join(output_dir, n) for n in sorted(os.listdir(output_dir))
-             if n in OWN_FILES or SHARD_FILE.fullmatch(n)]
+             if _own_name(n)]
     state_dir = os.path.join(output_dir, STATE_DIR)
     if os.path.isdir(state_dir):
         found += [os.path.join(state_dir, n) for n in sorted(os.listdir(state_dir))
                   if n.endswith((".json", ".json.tmp"))]
     return found
+
+
+def _own_name(name: str) -> bool:
+    """A file the converter writes, or the temporary file of one that a killed process
+    left behind (`stabn_tf.disk.atomic_path`: `.tmp-<random>-<name>`)."""
+    if name.startswith(STAGING_PREFIX):
+        name = name.split("-", 2)[-1]
+    return name in OWN_FILES or SHARD_FILE.fullmatch(name) is not None
 
 
 def _recorded_origin(output_dir: str) -> dict | None:

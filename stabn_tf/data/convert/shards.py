@@ -198,12 +198,6 @@ def reusable_records(output_dir: str, name: str, previous: dict[str, dict],
     return out
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
 #: What a `duration` note on a written video means (a warning, and the summary).
 DURATION_NOTES = {
     video.SHORTER_THAN_HEADER: "ends before the duration its container declares: written "
