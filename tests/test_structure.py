@@ -1,5 +1,6 @@
-"""The package's shape: no import cycles among stabn_tf modules, and imports inside
-functions only for optional heavy dependencies, each with its reason on the line."""
+"""The package's shape: no import cycles among stabn_tf modules nor among its sub-packages,
+and imports inside functions only for optional heavy dependencies, each with its reason on
+the line."""
 
 import ast
 import pathlib
@@ -31,25 +32,53 @@ def _imports() -> dict[str, set[str]]:
     return graph
 
 
-def test_no_import_cycles():
-    graph = _imports()
+def _cycle(graph: dict[str, set[str]], ignored=lambda node, dep: False) -> list[str] | None:
+    """One import cycle of `graph` (the nodes in order, the first repeated), or None."""
     state: dict[str, int] = {}
 
     def visit(node, stack):
         state[node] = 1
-        for dep in sorted(graph[node]):
-            # A package importing its own submodules is how packages work, not a cycle.
-            if node == "stabn_tf" or dep == "stabn_tf" or dep.startswith(node + "."):
+        for dep in sorted(graph.get(node, ())):
+            if ignored(node, dep):
                 continue
             if state.get(dep) == 1:
-                raise AssertionError("import cycle: " + " → ".join(stack + [node, dep]))
-            if dep not in state:
-                visit(dep, stack + [node])
+                path = stack + [node, dep]
+                return path[path.index(dep):]
+            if dep not in state and (found := visit(dep, stack + [node])):
+                return found
         state[node] = 2
+        return None
 
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [])
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return None
+
+
+def test_no_import_cycles():
+    # A package importing its own submodules is how packages work, not a cycle.
+    found = _cycle(_imports(), lambda node, dep: node == "stabn_tf" or dep == "stabn_tf"
+                   or dep.startswith(node + "."))
+    assert found is None, "import cycle: " + " → ".join(found)
+
+
+def _part(module: str) -> str | None:
+    """The part of stabn_tf a module belongs to: its sub-package (`stabn_tf.data` for
+    `stabn_tf.data.convert.shards`) or, at the top, the module itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else None
+
+
+def test_no_two_packages_import_each_other():
+    """Sub-packages (and top-level modules) layer: if `a` imports `b`, nothing in `b`
+    imports `a`, directly or through others. A package's own modules may import each other."""
+    graph: dict[str, set[str]] = {}
+    for module, deps in _imports().items():
+        if (part := _part(module)) is not None:
+            graph.setdefault(part, set()).update(
+                p for p in map(_part, deps) if p is not None and p != part)
+    found = _cycle(graph)
+    assert found is None, "packages import each other: " + " → ".join(found)
 
 
 def test_function_local_imports_say_why():

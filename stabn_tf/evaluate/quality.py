@@ -15,7 +15,7 @@ from stabn_tf.data import make_dataset
 from stabn_tf.evaluate.accuracy import check_labels, first_videos, softmax, traced_forward
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.explain import metrics as em
-from stabn_tf.explain.gradcam import GradCAM
+from stabn_tf.inference.gradcam import GradCAM
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
 from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from stabn_tf.explain.gradcam import GradCAM
+from stabn_tf.inference.gradcam import GradCAM
 from stabn_tf.inference.runner import InferenceError, Runner
 from stabn_tf.models.policy import model_precision, with_precision
 from stabn_tf.models.stabn import (

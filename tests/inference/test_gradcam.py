@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import stabn_tf
-from stabn_tf.explain.gradcam import GradCAM, grad_cam, resolve_layer
+from stabn_tf.inference.gradcam import GradCAM, grad_cam, resolve_layer
 
 TINY = dict(num_classes=5, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 
