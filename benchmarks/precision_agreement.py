@@ -23,8 +23,8 @@ from stabn_tf import quiet
 
 quiet.import_tensorflow()
 
-from stabn_tf.deploy.tflite import pearson  # noqa: E402
 from stabn_tf.evaluate import run as evaluate  # noqa: E402
+from stabn_tf.explain.metrics import pearson  # noqa: E402
 from stabn_tf.inference import KerasRunner, iter_inputs, load_checkpoint  # noqa: E402
 from stabn_tf.outputs import (  # noqa: E402
     PROBABILITIES,

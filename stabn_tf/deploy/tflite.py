@@ -43,6 +43,7 @@ from stabn_tf.data.pipeline import make_dataset
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, Patterns, describe
 from stabn_tf.disk import write_atomic
+from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
@@ -387,15 +388,6 @@ def format_op_report(report: Mapping[tuple[str, str], int]) -> str:
 
 
 # --- agreement -----------------------------------------------------------------------
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two arrays, flattened (nan when either is constant)."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],

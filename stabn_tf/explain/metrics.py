@@ -26,6 +26,8 @@ Metrics:
 - `auroc` / `temporal_auroc`: how well the temporal scores separate active frames (the
   action happens) from static ones; 1 = every active frame ranked above every static one,
   0.5 = chance. Ties count one half (Mann–Whitney U).
+- `pearson`: how alike two maps or score sets are (one correlation over all their values),
+  e.g. one model's attention against another's or against its exported copy.
 - Deletion (faithfulness): `frame_deletion_masks` / `region_deletion_masks` give the order
   in which frames / grid cells are removed (most important first), `apply_frame_mask` /
   `apply_region_mask` remove them from a clip, and `deletion_auc` summarises the curve of
@@ -36,6 +38,7 @@ Metrics:
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -130,19 +133,13 @@ def centre_prior(shape: tuple[int, int], sigma: float = 0.2) -> np.ndarray:
     return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), np.float64)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return ranks
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays, flattened (nan when either is constant)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -156,7 +153,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = _average_ranks(scores)
+    ranks = rankdata(scores)  # ties share their average rank
     u = ranks[labels].sum() - positives * (positives + 1) / 2.0
     return float(u / (positives * negatives))
 

@@ -80,6 +80,30 @@ def test_auroc_perfect_inverted_chance_and_ties():
     assert np.isnan(em.auroc([0.1, 0.2], [1, 1]))
 
 
+def test_auroc_is_the_share_of_correctly_ordered_pairs_with_many_ties():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 40))
+        scores = rng.integers(0, 4, n) / 4 if trial % 2 else rng.random(n)  # ties, or few
+        labels = rng.random(n) < 0.5
+        positives, negatives = scores[labels], scores[~labels]
+        if not len(positives) or not len(negatives):
+            assert np.isnan(em.auroc(scores, labels))
+            continue
+        above = positives[:, None] - negatives[None, :]
+        pairs = ((above > 0) + 0.5 * (above == 0)).mean()
+        assert abs(em.auroc(scores, labels) - pairs) < 1e-12
+
+
+def test_pearson_of_flattened_arrays():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 4, 5)), rng.random((3, 4, 5))
+    assert em.pearson(a, b) == pytest.approx(np.corrcoef(a.ravel(), b.ravel())[0, 1], abs=1e-12)
+    assert em.pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert em.pearson(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(em.pearson(np.ones(3), np.arange(3)))
+
+
 def test_temporal_auroc_per_clip_and_pooled():
     active = np.array([[0, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
     # Each clip ranks its own frames perfectly, but clip 1's scale is lower overall.

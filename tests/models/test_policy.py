@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from stabn_tf.data import make_dataset
-from stabn_tf.deploy.tflite import deployment_model, pearson
+from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.explain.metrics import pearson
 from stabn_tf.models.policy import dtype_policy, model_precision, with_precision
 from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
