@@ -30,7 +30,11 @@ def scaled_learning_rate(base_lr: float, global_batch_size: int,
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to `peak`, then step decay (×`decay_factor` at each boundary) or cosine.
 
-    All positions are in optimizer steps.
+    All positions are in optimizer steps. The warm-up climbs `peak/warmup_steps` per step
+    and reaches `peak` on its last step. Not Keras's `CosineDecay`: its warm-up starts from
+    a separate initial rate and reaches `peak` a step later, and even its cosine alone
+    differs from this one in the last bits once TensorFlow optimises the graph, so runs
+    started before would not repeat.
     """
 
     def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
