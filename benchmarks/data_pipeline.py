@@ -202,8 +202,9 @@ def main(argv):
     print(f"  ratio ours / naive: {ours / naive:.2f}x (per CPU-second: "
           f"{ours_cpu / naive_cpu:.2f}x)")
     if FLAGS.json_out:
-        with open(FLAGS.json_out, "w") as f:
-            json.dump(result, f, indent=1)
+        from stabn_tf.disk import write_atomic
+
+        write_atomic(FLAGS.json_out, json.dumps(result, indent=1))
     print(json.dumps(result), file=sys.stderr)
 
 

@@ -60,6 +60,7 @@ from stabn_tf.deploy.saved_model import (  # noqa: E402
     export_saved_model,
     frames_tensor,
 )
+from stabn_tf.disk import write_atomic  # noqa: E402
 from stabn_tf.evaluate import TABLES  # noqa: E402
 from stabn_tf.inference import LiteRTRunner, load_checkpoint  # noqa: E402
 from stabn_tf.inference.openvino import (  # noqa: E402
@@ -231,8 +232,7 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
 
     def ov_reads_tflite(mode: str, precision: str):
         path = os.path.join(workdir, f"{name}_{mode}.tflite")
-        with open(path, "wb") as f:
-            f.write(flatbuffer(mode))
+        write_atomic(path, flatbuffer(mode))
         ir = import_openvino().Core().read_model(path)
         return compiled_call(openvino.compile_ir(ir, precision, FLAGS.threads)), \
             len(flatbuffer(mode))
@@ -384,8 +384,7 @@ def main(argv) -> None:
     results["load_average_end"] = os.getloadavg()[0]
     print(f"load average at end {results['load_average_end']:.1f}")
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            json.dump(results, f, indent=1)
+        write_atomic(FLAGS.output, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from stabn_tf import quiet
 
 quiet.import_tensorflow()
 
+from stabn_tf.disk import write_atomic  # noqa: E402
 from stabn_tf.evaluate import run as evaluate  # noqa: E402
 from stabn_tf.explain.metrics import pearson  # noqa: E402
 from stabn_tf.inference import KerasRunner, iter_inputs, load_checkpoint  # noqa: E402
@@ -100,8 +101,7 @@ def main(argv) -> None:
         if np.isfinite(quality["float32"][m][k]))
     print(json.dumps(numbers, indent=1, default=float))
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            json.dump(numbers, f, indent=1, default=float)
+        write_atomic(FLAGS.output, json.dumps(numbers, indent=1, default=float))
 
 
 if __name__ == "__main__":

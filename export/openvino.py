@@ -21,6 +21,7 @@ from absl import app, flags
 
 from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import openvino as ovx
+from stabn_tf.disk import write_atomic
 from stabn_tf.inference import InferenceError, load_checkpoint
 from stabn_tf.inference.openvino import PRECISIONS
 
@@ -76,8 +77,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"no parity numbers: no validation TFRecords ({data.problem}); pass --eval_data",
               file=sys.stderr)
     if FLAGS.report_json:
-        with open(FLAGS.report_json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+        write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
     return 0
 
 

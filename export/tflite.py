@@ -20,9 +20,8 @@ from absl import app, flags
 
 from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import tflite as lite
-from stabn_tf.disk import disk_full_message
+from stabn_tf.disk import disk_full_message, write_atomic
 from stabn_tf.inference import InferenceError, load_checkpoint
-from stabn_tf.runs import write_atomic
 
 FLAGS = flags.FLAGS
 

@@ -99,7 +99,8 @@ def migrate_file(path: str, labels: str, output: str | None = None) -> str:
     new = migrate(old, names)
     if output is None:
         output = path
-        shutil.copy2(path, path[:-len(".keras")] + ".legacy.keras")
+        with atomic_path(path[:-len(".keras")] + ".legacy.keras") as staged:
+            shutil.copy2(path, staged)
     with atomic_path(output) as staged:
         new.save(staged)
     return output
