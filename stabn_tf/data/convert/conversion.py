@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import multiprocessing.pool
 import os
-import shutil
 import time
 from collections.abc import Sequence
 
 import tensorflow as tf
 from absl import logging
 
+from stabn_tf import disk
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import video
@@ -189,14 +188,10 @@ def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
         with contextlib.suppress(OSError):
             os.remove(written.file)
     message = e.strerror if isinstance(e, OSError) else e.message.splitlines()[0]
-    full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) \
-        or "No space left" in (message or "") or "quota" in (message or "").lower()
-    if not full:
+    if not disk.is_disk_full(e):
         return ConversionError(f"cannot write {file}: {message}")
-    try:
-        free = f"{shutil.disk_usage(output_dir).free / 1e6:.0f} MB free"
-    except OSError:
-        free = "free space unknown"
+    room = disk.free_bytes(output_dir)
+    free = "free space unknown" if room is None else f"{room / 1e6:.0f} MB free"
     if written.videos:
         per_video = written.bytes / written.videos
         need = (f"about {per_video * written.videos_left / 1e6:.0f} MB more for the "
