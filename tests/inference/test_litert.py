@@ -36,10 +36,10 @@ def test_prediction_matches_keras_and_names_classes_from_the_config(shipped):
     path, names, reference, videos = shipped
     runner = open_runner(path)
     assert isinstance(runner, LiteRTRunner) and runner.has_attention
-    assert (runner.num_frames, runner.image_size) == (T, S)
+    assert (runner.preprocessor.num_frames, runner.preprocessor.image_size) == (T, S)
     assert runner.class_names == names  # read from stabn.json next to the model
     prediction = runner.predict(runner.load(videos[0]))
-    clip = load_video(videos[0], T, S)[None]
+    clip = load_video(videos[0], runner.preprocessor)[None]
     want = {k: np.asarray(v)[0] for k, v in reference(clip).items()}
     order = np.argsort(-want["probabilities"])[:3]
     top = prediction.top_k(3)
