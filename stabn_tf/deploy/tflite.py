@@ -488,7 +488,7 @@ def runner_parity(model: VideoClassifier,
 
 def export_config(model: VideoClassifier, quantize: str, integer_input: bool) -> dict:
     """What the `.json` next to an exported model holds: the model's config (class names,
-    clip shape, architecture) and how it was converted."""
+    clip shape and preprocessor, architecture) and how it was converted."""
     return {**model.get_config(), "format": "tflite", "quantize": quantize,
             "integer_input": integer_input}
 

@@ -3,7 +3,7 @@ its results (the CLI only parses flags and prints); and `write_figures`, Figure 
 few clips of the split through the same runner and renderer as `stabn_tf.explain`.
 
 The models describe themselves (`model.has_attention`, `model.backbone_name`,
-`model.num_frames`, `model.class_names`), so a `.keras` file alone is enough; the run
+`model.preprocessor`, `model.class_names`), so a `.keras` file alone is enough; the run
 directory is read only to find the default validation split.
 """
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import stabn_tf
-from stabn_tf.data import load_video
+from stabn_tf.data import ClipPreprocessor, load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
 
@@ -68,6 +68,16 @@ def test_runner_checks_its_inputs_and_config(shipped, tmp_path):
                                                     "num_frames": 8, "image_size": S}))
     with pytest.raises(InferenceError, match="bare.json describes clips of 8 frames of 32, "
                                              ".*bare.tflite takes 4 frames of 32"):
+        LiteRTRunner(bare)
+    config = json.loads(path.with_suffix(".json").read_text())
+    old = {k: v for k, v in config.items() if k != "preprocessor"}  # exported before it
+    (tmp_path / "bare.json").write_text(json.dumps(old))
+    assert LiteRTRunner(bare).preprocessor.get_config() == \
+        ClipPreprocessor(T, S).get_config() == config["preprocessor"]["config"]
+    config["preprocessor"]["config"]["num_frames"] = 8
+    (tmp_path / "bare.json").write_text(json.dumps(config))
+    with pytest.raises(InferenceError, match="bare.json has a preprocessor for 8 frames of 32, "
+                                             "the model takes 4 frames of 32"):
         LiteRTRunner(bare)
     (tmp_path / "bare.json").write_text(json.dumps({"labels": names}))
     with pytest.raises(InferenceError, match="bare.json: not the config of a stabn_tf "

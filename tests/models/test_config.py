@@ -70,7 +70,7 @@ def test_a_file_saved_before_models_stored_their_preprocessor_loads_the_same(tmp
 
 def test_a_preprocessor_for_other_clips_or_a_non_square_model_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="makes 8 frames of 64×64; the model takes 4 frames"):
-        _tiny(stabn_tf.build_stabn, preprocessor=stabn_tf.ClipPreprocessor(8, 64))
+        _tiny(stabn_tf.STABN, preprocessor=stabn_tf.ClipPreprocessor(8, 64))
     wide = stabn_tf.build_baseline(num_classes=3, num_frames=2, image_size=(32, 64), depth=18,
                                    width_multiplier=0.125)
     wide.save(tmp_path / "wide.keras")  # saves and loads; has no clip preparation
