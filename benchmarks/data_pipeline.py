@@ -159,14 +159,14 @@ def _measure(next_batch, batch_size: int, seconds: float, warmup: int = 3
 
 def main(argv):
     del argv
-    from stabn_tf.data import make_dataset
+    from stabn_tf.data import ClipPreprocessor, make_dataset
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rec_dir, frame_dir = prepare_data(FLAGS.data_dir)
     bs, t, s = FLAGS.batch_size, FLAGS.num_frames, FLAGS.image_size
 
     ds = make_dataset(os.path.join(rec_dir, "train-*.tfrecord"), training=True,
-                      batch_size=bs, num_frames=t, image_size=s, repeat=True,
+                      batch_size=bs, preprocessor=ClipPreprocessor(t, s), repeat=True,
                       shuffle_buffer=16)
     naive_loader = NaiveLoader(frame_dir, t, s)
     per_round = FLAGS.seconds / FLAGS.rounds

@@ -4,7 +4,7 @@ built-in synthetic Something-Something (docs/architecture.md §3).
 - `python -m stabn_tf.data.convert`: SSv1 / SSv2 / class-folder videos → TFRecord shards.
 - `python -m stabn_tf.data.synthetic`: the synthetic dataset (SSv2 layout + ground truth).
 - `make_dataset(...)`: shards → `(clips, {"perception", "attention"})` batches.
-- `load_video(path, num_frames, image_size)`: one file → a normalised clip, eval-style.
+- `load_video(path, model.preprocessor)`: one file → a normalised clip, eval-style.
 """
 
 from stabn_tf.data.labels import LabelFileError, read_labels, write_labels

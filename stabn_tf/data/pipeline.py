@@ -174,10 +174,9 @@ def _epochs(read_records, files: Sequence[str], records_per_epoch: int, shuffle_
 def make_dataset(
     file_pattern: str | Sequence[str],
     *,
+    preprocessor: ClipPreprocessor,
     training: bool,
     batch_size: int,
-    num_frames: int = 32,
-    image_size: int = 224,
     num_clips: int = 1,
     shuffle_buffer: int = 256,
     with_metadata: bool = False,
@@ -215,11 +214,12 @@ def make_dataset(
 
     Args:
       file_pattern: glob or list of globs/paths of TFRecord shards.
+      preprocessor: the model's `ClipPreprocessor` (`model.preprocessor`): T and S, and in
+        evaluation the whole clip preparation.
       training: random segment positions, one random-resized crop and one colour jitter
         per clip, file + record shuffling. Otherwise: centre sampling (`num_clips` evenly
         offset clips), short side 256/224·S with a centre S crop, fixed order.
       batch_size: examples per batch (per replica with `input_context`).
-      num_frames: T, frames per clip. image_size: S, output height and width.
       num_clips: clips per video (multi-clip evaluation averages their scores). In training,
         each clip draws its own frames; all of a video's clips share one crop and jitter.
       shuffle_buffer: records held for shuffling (memory ≈ buffer × record size: an SSv2
@@ -261,8 +261,14 @@ def make_dataset(
         `start_step`: the records of the skipped batches are read (not decoded) once.
         `repeat` is implied.
     """
-    if batch_size < 1 or num_frames < 1 or num_clips < 1 or image_size < 1:
-        raise ValueError("batch_size, num_frames, num_clips and image_size must be >= 1")
+    if not isinstance(preprocessor, ClipPreprocessor):
+        raise TypeError(f"`preprocessor` must be a ClipPreprocessor (`model.preprocessor`), "
+                        f"got {type(preprocessor).__name__}")
+    # Evaluation clips are prepared by the object the model carries; training
+    # augmentation takes only T and S from it.
+    num_frames, image_size = preprocessor.num_frames, preprocessor.image_size
+    if batch_size < 1 or num_clips < 1:
+        raise ValueError("batch_size and num_clips must be >= 1")
     if (start_epoch or start_step) and not steps_per_epoch or start_epoch < 0 or \
             not 0 <= start_step < max(steps_per_epoch, 1):
         raise ValueError(f"need steps_per_epoch > start_step >= 0 and start_epoch >= 0, got "
@@ -342,9 +348,6 @@ def make_dataset(
         if repeat:
             ds = ds.repeat()
 
-    # Evaluation clips are prepared by the same object every model carries.
-    evaluation = ClipPreprocessor(num_frames, image_size)
-
     def process(serialized: tf.Tensor, key: tf.Tensor):
         rec = tfrecord.parse_sequence_example(serialized, with_ground_truth=with_ground_truth,
                                               with_boxes=with_boxes)
@@ -357,7 +360,7 @@ def make_dataset(
                 tf.shape(encoded)[0], num_frames, training=True, num_clips=num_clips,
                 seed=s_sample)  # [n, T]
         else:
-            indices = evaluation.frame_indices(tf.shape(encoded)[0], num_clips)
+            indices = preprocessor.frame_indices(tf.shape(encoded)[0], num_clips)
         flat = tf.reshape(indices, [-1])
         shape = tf.io.extract_jpeg_shape(encoded[0])
         height, width = shape[0], shape[1]
@@ -365,13 +368,13 @@ def make_dataset(
             window = preprocess.random_crop_window(height, width, s_crop, crop_area_range,
                                                    crop_aspect_range)
         else:
-            window = evaluation.crop_window(height, width)
+            window = preprocessor.crop_window(height, width)
         frames = decode_jpeg_window(tf.gather(encoded, flat), window)
         if training:
             frames = preprocess.resize_frames(frames, image_size)  # [n*T, S, S, 3], 0..255
             clips = preprocess.color_normalize(frames, jitter=color_jitter, seed=s_color)
         else:
-            clips = evaluation.normalize(evaluation.resize(frames))
+            clips = preprocessor.normalize(preprocessor.resize(frames))
         if flip:
             do_flip = (tf.random.stateless_uniform([], s_flip) < 0.5) & can_flip[label]
             clips = tf.cond(do_flip, lambda: tf.reverse(clips, axis=[2]), lambda: clips)

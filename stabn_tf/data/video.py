@@ -206,20 +206,18 @@ def read_frames(path: str | os.PathLike,
 
 def load_video(
     path: str | os.PathLike,
-    num_frames: int,
-    image_size: int,
+    preprocessor: ClipPreprocessor,
     num_clips: int = 1,
     *,
     short_side: int | None = DEFAULT_SHORT_SIDE,
 ) -> np.ndarray:
     """One video file (or frame folder) → normalised float32 clip `[T, S, S, 3]`
     (`[n, T, S, S, 3]` when `num_clips > 1`), exactly as evaluation prepares a stored
-    video (`ClipPreprocessor`): frames stored at `short_side` like the converter, centre
-    segment sampling, centre crop of 224/256 of the short side resized to `image_size`,
-    ImageNet normalisation.
+    video with the model's `preprocessor` (`model.preprocessor`): frames stored at
+    `short_side` like the converter, centre segment sampling, centre crop of 224/256 of
+    the short side resized to its `image_size`, ImageNet normalisation.
 
     Raises `VideoReadError` (an `OSError`) naming the file when it cannot be read.
     """
-    preprocessor = ClipPreprocessor(num_frames, image_size)
     clips, _, _ = preprocessor.from_frames(read_frames(path, short_side).frames, num_clips)
     return clips[0] if num_clips == 1 else clips

@@ -187,8 +187,8 @@ def quantization_violations(compiled: ov.CompiledModel) -> list[str]:
 
 
 def export_config(model: VideoClassifier, quantize: str) -> dict:
-    """What the `.json` next to the IR holds: the model's config (class names, clip shape,
-    architecture) and how it was converted."""
+    """What the `.json` next to the IR holds: the model's config (class names, clip shape
+    and preprocessor, architecture) and how it was converted."""
     return {**model.get_config(), "format": FORMAT, "quantize": quantize}
 
 

@@ -288,9 +288,7 @@ def representative_clips(file_pattern: Patterns, count: int,
     when the shards hold fewer: the caller decides whether that is enough."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    data = make_dataset(file_pattern, training=False, batch_size=1,
-                        num_frames=preprocessor.num_frames,
-                        image_size=preprocessor.image_size)
+    data = make_dataset(file_pattern, preprocessor=preprocessor, training=False, batch_size=1)
     clips = [np.asarray(x[0]) for x, _ in data.take(count)]
     shape = (preprocessor.num_frames, preprocessor.image_size, preprocessor.image_size, 3)
     return np.stack(clips) if clips else np.zeros((0, *shape), np.float32)
@@ -459,9 +457,8 @@ def runner_parity(model: VideoClassifier,
                   file_pattern: Patterns, num_clips: int = 0) -> dict[str, float]:
     """`parity` of any exported model: `run` maps normalised clips `[B, T, S, S, 3]` to
     its outputs by `deployment_model` name (e.g. a runner's `run`)."""
-    preprocessor = model.preprocessor
-    data = make_dataset(file_pattern, training=False, batch_size=8,
-                        num_frames=preprocessor.num_frames, image_size=preprocessor.image_size)
+    data = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
+                        batch_size=8)
     if num_clips:
         data = data.unbatch().take(num_clips).batch(8)
     reference = deployment_model(model)
@@ -483,7 +480,7 @@ def runner_parity(model: VideoClassifier,
 
 def export_config(model: VideoClassifier, quantize: str, integer_input: bool) -> dict:
     """What the `.json` next to an exported model holds: the model's config (class names,
-    clip shape, architecture) and how it was converted."""
+    clip shape and preprocessor, architecture) and how it was converted."""
     return {**model.get_config(), "format": "tflite", "quantize": quantize,
             "integer_input": integer_input}
 

@@ -71,9 +71,9 @@ def score_videos(model: VideoClassifier, file_pattern: str | Sequence[str], *,
                  max_videos: int | None = None) -> VideoScores:
     """Runs `model` on every video of the split with `num_clips` evenly offset clips
     (`stabn_tf.data` eval sampling) and averages each head's softmax over the clips."""
-    ds = make_dataset(file_pattern, training=False, batch_size=batch_size,
-                      num_frames=model.num_frames, image_size=model.square_size,
-                      num_clips=num_clips, with_metadata=True, with_ground_truth=False)
+    ds = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
+                      batch_size=batch_size, num_clips=num_clips, with_metadata=True,
+                      with_ground_truth=False)
     forward = traced_forward(model)
     per_clip: dict[str, list[np.ndarray]] = {}
     labels, clip_ids = [], []

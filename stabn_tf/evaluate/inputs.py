@@ -26,7 +26,7 @@ def load_checkpoint(path: str | os.PathLike) -> VideoClassifier:
     except InferenceError as e:
         raise EvaluationError(str(e)) from None
     try:
-        _ = model.square_size  # raises for non-square models
+        _ = model.preprocessor  # raises for non-square models, which have none
     except ValueError as e:
         raise EvaluationError(f"{os.fspath(path)}: {e}") from None
     return model

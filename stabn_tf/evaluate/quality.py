@@ -122,11 +122,13 @@ def explanation_quality(
     models = {name: m for name, m in (("ST-ABN", stabn), ("baseline", baseline)) if m is not None}
     if not models:
         raise EvaluationError("explanation quality needs at least one model")
-    clip_shapes = {name: (m.num_frames, m.square_size) for name, m in models.items()}
+    preprocessors = {name: m.preprocessor for name, m in models.items()}
+    clip_shapes = {name: (p.num_frames, p.image_size) for name, p in preprocessors.items()}
     if len(set(clip_shapes.values())) > 1:
         raise EvaluationError(f"the models take different clips (frames, size: {clip_shapes}); "
                               "explanation quality compares them on the same clips")
-    num_frames, size = next(iter(clip_shapes.values()))
+    preprocessor = next(iter(preprocessors.values()))
+    size = preprocessor.image_size
     rng = np.random.default_rng(seed)
     methods: list[_Method] = []
     forwards = {name: traced_forward(m) for name, m in models.items()}
@@ -170,8 +172,8 @@ def explanation_quality(
         methods.append(_Method("random", name, random_maps, forwards[name]))
         methods.append(_Method("centre prior", name, centre, forwards[name]))
 
-    ds = make_dataset(file_pattern, training=False, batch_size=batch_size,
-                      num_frames=num_frames, image_size=size, with_metadata=True)
+    ds = make_dataset(file_pattern, preprocessor=preprocessor, training=False,
+                      batch_size=batch_size, with_metadata=True)
     acc = {id(m): _Accumulator() for m in methods}
     videos, has_truth = 0, None
     for clips_t, targets in first_videos(ds, batch_size, max_videos):
@@ -212,5 +214,5 @@ def explanation_quality(
     rows = [{"method": m.name, "model": m.model_name, **acc[id(m)].summary()} for m in methods]
     return {"methods": rows, "videos": videos, "ground_truth": bool(has_truth),
             "pointing_tolerance": pointing_tolerance, "deletion_grid": deletion_grid,
-            "map_size": list(map_size), "image_size": size, "num_frames": num_frames}
+            "map_size": list(map_size), "image_size": size, "num_frames": preprocessor.num_frames}
 

@@ -3,7 +3,7 @@ its results (the CLI only parses flags and prints); and `write_figures`, Figure 
 few clips of the split through the same runner and renderer as `stabn_tf.explain`.
 
 The models describe themselves (`model.has_attention`, `model.backbone_name`,
-`model.num_frames`, `model.class_names`), so a `.keras` file alone is enough; the run
+`model.preprocessor`, `model.class_names`), so a `.keras` file alone is enough; the run
 directory is read only to find the default validation split.
 """
 
@@ -154,9 +154,11 @@ def run(
             rows.append((label, model, evaluate_accuracy(model, files, num_clips,
                                                          batch_size=batch_size,
                                                          max_videos=limit)))
-        results["table1"] = {label: {"frames": m.num_frames, "image_size": m.square_size, **r}
+        results["table1"] = {label: {"frames": m.preprocessor.num_frames,
+                                     "image_size": m.preprocessor.image_size, **r}
                              for label, m, r in rows}
-        markdown["table1"] = table1_markdown([(label, m.num_frames, r) for label, m, r in rows])
+        markdown["table1"] = table1_markdown([(label, m.preprocessor.num_frames, r)
+                                              for label, m, r in rows])
     if "table2" in tables and stabn is not None and invert:
         log(f"Table 2: attention inversion {list(invert)} ...")
         results["table2"] = evaluate_inversions(stabn, files, invert, num_clips=num_clips[0],

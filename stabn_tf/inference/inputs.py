@@ -74,8 +74,7 @@ def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor,
     records have them) ground-truth boxes. With `clip_ids`, only those clips (in record
     order); else the first `max_clips` (None: all)."""
     wanted = set(clip_ids)
-    ds = make_dataset(pattern, training=False, batch_size=1,
-                      num_frames=preprocessor.num_frames, image_size=preprocessor.image_size,
+    ds = make_dataset(pattern, preprocessor=preprocessor, training=False, batch_size=1,
                       num_clips=num_clips, with_metadata=True)
     count = 0
     for clips, targets in ds:

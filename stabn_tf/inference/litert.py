@@ -20,8 +20,7 @@ import os
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from stabn_tf.data.preprocessor import ClipPreprocessor
-from stabn_tf.inference.runner import InferenceError, Runner
+from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice, PrecisionError, check_precision
 from stabn_tf.quiet import caught_stderr
@@ -139,7 +138,8 @@ class LiteRTRunner(Runner):
                                  f"{height}: not the config it was exported with")
         self.class_names = list(names)
         self.name = config.get("name", os.path.basename(self.path or "model.tflite"))
-        self.preprocessor = ClipPreprocessor(num_frames, height)
+        self.preprocessor = exported_preprocessor(config, num_frames, height,
+                                                  config_path(where))
         self.has_attention = TEMPORAL_ATTENTION in self.output_names
         own = QUANTIZE_PRECISIONS.get(config.get("quantize"), self.input_dtype.name)
         try:
@@ -169,7 +169,8 @@ class LiteRTRunner(Runner):
         """The model's raw outputs (float32, batched) for `[T, S, S, 3]` or `[B, ...]`."""
         clips = np.asarray(clips)
         batch = clips[None] if clips.ndim == 4 else clips
-        expected = (self.num_frames, self.image_size, self.image_size, 3)
+        size = self.preprocessor.image_size
+        expected = (self.preprocessor.num_frames, size, size, 3)
         if batch.ndim != 5 or batch.shape[1:] != expected:
             raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
                                  f"(T, H, W) = {expected[:3]}; got {clips.shape}")

@@ -22,9 +22,8 @@ from types import ModuleType
 
 import numpy as np
 
-from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.inference.litert import config_path
-from stabn_tf.inference.runner import InferenceError, Runner
+from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice, PrecisionError, choose_precision
 
@@ -144,14 +143,16 @@ class OpenVINORunner(Runner):
         self.class_names = list(names)
         self.name = config.get("name", os.path.basename(self.path))
         self.quantize = config.get("quantize", "none")
-        self.preprocessor = ClipPreprocessor(dims[1], dims[2])
+        self.preprocessor = exported_preprocessor(config, dims[1], dims[2],
+                                                  config_path(self.path))
         self.has_attention = TEMPORAL_ATTENTION in self.output_names
 
     def run(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """The model's raw outputs (float32, batched) for `[T, S, S, 3]` or `[B, ...]`."""
         clips = np.asarray(clips, np.float32)
         batch = clips[None] if clips.ndim == 4 else clips
-        expected = (self.num_frames, self.image_size, self.image_size, 3)
+        size = self.preprocessor.image_size
+        expected = (self.preprocessor.num_frames, size, size, 3)
         if batch.ndim != 5 or batch.shape[1:] != expected:
             raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
                                  f"(T, H, W) = {expected[:3]}; got {clips.shape}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +25,30 @@ from stabn_tf.precision import PrecisionChoice
 
 class InferenceError(ValueError):
     """A model or an input that cannot be used; `str()` is one line for the user."""
+
+
+def exported_preprocessor(config: dict, num_frames: int, image_size: int,
+                          where: str) -> ClipPreprocessor:
+    """The `ClipPreprocessor` an exported model's config holds (`where` names the config),
+    checked against the `num_frames` × `image_size`² clips its input takes. Exports from
+    before configs held one get the one that shape gives: what they were always fed."""
+    saved = config.get("preprocessor")
+    if saved is None:
+        return ClipPreprocessor(num_frames, image_size)
+    try:
+        preprocessor = keras.saving.deserialize_keras_object(saved) \
+            if isinstance(saved, dict) else saved
+    except (TypeError, ValueError, KeyError) as e:
+        raise InferenceError(f"{where}: its preprocessor is unreadable ({e})") from None
+    if not isinstance(preprocessor, ClipPreprocessor):
+        raise InferenceError(f"{where}: its preprocessor is not a ClipPreprocessor "
+                             f"({type(preprocessor).__name__})")
+    if (preprocessor.num_frames, preprocessor.image_size) != (num_frames, image_size):
+        raise InferenceError(
+            f"{where} has a preprocessor for {preprocessor.num_frames} frames of "
+            f"{preprocessor.image_size}, the model takes {num_frames} frames of "
+            f"{image_size}: not the config it was exported with")
+    return preprocessor
 
 
 class Runner:
@@ -47,14 +72,6 @@ class Runner:
     @property
     def precision(self) -> str:
         return self.precision_choice.precision
-
-    @property
-    def num_frames(self) -> int:
-        return self.preprocessor.num_frames
-
-    @property
-    def image_size(self) -> int:
-        return self.preprocessor.image_size
 
     def outputs(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError

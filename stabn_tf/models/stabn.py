@@ -3,10 +3,12 @@ themselves.
 
 `STABN` and `ResNet3D` are registered Functional subclasses (the keras-hub pattern): the
 constructor builds the graph, and `get_config` holds exactly the build arguments —
-class names, frames, image size, depth, width, attention options — so a `.keras` file
-loads back as the same class with `model.class_names`, `model.num_frames`,
-`model.image_size` and `model.preprocessor` (how to prepare its clips) set. Nothing
-downstream reads shapes or layer names to find out what a model is.
+class names, frames, image size, depth, width, attention options — and the model's
+`ClipPreprocessor` (how to prepare its clips, made once at build and saved as a Keras
+object, as keras-hub's task models save theirs), so a `.keras` file loads back as the same
+class with `model.class_names`, `model.num_frames`, `model.image_size` and
+`model.preprocessor` set. Every consumer feeds the model through `model.preprocessor`;
+nothing downstream reads shapes or layer names to find out what a model is.
 
 Outputs are the two logits the loss uses, `{"perception", "attention"}` (the baseline:
 `{"perception"}`), so `model.fit` needs labels for exactly those. The explanation
@@ -78,6 +80,23 @@ def _image_size(image_size) -> tuple[int, int]:
     return size
 
 
+def _preprocessor(num_frames: int, image_size, preprocessor) -> ClipPreprocessor | None:
+    """The model's clip preparation: `preprocessor` checked against the clip shape, or a
+    new one. A non-square model (`image_size=(h, w)`, h ≠ w) has none: the centre crop
+    is square, so such a model is fed clips its user prepares."""
+    height, width = _image_size(image_size)
+    if preprocessor is None:
+        return ClipPreprocessor(num_frames, height) if height == width else None
+    if not isinstance(preprocessor, ClipPreprocessor):
+        raise ValueError(f"`preprocessor` must be a ClipPreprocessor, got "
+                         f"{type(preprocessor).__name__}.")
+    made = (preprocessor.num_frames, preprocessor.image_size, preprocessor.image_size)
+    if made != (num_frames, height, width):
+        raise ValueError(f"the preprocessor makes {made[0]} frames of {made[1]}×{made[2]}; "
+                         f"the model takes {num_frames} frames of {height}×{width}.")
+    return preprocessor
+
+
 def _classifier(x, num_classes: int, dropout: float, name: str):
     """GAP → dropout → dense K, in float32 so logits stay exact under mixed precision."""
     x = keras.layers.GlobalAveragePooling3D(name=f"{name}_pool")(x)
@@ -93,8 +112,10 @@ class VideoClassifier(keras.Model):
 
     def __init__(self, *, inputs, outputs, num_classes: int, class_names, num_frames: int,
                  image_size, depth: int, width_multiplier: float, dropout: float,
-                 synchronized_bn: bool, stride_in_1x1: bool, **kwargs):
+                 synchronized_bn: bool, stride_in_1x1: bool,
+                 preprocessor: ClipPreprocessor | None = None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self._preprocessor = _preprocessor(num_frames, image_size, preprocessor)
         self.class_names = _class_names(num_classes, class_names)
         self.num_classes = num_classes
         self.num_frames = num_frames
@@ -120,20 +141,14 @@ class VideoClassifier(keras.Model):
         return keras.Input((num_frames, height, width, 3), name="clips"), cfg
 
     @property
-    def square_size(self) -> int:
-        """S of the square clips the evaluation makes; an error for non-square models."""
-        if not isinstance(self.image_size, int):
-            height, width = self.image_size
-            if height != width:
-                raise ValueError(f"model {self.name!r} takes {height}×{width} frames; clip "
-                                 "preparation makes square clips")
-            return height
-        return self.image_size
-
-    @property
     def preprocessor(self) -> ClipPreprocessor:
-        """How to turn video frames into this model's input (evaluation-style)."""
-        return ClipPreprocessor(self.num_frames, self.square_size)
+        """How to turn video frames into this model's input (evaluation-style); its
+        `num_frames` and `image_size` are the clip shape every consumer uses."""
+        if self._preprocessor is None:
+            height, width = _image_size(self.image_size)
+            raise ValueError(f"model {self.name!r} takes {height}×{width} frames; clip "
+                             "preparation makes square clips")
+        return self._preprocessor
 
     @property
     def backbone_name(self) -> str:
@@ -149,10 +164,17 @@ class VideoClassifier(keras.Model):
                 "image_size": size if isinstance(size, int) else list(size),
                 "depth": self.depth, "width_multiplier": self.width_multiplier,
                 "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
-                "stride_in_1x1": self.stride_in_1x1}
+                "stride_in_1x1": self.stride_in_1x1,
+                "preprocessor": keras.saving.serialize_keras_object(self._preprocessor)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        # Files saved before models stored their preprocessor get the one their clip
+        # shape gives, which is what such a model was always fed.
+        config = dict(config)
+        if isinstance(config.get("preprocessor"), dict):
+            config["preprocessor"] = keras.saving.deserialize_keras_object(
+                config["preprocessor"], custom_objects=custom_objects)
         return cls(**config)
 
 
@@ -169,7 +191,9 @@ class ResNet3D(VideoClassifier):
                  image_size: int | tuple[int, int] = 224, depth: int = 50,
                  width_multiplier: float = 1.0, dropout: float = 0.5,
                  synchronized_bn: bool = False, stride_in_1x1: bool = False,
-                 class_names: Sequence[str] | None = None, name: str = "baseline", **kwargs):
+                 class_names: Sequence[str] | None = None,
+                 preprocessor: ClipPreprocessor | None = None, name: str = "baseline",
+                 **kwargs):
         clips, cfg = self._inputs(num_classes, num_frames, image_size, dropout, depth,
                                   width_multiplier, stride_in_1x1, synchronized_bn)
         x = stage(feature_extractor(clips, cfg), 3, cfg)
@@ -178,7 +202,8 @@ class ResNet3D(VideoClassifier):
             inputs=clips, outputs={PERCEPTION: logits}, num_classes=num_classes,
             class_names=class_names, num_frames=num_frames, image_size=image_size,
             depth=depth, width_multiplier=width_multiplier, dropout=dropout,
-            synchronized_bn=synchronized_bn, stride_in_1x1=stride_in_1x1, name=name, **kwargs)
+            synchronized_bn=synchronized_bn, stride_in_1x1=stride_in_1x1,
+            preprocessor=preprocessor, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="stabn_tf")
@@ -207,6 +232,9 @@ class STABN(VideoClassifier):
       class_names: K names (default "class 0", ...); saved with the model.
       frame_mix_bias: a bias on the temporal attention's frames-as-channels 1×1 conv.
         The reference has none; True only rebuilds checkpoints from before it was removed.
+      preprocessor: the `ClipPreprocessor` saved with the model (default: the one for
+        `num_frames` × `image_size`²; none for a non-square `image_size`, whose
+        `model.preprocessor` then says so in one line).
     """
 
     has_attention = True
@@ -217,7 +245,8 @@ class STABN(VideoClassifier):
                  attention_head: str = "per_frame", fusion_relu: bool = True,
                  inversion: str = "none", synchronized_bn: bool = False,
                  stride_in_1x1: bool = False, class_names: Sequence[str] | None = None,
-                 frame_mix_bias: bool = False, name: str = "stabn", **kwargs):
+                 frame_mix_bias: bool = False, preprocessor: ClipPreprocessor | None = None,
+                 name: str = "stabn", **kwargs):
         if attention_head not in ATTENTION_HEADS:
             raise ValueError(f"`attention_head` must be one of {ATTENTION_HEADS}, got "
                              f"{attention_head!r}.")
@@ -258,7 +287,7 @@ class STABN(VideoClassifier):
             num_classes=num_classes, class_names=class_names, num_frames=num_frames,
             image_size=image_size, depth=depth, width_multiplier=width_multiplier,
             dropout=dropout, synchronized_bn=synchronized_bn, stride_in_1x1=stride_in_1x1,
-            name=name, **kwargs)
+            preprocessor=preprocessor, name=name, **kwargs)
         self.attention_head = attention_head
         self.fusion_relu = fusion_relu
         self.frame_mix_bias = frame_mix_bias

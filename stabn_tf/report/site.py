@@ -82,7 +82,8 @@ def count_clips(files, models: Sequence[ReportModel], max_clips: int) -> int:
 
 
 def _check_same_clips(models: Sequence[ReportModel]) -> None:
-    shapes = {m.label: (m.runner.num_frames, m.runner.image_size) for m in models}
+    shapes = {m.label: (m.runner.preprocessor.num_frames, m.runner.preprocessor.image_size)
+              for m in models}
     if len(set(shapes.values())) > 1:
         raise EvaluationError(f"the models take different clips (frames, size: {shapes}); "
                               "the report compares them on the same clips")

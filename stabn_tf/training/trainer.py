@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from stabn_tf import data as data_lib
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.disk import DiskFullError, write_atomic
 from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
@@ -335,9 +336,10 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
 
 
 def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
-                  heads: Sequence[str], steps_per_epoch: int):
+                  preprocessor: ClipPreprocessor, heads: Sequence[str], steps_per_epoch: int):
     """(training, validation): a function of where training starts (`BackupState`) giving
-    the training dataset from there, and the validation dataset. Labels for the model's
+    the training dataset from there, and the validation dataset, both of the clips the
+    model's `preprocessor` says (validation prepared by it). Labels for the model's
     heads only, and with attention supervision the packed box / active targets (training:
     the boxes of the `supervised_fraction` subset; validation: all of them, so its losses
     are comparable).
@@ -365,8 +367,8 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
             epochs = dict(steps_per_epoch=steps_per_epoch, start_epoch=start.epoch,
                           start_step=start.step) if start else {}
             ds = data_lib.make_dataset(
-                files, training=training, num_frames=config.num_frames,
-                image_size=config.image_size, batch_size=batch_size, repeat=replicas > 1,
+                files, preprocessor=preprocessor, training=training,
+                batch_size=batch_size, repeat=replicas > 1,
                 shuffle_buffer=config.shuffle_buffer, seed=config.seed,
                 input_context=input_context, **epochs, **supervision(training))
             return ds.map(lambda clips, targets: (clips, targets_for(targets)))
@@ -509,7 +511,8 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
     if not config.overwrite:
         check_same_run(run, settings)
     heads = list(model.output)
-    train_data_from, val_data = make_datasets(config, data, execution, heads, steps_per_epoch)
+    train_data_from, val_data = make_datasets(config, data, execution, model.preprocessor, heads,
+                                               steps_per_epoch)
     explain_clips: list[Clip] = []
     if execution.chief and config.model == "stabn" and config.num_explain_clips:
         explain_clips = list(tfrecord_clips(data.val_files, model.preprocessor,

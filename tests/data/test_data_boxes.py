@@ -13,6 +13,7 @@ from PIL import Image
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import make_dataset, tfrecord
 from stabn_tf.data.boxes import rasterize_boxes
+from stabn_tf.data.preprocessor import ClipPreprocessor
 
 
 def _mask(boxes, side: int, width: int | None = None) -> np.ndarray:
@@ -348,8 +349,8 @@ def box_records(tmp_path_factory) -> str:
 
 
 def _take(path, **kwargs):
-    options = dict(training=True, batch_size=3, num_frames=4, image_size=32, with_boxes=True,
-                   with_metadata=True, with_ground_truth=False, seed=0, flip=True,
+    options = dict(training=True, batch_size=3, preprocessor=ClipPreprocessor(4, 32),
+                   with_boxes=True, with_metadata=True, with_ground_truth=False, seed=0, flip=True,
                    labels=["Holding something"],
                    color_jitter=0.0, shuffle_buffer=1)
     options.update(kwargs)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from stabn_tf.data import convert, make_dataset, read_labels, tfrecord
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.synthetic import CLASSES, TEMPLATES
 
 
@@ -76,7 +77,7 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
 
     # make_dataset: training batches.
     ds = make_dataset(os.path.join(out, "train-*.tfrecord"), training=True, batch_size=5,
-                      num_frames=6, image_size=32, with_metadata=True, seed=0)
+                      preprocessor=ClipPreprocessor(6, 32), with_metadata=True, seed=0)
     batches = list(ds)
     assert len(batches) == 24 // 5  # drop_remainder in training
     clips, targets = batches[0]
@@ -91,7 +92,7 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
     assert targets["gt_active"].numpy().sum() > 0
     # Eval: every validation clip exactly once, labels as annotated.
     ds = make_dataset(os.path.join(out, "validation-*.tfrecord"), training=False,
-                      batch_size=5, num_frames=6, image_size=32, with_metadata=True)
+                      batch_size=5, preprocessor=ClipPreprocessor(6, 32), with_metadata=True)
     seen = {}
     for _, t in ds:
         for cid, label in zip(t["clip_id"].numpy(), t["perception"].numpy()):
@@ -328,8 +329,8 @@ def test_folder_layout_with_mp4(tmp_path, write_video, moving_bar):
     labels = {_ctx(r, tfrecord.CLIP_ID).decode(): _ctx(r, tfrecord.LABEL_INDEX) for r in recs}
     assert labels == {f"{c}/clip{k}.mp4": i for i, c in enumerate(["close", "open"])
                       for k in range(3)}
-    ds = make_dataset(str(out / "*.tfrecord"), training=False, batch_size=6, num_frames=4,
-                      image_size=32)
+    ds = make_dataset(str(out / "*.tfrecord"), training=False, batch_size=6,
+                      preprocessor=ClipPreprocessor(4, 32))
     clips, targets = next(iter(ds))
     assert clips.shape == (6, 4, 32, 32, 3)
 

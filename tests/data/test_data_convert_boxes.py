@@ -14,6 +14,7 @@ import tensorflow as tf
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import convert, make_dataset, tfrecord
 from stabn_tf.data.convert import encode
+from stabn_tf.data.preprocessor import ClipPreprocessor
 
 H, W, N, FPS = 48, 64, 16, 24  # decoded at 24 fps: Something-Else's 12 fps frames land on 0, 2, ...
 OBJECT_Y, HAND = (8, 28), (32, 40, 42, 50)  # hand: y1, x1, y2, x2 (static)
@@ -111,7 +112,7 @@ def _roles(rec) -> list[list[str]]:
 
 def _clips(out, split, **kwargs):
     ds = make_dataset(os.path.join(out, f"{split}-*.tfrecord"), training=False, batch_size=4,
-                      num_frames=N, image_size=48, box_mask_size=48, with_boxes=True,
+                      preprocessor=ClipPreprocessor(N, 48), box_mask_size=48, with_boxes=True,
                       with_metadata=True, labels=LABELS, **kwargs)
     (clips, targets), = list(ds)
     ids = [c.decode() for c in targets["clip_id"].numpy()]

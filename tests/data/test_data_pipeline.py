@@ -21,6 +21,7 @@ from stabn_tf.data import (
     preprocess,
     tfrecord,
 )
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.synthetic import CLASSES, TEMPLATES
 
 
@@ -39,8 +40,8 @@ def _ids(ds):
 
 
 def test_eval_is_deterministic(val_pattern):
-    ds = make_dataset(val_pattern, training=False, batch_size=4, num_frames=4, image_size=32,
-                      with_metadata=True)
+    ds = make_dataset(val_pattern, training=False, batch_size=4,
+                      preprocessor=ClipPreprocessor(4, 32), with_metadata=True)
     a, b = list(ds), list(ds)
     assert len(a) == 3
     for (xa, ta), (xb, tb) in zip(a, b):
@@ -53,7 +54,7 @@ def test_seeded_training_is_reproducible_and_reshuffles_each_epoch(train_pattern
         x, t = next(iter(ds))
         return x.numpy(), t["clip_id"].numpy(), t["frame_indices"].numpy()
 
-    kw = dict(training=True, batch_size=4, num_frames=4, image_size=32, with_metadata=True)
+    kw = dict(training=True, batch_size=4, preprocessor=ClipPreprocessor(4, 32), with_metadata=True)
     ds1 = make_dataset(train_pattern, seed=3, **kw)
     a, b = first(ds1), first(make_dataset(train_pattern, seed=3, **kw))
     for u, v in zip(a, b):
@@ -64,8 +65,8 @@ def test_seeded_training_is_reproducible_and_reshuffles_each_epoch(train_pattern
 
 
 def test_multi_clip_eval(val_pattern):
-    ds = make_dataset(val_pattern, training=False, batch_size=3, num_frames=4, image_size=32,
-                      num_clips=2, with_metadata=True)
+    ds = make_dataset(val_pattern, training=False, batch_size=3,
+                      preprocessor=ClipPreprocessor(4, 32), num_clips=2, with_metadata=True)
     clips, t = next(iter(ds))
     assert clips.shape == (3, 2, 4, 32, 32, 3)
     assert t["frame_indices"].shape == (3, 2, 4)
@@ -78,8 +79,8 @@ def test_multi_clip_eval(val_pattern):
 def test_ground_truth_follows_sampling_and_crop(val_pattern, synthetic_raw):
     with open(os.path.join(synthetic_raw, "something-something-v2-groundtruth.json")) as f:
         gt = json.load(f)
-    ds = make_dataset(val_pattern, training=False, batch_size=12, num_frames=6,
-                      image_size=32, with_metadata=True)
+    ds = make_dataset(val_pattern, training=False, batch_size=12,
+                      preprocessor=ClipPreprocessor(6, 32), with_metadata=True)
     _, t = next(iter(ds))
     # Frames are 48x60 (resolution 48): the eval crop is the centre 42x42 square.
     y, x, h, w = preprocess.eval_crop_window(48, 60).numpy()
@@ -98,8 +99,8 @@ def test_ground_truth_follows_sampling_and_crop(val_pattern, synthetic_raw):
 
 
 def test_training_boxes_stay_normalised(train_pattern):
-    ds = make_dataset(train_pattern, training=True, batch_size=8, num_frames=6, image_size=32,
-                      with_metadata=True, seed=1)
+    ds = make_dataset(train_pattern, training=True, batch_size=8,
+                      preprocessor=ClipPreprocessor(6, 32), with_metadata=True, seed=1)
     for _, t in ds:
         b = t["gt_box"].numpy()
         assert np.all((b >= 0) & (b <= 1))
@@ -111,8 +112,8 @@ def test_training_boxes_stay_normalised(train_pattern):
 def test_flip_swaps_direction_classes_and_never_flips_orphans(train_pattern, val_pattern):
     truth = {}
     for pattern in (train_pattern,):
-        ds = make_dataset(pattern, training=False, batch_size=24, num_frames=2,
-                          image_size=16, with_metadata=True)
+        ds = make_dataset(pattern, training=False, batch_size=24,
+                          preprocessor=ClipPreprocessor(2, 16), with_metadata=True)
         for _, t in ds:
             truth.update(zip(_ids([(None, t)]), t["perception"].numpy()))
     name = {c: i for i, c in enumerate(CLASSES)}
@@ -121,8 +122,8 @@ def test_flip_swaps_direction_classes_and_never_flips_orphans(train_pattern, val
             name["Rotating something clockwise"]: name["Rotating something counterclockwise"]}
     swap.update({v: k for k, v in swap.items()})
     flipped_labels = set()
-    ds = make_dataset(train_pattern, training=True, batch_size=8, num_frames=2,
-                      image_size=16, with_metadata=True, flip=True, seed=5)
+    ds = make_dataset(train_pattern, training=True, batch_size=8,
+                      preprocessor=ClipPreprocessor(2, 16), with_metadata=True, flip=True, seed=5)
     for _ in range(6):
         for _, t in ds:
             for cid, label in zip(_ids([(None, t)]), t["perception"].numpy()):
@@ -136,13 +137,15 @@ def test_flip_swaps_direction_classes_and_never_flips_orphans(train_pattern, val
 def test_flip_needs_the_class_names(train_pattern, tmp_path):
     shutil.copy(list_files(train_pattern)[0], tmp_path)
     with pytest.raises(ValueError, match="labels"):
-        make_dataset(str(tmp_path / "*.tfrecord"), training=True, batch_size=2, flip=True)
-    make_dataset(str(tmp_path / "*.tfrecord"), training=True, batch_size=2, flip=True,
-                 labels=CLASSES)
+        make_dataset(str(tmp_path / "*.tfrecord"), preprocessor=ClipPreprocessor(), training=True,
+                     batch_size=2, flip=True)
+    make_dataset(str(tmp_path / "*.tfrecord"), preprocessor=ClipPreprocessor(), training=True,
+                 batch_size=2, flip=True, labels=CLASSES)
 
 
 def test_file_sharding_gives_disjoint_complete_splits(val_pattern):
-    kw = dict(training=False, batch_size=2, num_frames=2, image_size=16, with_metadata=True)
+    kw = dict(training=False, batch_size=2, preprocessor=ClipPreprocessor(2, 16),
+              with_metadata=True)
     ds = make_dataset(val_pattern, **kw)
     everything = sorted(_ids(ds))
     auto = [_ids(_AutoShardDataset(ds, 3, i)) for i in range(3)]  # multi-worker FILE policy
@@ -183,7 +186,7 @@ def test_short_video_and_records_without_ground_truth(tmp_path):
     path = str(tmp_path / "short.tfrecord")
     with tf.io.TFRecordWriter(path) as w:
         w.write(tfrecord.make_sequence_example("a", 1, "x", [jpeg(v) for v in (10, 120, 240)]))
-    ds = make_dataset(path, training=False, batch_size=1, num_frames=8, image_size=8,
+    ds = make_dataset(path, training=False, batch_size=1, preprocessor=ClipPreprocessor(8, 8),
                       with_metadata=True)
     clips, t = next(iter(ds))
     assert set(t) == {"perception", "attention", "clip_id", "frame_indices",
@@ -194,12 +197,12 @@ def test_short_video_and_records_without_ground_truth(tmp_path):
 
 
 def test_load_video_matches_the_eval_pipeline(val_pattern, synthetic_raw):
-    ds = make_dataset(val_pattern, training=False, batch_size=1, num_frames=6, image_size=32,
-                      with_metadata=True)
+    ds = make_dataset(val_pattern, training=False, batch_size=1,
+                      preprocessor=ClipPreprocessor(6, 32), with_metadata=True)
     (clips, t), (other, _) = list(ds.take(2))
     cid = t["clip_id"][0].numpy().decode()
     path = os.path.join(synthetic_raw, "20bn-something-something-v2", f"{cid}.webm")
-    direct = load_video(path, num_frames=6, image_size=32)
+    direct = load_video(path, preprocessor=ClipPreprocessor(6, 32))
     assert direct.shape == (6, 32, 32, 3)
     # Same frames, crop and normalisation; only the stored JPEG's loss differs (a few
     # levels of 255 at this tiny size), far less than from another video.
@@ -212,7 +215,7 @@ def test_labels_match_templates(converted, synthetic_raw):
     with open(os.path.join(synthetic_raw, "something-something-v2-train.json")) as f:
         expected = {e["id"]: TEMPLATES.index(e["template"]) for e in json.load(f)}
     ds = make_dataset(os.path.join(converted[0], "train-*.tfrecord"), training=False,
-                      batch_size=24, num_frames=2, image_size=16, with_metadata=True)
+                      batch_size=24, preprocessor=ClipPreprocessor(2, 16), with_metadata=True)
     _, t = next(iter(ds))
     got = dict(zip(_ids([(None, t)]), t["perception"].numpy().tolist()))
     assert got == expected
@@ -225,15 +228,16 @@ def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from stabn_tf.data import make_dataset
+        from stabn_tf.data import ClipPreprocessor, make_dataset
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        ds = make_dataset({train_pattern!r}, training=True, batch_size=4, num_frames=2,
-                          image_size=16, seed=0)
+        clips = ClipPreprocessor(2, 16)
+        ds = make_dataset({train_pattern!r}, preprocessor=clips, training=True, batch_size=4,
+                          seed=0)
         x, t = next(iter(strategy.experimental_distribute_dataset(ds)))
         shapes = [v.shape for v in strategy.experimental_local_results(x)]
         assert shapes == [(2, 2, 16, 16, 3)] * 2, shapes
-        fn = lambda ctx: make_dataset({train_pattern!r}, training=True, num_frames=2,
-                                      image_size=16, seed=0, input_context=ctx,
+        fn = lambda ctx: make_dataset({train_pattern!r}, preprocessor=clips, training=True,
+                                      seed=0, input_context=ctx,
                                       batch_size=ctx.get_per_replica_batch_size(4))
         x, t = next(iter(strategy.distribute_datasets_from_function(fn)))
         shapes = [v.shape for v in strategy.experimental_local_results(t["perception"])]

@@ -55,12 +55,12 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path, write_video):
 
 def test_load_video_shapes_range_and_sampling(tmp_path, write_video, moving_bar):
     path = write_video(tmp_path / "v.mp4", moving_bar(16, 64, 80))
-    clip = video.load_video(path, num_frames=4, image_size=32)
+    clip = video.load_video(path, preprocessor=ClipPreprocessor(4, 32))
     assert clip.shape == (4, 32, 32, 3) and clip.dtype == np.float32
     lo = (0 - np.array(preprocess.IMAGENET_MEAN)) / np.array(preprocess.IMAGENET_STD)
     hi = (1 - np.array(preprocess.IMAGENET_MEAN)) / np.array(preprocess.IMAGENET_STD)
     assert np.all(clip >= lo - 1e-4) and np.all(clip <= hi + 1e-4)
-    two = video.load_video(path, num_frames=4, image_size=32, num_clips=2)
+    two = video.load_video(path, preprocessor=ClipPreprocessor(4, 32), num_clips=2)
     assert two.shape == (2, 4, 32, 32, 3)
     assert not np.allclose(two[0], two[1])
     # uint8 frames for visualisation line up with the normalised clip.
@@ -81,7 +81,7 @@ def test_load_video_unreadable_names_the_file(tmp_path):
     path = tmp_path / "broken.webm"
     path.write_bytes(b"junk" * 100)
     with pytest.raises(OSError, match="broken.webm"):
-        video.load_video(path, 8, 32)
+        video.load_video(path, ClipPreprocessor(8, 32))
 
 
 @pytest.mark.parametrize("ext", [".webm", ".mkv"])

@@ -108,7 +108,7 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
     assert config["class_names"] == model.class_names and config["num_frames"] == T
     runner = LiteRTRunner(output)
     assert runner.class_names == model.class_names and runner.name == model.name
-    assert (runner.num_frames, runner.image_size) == (T, S)
+    assert runner.preprocessor.get_config() == model.preprocessor.get_config()  # as saved
 
 
 def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(

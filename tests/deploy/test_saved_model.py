@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from stabn_tf.data import make_dataset, preprocess, tfrecord
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
 
@@ -120,7 +121,7 @@ def test_serve_examples_equals_the_eval_pipeline(exported, tiny_tfrecords):
     records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
     got = loaded.signatures["serve_examples"](examples=tf.constant(records[:4]))
     data = make_dataset(sorted(tf.io.gfile.glob(pattern)), training=False, batch_size=4,
-                        num_frames=T, image_size=S, cycle_length=1)
+                        preprocessor=ClipPreprocessor(T, S), cycle_length=1)
     clips, _ = next(iter(data))
     want = _keras(model, clips)
     for key in ("probabilities", "spatial_attention", "temporal_attention"):

@@ -15,6 +15,7 @@ import tensorflow as tf
 import stabn_tf
 from stabn_tf import data as data_lib
 from stabn_tf import evaluate as ev
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.layers.attention import AttentionFusion
 from stabn_tf.precision import resolve_precision
 
@@ -56,7 +57,7 @@ def test_two_clips_average_exactly_the_two_clips_scores(models, tiny_tfrecords):
     model = ev.load_checkpoint(models["stabn"])
     scores = ev.score_videos(model, _val(tiny_tfrecords), num_clips=2, batch_size=5)
     ds = data_lib.make_dataset(_val(tiny_tfrecords), training=False, batch_size=64,
-                               num_frames=4, image_size=32, num_clips=2)
+                               preprocessor=ClipPreprocessor(4, 32), num_clips=2)
     clips, targets = next(iter(ds))
     assert clips.shape[1] == 2 and len(scores.labels) == len(clips) == 12
     first = model.predict(clips[:, 0], verbose=0)
@@ -108,7 +109,7 @@ def test_evaluate_inversions_matches_manual_inversion(models, tiny_tfrecords):
     model = ev.load_checkpoint(models["stabn"])
     results = ev.evaluate_inversions(model, _val(tiny_tfrecords), batch_size=12)
     ds = data_lib.make_dataset(_val(tiny_tfrecords), training=False, batch_size=64,
-                               num_frames=4, image_size=32)
+                               preprocessor=ClipPreprocessor(4, 32))
     clips, targets = next(iter(ds))
     labels = targets["perception"].numpy()
     for mode in ("none", "spatial", "temporal", "both"):
@@ -154,7 +155,7 @@ def test_inversion_ordering_and_tables():
 def test_loaded_models_describe_themselves(models):
     """What the tables and the data pipeline need comes from the model, not its layers."""
     model = ev.load_checkpoint(models["stabn"])
-    assert (model.num_frames, model.square_size, model.num_classes) == (4, 32, 12)
+    assert (model.num_frames, model.preprocessor.image_size, model.num_classes) == (4, 32, 12)
     assert model.has_attention and model.class_names == CLASS_NAMES
     assert model.backbone_name == "3D ResNet-18 ×0.125"
     baseline = ev.load_checkpoint(models["baseline"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import stabn_tf
-from stabn_tf.data import load_video
+from stabn_tf.data import ClipPreprocessor, load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
 
@@ -36,10 +36,10 @@ def test_prediction_matches_keras_and_names_classes_from_the_config(shipped):
     path, names, reference, videos = shipped
     runner = open_runner(path)
     assert isinstance(runner, LiteRTRunner) and runner.has_attention
-    assert (runner.num_frames, runner.image_size) == (T, S)
+    assert (runner.preprocessor.num_frames, runner.preprocessor.image_size) == (T, S)
     assert runner.class_names == names  # read from stabn.json next to the model
     prediction = runner.predict(runner.load(videos[0]))
-    clip = load_video(videos[0], T, S)[None]
+    clip = load_video(videos[0], runner.preprocessor)[None]
     want = {k: np.asarray(v)[0] for k, v in reference(clip).items()}
     order = np.argsort(-want["probabilities"])[:3]
     top = prediction.top_k(3)
@@ -68,6 +68,16 @@ def test_runner_checks_its_inputs_and_config(shipped, tmp_path):
                                                     "num_frames": 8, "image_size": S}))
     with pytest.raises(InferenceError, match="bare.json describes clips of 8 frames of 32, "
                                              ".*bare.tflite takes 4 frames of 32"):
+        LiteRTRunner(bare)
+    config = json.loads(path.with_suffix(".json").read_text())
+    old = {k: v for k, v in config.items() if k != "preprocessor"}  # exported before it
+    (tmp_path / "bare.json").write_text(json.dumps(old))
+    assert LiteRTRunner(bare).preprocessor.get_config() == \
+        ClipPreprocessor(T, S).get_config() == config["preprocessor"]["config"]
+    config["preprocessor"]["config"]["num_frames"] = 8
+    (tmp_path / "bare.json").write_text(json.dumps(config))
+    with pytest.raises(InferenceError, match="bare.json has a preprocessor for 8 frames of 32, "
+                                             "the model takes 4 frames of 32"):
         LiteRTRunner(bare)
     (tmp_path / "bare.json").write_text(json.dumps({"labels": names}))
     with pytest.raises(InferenceError, match="bare.json: not the config of a stabn_tf "

@@ -66,8 +66,8 @@ def _run(*args, timeout=180):
 def test_load_clip_matches_the_eval_loader(inputs):
     preprocessor = data_lib.ClipPreprocessor(4, 32)
     loaded = load_clip(inputs / "good.mp4", preprocessor)
-    np.testing.assert_allclose(loaded.clips[0], data_lib.load_video(inputs / "good.mp4", 4, 32),
-                               atol=1e-6)
+    np.testing.assert_allclose(loaded.clips[0],
+                               data_lib.load_video(inputs / "good.mp4", preprocessor), atol=1e-6)
     np.testing.assert_array_equal(loaded.frame_indices, [[1, 3, 6, 8]])  # centre of 4 segments
     assert loaded.frames.dtype == np.uint8 and loaded.frames.shape == (1, 4, 32, 32, 3)
     # The shown pixels are the model's input, denormalised.
@@ -89,7 +89,8 @@ def test_frame_folder_errors_name_the_problem(tmp_path):
 
 def test_runner_predictions_text_output_and_baseline(inputs):
     runner = open_runner(inputs / "stabn.keras")
-    assert runner.class_names == NAMES and runner.num_frames == 4 and runner.image_size == 32
+    assert runner.class_names == NAMES
+    assert (runner.preprocessor.num_frames, runner.preprocessor.image_size) == (4, 32)
     predictions, errors = run_inputs(runner, [str(inputs / "good.mp4"),
                                               str(inputs / "missing.mp4")])
     assert len(predictions) == 1 and errors[0]["path"].endswith("missing.mp4")

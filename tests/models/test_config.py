@@ -1,8 +1,10 @@
 """A saved model knows itself: classes, clip shape, backbone and preprocessing round-trip
 through `.keras`; checkpoints from before that get a one-line, tested migration."""
 
+import json
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -35,6 +37,47 @@ def test_keras_file_round_trips_the_config(builder, tmp_path):
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
     clips = np.random.default_rng(0).normal(size=(2, 4, 64, 64, 3)).astype("float32")
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
+
+
+def test_the_preprocessor_is_made_once_and_saved_as_a_keras_object():
+    model = _tiny(stabn_tf.build_stabn)
+    assert model.preprocessor is model.preprocessor
+    saved = model.get_config()["preprocessor"]
+    assert saved["registered_name"] == "stabn_tf>ClipPreprocessor"
+    assert (saved["config"]["num_frames"], saved["config"]["image_size"]) == (4, 64)
+    given = stabn_tf.ClipPreprocessor(4, 64)
+    assert _tiny(stabn_tf.ResNet3D, preprocessor=given).preprocessor is given
+
+
+def test_a_file_saved_before_models_stored_their_preprocessor_loads_the_same(tmp_path):
+    """Such a file's config has no `preprocessor`: it gets the one its clip shape gives."""
+    model = _tiny(stabn_tf.build_stabn)
+    model.save(tmp_path / "new.keras")
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["preprocessor"]
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    loaded = stabn_tf.load_model(old)
+    assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
+    clips = np.random.default_rng(2).normal(size=(1, 4, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
+
+
+def test_a_preprocessor_for_other_clips_or_a_non_square_model_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match="makes 8 frames of 64×64; the model takes 4 frames"):
+        _tiny(stabn_tf.STABN, preprocessor=stabn_tf.ClipPreprocessor(8, 64))
+    wide = stabn_tf.build_baseline(num_classes=3, num_frames=2, image_size=(32, 64), depth=18,
+                                   width_multiplier=0.125)
+    wide.save(tmp_path / "wide.keras")  # saves and loads; has no clip preparation
+    for model in (wide, stabn_tf.load_model(tmp_path / "wide.keras")):
+        with pytest.raises(ValueError, match="takes 32×64 frames; clip preparation makes "
+                                             "square clips"):
+            _ = model.preprocessor
 
 
 def test_saved_inversion_setting_is_restored(tmp_path):

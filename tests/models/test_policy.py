@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from stabn_tf.data import make_dataset
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy.tflite import deployment_model
 from stabn_tf.explain.metrics import pearson
 from stabn_tf.models.policy import dtype_policy, model_precision, with_precision
@@ -30,7 +31,7 @@ def models(calibrated_stabn):
 @pytest.fixture(scope="module")
 def clips(tiny_tfrecords):
     data = make_dataset(f"{tiny_tfrecords}/validation-*.tfrecord", training=False,
-                        batch_size=12, num_frames=T, image_size=S)
+                        batch_size=12, preprocessor=ClipPreprocessor(T, S))
     return next(iter(data))[0]
 
 

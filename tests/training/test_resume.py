@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stabn_tf.data import make_dataset
+from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.disk import write_atomic
 from stabn_tf.runs import significant
 from stabn_tf.training import backup as backup_lib
@@ -32,7 +33,7 @@ def _config(data, out, **overrides):
 
 
 def test_an_epoch_of_training_data_depends_on_seed_and_epoch_only(tiny_tfrecords):
-    options = dict(training=True, batch_size=4, num_frames=4, image_size=32,
+    options = dict(training=True, batch_size=4, preprocessor=ClipPreprocessor(4, 32),
                    with_metadata=True, seed=0, steps_per_epoch=5, shuffle_buffer=8)
 
     def batches(n, **start):
