@@ -2,8 +2,8 @@
 
 A thin absl front end over `stabn_tf.training.trainer.train`: every `TrainConfig` field is a flag
 of the same name, and `--preset=<name>` (`stabn_tf.models.presets`) starts from a named setting
-that explicit flags override. Errors found before training (missing files, labels that disagree with
---num_classes, an unwritable output directory, settings that differ from the existing run's,
+that explicit flags override. Errors found before training (missing files, labels that disagree
+with --num_classes, an unwritable output directory, settings that differ from the existing run's,
 a run another process is training) print one line and exit with status 2, and so do faults
 during training (a full disk, a non-finite loss). SIGINT (Ctrl-C) and SIGTERM stop it with one
 line and status 130 / 143. Re-running the same command after any of these resumes from the
@@ -21,6 +21,7 @@ from absl import app, flags
 from stabn_tf.models import presets
 from stabn_tf.training.signals import Interrupted, interruptible
 from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
+
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """One flag per `TrainConfig` field, typed by its default, with the field's help text;

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 import keras
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
-from stabn_tf.models import presets
 from stabn_tf.layers.attention import (
     INVERSIONS,
     AttentionFusion,
@@ -36,6 +35,7 @@ from stabn_tf.layers.attention import (
 )
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.layers.norm import batch_norm
+from stabn_tf.models import presets
 from stabn_tf.models.backbone import (
     SPATIAL_REDUCTION,
     BackboneConfig,

@@ -29,8 +29,8 @@ from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip, tfrecord_clips
 from stabn_tf.inference.keras_runner import KerasRunner
-from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models import presets
+from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models.inflate import InitError, initialize, parse_init
 from stabn_tf.models.stabn import (
     ATTENTION_HEADS,
