@@ -204,7 +204,7 @@ class VideoClassifier(keras.Model):
             weights = os.path.join(os.fspath(preset), presets.WEIGHTS_FILE)
             if not os.path.isfile(weights):
                 raise PresetError(f"{preset}: not a complete preset directory (no "
-                                  f"{presets.WEIGHTS_FILE})")
+                                  f"{presets.WEIGHTS_FILE}); known presets: {presets.known()}")
             try:
                 model.load_weights(weights)
             except (ValueError, OSError, KeyError) as e:

@@ -126,8 +126,12 @@ def test_broken_preset_directories_are_one_line(tmp_path):
         with pytest.raises(presets.PresetError, match=re.escape(message)) as error:
             stabn_tf.VideoClassifier.from_preset(folder)
         _one_line(error)
-    _known_names_listed(str(pytest.raises(presets.PresetError, stabn_tf.STABN.from_preset,
-                                          next(iter(cases))).value))
+        _known_names_listed(str(error.value))
+    garbled_weights = broken("bad_weights", {"config.json": config,
+                                             "model.weights.h5": "not an HDF5 file"})
+    with pytest.raises(presets.PresetError, match="cannot load its weights") as error:
+        stabn_tf.STABN.from_preset(garbled_weights)
+    _one_line(error)
     with pytest.raises(presets.PresetError, match="holds a STABN model, not a ResNet3D"):
         stabn_tf.ResNet3D.from_preset(tmp_path / "good")
     with pytest.raises(presets.PresetError, match=r"cannot load its weights into the model "
