@@ -148,6 +148,12 @@ def test_builders_take_exactly_the_model_arguments():
                                (stabn_tf.build_baseline, stabn_tf.ResNet3D)):
         expected = list(inspect.signature(model_class.__init__).parameters.values())[1:]
         assert list(inspect.signature(build).parameters.values()) == expected
+    # The builders' defaults are the paper's presets.
+    for name, model_class in (("stabn_r50_ssv2", stabn_tf.STABN),
+                              ("baseline_r50_ssv2", stabn_tf.ResNet3D)):
+        defaults = inspect.signature(model_class.__init__).parameters
+        assert {k: defaults[k].default for k in presets.get(name).config} == \
+            dict(presets.get(name).config)
     model = stabn_tf.build_stabn(**presets.get("stabn_tiny").config, frame_mix_bias=True)
     assert model.get_config()["frame_mix_bias"] is True
     assert model.get_layer("temporal_attention").frame_mix_bias is True
