@@ -130,7 +130,7 @@ def _training_data() -> list[str] | str:
 def _r50(data) -> tuple:
     """The full-size ST-ABN, BN statistics from real clips, and calibration clips."""
     keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=174, num_frames=32, image_size=224)
+    model = stabn_tf.STABN.from_preset("stabn_r50_ssv2")
     clips = tflite.representative_clips(data, FLAGS.num_representative_r50, model.preprocessor)
     tflite.calibrate_batch_norm(model, clips, chunk=2)  # real clips' BN statistics
     return model, clips

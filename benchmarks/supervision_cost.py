@@ -1,13 +1,15 @@
 """What attention supervision costs per training step, measured side by side.
 
-    python benchmarks/supervision_cost.py [--depth=18 --width_multiplier=0.25 \\
-        --num_frames=8 --image_size=64 --batch_size=16 --rounds=5 --steps=10]
+    python benchmarks/supervision_cost.py [--preset=stabn_demo --depth=18 \\
+        --width_multiplier=0.25 --num_frames=8 --image_size=64 --batch_size=16 --rounds=5 \\
+        --steps=10]
 
-Compiles the same ST-ABN twice with the trainer's recipe: as the paper trains it (two
-cross-entropies) and as `--attention_supervision_weight` / `--temporal_supervision_weight`
-train it (the explanation model, plus the losses on Ms and Mt), then alternates timed rounds
-of `train_on_batch` between the two and prints the median step times and their ratio. The
-data are random clips with random box targets: the cost does not depend on their values.
+Compiles the same ST-ABN (the demo's by default; the model flags override the preset's) twice
+with the trainer's recipe: as the paper trains it (two cross-entropies) and as
+`--attention_supervision_weight` / `--temporal_supervision_weight` train it (the explanation
+model, plus the losses on Ms and Mt), then alternates timed rounds of `train_on_batch` between
+the two and prints the median step times and their ratio. The data are random clips with
+random box targets: the cost does not depend on their values.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 import stabn_tf
+from stabn_tf.models import presets
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.training.recipe import compile_model
 from stabn_tf.training.supervision import (
@@ -29,10 +32,11 @@ from stabn_tf.training.supervision import (
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("depth", 18, "ResNet depth.")
-flags.DEFINE_float("width_multiplier", 0.25, "Channel width multiplier.")
-flags.DEFINE_integer("num_frames", 8, "T.")
-flags.DEFINE_integer("image_size", 64, "Input size.")
+flags.DEFINE_string("preset", "stabn_demo", "The ST-ABN timed (stabn_tf.models.presets).")
+flags.DEFINE_integer("depth", None, "ResNet depth (default: the preset's).")
+flags.DEFINE_float("width_multiplier", None, "Channel width multiplier (default: the preset's).")
+flags.DEFINE_integer("num_frames", None, "T (default: the preset's).")
+flags.DEFINE_integer("image_size", None, "Input size (default: the preset's).")
 flags.DEFINE_integer("batch_size", 16, "Clips per step.")
 flags.DEFINE_integer("rounds", 5, "Alternating timed rounds per variant.")
 flags.DEFINE_integer("steps", 10, "Training steps per round.")
@@ -40,11 +44,14 @@ flags.DEFINE_integer("steps", 10, "Training steps per round.")
 
 def main(argv):
     del argv
+    given = {name: FLAGS[name].value for name in ("depth", "width_multiplier", "num_frames",
+                                                  "image_size") if FLAGS[name].value is not None}
+    settings = {**presets.get(FLAGS.preset).config, **given}
     rng = np.random.default_rng(0)
-    b, t, s = FLAGS.batch_size, FLAGS.num_frames, FLAGS.image_size
+    b, t, s = FLAGS.batch_size, settings["num_frames"], settings["image_size"]
     h = s // 16
     clips = rng.normal(size=(b, t, s, s, 3)).astype("float32")
-    labels = rng.integers(0, 12, size=b)
+    labels = rng.integers(0, settings["num_classes"], size=b)
     targets = {"box_mask": rng.uniform(size=(b, t, h, h)).astype("float32"),
                "box_frames": np.ones((b, t), "float32"),
                "active": rng.integers(0, 2, size=(b, t)).astype("float32"),
@@ -54,8 +61,7 @@ def main(argv):
     variants = {}
     for name in ("paper", "supervised"):
         keras.utils.set_random_seed(0)
-        model = stabn_tf.build_stabn(num_classes=12, num_frames=t, image_size=s,
-                                     depth=FLAGS.depth, width_multiplier=FLAGS.width_multiplier)
+        model = stabn_tf.STABN.from_preset(FLAGS.preset, **given)
         y = {PERCEPTION: labels, ATTENTION: labels}
         if name == "supervised":
             model = stabn_tf.explanation_model(model)

@@ -41,8 +41,8 @@ def calibrated_stabn(tiny_tfrecords):
         from stabn_tf.deploy import tflite
 
         keras.utils.set_random_seed(0)
-        model = stabn_tf.build_stabn(
-            num_classes=12, num_frames=num_frames, image_size=image_size, depth=18,
+        model = stabn_tf.STABN.from_preset(
+            "stabn_tiny", num_frames=num_frames, image_size=image_size,
             width_multiplier=width_multiplier,
             class_names=read_labels(os.path.join(tiny_tfrecords, "labels.txt")))
         clips = tflite.representative_clips(f"{tiny_tfrecords}/train-*.tfrecord", 8,

@@ -19,6 +19,9 @@ Outputs are the two logits the loss uses, `{"perception", "attention"}` (the bas
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
+import os
 import zipfile
 from collections.abc import Iterator, Sequence
 
@@ -34,6 +37,7 @@ from stabn_tf.layers.attention import (
 )
 from stabn_tf.layers.conv import Conv3DAs2D
 from stabn_tf.layers.norm import batch_norm
+from stabn_tf.models import presets
 from stabn_tf.models.backbone import (
     SPATIAL_REDUCTION,
     BackboneConfig,
@@ -41,7 +45,9 @@ from stabn_tf.models.backbone import (
     resnet_spec,
     stage,
 )
+from stabn_tf.models.presets import PresetError
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.runs import atomic_path, write_atomic
 
 FUSION = "attention_fusion"
 ATTENTION_HEADS = ("per_frame", "gap")
@@ -177,6 +183,87 @@ class VideoClassifier(keras.Model):
                 config["preprocessor"], custom_objects=custom_objects)
         return cls(**config)
 
+    @classmethod
+    def from_preset(cls, preset: str | os.PathLike, load_weights: bool = True,
+                    **overrides) -> VideoClassifier:
+        """A model from a built-in preset's name (`stabn_tf.models.presets.PRESETS`) or a
+        directory written by `save_to_preset`, with `overrides` of its build arguments.
+
+        A built-in preset gives its architecture with fresh weights; `STABN.from_preset`
+        and `ResNet3D.from_preset` build their own class on the preset's backbone and clip
+        settings (`ResNet3D.from_preset("stabn_r50_ssv2")` is that model's baseline), and
+        `VideoClassifier.from_preset` the preset's class. A directory gives the saved model
+        and, with `load_weights`, its weights (overrides that change a weight's shape, such
+        as `num_classes`, then fail). Anything else is a `PresetError` in one line that
+        lists the known presets.
+        """
+        if isinstance(preset, str) and preset in presets.PRESETS:
+            known = presets.PRESETS[preset]
+            model_class = _PRESET_CLASSES[known.class_name]
+            if cls is not VideoClassifier:
+                model_class = cls
+            accepted = _arguments(model_class)
+            config = {k: v for k, v in known.config.items() if k in accepted}
+            return _build(model_class, config, overrides, preset)
+        if not os.path.isdir(preset):
+            raise PresetError(f"{os.fspath(preset)!r} is neither a known preset nor a preset "
+                              f"directory; known presets: {presets.known()}")
+        saved = presets.read_json(preset, presets.CONFIG_FILE)
+        model_class = _PRESET_CLASSES.get(saved.get("class_name"))
+        config = saved.get("config")
+        if model_class is None or not isinstance(config, dict):
+            raise PresetError(f"{preset}: its {presets.CONFIG_FILE} describes no ST-ABN or "
+                              f"baseline model (class {saved.get('class_name')!r}); known "
+                              f"presets: {presets.known()}")
+        if not issubclass(model_class, cls):
+            raise PresetError(f"{preset}: holds a {model_class.__name__} model, not a "
+                              f"{cls.__name__}; load it with {model_class.__name__}."
+                              "from_preset or VideoClassifier.from_preset")
+        if "num_classes" in overrides and "class_names" not in overrides:
+            config = {k: v for k, v in config.items() if k != "class_names"}
+        model = _build(model_class, config, overrides, preset)
+        if load_weights:
+            weights = os.path.join(os.fspath(preset), presets.WEIGHTS_FILE)
+            if not os.path.isfile(weights):
+                raise PresetError(f"{preset}: not a complete preset directory (no "
+                                  f"{presets.WEIGHTS_FILE}); known presets: {presets.known()}")
+            try:
+                model.load_weights(weights)
+            except (ValueError, OSError, KeyError) as e:
+                changed = f" with the overrides {sorted(overrides)}" if overrides else ""
+                raise PresetError(f"{weights}: cannot load its weights into the model"
+                                  f"{changed} ({str(e).splitlines()[0]})") from None
+        return model
+
+    def save_to_preset(self, preset_dir: str | os.PathLike) -> None:
+        """Writes the model as a preset directory that `from_preset(preset_dir)` loads
+        back with identical outputs (the keras-hub layout: config.json, model.weights.h5,
+        preprocessor.json, metadata.json). Each file is written atomically, config.json
+        last, so an interrupted save is never taken for a preset."""
+        from stabn_tf import __version__  # the package imports this module
+
+        os.makedirs(preset_dir, exist_ok=True)
+
+        def path(name: str) -> str:
+            return os.path.join(os.fspath(preset_dir), name)
+
+        def write_json(name: str, value: dict) -> None:
+            write_atomic(path(name), json.dumps(value, indent=2) + "\n")
+
+        parameters = self.count_params()
+        with atomic_path(path(presets.WEIGHTS_FILE),
+                         expected_bytes=4 * parameters + (256 << 10)) as temporary:
+            self.save_weights(temporary)
+        write_json(presets.PREPROCESSOR_FILE,
+                   keras.saving.serialize_keras_object(self.preprocessor))
+        write_json(presets.METADATA_FILE, {"keras_version": keras.__version__,
+                                           "stabn_tf_version": __version__,
+                                           "parameter_count": parameters})
+        write_json(presets.CONFIG_FILE, {
+            "module": type(self).__module__, "class_name": type(self).__name__,
+            "config": self.get_config(),
+            "registered_name": keras.saving.get_registered_name(type(self))})
+
 
 @keras.saving.register_keras_serializable(package="stabn_tf")
 class ResNet3D(VideoClassifier):
@@ -299,29 +386,41 @@ class STABN(VideoClassifier):
                 "frame_mix_bias": self.frame_mix_bias}
 
 
-def build_baseline(num_classes: int = 174, num_frames: int = 32,
-                   image_size: int | tuple[int, int] = 224, depth: int = 50,
-                   width_multiplier: float = 1.0, dropout: float = 0.5,
-                   synchronized_bn: bool = False, stride_in_1x1: bool = False,
-                   class_names: Sequence[str] | None = None,
-                   name: str = "baseline") -> ResNet3D:
-    """The 3D ResNet baseline (`ResNet3D`); arguments as for `build_stabn`."""
-    return ResNet3D(num_classes, num_frames, image_size, depth, width_multiplier, dropout,
-                    synchronized_bn, stride_in_1x1, class_names, name=name)
+_PRESET_CLASSES: dict[str, type[VideoClassifier]] = {"STABN": STABN, "ResNet3D": ResNet3D}
 
 
-def build_stabn(num_classes: int = 174, num_frames: int = 32,
-                image_size: int | tuple[int, int] = 224, depth: int = 50,
-                width_multiplier: float = 1.0, dropout: float = 0.5,
-                attention_head: str = "per_frame", fusion_relu: bool = True,
-                inversion: str = "none", synchronized_bn: bool = False,
-                stride_in_1x1: bool = False, class_names: Sequence[str] | None = None,
-                name: str = "stabn") -> STABN:
-    """ST-ABN (`STABN`); see its docstring for the arguments. Defaults: the paper's full
-    model, R50, K=174, 32×224×224."""
-    return STABN(num_classes, num_frames, image_size, depth, width_multiplier, dropout,
-                 attention_head, fusion_relu, inversion, synchronized_bn, stride_in_1x1,
-                 class_names, name=name)
+def _arguments(model_class: type[VideoClassifier]) -> set[str]:
+    """The build arguments `model_class` takes by name."""
+    return {p.name for p in inspect.signature(model_class.__init__).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"}
+
+
+def _build(model_class: type[VideoClassifier], config: dict, overrides: dict,
+           preset) -> VideoClassifier:
+    unknown = sorted(set(overrides) - _arguments(model_class))
+    if unknown:
+        raise PresetError(f"{model_class.__name__} has no argument {', '.join(unknown)} "
+                          f"(overrides of preset {os.fspath(preset)!r})")
+    return model_class(**{**config, **overrides})
+
+
+def _builder(cls: type[VideoClassifier], name: str, summary: str):
+    """A function taking exactly `cls`'s arguments (one definition of them: `cls.__init__`)."""
+    def build(*args, **kwargs) -> VideoClassifier:
+        return cls(*args, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = summary
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    build.__signature__ = inspect.Signature(parameters, return_annotation=cls.__name__)
+    return build
+
+
+build_baseline = _builder(ResNet3D, "build_baseline", """The 3D ResNet baseline (`ResNet3D`),
+    built with `ResNet3D`'s arguments. Defaults: the paper's (`baseline_r50_ssv2`).""")
+build_stabn = _builder(STABN, "build_stabn", """ST-ABN (`STABN`), built with `STABN`'s
+    arguments (see its docstring). Defaults: the paper's full model (`stabn_r50_ssv2`),
+    R50, K=174, 32×224×224.""")
 
 
 def is_legacy_checkpoint(model: keras.Model) -> bool:

@@ -31,6 +31,7 @@ from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip, tfrecord_clips
 from stabn_tf.inference.keras_runner import KerasRunner
+from stabn_tf.models import presets
 from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models.inflate import InitError, initialize, parse_init
 from stabn_tf.models.stabn import (
@@ -79,65 +80,112 @@ class TrainingError(RuntimeError):
     """Training started but had to stop (e.g. a non-finite loss)."""
 
 
+def _setting(default, help: str):
+    """A `TrainConfig` field with its `--flag` help text (`stabn_tf.train` makes the flags)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+# The paper's model and recipe (`stabn_r50_ssv2`): TrainConfig's defaults.
+_PAPER = presets.get("stabn_r50_ssv2").train_settings()
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """One training run. Defaults are the paper's recipe on SSv2."""
+    """One training run. Defaults are the paper's recipe on SSv2 (preset `stabn_r50_ssv2`),
+    initialised from scratch (`init="none"`); `from_preset` starts from another preset."""
 
-    output_dir: str = "runs/stabn"
+    output_dir: str = _setting("runs/stabn",
+                               "Where checkpoints, logs, history.csv and results.json go.")
     # data
-    dataset: str = "tfrecord"
-    train_files: str = ""
-    val_files: str = ""
-    labels: str = ""  # labels.txt; default: next to the training shards
-    cache_dir: str = "data/cache"  # where --dataset=synthetic is generated
-    synthetic_train_per_class: int = 48
-    synthetic_val_per_class: int = 10
-    synthetic_resolution: int = 128
-    synthetic_frames: int = 24
-    shuffle_buffer: int = 256
+    dataset: str = _setting("tfrecord", "tfrecord: --train_files/--val_files; synthetic: the "
+                            "built-in dataset, generated into --cache_dir when missing.")
+    train_files: str = _setting("", "Glob(s) of training TFRecord shards.")
+    val_files: str = _setting("", "Glob(s) of validation TFRecord shards.")
+    labels: str = _setting("", "labels.txt (one class per line); default: next to the "
+                           "training shards.")
+    cache_dir: str = _setting("data/cache", "Cache for --dataset=synthetic.")
+    synthetic_train_per_class: int = _setting(48, "Synthetic training videos per class.")
+    synthetic_val_per_class: int = _setting(10, "Synthetic validation videos per class.")
+    synthetic_resolution: int = _setting(128, "Synthetic video height in pixels.")
+    synthetic_frames: int = _setting(24, "Frames per synthetic video.")
+    shuffle_buffer: int = _setting(256, "Training records shuffled together (in blocks of "
+                                   "this many).")
     # model
-    model: str = "stabn"
-    depth: int = 50
-    width_multiplier: float = 1.0
-    num_frames: int = 32
-    image_size: int = 224
-    num_classes: int = 0  # 0: as many as labels.txt lists
-    dropout: float = 0.5
-    attention_head: str = "per_frame"
-    fusion_relu: bool = True
-    init: str = "none"  # none | imagenet[:<repo>|:keras] | a weights or checkpoint file
+    model: str = _setting(_PAPER["model"], "stabn or baseline (the same 3D ResNet without the "
+                          "branches).")
+    depth: int = _setting(_PAPER["depth"], "ResNet depth: 18, 34, 50 or 101.")
+    width_multiplier: float = _setting(_PAPER["width_multiplier"],
+                                       "Scales all channel counts (small configs).")
+    num_frames: int = _setting(_PAPER["num_frames"], "T, frames per clip.")
+    image_size: int = _setting(_PAPER["image_size"], "Input height and width (multiple of 32).")
+    num_classes: int = _setting(0, "K; 0 takes it from labels.txt (and a different value is "
+                                "an error).")
+    dropout: float = _setting(_PAPER["dropout"], "Dropout before the classifiers.")
+    attention_head: str = _setting(_PAPER["attention_head"], "per_frame (reference) or gap: "
+                                   "the attention branch's scores.")
+    fusion_relu: bool = _setting(_PAPER["fusion_relu"], "ReLU after the attention fusion (the "
+                                 "paper's code has it).")
+    init: str = _setting("none", "none; imagenet (torchvision's ResNet-50 from the Hugging "
+                         "Face Hub, inflated; imagenet:<owner>/<repo> for another timm "
+                         "ResNet-50, imagenet:keras for Keras's); a .safetensors file; or a "
+                         ".keras / .weights.h5 checkpoint.")
     # optimisation
-    batch_size: int = 64  # global, over all replicas
-    epochs: int = 150
-    steps_per_epoch: int = 0  # 0: one pass over the training split
-    validation_steps: int = 0  # 0: the whole validation split
-    base_lr: float = 0.01  # per 64 clips, scaled linearly with batch_size
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "step"
-    decay_epochs: Sequence[int] = (75, 125)
-    warmup_epochs: float = 0.0
-    clip_norm: float = 20.0
-    label_smoothing: float = 0.0
-    perception_loss_weight: float = 1.0
-    attention_loss_weight: float = 1.0
+    batch_size: int = _setting(_PAPER["batch_size"], "Global batch size over all replicas.")
+    epochs: int = _setting(_PAPER["epochs"], "Training epochs.")
+    steps_per_epoch: int = _setting(0, "0: one pass over the training split.")
+    validation_steps: int = _setting(0, "0: the whole validation split.")
+    base_lr: float = _setting(_PAPER["base_lr"], "Learning rate per 64 clips; scaled linearly "
+                              "with --batch_size.")
+    momentum: float = _setting(_PAPER["momentum"], "SGD momentum.")
+    nesterov: bool = _setting(_PAPER["nesterov"], "Nesterov momentum.")
+    weight_decay: float = _setting(_PAPER["weight_decay"], "L2 on conv and dense kernels "
+                                   "(PyTorch-style, before momentum).")
+    schedule: str = _setting(_PAPER["schedule"], "step (×0.1 at --decay_epochs) or cosine.")
+    decay_epochs: Sequence[int] = _setting(_PAPER["decay_epochs"], "Epochs where the step "
+                                           "schedule multiplies the lr by 0.1.")
+    warmup_epochs: float = _setting(_PAPER["warmup_epochs"], "Linear warm-up length in "
+                                    "epochs.")
+    clip_norm: float = _setting(_PAPER["clip_norm"], "Clip gradients at this global norm "
+                                "(0: off).")
+    label_smoothing: float = _setting(0.0, "Label smoothing of both cross-entropies.")
+    perception_loss_weight: float = _setting(1.0, "Weight of the perception branch's "
+                                             "cross-entropy.")
+    attention_loss_weight: float = _setting(1.0, "Weight of the attention branch's "
+                                            "cross-entropy.")
     # attention supervision (0: the paper's recipe, unchanged)
-    attention_supervision_weight: float = 0.0
-    temporal_supervision_weight: float = 0.0
-    supervised_fraction: float = 1.0
+    attention_supervision_weight: float = _setting(
+        0.0, "λ of the loss between Ms and the box masks on annotated frames (0: the paper's "
+        "recipe; needs records with boxes).")
+    temporal_supervision_weight: float = _setting(
+        0.0, "λ of the loss between Mt and the per-frame 'action happens' labels where the "
+        "records have them (0: off).")
+    supervised_fraction: float = _setting(
+        1.0, "Use the boxes/labels of this fixed, seeded fraction of the training videos "
+        "only ('a few annotated videos').")
     # execution
-    precision: str = "float32"
-    jit_compile: bool = False
-    strategy: str = "auto"
-    tpu: str = ""
-    sync_bn: bool = False
-    seed: int = 0
-    backup_every_steps: int = 0  # 0: back up at the end of every epoch
-    explain_every_epochs: int = 1
-    num_explain_clips: int = 3
-    verbose: int = 1
-    overwrite: bool = False  # start an existing run afresh instead of resuming it
+    precision: str = _setting("float32", "float32, mixed_float16 or mixed_bfloat16.")
+    jit_compile: bool = _setting(False, "Compile the train step with XLA.")
+    strategy: str = _setting("auto", "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu.")
+    tpu: str = _setting("", "TPU address for --strategy=tpu.")
+    sync_bn: bool = _setting(False, "Synchronise BN statistics across replicas.")
+    seed: int = _setting(0, "Seed of initialisation, data order and augmentation.")
+    backup_every_steps: int = _setting(0, "Crash-safe backup every N steps (a rerun resumes "
+                                       "at that step, with the same data); 0: at each "
+                                       "epoch's end.")
+    explain_every_epochs: int = _setting(1, "Attention images to TensorBoard every N epochs "
+                                         "(0: never).")
+    num_explain_clips: int = _setting(3, "Validation clips shown in the attention images.")
+    verbose: int = _setting(1, "Keras progress output: 0 silent, 1 progress bar, 2 one line "
+                            "per epoch.")
+    overwrite: bool = _setting(False, "Start an existing run in --output_dir afresh (its "
+                               "checkpoints, backup, logs and history are removed) instead "
+                               "of resuming it.")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> TrainConfig:
+        """The settings of built-in preset `name` (model, architecture and recipe) over the
+        defaults, then `overrides`; `PresetError` (one line) for an unknown name."""
+        return cls(**{**presets.get(name).train_settings(), **overrides})
 
 
 # A run's identity: what the model is and what it learns from. Resuming a run with another

@@ -21,8 +21,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=3, num_frames=2, image_size=32, depth=18,
-                                 width_multiplier=0.125)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=3, num_frames=2)
     path = tmp_path_factory.mktemp("full_disk") / "tiny.keras"
     model.save(path)
     return path, model.count_params()

@@ -47,8 +47,8 @@ def tiny(real_clips):
     """A small ST-ABN (ResNet-18, quarter width) with BN statistics of real clips, its
     Keras reference outputs on the validation clips, and its float32 TFLite model."""
     keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
-                                 width_multiplier=0.25)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=K, num_frames=T, image_size=S,
+                                       width_multiplier=0.25)
     tflite.calibrate_batch_norm(model, real_clips[0])
     reference = tflite.deployment_model(model)
     expected = {k: np.asarray(v) for k, v in reference(real_clips[1]).items()}
@@ -57,8 +57,7 @@ def tiny(real_clips):
 
 
 def test_tiny_stabn_converts_to_float_tflite_without_3d_ops_and_matches_keras():
-    model = stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=64, depth=50,
-                                 width_multiplier=0.125)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=5, image_size=64, depth=50)
     rng = np.random.default_rng(0)
     tflite.calibrate_batch_norm(model, rng.normal(size=(4, 4, 64, 64, 3)).astype("float32"))
     explained = stabn_tf.explanation_model(model)
@@ -100,8 +99,7 @@ def test_edge_clone_folds_batch_norm_into_convs_and_keeps_the_outputs(tiny, real
 
 def test_edge_model_of_a_mixed_precision_model_is_float32():
     keras.mixed_precision.set_global_policy("mixed_float16")
-    model = stabn_tf.build_stabn(num_classes=K, num_frames=T, image_size=S, depth=18,
-                                 width_multiplier=0.125)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=K, num_frames=T, image_size=S)
     keras.mixed_precision.set_global_policy("float32")
     edge = tflite.deployment_model(model, edge=True, batch_size=1)
     assert {layer.dtype_policy.name for layer in edge.layers

@@ -20,8 +20,7 @@ from stabn_tf.layers.attention import AttentionFusion
 from stabn_tf.precision import resolve_precision
 
 CLASS_NAMES = [f"action {i}" for i in range(12)]
-TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125,
-            class_names=CLASS_NAMES)
+TINY = dict(class_names=CLASS_NAMES)  # overrides of the stabn_tiny preset
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -32,8 +31,8 @@ def models(tmp_path_factory):
     keras.utils.set_random_seed(3)
     out = tmp_path_factory.mktemp("models")
     paths = {}
-    for name, builder in (("stabn", stabn_tf.build_stabn), ("baseline", stabn_tf.build_baseline)):
-        model = builder(**TINY)
+    for name, model_class in (("stabn", stabn_tf.STABN), ("baseline", stabn_tf.ResNet3D)):
+        model = model_class.from_preset("stabn_tiny", **TINY)
         rng = np.random.default_rng(0)
         for w in model.weights:
             if w.path.endswith("moving_variance"):
@@ -328,7 +327,7 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
 def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
     """Records whose labels the model does not have, and shards without videos."""
     small = tmp_path / "five_classes.keras"
-    stabn_tf.build_stabn(**{**TINY, "num_classes": 5, "class_names": None}).save(small)
+    stabn_tf.STABN.from_preset("stabn_tiny", num_classes=5).save(small)
     for tables in (["table1"], ["explanation"]):
         with pytest.raises(ev.EvaluationError, match="has 5 classes: the records and the "
                            "checkpoint do not match") as err:

@@ -20,7 +20,6 @@ from stabn_tf.inference import InferenceError, OutputNames, open_runner, run_inp
 from stabn_tf.inference.inputs import tfrecord_clips
 from stabn_tf.training.callbacks import explanation_pngs
 
-TINY = dict(num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -99,7 +98,7 @@ def test_animation_has_one_frame_per_clip_frame(tmp_path, ext):
 
 
 def test_training_callback_draws_through_the_runner(tiny_tfrecords):
-    model = stabn_tf.build_stabn(**TINY)
+    model = stabn_tf.STABN.from_preset("stabn_tiny")
     clips = list(tfrecord_clips(os.path.join(tiny_tfrecords, "validation-*.tfrecord"),
                                 model.preprocessor, max_clips=2))
     pngs = explanation_pngs(model, clips)
@@ -110,8 +109,8 @@ def test_training_callback_draws_through_the_runner(tiny_tfrecords):
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain")
     keras.utils.set_random_seed(2)
-    stabn_tf.build_stabn(**TINY, class_names=CLASSES).save(root / "stabn.keras")
-    stabn_tf.build_baseline(**TINY).save(root / "baseline.keras")
+    stabn_tf.STABN.from_preset("stabn_tiny", class_names=CLASSES).save(root / "stabn.keras")
+    stabn_tf.ResNet3D.from_preset("stabn_tiny").save(root / "baseline.keras")
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 import stabn_tf
 from stabn_tf.inference.gradcam import GradCAM, grad_cam, resolve_layer
 
-TINY = dict(num_classes=5, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
+TINY = dict(num_classes=5)  # overrides of the stabn_tiny preset
 
 
 LINEAR_LAYER = "res5_block1_out"
@@ -54,8 +54,8 @@ def test_gradcam_explains_the_predicted_class_by_default():
 
 
 def test_layer_choice_prefers_the_prediction_path():
-    stabn = stabn_tf.build_stabn(**TINY)
-    baseline = stabn_tf.build_baseline(**TINY)
+    stabn = stabn_tf.STABN.from_preset("stabn_tiny", **TINY)
+    baseline = stabn_tf.ResNet3D.from_preset("stabn_tiny", **TINY)
     assert resolve_layer(stabn, None) == "res5_block2_out"  # not att_res5_block2_out
     assert resolve_layer(baseline, None) == "res5_block2_out"
     assert resolve_layer(stabn, "res5") == "res5_block2_out"
@@ -67,9 +67,9 @@ def test_layer_choice_prefers_the_prediction_path():
         resolve_layer(stabn, "no_such_layer")
 
 
-@pytest.mark.parametrize("builder", ["build_stabn", "build_baseline"])
-def test_gradcam_on_tiny_models(builder):
-    model = getattr(stabn_tf, builder)(**TINY)
+@pytest.mark.parametrize("model_class", ["STABN", "ResNet3D"])
+def test_gradcam_on_tiny_models(model_class):
+    model = getattr(stabn_tf, model_class).from_preset("stabn_tiny", **TINY)
     clips = np.random.default_rng(2).normal(size=(3, 4, 32, 32, 3)).astype(np.float32)
     cam = GradCAM(model)
     result = cam(clips, class_indices=[0, 1, 2], batch_size=2)

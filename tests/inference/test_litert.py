@@ -148,8 +148,8 @@ def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_pa
 
 
 def test_a_non_square_model_is_one_line(tmp_path):
-    model = stabn_tf.build_stabn(num_classes=3, num_frames=2, image_size=(32, 64), depth=18,
-                                 width_multiplier=0.125)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=3, num_frames=2,
+                                       image_size=(32, 64))
     flatbuffer = tflite.convert_to_tflite(tflite.deployment_model(model, edge=True))
     path = tmp_path / "wide.tflite"
     path.write_bytes(flatbuffer)

@@ -19,7 +19,7 @@ from stabn_tf.inference import InferenceError, KerasRunner, load_clip, open_runn
 from stabn_tf.models.policy import model_precision
 from stabn_tf.precision import resolve_precision
 
-TINY = dict(num_classes=6, num_frames=4, image_size=32, depth=18, width_multiplier=0.125)
+TINY = dict(num_classes=6)  # overrides of the stabn_tiny preset
 NAMES = ["pushing", "pulling", "lifting", "dropping", "turning", "waving"]
 
 
@@ -44,8 +44,9 @@ def write_video(path, num_frames=10, height=40, width=48):
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     keras.utils.set_random_seed(1)
-    stabn_tf.build_stabn(**TINY, class_names=NAMES).save(root / "stabn.keras")
-    stabn_tf.build_baseline(**TINY, class_names=NAMES).save(root / "baseline.keras")
+    stabn_tf.STABN.from_preset("stabn_tiny", **TINY, class_names=NAMES).save(root / "stabn.keras")
+    stabn_tf.ResNet3D.from_preset("stabn_tiny", **TINY, class_names=NAMES).save(
+        root / "baseline.keras")
     write_video(root / "good.mp4")
     corrupt = (root / "good.mp4").read_bytes()
     (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + corrupt[400:600])

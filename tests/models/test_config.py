@@ -17,15 +17,15 @@ from stabn_tf.models.stabn import LegacyCheckpointError
 NAMES = ["push", "pull", "lift", "drop"]
 
 
-def _tiny(builder, **kwargs):
+def _tiny(model_class, **kwargs):
     keras.utils.set_random_seed(0)
-    return builder(num_classes=4, num_frames=4, image_size=64, depth=18,
-                   width_multiplier=0.125, class_names=NAMES, **kwargs)
+    return model_class.from_preset("stabn_tiny", num_classes=4, image_size=64,
+                                   class_names=NAMES, **kwargs)
 
 
-@pytest.mark.parametrize("builder", [stabn_tf.build_stabn, stabn_tf.build_baseline])
-def test_keras_file_round_trips_the_config(builder, tmp_path):
-    model = _tiny(builder)
+@pytest.mark.parametrize("model_class", [stabn_tf.STABN, stabn_tf.ResNet3D])
+def test_keras_file_round_trips_the_config(model_class, tmp_path):
+    model = _tiny(model_class)
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -33,7 +33,7 @@ def test_keras_file_round_trips_the_config(builder, tmp_path):
     assert loaded.class_names == NAMES and loaded.num_classes == 4
     assert loaded.num_frames == 4 and loaded.image_size == 64
     assert loaded.backbone_name == "3D ResNet-18 ×0.125"
-    assert loaded.has_attention == (builder is stabn_tf.build_stabn)
+    assert loaded.has_attention == (model_class is stabn_tf.STABN)
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
     clips = np.random.default_rng(0).normal(size=(2, 4, 64, 64, 3)).astype("float32")
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
@@ -81,7 +81,7 @@ def test_a_preprocessor_for_other_clips_or_a_non_square_model_is_one_line(tmp_pa
 
 
 def test_saved_inversion_setting_is_restored(tmp_path):
-    model = _tiny(stabn_tf.build_stabn)
+    model = _tiny(stabn_tf.STABN)
     stabn_tf.set_attention_inversion("spatial", model)
     model.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").get_config()["inversion"] == "spatial"
@@ -89,12 +89,11 @@ def test_saved_inversion_setting_is_restored(tmp_path):
 
 def test_builder_rejects_wrong_number_of_class_names():
     with pytest.raises(ValueError, match="3 class names"):
-        stabn_tf.build_stabn(num_classes=4, num_frames=4, image_size=64, depth=18,
-                             width_multiplier=0.125, class_names=NAMES[:3])
+        stabn_tf.STABN.from_preset("stabn_tiny", num_classes=4, class_names=NAMES[:3])
 
 
 def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path):
-    model = _tiny(stabn_tf.build_stabn)
+    model = _tiny(stabn_tf.STABN)
     legacy = keras.Model(model.input, model.output, name="stabn")  # a plain Functional
     old = tmp_path / "old.keras"
     legacy.save(old)

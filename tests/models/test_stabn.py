@@ -8,7 +8,7 @@ import tensorflow as tf
 import stabn_tf
 from stabn_tf.models.complexity import count_flops, count_trainable_params
 
-TINY = dict(num_classes=5, num_frames=4, image_size=64, depth=18, width_multiplier=0.125)
+TINY = dict(num_classes=5, image_size=64)  # overrides of the stabn_tiny preset
 
 
 def _clip(batch=2, frames=4, size=64, seed=0):
@@ -16,7 +16,7 @@ def _clip(batch=2, frames=4, size=64, seed=0):
 
 
 def test_full_size_stabn_matches_the_reference_size_and_shapes():
-    model = stabn_tf.build_stabn(num_classes=174, num_frames=32, image_size=224)
+    model = stabn_tf.STABN.from_preset("stabn_r50_ssv2")
     # Exactly the reference implementation's count at K=174, T=32, 224 px.
     assert count_trainable_params(model) == 55_665_928
     assert model.get_layer("attention_fusion").input[0].shape == (None, 32, 14, 14, 1024)
@@ -28,7 +28,7 @@ def test_full_size_stabn_matches_the_reference_size_and_shapes():
 
 
 def test_full_size_baseline_is_slowonly_r50():
-    model = stabn_tf.build_baseline(num_classes=174, num_frames=32, image_size=224)
+    model = stabn_tf.ResNet3D.from_preset("baseline_r50_ssv2")
     assert count_trainable_params(model) == 31_991_022
     assert model.output["perception"].shape == (None, 174)
 
@@ -45,7 +45,7 @@ def test_flops_count_matches_a_hand_count():
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
-    model = stabn_tf.build_stabn(**TINY, inversion="spatial")
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY, inversion="spatial")
     x = _clip()
     expected = model.predict(x, verbose=0)
     path = tmp_path / "stabn.keras"
@@ -60,7 +60,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_gradients_of_the_combined_loss_reach_every_trainable_weight():
-    model = stabn_tf.build_stabn(**TINY, dropout=0.0)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY, dropout=0.0)
     x, y = _clip(), np.array([1, 3])
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
@@ -78,7 +78,7 @@ def test_gradients_of_the_combined_loss_reach_every_trainable_weight():
 
 def test_inversion_switches_on_a_built_model_without_touching_weights():
     keras.utils.set_random_seed(0)
-    model = stabn_tf.build_stabn(**TINY)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY)
     x = _clip()
     # Inversion is only visible where the maps are not exactly 0.5 (1 - 0.5 = 0.5).
     maps = stabn_tf.explanation_model(model)(x)
@@ -99,7 +99,8 @@ def test_inversion_switches_on_a_built_model_without_touching_weights():
     with pytest.raises(ValueError, match="mode"):
         stabn_tf.set_attention_inversion("sideways", model)
     with pytest.raises(ValueError, match="AttentionFusion"):
-        stabn_tf.set_attention_inversion("none", stabn_tf.build_baseline(**TINY))
+        stabn_tf.set_attention_inversion("none",
+                                         stabn_tf.ResNet3D.from_preset("stabn_tiny", **TINY))
 
 
 @pytest.mark.parametrize(
@@ -117,11 +118,11 @@ def test_inversion_switches_on_a_built_model_without_touching_weights():
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
-        stabn_tf.build_stabn(**{**TINY, **kwargs})
+        stabn_tf.STABN.from_preset("stabn_tiny", **{**TINY, **kwargs})
 
 
 def test_wrong_number_of_frames_names_the_expected_t():
-    model = stabn_tf.build_stabn(**{**TINY, "num_frames": 8})
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **{**TINY, "num_frames": 8})
     with pytest.raises(ValueError, match=r"expected shape=\(None, 8, 64, 64, 3\)"):
         model(_clip(frames=5))
 
@@ -129,7 +130,7 @@ def test_wrong_number_of_frames_names_the_expected_t():
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_logits_and_maps_float32(policy):
     keras.mixed_precision.set_global_policy(policy)
-    model = stabn_tf.build_stabn(**TINY)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY)
     assert model.get_layer("res2_block1_conv_a").compute_dtype == policy.split("_")[1]
     out = stabn_tf.explanation_model(model)(_clip(), training=False)
     for key, value in out.items():
@@ -138,7 +139,7 @@ def test_mixed_precision_keeps_logits_and_maps_float32(policy):
 
 
 def test_plain_keras_fit_with_two_losses_and_per_head_metrics():
-    model = stabn_tf.build_stabn(**TINY)
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def top_k():
@@ -161,7 +162,7 @@ def test_plain_keras_fit_with_two_losses_and_per_head_metrics():
 
 
 def test_r50_bottleneck_layout_at_tiny_width():
-    model = stabn_tf.build_stabn(**{**TINY, "depth": 50})
+    model = stabn_tf.STABN.from_preset("stabn_tiny", **{**TINY, "depth": 50})
     assert model.get_layer("res4_block1_conv_a").kernel.shape[:3] == (3, 1, 1)
     assert model.get_layer("res3_block1_conv_a").kernel.shape[:3] == (1, 1, 1)
     assert model.get_layer("res3_block1_conv_b").strides == (2, 2)

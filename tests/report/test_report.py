@@ -111,9 +111,8 @@ def checkpoint(tiny_tfrecords, tmp_path_factory):
     """A tiny ST-ABN whose perception head favours the second clip's class, so the report
     has both right and wrong clips."""
     keras.utils.set_random_seed(3)
-    model = stabn_tf.build_stabn(
-        num_classes=12, num_frames=4, image_size=32, depth=18, width_multiplier=0.125,
-        class_names=read_labels(os.path.join(tiny_tfrecords, "labels.txt")))
+    model = stabn_tf.STABN.from_preset(
+        "stabn_tiny", class_names=read_labels(os.path.join(tiny_tfrecords, "labels.txt")))
     second = list(tfrecord_clips(_val(tiny_tfrecords), model.preprocessor, max_clips=2))[1]
     dense = model.get_layer("perception")
     bias = np.zeros(dense.bias.shape, "float32")
@@ -346,13 +345,11 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     with pytest.raises(EvaluationError, match="validation split is empty"):
         report(files=str(empty))
     keras.utils.set_random_seed(0)
-    small = stabn_tf.build_stabn(num_classes=3, num_frames=4, image_size=32, depth=18,
-                                 width_multiplier=0.125)
+    small = stabn_tf.STABN.from_preset("stabn_tiny", num_classes=3)
     small.save(tmp_path / "three.keras")
     with pytest.raises(EvaluationError, match="do not match"):
         report(checkpoint=str(tmp_path / "three.keras"))
-    other = stabn_tf.build_stabn(num_classes=12, num_frames=8, image_size=32, depth=18,
-                                 width_multiplier=0.125)
+    other = stabn_tf.STABN.from_preset("stabn_tiny", num_frames=8)
     other.save(tmp_path / "eight.keras")
     with pytest.raises(EvaluationError, match="different clips"):
         report(compare_checkpoint=str(tmp_path / "eight.keras"))

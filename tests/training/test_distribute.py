@@ -58,8 +58,8 @@ TINY_PROBLEM = textwrap.dedent("""
 
     def tiny_stabn():  # call under the strategy's scope
         keras.utils.set_random_seed(0)
-        return stabn_tf.build_stabn(num_classes=5, num_frames=4, image_size=32, depth=18,
-                                    width_multiplier=0.125, dropout=0.0, synchronized_bn=True)
+        return stabn_tf.STABN.from_preset("stabn_tiny", num_classes=5, dropout=0.0,
+                                          synchronized_bn=True)
 """)
 
 
@@ -208,9 +208,8 @@ def test_multi_worker_cli_run_completes_and_only_the_chief_writes(tiny_tfrecords
     """`--strategy=multi_worker` from TF_CONFIG, two local workers, each given its own output
     directory: the chief's has the checkpoints and results, the other's ends up empty."""
     outs = [tmp_path / "chief", tmp_path / "worker1"]
-    commands = [[sys.executable, "-m", "stabn_tf.train", "--model=stabn", "--depth=18",
-                 "--width_multiplier=0.125", "--num_frames=4", "--image_size=32",
-                 "--batch_size=4", "--epochs=2", "--steps_per_epoch=2", "--num_explain_clips=2",
+    commands = [[sys.executable, "-m", "stabn_tf.train", "--preset=stabn_tiny", "--epochs=2",
+                 "--steps_per_epoch=2", "--num_explain_clips=2",
                  "--verbose=2", "--strategy=multi_worker",
                  f"--train_files={tiny_tfrecords}/train-*.tfrecord",
                  f"--val_files={tiny_tfrecords}/validation-*.tfrecord", f"--output_dir={out}"]

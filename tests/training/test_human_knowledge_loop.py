@@ -12,15 +12,15 @@ from stabn_tf.data import convert
 from stabn_tf.evaluate import run as evaluate
 from stabn_tf.training.trainer import TrainConfig, train
 
-TINY = dict(depth=18, width_multiplier=0.125, num_frames=4, image_size=32, batch_size=4,
-            epochs=1, steps_per_epoch=2, num_explain_clips=0, verbose=0, seed=1)
+TINY = dict(epochs=1, steps_per_epoch=2, num_explain_clips=0, verbose=0, seed=1)
 
 
 def test_correct_a_few_clips_fine_tune_and_compare(tiny_tfrecords, tmp_path):
     data = str(tiny_tfrecords)
     before = tmp_path / "before"
-    train(TrainConfig(output_dir=str(before), train_files=f"{data}/train-*.tfrecord",
-                      val_files=f"{data}/validation-*.tfrecord", **TINY))
+    train(TrainConfig.from_preset("stabn_tiny", output_dir=str(before),
+                                  train_files=f"{data}/train-*.tfrecord",
+                                  val_files=f"{data}/validation-*.tfrecord", **TINY))
     checkpoint = before / "checkpoints" / "final.keras"
 
     # A person draws boxes on a few training clips of the raw videos (normalised boxes).
@@ -36,9 +36,10 @@ def test_correct_a_few_clips_fine_tune_and_compare(tiny_tfrecords, tmp_path):
     assert manifest["boxes"]["videos_with_boxes"] == 3 and manifest["boxes"]["problems"] == 0
 
     after = tmp_path / "after"
-    train(TrainConfig(output_dir=str(after), train_files=str(tmp_path / "records/train-*"),
-                      val_files=f"{data}/validation-*.tfrecord", init=str(checkpoint),
-                      attention_supervision_weight=1.0, **TINY))
+    train(TrainConfig.from_preset("stabn_tiny", output_dir=str(after),
+                                  train_files=str(tmp_path / "records/train-*"),
+                                  val_files=f"{data}/validation-*.tfrecord", init=str(checkpoint),
+                                  attention_supervision_weight=1.0, **TINY))
     tuned = stabn_tf.load_model(after / "checkpoints" / "final.keras")
     original = stabn_tf.load_model(checkpoint)
     assert tuned.class_names == original.class_names

@@ -25,11 +25,11 @@ RTOL = 1e-5
 
 
 def _config(data, out, **overrides):
-    return TrainConfig(output_dir=str(out), train_files=f"{data}/train-*.tfrecord",
-                       val_files=f"{data}/validation-*.tfrecord", depth=18,
-                       width_multiplier=0.125, num_frames=4, image_size=32, batch_size=4,
-                       epochs=2, steps_per_epoch=5, backup_every_steps=3, validation_steps=1,
-                       num_explain_clips=0, verbose=0, **overrides)
+    return TrainConfig.from_preset("stabn_tiny", output_dir=str(out),
+                                   train_files=f"{data}/train-*.tfrecord",
+                                   val_files=f"{data}/validation-*.tfrecord", epochs=2,
+                                   steps_per_epoch=5, backup_every_steps=3, validation_steps=1,
+                                   num_explain_clips=0, verbose=0, **overrides)
 
 
 def test_an_epoch_of_training_data_depends_on_seed_and_epoch_only(tiny_tfrecords):

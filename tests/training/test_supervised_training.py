@@ -14,10 +14,9 @@ from stabn_tf.training.trainer import TrainConfig, train
 
 def _config(data, out, **overrides):
     settings = dict(output_dir=str(out), train_files=f"{data}/train-*.tfrecord",
-                    val_files=f"{data}/validation-*.tfrecord", depth=18,
-                    width_multiplier=0.125, num_frames=4, image_size=32, batch_size=4,
-                    epochs=1, steps_per_epoch=3, num_explain_clips=0, verbose=0, seed=3)
-    return TrainConfig(**settings | overrides)
+                    val_files=f"{data}/validation-*.tfrecord", epochs=1, steps_per_epoch=3,
+                    num_explain_clips=0, verbose=0, seed=3)
+    return TrainConfig.from_preset("stabn_tiny", **settings | overrides)
 
 
 def _weights(out):
@@ -67,11 +66,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import csv
 from stabn_tf.training.trainer import TrainConfig, train
 data, out = sys.argv[1], sys.argv[2]
-train(TrainConfig(output_dir=out, train_files=data + "/train-*.tfrecord",
-                  val_files=data + "/validation-*.tfrecord", depth=18, width_multiplier=0.125,
-                  num_frames=4, image_size=32, batch_size=4, epochs=1, steps_per_epoch=2,
-                  strategy="mirrored", attention_supervision_weight=1.0,
-                  temporal_supervision_weight=1.0, num_explain_clips=0, verbose=0))
+train(TrainConfig.from_preset("stabn_tiny", output_dir=out,
+                              train_files=data + "/train-*.tfrecord",
+                              val_files=data + "/validation-*.tfrecord", epochs=1,
+                              steps_per_epoch=2, strategy="mirrored",
+                              attention_supervision_weight=1.0, temporal_supervision_weight=1.0,
+                              num_explain_clips=0, verbose=0))
 row = next(csv.DictReader(open(out + "/history.csv")))
 print(row["spatial_attention_loss"], row["temporal_attention_loss"])
 """

@@ -11,8 +11,7 @@ import pytest
 
 import stabn_tf
 
-TINY = ["--model=stabn", "--depth=18", "--width_multiplier=0.125", "--num_frames=4",
-        "--image_size=32", "--batch_size=4", "--verbose=0", "--num_explain_clips=0"]
+TINY = ["--preset=stabn_tiny", "--verbose=0", "--num_explain_clips=0"]
 
 
 def _train(data, out, *extra, timeout=300):
@@ -44,8 +43,7 @@ def _probe_files(tmp_path):
     (tmp_path / "other_labels.txt").write_text("\n".join(f"other {i}" for i in range(12)))
     (tmp_path / "garbage.keras").write_bytes(os.urandom(300))
     (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
-    stabn_tf.build_baseline(num_classes=3, num_frames=4, image_size=32, depth=18,
-                            width_multiplier=0.125).save(tmp_path / "other.keras")
+    stabn_tf.ResNet3D.from_preset("stabn_tiny", num_classes=3).save(tmp_path / "other.keras")
 
 
 @pytest.mark.parametrize("flags, message", [

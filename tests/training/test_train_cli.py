@@ -12,8 +12,7 @@ import keras
 import pytest
 
 TINY_FLAGS = [
-    "--model=stabn", "--depth=18", "--width_multiplier=0.125", "--num_frames=4",
-    "--image_size=32", "--batch_size=4", "--num_explain_clips=2", "--verbose=2",
+    "--preset=stabn_tiny", "--num_explain_clips=2", "--verbose=2",
 ]
 
 

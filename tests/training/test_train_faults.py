@@ -18,13 +18,13 @@ import pytest
 from stabn_tf.runs import RunDirectory
 from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
 
-TINY = dict(depth=18, width_multiplier=0.125, num_frames=4, image_size=32, batch_size=4,
-            steps_per_epoch=2, validation_steps=1, num_explain_clips=0, verbose=0)
+TINY = dict(steps_per_epoch=2, validation_steps=1, num_explain_clips=0, verbose=0)
 
 
 def _config(data, out, **overrides):
-    return TrainConfig(output_dir=str(out), train_files=f"{data}/train-*.tfrecord",
-                       val_files=f"{data}/validation-*.tfrecord", **TINY | overrides)
+    return TrainConfig.from_preset("stabn_tiny", output_dir=str(out),
+                                   train_files=f"{data}/train-*.tfrecord",
+                                   val_files=f"{data}/validation-*.tfrecord", **TINY | overrides)
 
 
 def _snapshot(root):
