@@ -36,16 +36,17 @@ from collections.abc import Iterator, Mapping
 
 from stabn_tf import disk
 from stabn_tf.data import synthetic
+from stabn_tf.errors import StabnError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class RunError(ValueError):
+class RunError(ValueError, StabnError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
 
 
-class DiskFullError(OSError):
+class DiskFullError(OSError, StabnError):
     """Not enough space to write a file; the message names the file and the space needed.
     An `OSError` with errno ENOSPC, so `stabn_tf.disk.is_disk_full` knows it too."""
 

@@ -24,12 +24,13 @@ from absl import app, flags
 
 import stabn_tf  # noqa: F401  (registers every object old files name)
 from stabn_tf.data.labels import LabelFileError, read_labels
+from stabn_tf.errors import StabnError
 from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
 from stabn_tf.models.stabn import FUSION, STABN, ResNet3D, VideoClassifier
 from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
 
-class MigrationError(ValueError):
+class MigrationError(ValueError, StabnError):
     """The old model cannot be converted; `str()` is one line."""
 
 

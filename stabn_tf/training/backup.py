@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
+from stabn_tf.errors import StabnError
 from stabn_tf.runs import atomic_path, file_sha256, require_space, write_atomic
 
 
-class BackupError(RuntimeError):
+class BackupError(RuntimeError, StabnError):
     """No backup in the folder can be resumed from; the message says what to do."""
 
 
