@@ -84,5 +84,5 @@ def __getattr__(name: str):
     return value
 
 
-if "keras" in sys.modules or "tensorflow" in sys.modules:
+if sys.modules.get("keras") is not None or sys.modules.get("tensorflow") is not None:
     _load_models()
