@@ -22,6 +22,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from stabn_tf.errors import StabnError
+
 #: errno values of "no room to write".
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 #: How the temporary files `atomic_path` writes beside their target begin.
@@ -77,7 +79,7 @@ def disk_full_message(error: BaseException, target: str | os.PathLike,
             "the command again")
 
 
-class DiskFullError(OSError):
+class DiskFullError(OSError, StabnError):
     """Not enough space to write a file; the message names the file and the space needed.
     An `OSError` with errno ENOSPC, so `is_disk_full` knows it too."""
 

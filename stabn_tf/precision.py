@@ -22,6 +22,8 @@ import functools
 import platform
 from collections.abc import Sequence
 
+from stabn_tf.errors import StabnError
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: The matrix features that decide inference speed, by their /proc/cpuinfo flag.
@@ -45,7 +47,7 @@ FLAG_HELP = ("What a Keras model computes in: auto (bfloat16 on a GPU or a CPU w
              "model computes in its own precision (auto).")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(ValueError, StabnError):
     """A precision that cannot be used; `str()` is one line for the user."""
 
 

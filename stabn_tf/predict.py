@@ -22,44 +22,37 @@ import json
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from stabn_tf import cli
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, OutputNames, Prediction, open_runner, run_inputs
-from stabn_tf.precision import FLAG_HELP
-from stabn_tf.runs import RunError, check_writable_dir
+from stabn_tf.runs import check_writable_dir
 
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-    flags.DEFINE_string("checkpoint", None, "A .keras model (ST-ABN or baseline) or an "
-                        "exported .tflite or OpenVINO .xml model.")
-    flags.DEFINE_integer("top_k", 5, "How many classes to list.")
+def define_flags() -> None:
+    cli.define_checkpoint("A .keras model (ST-ABN or baseline) or an exported .tflite or "
+                          "OpenVINO .xml model.")
+    cli.define_top_k("How many classes to list.")
     flags.DEFINE_integer("num_clips", 1, "Clips per video; their softmax is averaged.")
-    flags.DEFINE_integer("max_clips", 4, "Clips predicted per TFRecord input.")
+    cli.define_max_clips(4, "Clips predicted per TFRecord input.")
     flags.DEFINE_bool("json", False, "One JSON document on stdout instead of text.")
     flags.DEFINE_string("output_dir", "", "Also write <input>.json and <input>.png here.")
-    flags.DEFINE_string("precision", "auto", FLAG_HELP)
-    flags.mark_flag_as_required("checkpoint")
+    cli.define_precision()
 
 
 def main(argv: Sequence[str]) -> None:
     paths = list(argv[1:])
     f = FLAGS
-    try:
-        if not paths:
-            raise InferenceError("give one or more video files, frame folders or TFRecord "
-                                 "patterns")
-        for name in ("top_k", "num_clips", "max_clips"):
-            if f[name].value < 1:
-                raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        runner = open_runner(f.checkpoint, precision=f.precision)
-        if f.output_dir:  # created once the checkpoint is accepted
-            check_writable_dir(f.output_dir)
-    except (InferenceError, RunError) as e:
-        print(f"stabn_tf.predict: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if not paths:
+        raise InferenceError("give one or more video files, frame folders or TFRecord "
+                             "patterns")
+    cli.require_at_least_one("top_k", "num_clips", "max_clips", error=InferenceError)
+    runner = open_runner(f.checkpoint, precision=f.precision)
+    if f.output_dir:  # created once the checkpoint is accepted
+        check_writable_dir(f.output_dir)
     if not f.json:  # the JSON document holds it
         print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
@@ -78,7 +71,7 @@ def main(argv: Sequence[str]) -> None:
             print(text + "\n", flush=True)
 
     def fail(path: str, message: str) -> None:
-        print(f"stabn_tf.predict: error: {message}", file=sys.stderr, flush=True)
+        print(f"{command.prefix}{message}", file=sys.stderr, flush=True)
 
     predictions, errors = run_inputs(runner, paths, num_clips=f.num_clips,
                                      max_clips=f.max_clips, on_result=show, on_error=fail)
@@ -93,6 +86,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(1 if errors else 0)
 
 
+command = cli.Command("stabn_tf.predict", main, define_flags, __doc__)
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    command()

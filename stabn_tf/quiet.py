@@ -8,14 +8,18 @@ TFLite converter a dozen MLIR/quantizer lines. `caught_stderr()` points the proc
 stderr file descriptor at a temporary file around such a step and prints what was caught
 only if the step fails; `import_tensorflow()` imports TensorFlow that way and sets
 TensorFlow's Python logger to errors only (its tf.function retracing hints are for
-developers, and showed twice: once per handler). `TF_CPP_MIN_LOG_LEVEL=0` turns all of
-this off (everything shows again); unset, the level becomes 2 (later C++ errors still
-show). Nothing happens when TensorFlow is already imported.
+developers, and showed twice: once per handler); `catch_tensorflow_startup()` (run by
+`import stabn_tf`) does the same for whichever later import first loads TensorFlow.
+`TF_CPP_MIN_LOG_LEVEL=0` turns all of this off (everything shows again); unset, the level
+becomes 2 (later C++ errors still show). Nothing happens when TensorFlow is already
+imported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -63,3 +67,44 @@ def import_tensorflow() -> None:
     with caught_stderr():
         import tensorflow  # noqa: F401
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def catch_tensorflow_startup() -> None:
+    """Makes the first `import tensorflow` from now on (by any module) behave as
+    `import_tensorflow()`: its start-up lines caught, its Python logger set to errors."""
+    if "tensorflow" in sys.modules or verbose():
+        return
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do and hands it a loader that catches its
+    start-up lines; steps aside after that one import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _CaughtLoader(spec.loader)
+        return spec
+
+
+class _CaughtLoader(importlib.abc.Loader):
+    """`loader`, its module run inside `caught_stderr()`."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):  # resources, source, ...: the real loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with caught_stderr():
+            self.loader.exec_module(module)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)

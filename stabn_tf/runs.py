@@ -34,9 +34,10 @@ from collections.abc import Iterator, Mapping
 
 from stabn_tf.data import synthetic
 from stabn_tf.disk import write_atomic
+from stabn_tf.errors import StabnError
 
 
-class RunError(ValueError):
+class RunError(ValueError, StabnError):
     """A run directory (or a setting read from it) that cannot be used; one line."""
 
 

@@ -10,18 +10,22 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 import stabn_tf
+from stabn_tf import cli
 from stabn_tf.models.complexity import count_flops, count_trainable_params
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_classes", 174, "K.")
-flags.DEFINE_integer("num_frames", 32, "T.")
-flags.DEFINE_integer("image_size", 224, "Input height and width.")
-flags.DEFINE_integer("depth", 50, "ResNet depth: 18, 34, 50 or 101.")
-flags.DEFINE_float("width_multiplier", 1.0, "Channel width multiplier.")
-flags.DEFINE_integer("runs", 3, "Timed forward passes per model (0: skip timing).")
+
+
+def define_flags() -> None:
+    flags.DEFINE_integer("num_classes", 174, "K.")
+    flags.DEFINE_integer("num_frames", 32, "T.")
+    flags.DEFINE_integer("image_size", 224, "Input height and width.")
+    flags.DEFINE_integer("depth", 50, "ResNet depth: 18, 34, 50 or 101.")
+    flags.DEFINE_float("width_multiplier", 1.0, "Channel width multiplier.")
+    flags.DEFINE_integer("runs", 3, "Timed forward passes per model (0: skip timing).")
 
 
 def forward_latency(model, runs: int) -> list[float]:
@@ -56,5 +60,7 @@ def main(argv):
               f"{count_flops(model) / 1e9:>12.1f} {latency:>16}", flush=True)
 
 
+command = cli.Command("stabn_tf.summary", main, define_flags, __doc__)
+
 if __name__ == "__main__":
-    app.run(main)
+    command()

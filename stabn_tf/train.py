@@ -18,9 +18,10 @@ import sys
 
 from absl import app, flags
 
+from stabn_tf import cli
 from stabn_tf.models import presets
 from stabn_tf.training.signals import Interrupted, interruptible
-from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
+from stabn_tf.training.trainer import ConfigError, TrainConfig, train
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -69,14 +70,13 @@ def main(argv):
     try:
         with interruptible():
             train(config_from_flags())
-    except (ConfigError, TrainingError) as e:
-        print(f"stabn_tf.train: error: {e}", file=sys.stderr)
-        sys.exit(2)
     except Interrupted as e:
         print(f"stabn_tf.train: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
 
 
+# ConfigError and TrainingError (StabnErrors) print one line and exit with status 2.
+command = cli.Command("stabn_tf.train", main, define_flags, __doc__)
+
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    command()

@@ -13,9 +13,10 @@ import re
 from collections.abc import Sequence
 
 from stabn_tf.disk import write_atomic
+from stabn_tf.errors import StabnError
 
 
-class LabelFileError(ValueError):
+class LabelFileError(ValueError, StabnError):
     """A label or annotation file is malformed; the message names the file and line."""
 
     def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):

@@ -30,13 +30,10 @@ import json
 import math
 import multiprocessing.pool
 import os
-import sys
 import time
-from collections.abc import Sequence
 
 import av
 import numpy as np
-from absl import app, flags
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -513,50 +510,9 @@ def ensure_synthetic_tfrecords(
     return out_dir
 
 
-# --- CLI ---------------------------------------------------------------------------------------
-
-
-def _define_flags() -> None:
-    flags.DEFINE_string("output_dir", None, "Where to write the SSv2-layout dataset "
-                        "(with --convert: the cache directory).", required=True)
-    flags.DEFINE_integer("num_train_per_class", DEFAULTS["num_train_per_class"],
-                         "Training videos per class.")
-    flags.DEFINE_integer("num_val_per_class", DEFAULTS["num_val_per_class"],
-                         "Validation videos per class.")
-    flags.DEFINE_integer("num_test_per_class", DEFAULTS["num_test_per_class"],
-                         "Unlabelled test videos per class (ids only in test.json).")
-    flags.DEFINE_integer("resolution", DEFAULTS["resolution"], "Frame height in pixels.")
-    flags.DEFINE_integer("num_frames", DEFAULTS["num_frames"], "Frames per video.")
-    flags.DEFINE_integer("seed", DEFAULTS["seed"], "Random seed (same seed, same data).")
-    flags.DEFINE_integer("workers", 0, "Processes; 0 = all cores.")
-    flags.DEFINE_bool("convert", False, "Also convert to TFRecords (cached by settings) and "
-                      "print their directory.")
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
-    f = flags.FLAGS
-    t0 = time.time()
-    if f.convert:
-        path = ensure_synthetic_tfrecords(
-            f.output_dir, num_train_per_class=f.num_train_per_class,
-            num_val_per_class=f.num_val_per_class, resolution=f.resolution,
-            num_frames=f.num_frames, seed=f.seed, workers=f.workers or None)
-        print(f"TFRecords in {path} ({time.time() - t0:.1f}s)")
-        return
-    summary = generate_synthetic_dataset(
-        f.output_dir, num_train_per_class=f.num_train_per_class,
-        num_val_per_class=f.num_val_per_class, num_test_per_class=f.num_test_per_class,
-        resolution=f.resolution, num_frames=f.num_frames, seed=f.seed,
-        workers=f.workers or None)
-    print(json.dumps(summary, indent=1), file=sys.stdout)
-
-
 if __name__ == "__main__":
-    # Run the importable copy of this module (not __main__), so the tasks sent to worker
-    # processes pickle as `stabn_tf.data.synthetic.*`.
-    from stabn_tf.data import synthetic as _module
+    # The command is `stabn_tf.synthesize`, which imports this module under its own name, so
+    # the tasks sent to worker processes pickle as `stabn_tf.data.synthetic.*`.
+    import runpy
 
-    _module._define_flags()
-    app.run(_module.main)
+    runpy.run_module("stabn_tf.synthesize", run_name="__main__")

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from stabn_tf.errors import StabnError
+
 # Context (one value per video).
 CLIP_ID = "clip/id"
 LABEL_INDEX = "clip/label/index"
@@ -223,7 +225,7 @@ def has_ground_truth(serialized: bytes) -> bool:
 _SHARD_STATE_DIR = ".shards"
 
 
-class CorruptShardError(ValueError):
+class CorruptShardError(ValueError, StabnError):
     """A TFRecord shard (or one of its records) cannot be read.
 
     The message is one line naming the file and, where known, the record (its 0-based

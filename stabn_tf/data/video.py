@@ -18,12 +18,13 @@ import numpy as np
 from PIL import Image
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.errors import StabnError
 
 #: Short side videos are stored at by default (evaluation resizes to 256; docs/architecture.md §3).
 DEFAULT_SHORT_SIDE = 256
 
 
-class VideoReadError(OSError):
+class VideoReadError(OSError, StabnError):
     """A video could not be read; `str(err)` names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

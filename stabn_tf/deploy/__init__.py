@@ -16,12 +16,13 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from stabn_tf.errors import StabnError
 from stabn_tf.runs import RunDirectory, RunError
 
 Patterns = str | Sequence[str]
 
 
-class ExportError(ValueError):
+class ExportError(ValueError, StabnError):
     """An export that cannot start or finish; `str()` is one line for the user."""
 
 

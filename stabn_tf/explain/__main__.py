@@ -21,20 +21,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from stabn_tf import cli
 from stabn_tf.explain.render import ANIMATIONS, render_prediction
 from stabn_tf.inference import METHODS, InferenceError, OutputNames, Prediction, open_runner
 from stabn_tf.inference.runner import run_inputs
-from stabn_tf.precision import FLAG_HELP
-from stabn_tf.runs import RunError, check_writable_dir
+from stabn_tf.runs import check_writable_dir
 
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-    flags.DEFINE_string("checkpoint", None, "A .keras model (ST-ABN, or the baseline with "
-                        "--method=gradcam) or an exported .tflite / OpenVINO .xml model.")
+def define_flags() -> None:
+    cli.define_checkpoint("A .keras model (ST-ABN, or the baseline with --method=gradcam) or "
+                          "an exported .tflite / OpenVINO .xml model.")
     flags.DEFINE_string("output_dir", "explanations", "Where the PNG/GIF/JSON files go.")
     flags.DEFINE_enum("method", "attention", METHODS, "attention: ST-ABN's Ms/Mt; gradcam: "
                       "3D Grad-CAM of the predicted class.")
@@ -42,32 +42,23 @@ def _define_flags() -> None:
     flags.DEFINE_enum("animation", "gif", ANIMATIONS, "Animated overlay format.")
     flags.DEFINE_float("fps", 4.0, "Animation frames per second (> 0).")
     flags.DEFINE_integer("columns", 8, "Frames per row of the figure.")
-    flags.DEFINE_integer("top_k", 5, "Classes listed.")
-    flags.DEFINE_integer("max_clips", 4, "Clips explained per TFRecord input.")
+    cli.define_top_k("Classes listed.")
+    cli.define_max_clips(4, "Clips explained per TFRecord input.")
     flags.DEFINE_list("clip_ids", [], "Explain these clip ids of TFRecord inputs instead.")
-    flags.DEFINE_string("precision", "auto", FLAG_HELP)
-    flags.mark_flag_as_required("checkpoint")
+    cli.define_precision()
 
 
 def main(argv: Sequence[str]) -> None:
     inputs = list(argv[1:])
     if not inputs:
-        print("stabn_tf.explain: error: give video files, frame folders or TFRecord patterns",
-              file=sys.stderr)
-        sys.exit(2)
+        cli.fail("give video files, frame folders or TFRecord patterns")
     f = FLAGS
-    try:
-        if not f.fps > 0:
-            raise InferenceError(f"--fps={f.fps}: must be > 0")
-        for name in ("columns", "top_k", "max_clips"):
-            if f[name].value < 1:
-                raise InferenceError(f"--{name}={f[name].value}: must be >= 1")
-        runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None,
-                             precision=f.precision)
-        check_writable_dir(f.output_dir)  # created once the checkpoint is accepted
-    except (InferenceError, RunError) as e:
-        print(f"stabn_tf.explain: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if not f.fps > 0:
+        raise InferenceError(f"--fps={f.fps}: must be > 0")
+    cli.require_at_least_one("columns", "top_k", "max_clips", error=InferenceError)
+    runner = open_runner(f.checkpoint, f.method, f.gradcam_layer or None,
+                         precision=f.precision)
+    check_writable_dir(f.output_dir)  # created once the checkpoint is accepted
     print(runner.precision_choice.describe(), flush=True)
     names = OutputNames()
     written: list[str] = []
@@ -81,7 +72,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"{prediction.name}: {top}\n  → {', '.join(paths.values())}", flush=True)
 
     def fail(path: str, message: str) -> None:
-        print(f"stabn_tf.explain: error: {message}", file=sys.stderr, flush=True)
+        print(f"{command.prefix}{message}", file=sys.stderr, flush=True)
 
     predictions, errors = run_inputs(runner, inputs, max_clips=f.max_clips,
                                      clip_ids=f.clip_ids, on_result=write, on_error=fail)
@@ -90,6 +81,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(1 if errors else 0)
 
 
+command = cli.Command("stabn_tf.explain", main, define_flags, __doc__)
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    command()

@@ -17,13 +17,14 @@ import tensorflow as tf
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.video import VideoReadError
+from stabn_tf.errors import StabnError
 from stabn_tf.inference.inputs import Clip, is_tfrecord_input, load_clip, tfrecord_clips
 from stabn_tf.inference.prediction import Prediction
 from stabn_tf.outputs import ATTENTION, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice
 
 
-class InferenceError(ValueError):
+class InferenceError(ValueError, StabnError):
     """A model or an input that cannot be used; `str()` is one line for the user."""
 
 

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from stabn_tf.errors import StabnError
 from stabn_tf.models.stabn import archive_damage
 
 DEFAULT_IMAGENET_REPO = "timm/resnet50.tv_in1k"
@@ -50,7 +51,7 @@ _KERAS_BRANCH = {"a": "1", "b": "2", "c": "3", "shortcut": "0"}
 _TORCHVISION_BN = (".weight", ".bias", ".running_mean", ".running_var")
 
 
-class InitError(ValueError):
+class InitError(ValueError, StabnError):
     """An initialisation that cannot be done; `str()` is one line naming the culprit."""
 
 

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 
 import keras
 import numpy as np
-from absl import app, flags
 
 import stabn_tf  # noqa: F401  (registers every object old files name)
 from stabn_tf.data.labels import LabelFileError, read_labels
 from stabn_tf.disk import atomic_path
+from stabn_tf.errors import StabnError
 from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
 from stabn_tf.models.stabn import FUSION, STABN, ResNet3D, VideoClassifier
 from stabn_tf.outputs import PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 
 
-class MigrationError(ValueError):
+class MigrationError(ValueError, StabnError):
     """The old model cannot be converted; `str()` is one line."""
 
 
@@ -106,26 +105,8 @@ def migrate_file(path: str, labels: str, output: str | None = None) -> str:
     return output
 
 
-def _define_flags() -> None:
-    flags.DEFINE_string("labels", None, "labels.txt with the model's class names, in order.")
-    flags.DEFINE_string("output", "", "Where the converted model goes (default: over the old "
-                        "file, which is kept as <name>.legacy.keras).")
-    flags.mark_flag_as_required("labels")
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) != 2:
-        print("usage: python -m stabn_tf.models.migrate OLD.keras --labels=labels.txt "
-              "[--output=NEW.keras]", file=sys.stderr)
-        sys.exit(2)
-    try:
-        out = migrate_file(argv[1], flags.FLAGS.labels, flags.FLAGS.output or None)
-    except MigrationError as e:
-        print(f"stabn_tf.models.migrate: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"converted {argv[1]} → {out}")
-
-
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    # The command is `stabn_tf.migrate` (flags only); the work is `migrate_file` above.
+    import runpy
+
+    runpy.run_module("stabn_tf.migrate", run_name="__main__")

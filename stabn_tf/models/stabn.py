@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 import keras
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.disk import atomic_path, write_atomic
+from stabn_tf.errors import StabnError
 from stabn_tf.layers.attention import (
     INVERSIONS,
     AttentionFusion,
@@ -47,17 +49,16 @@ from stabn_tf.models.backbone import (
 )
 from stabn_tf.models.presets import PresetError
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
-from stabn_tf.runs import atomic_path, write_atomic
 
 FUSION = "attention_fusion"
 ATTENTION_HEADS = ("per_frame", "gap")
 
 
-class LegacyCheckpointError(ValueError):
+class LegacyCheckpointError(ValueError, StabnError):
     """A `.keras` file saved before models carried their config (a plain Functional)."""
 
 
-class ForeignModelError(ValueError):
+class ForeignModelError(ValueError, StabnError):
     """A `.keras` file holding some other Keras model, not an ST-ABN or its baseline."""
 
 #: Layers every ST-ABN / baseline graph has had under these names, before and since models

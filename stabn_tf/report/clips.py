@@ -16,12 +16,12 @@ import os
 
 import numpy as np
 
+from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.quality import POINTING_TOLERANCE
 from stabn_tf.explain import metrics as em
 from stabn_tf.explain.figures import overlay_pictures
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import Clip, Prediction, Runner
-from stabn_tf.runs import write_atomic
 
 #: Bumped when a record's content changes meaning, so old records are redrawn.
 RECORD_VERSION = 2  # 2: thumbnails without baked-in text

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.tables import number, percent
 from stabn_tf.report import charts
 from stabn_tf.report.models import ReportModel
-from stabn_tf.runs import write_atomic
 
 CSS = """
 :root { --fg: #1f2933; --muted: #66788a; --line: #d9e2ec; --ok: #2f855a; --err: #c53030; }

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from stabn_tf.data import list_files, tfrecord
+from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLE_FILES, TABLES, check_output_dir
@@ -45,7 +46,6 @@ from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import explain_clip, load_record, spatial_maps
 from stabn_tf.report.models import ReportModel, open_model
-from stabn_tf.runs import write_atomic
 
 
 def _labels(paths: Sequence[str]) -> list[str]:

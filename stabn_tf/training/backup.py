@@ -30,10 +30,11 @@ import keras
 import numpy as np
 
 from stabn_tf.disk import atomic_path, require_space, write_atomic
+from stabn_tf.errors import StabnError
 from stabn_tf.runs import file_sha256
 
 
-class BackupError(RuntimeError):
+class BackupError(RuntimeError, StabnError):
     """No backup in the folder can be resumed from; the message says what to do."""
 
 

@@ -27,6 +27,7 @@ from absl import logging
 from stabn_tf import data as data_lib
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.disk import DiskFullError, write_atomic
+from stabn_tf.errors import StabnError
 from stabn_tf.explain.figures import figure_png
 from stabn_tf.explain.render import prediction_figure
 from stabn_tf.inference.inputs import Clip, tfrecord_clips
@@ -72,11 +73,11 @@ DATASETS = ("tfrecord", "synthetic")
 SCHEDULES = ("step", "cosine")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, StabnError):
     """A setting or an input that makes the run impossible, found before training."""
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RuntimeError, StabnError):
     """Training started but had to stop (e.g. a non-finite loss)."""
 
 

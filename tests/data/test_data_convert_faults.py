@@ -213,7 +213,6 @@ def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys
         import tensorflow as tf
-        from absl import app
         from stabn_tf.data.convert import cli, shards
         class Full:
             def __init__(self, path):
@@ -225,10 +224,8 @@ def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path):
             def write(self, record):
                 raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
         shards.tf.io.TFRecordWriter = Full
-        cli._define_flags()
-        app.run(cli.main, argv=["convert", "--dataset=folder", "--input_dir={folder}",
-                                "--output_dir={tmp_path / 'out'}", "--workers=1",
-                                "--progress=false"])
+        cli.command(["convert", "--dataset=folder", "--input_dir={folder}",
+                     "--output_dir={tmp_path / 'out'}", "--workers=1", "--progress=false"])
     """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -1,31 +1,23 @@
-"""export/client.py against a tiny local server (127.0.0.1, a thread) that answers with
-what TF Serving should not: every reply that is not the signature's outputs, a malformed
-or short body, and a reply trickled a byte at a time, is one line and exit 1."""
+"""The REST client (`stabn_tf.serving_client`; its command line is `export/client.py`)
+against a tiny local server (127.0.0.1, a thread) that answers with what TF Serving should
+not: every reply that is not the signature's outputs, a malformed or short body, and a
+reply trickled a byte at a time, is one line and exit 1."""
 
 import http.server
-import importlib.util
 import json
-import pathlib
 import threading
 import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from stabn_tf import serving_client as client
+from stabn_tf.export.client import main as client_main
+
 GOOD = {"probabilities": [0.1, 0.7, 0.2], "top_k_indices": [1, 2],
         "top_k_labels": ["pushing", "pulling"], "top_k_probabilities": [0.7, 0.2],
         "spatial_attention": [[[0.5, 0.5]], [[0.1, 0.9]]], "temporal_attention": [0.4, 0.6]}
 
 
-def _load_client():
-    """export/client.py as a module: `export` is a folder of scripts, not a package."""
-    spec = importlib.util.spec_from_file_location("stabn_client", ROOT / "export" / "client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-client = _load_client()
 
 
 class _Scripted(http.server.BaseHTTPRequestHandler):
@@ -79,7 +71,7 @@ def _request(tmp_path, instances: int = 1) -> str:
 
 
 def _run(args, capsys) -> tuple[int, list[str], str]:
-    status = client.main(args)
+    status = client_main(args)
     captured = capsys.readouterr()
     return status, captured.err.strip().splitlines(), captured.out
 
@@ -149,7 +141,7 @@ def test_timeout_bounds_the_whole_request(server, tmp_path, capsys):
     assert err == [f"error: {address}/v1/models/stabn: no complete reply within 1 s "
                    "(--timeout)"], err
     with pytest.raises(SystemExit):
-        client.main(["--server", address, "--request", _request(tmp_path), "--timeout", "0"])
+        client_main(["--server", address, "--request", _request(tmp_path), "--timeout", "0"])
     assert "--timeout must be > 0" in capsys.readouterr().err
 
 

@@ -1,5 +1,5 @@
 """`export/` is a folder of entry points run from the repository root: not installed as a
-top-level package, and holding no logic (that is `stabn_tf.deploy`)."""
+top-level package, and holding no logic (each runs its `stabn_tf.export` command)."""
 
 import ast
 import configparser
@@ -19,10 +19,12 @@ def test_installing_puts_no_top_level_export_package_into_site_packages():
     assert not [p for p in packages if p.split(".")[0] != "stabn_tf"], packages
 
 
-def test_export_init_is_a_docstring_and_the_clis_define_only_flags_and_main():
+def test_export_init_is_a_docstring_and_each_cli_only_runs_its_stabn_tf_command():
     init = ast.parse((ROOT / "export" / "__init__.py").read_text())
     assert len(init.body) == 1 and isinstance(init.body[0].value, ast.Constant)
-    for name in ("openvino.py", "saved_model.py", "tflite.py"):
+    for name in ("client.py", "openvino.py", "saved_model.py", "tflite.py"):
         tree = ast.parse((ROOT / "export" / name).read_text())
-        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert functions == {"_define_flags", "main"}, (name, functions)
+        imported, main = tree.body
+        assert isinstance(imported, ast.ImportFrom), name
+        assert imported.module == f"stabn_tf.export.{name[:-3]}", name
+        assert isinstance(main, ast.If) and len(main.body) == 1, name

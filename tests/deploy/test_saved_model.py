@@ -2,7 +2,6 @@
 
 import base64
 import http.server
-import importlib.util
 import json
 import os
 import pathlib
@@ -14,24 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stabn_tf import serving_client as client
 from stabn_tf.data import make_dataset, preprocess, tfrecord
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.export.client import main as client_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
 
 
-def _load_client():
-    """export/client.py as a module: `export` is a folder of scripts, not an installed package."""
-    spec = importlib.util.spec_from_file_location("stabn_client", ROOT / "export" / "client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-client = _load_client()
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +222,7 @@ def fake_server(exported):
 def test_rest_client_round_trip(exported, fake_server, tiny_tfrecords, capsys):
     _, labels, _, _ = exported
     pattern = f"{tiny_tfrecords}/validation-*.tfrecord"
-    assert client.main(["--server", fake_server, "--tfrecord", pattern,
+    assert client_main(["--server", fake_server, "--tfrecord", pattern,
                         "--max_examples", "2"]) == 0
     printed = capsys.readouterr().out
     assert printed.count(" record ") == 2 and "when (temporal attention)" in printed
@@ -253,7 +245,7 @@ def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_p
     frames[1][2][3][0] = -0.42
     request = tmp_path / "floats.json"
     request.write_text(json.dumps({"instances": [frames]}))
-    assert client.main(["--server", fake_server, "--request", str(request)]) == 1
+    assert client_main(["--server", fake_server, "--request", str(request)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: instances[0][1][2][3][0] = -0.42: serving_default takes uint8 RGB "
                    "frames (integers 0..255) and would not see this value as sent; send "

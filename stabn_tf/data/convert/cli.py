@@ -9,18 +9,18 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from stabn_tf.cli import Command
 from stabn_tf.data import boxes as boxes_lib
-from stabn_tf.data import labels as labels_lib
 from stabn_tf.data import video
 from stabn_tf.data.convert.conversion import convert_dataset
-from stabn_tf.data.convert.items import DEFAULT_SPLITS, ConversionError, UsageError
+from stabn_tf.data.convert.items import DEFAULT_SPLITS, UsageError
 from stabn_tf.data.convert.listing import DATASETS
 from stabn_tf.data.convert.manifest import MANIFEST_FILE, format_summary
 from stabn_tf.data.convert.shards import MIN_SHARDS, VIDEOS_PER_SHARD
 from stabn_tf.data.convert.verify import verify_output_dir
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     # Defined only when run as a program, so importing this module (e.g. from the trainer)
     # never clashes with the importer's own flags.
     flags.DEFINE_enum("dataset", None, list(DATASETS), "Input layout (required unless "
@@ -64,26 +64,25 @@ def _verify_main(output_dir: str) -> None:
 
 def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
-    try:
-        if len(argv) > 1:
-            raise UsageError(f"unexpected arguments {argv[1:]}")
-        if f.verify:
-            _verify_main(f.output_dir)
-            return
-        for name in ("dataset", "input_dir"):
-            if getattr(f, name) is None:
-                raise UsageError(f"--{name} is required (unless --verify)")
-        manifest = convert_dataset(
-            f.dataset, f.input_dir, f.output_dir, short_side=f.short_side or None,
-            num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
-            jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
-            validation_fraction=f.validation_fraction, progress=f.progress,
-            overwrite=f.overwrite, boxes=f.boxes, box_categories=f.box_categories)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (labels_lib.LabelFileError, ConversionError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}")
+    if f.verify:
+        _verify_main(f.output_dir)
+        return
+    for name in ("dataset", "input_dir"):
+        if getattr(f, name) is None:
+            raise UsageError(f"--{name} is required (unless --verify)")
+    manifest = convert_dataset(
+        f.dataset, f.input_dir, f.output_dir, short_side=f.short_side or None,
+        num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
+        jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
+        validation_fraction=f.validation_fraction, progress=f.progress,
+        overwrite=f.overwrite, boxes=f.boxes, box_categories=f.box_categories)
     print(format_summary(manifest))
     print(f"wrote {os.path.join(f.output_dir, MANIFEST_FILE)}")
+
+
+# A usage error exits with status 2; a conversion that fails (bad labels or layout, an
+# unreadable input, a full disk) with status 1. Each is one line, `error: ...`.
+command = Command("stabn_tf.data.convert", main, define_flags, __doc__, exit_code=1,
+                  errors=((UsageError, 2), (ValueError, 1), (OSError, 1)), prefix="error: ")

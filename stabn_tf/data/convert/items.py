@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import video
+from stabn_tf.errors import StabnError
 
 DEFAULT_SPLITS = ("train", "validation")
 KNOWN_SPLITS = ("train", "validation", "test")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(RuntimeError, StabnError):
     """The conversion cannot produce a usable dataset (bad input layout, nothing written)."""
 
 

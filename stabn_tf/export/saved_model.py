@@ -1,0 +1,81 @@
+"""SavedModel for TF Serving: `python -m export.saved_model --checkpoint=... --output_dir=...`.
+
+Writes `<output_dir>/<model_name>/<version>/` with the signatures `serving_default` (uint8
+frames) and `serve_examples` (serialized SequenceExamples); class names, clip shape and
+preprocessing come from the checkpoint itself. `--precision=bfloat16` computes in bf16
+inside (AMX-BF16 / AVX512-BF16 CPUs, GPUs); the outputs stay float32. The export is
+checked against Keras float32 before it is published. See `stabn_tf.deploy.saved_model`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from absl import flags
+
+from stabn_tf import cli
+from stabn_tf.deploy import saved_model as serving
+from stabn_tf.disk import disk_full_message
+from stabn_tf.errors import StabnError
+from stabn_tf.inference import load_checkpoint
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("checkpoint", None, "A .keras model of stabn_tf (ST-ABN or baseline).",
+                        required=True)
+    flags.DEFINE_string("output_dir", "exported", "TF Serving's model base directory parent.")
+    flags.DEFINE_string("model_name", "stabn", "Model name (the directory under --output_dir "
+                        "and the name in models.config / REST URLs).")
+    flags.DEFINE_integer("version", 0, "Version number; 0: one above the highest present.")
+    flags.DEFINE_integer("top_k", 5, "How many classes top_k_* outputs list.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
+    flags.DEFINE_string("precision", "float32", "What the served graph computes in: float32, "
+                        "or bfloat16 for CPUs with AMX-BF16 / AVX512-BF16 and GPUs.")
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        print(f"unexpected arguments: {argv[1:]}", file=sys.stderr)
+        return 2
+    precision, checked = FLAGS.precision, {}
+
+    def check(staged: str) -> None:
+        checked["diff"] = serving.self_check(staged, model, precision)
+
+    try:
+        serving.check_precision(precision)
+        model = load_checkpoint(FLAGS.checkpoint)
+        path = serving.export_saved_model(model, FLAGS.output_dir, FLAGS.model_name,
+                                          FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite,
+                                          precision=precision, check=check)
+    except StabnError:
+        raise
+    except Exception as e:  # a full disk, as whatever TensorFlow's writer raises
+        line = disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params())
+        if line is None:
+            raise
+        cli.fail(line, 1)
+    heads = "probabilities, top_k_indices, top_k_labels, top_k_probabilities" + (
+        ", spatial_attention, temporal_attention" if model.has_attention else "")
+    print(f"wrote {path}\n"
+          f"  {serving.SERVING_DEFAULT}: {serving.FRAMES} uint8 [batch, {model.num_frames}, "
+          f"H, W, 3] -> {heads}\n"
+          f"  {serving.SERVE_EXAMPLES}: {serving.EXAMPLES} string [batch] (serialized "
+          "SequenceExamples)\n"
+          f"  {model.num_classes} classes, computes in {precision}; self-check vs Keras "
+          f"float32: max |Δ probabilities| = {checked['diff']:.2e} (tolerance "
+          f"{serving.SELF_CHECK_TOLERANCE[precision]:g})\n"
+          f"inspect: saved_model_cli show --dir {path} --all", flush=True)
+    return 0
+
+
+# ExportError and InferenceError (StabnErrors) print `error: ...` and exit with status 2; a
+# full disk with status 1.
+command = cli.Command("stabn_tf.export.saved_model", main, define_flags, __doc__, prefix="error: ",
+                      errors=())
+
+if __name__ == "__main__":
+    command()
