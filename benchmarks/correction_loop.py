@@ -169,7 +169,7 @@ def fine_tune(data: str, out: str, epochs: int, log: str) -> float:
 def evaluate(checkpoint: str, data: str, out: str, log: str) -> dict:
     seconds = _run([sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={checkpoint}",
                     f"--files={data}/validation-*.tfrecord", "--tables=table1,explanation",
-                    "--num_clips=1", f"--precision={FLAGS.precision}",
+                    "--num_clips=1", "--gradcam_layers=", f"--precision={FLAGS.precision}",
                     f"--output_dir={out}"], log)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
