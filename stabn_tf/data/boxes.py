@@ -9,13 +9,16 @@ Two file formats are read (`load_box_files` tells them apart by their shape):
   `"0001"`, ... for the objects). The frame numbers are mapped onto the decoded video by
   time, so a video decoded at another rate still gets the right frames.
 - **The simple format** for boxes a person draws (documented in `docs/boxes.md`):
-  `{video id: {"frames": {frame index: [box, ...]}, "frame_size": [h, w]?,
-  "frame_rate": fps?}}`; a box is `[ymin, xmin, ymax, xmax]` (normalised, or pixels when
-  `frame_size` is given) or `{"box": [...], "role": "object" | "hand"}`.
+  `{video id: {"frames": {frame index: [box, ...]}, "active_frames": [index or [first,
+  last], ...]?, "frame_size": [h, w]?, "frame_rate": fps?}}`; a box is `[ymin, xmin,
+  ymax, xmax]` (normalised, or pixels when `frame_size` is given) or `{"box": [...],
+  "role": "object" | "hand"}`. `active_frames` says when the action happens: the listed
+  frames are active, every other frame of the video is not (Mt's labels).
 
 Either becomes a `VideoBoxes` per video (picklable, so converter workers can take it).
 `resolve` then fits it to a decoded video (frame count, frame rate, frame size): frame
-indices mapped, pixels normalised, boxes checked. Every problem becomes ONE line naming
+indices mapped, pixels normalised, boxes checked; `resolve_active` does the same for the
+active frames. Every problem becomes ONE line naming
 the file, video, frame and what is wrong; a bad box or frame is dropped, never the video.
 
 `rasterize_boxes` turns normalised boxes into the soft mask the spatial supervision loss
@@ -50,6 +53,9 @@ OUTSIDE_TOLERANCE = 0.01
 #: The problem line of a frame whose boxes were all invalid: it is left *not annotated*,
 #: since storing it with no box would teach Ms to look nowhere on it.
 NO_VALID_BOX = "no valid box on this frame: it is left unannotated"
+#: The problem line of `active_frames` with a bad item: the video's active frames are
+#: left unknown, since dropping the item would teach Mt that its frames are inactive.
+NO_VALID_ACTIVE = "the video's active frames are left unknown"
 
 #: Frame numbers with more digits than this are refused (10 million frames are over nine
 #: days at 12 fps); a longer number is a malformed name, not a frame.
@@ -91,6 +97,9 @@ class VideoBoxes:
     frame_size: tuple[float, float] | None = None
     frame_rate: float | None = None
     first_frame: int = 0
+    #: Inclusive (first, last) ranges of active frames, numbered as `frames` are; None:
+    #: the file does not say when the action happens (unknown, not "never").
+    active: tuple[tuple[int, int], ...] | None = None
 
 
 class Problem(str):
@@ -230,6 +239,40 @@ def _simple_box(value: object) -> Box | str:
     return Box(*(float(v) for v in value), role=role)
 
 
+def _frame_index(value: object) -> bool:
+    """Whether `value` is a frame index of `active_frames`: an int, 0 ≤ value, at most
+    `MAX_FRAME_DIGITS` digits."""
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and 0 <= value < 10 ** MAX_FRAME_DIGITS
+
+
+def parse_active_frames(value: object) -> tuple[tuple[tuple[int, int], ...] | None,
+                                                list[str]]:
+    """`active_frames` of the simple format → (inclusive (first, last) ranges, what is
+    wrong). Any bad item leaves the labels unknown (None): with an item dropped, the
+    frames it meant would be taught as inactive. An empty list is known: nothing active.
+    """
+    if not isinstance(value, list):
+        return None, ["'active_frames' must be a list of frame indices and [first, last] "
+                      f"ranges, got {type(value).__name__}"]
+    ranges, wrong = [], []
+    for item in value:
+        if _frame_index(item):
+            ranges.append((item, item))
+        elif isinstance(item, list) and len(item) == 2 and all(map(_frame_index, item)):
+            if item[0] > item[1]:
+                wrong.append(f"'active_frames' range {item!r} is inverted (needs first ≤ "
+                             "last)")
+            else:
+                ranges.append((item[0], item[1]))
+        else:
+            wrong.append(f"'active_frames' item {_shown(json.dumps(item))} is neither a "
+                         "frame index (0, 1, ...) nor an inclusive [first, last] range")
+    if wrong:
+        return None, [*wrong, NO_VALID_ACTIVE]
+    return tuple(sorted(set(ranges))), []
+
+
 def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
                  ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """The simple format (see the module doc) → (`{id: VideoBoxes}`, problem lines)."""
@@ -239,9 +282,17 @@ def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
         def bad(frame, what, clip_id=clip_id):
             problems.append(problem(source, clip_id, frame, what))
 
-        if not isinstance(entry, dict) or not isinstance(entry.get("frames"), dict):
-            bad(None, "expected an object with 'frames': {frame index: [boxes]}")
+        if not isinstance(entry, dict) or not (
+                isinstance(entry.get("frames"), dict)
+                or ("active_frames" in entry and "frames" not in entry)):
+            bad(None, "expected an object with 'frames': {frame index: [boxes]} and/or "
+                      "'active_frames': [frame index or [first, last], ...]")
             continue
+        active = None
+        if "active_frames" in entry:
+            active, wrong = parse_active_frames(entry["active_frames"])
+            for what in wrong:
+                bad(None, what)
         size = entry.get("frame_size")
         if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
                 _number(v) and v > 0 for v in size)):
@@ -252,7 +303,7 @@ def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
             bad(None, f"'frame_rate' must be a positive number, got {rate!r}")
             continue
         kept: dict[int, tuple[Box, ...]] = {}
-        for key, boxes in entry["frames"].items():
+        for key, boxes in entry.get("frames", {}).items():
             if not _FRAME_KEY.fullmatch(key):  # ASCII digits only: "²".isdigit() is True
                 bad(_shown(key), "frame keys must be frame indices (0, 1, ...)")
                 continue
@@ -277,11 +328,11 @@ def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
                 bad(number, NO_VALID_BOX)
                 continue
             kept[number] = tuple(good)
-        if kept:
+        if kept or active is not None:
             out[str(clip_id)] = VideoBoxes(
                 str(clip_id), source, tuple(sorted(kept.items())), pixels=size is not None,
                 frame_size=tuple(float(v) for v in size) if size is not None else None,
-                frame_rate=float(rate) if rate is not None else None)
+                frame_rate=float(rate) if rate is not None else None, active=active)
     return out, problems
 
 
@@ -387,13 +438,7 @@ def resolve(
             boxes.source, boxes.clip_id, None, "boxes in pixels but the frame size is "
             "unknown")], 0)
     for number, frame_boxes in boxes.frames:
-        k = number - boxes.first_frame
-        if boxes.frame_rate is None or not fps:
-            index, gap = k, 0.0
-        else:
-            t = k / boxes.frame_rate
-            index = round(t * fps)
-            gap = abs(index / fps - t)
+        index, gap = _decoded_index(boxes, number, fps)
         if not 0 <= index < num_frames:
             problems.append(problem(boxes.source, boxes.clip_id, number, "beyond the video "
                                     f"(it would be decoded frame {index}; the video has "
@@ -427,6 +472,48 @@ def resolve(
         clipped += overshoots
         per_frame[index], annotated[index], distance[index] = good, 1, gap
     return FittedBoxes(per_frame, annotated, problems, clipped)
+
+
+def _decoded_index(boxes: VideoBoxes, number: int, fps: float | None) -> tuple[int, float]:
+    """(decoded frame index, time gap in seconds) of frame `number` as the file counts."""
+    k = number - boxes.first_frame
+    if boxes.frame_rate is None or not fps:
+        return k, 0.0
+    t = k / boxes.frame_rate
+    index = round(t * fps)
+    return index, abs(index / fps - t)
+
+
+def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
+                   ) -> tuple[list[int] | None, list[Problem]]:
+    """A video's `active_frames` fitted to its decoded frames: (0/1 per frame, or None
+    when the file does not say, problem lines).
+
+    Each inclusive range maps its ends like `resolve` maps frame indices (by time when
+    the file gives `frame_rate`); the decoded frames between them are active. A range
+    running past the end of the video is cut at its last frame (reported: the file and
+    the video disagree); one lying wholly beyond it is reported and dropped.
+    """
+    if boxes.active is None:
+        return None, []
+    labels = [0] * num_frames
+    problems: list[Problem] = []
+    for first, last in boxes.active:
+        lo, hi = _decoded_index(boxes, first, fps)[0], _decoded_index(boxes, last, fps)[0]
+        shown = str(first) if first == last else f"[{first}, {last}]"
+        if lo >= num_frames:
+            problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
+                                    f"item {shown} lies beyond the video (it would start at "
+                                    f"decoded frame {lo}; the video has {num_frames})"))
+            continue
+        if hi >= num_frames:
+            problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
+                                    f"item {shown} runs past the end of the video (it would "
+                                    f"end at decoded frame {hi}; the video has {num_frames}):"
+                                    " cut at its last frame"))
+            hi = num_frames - 1
+        labels[lo:hi + 1] = [1] * (hi + 1 - lo)
+    return labels, problems
 
 
 def _show(box: Box) -> str:

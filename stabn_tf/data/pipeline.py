@@ -122,11 +122,17 @@ def _box_targets(rec: dict, flat: tf.Tensor, window: tf.Tensor, height: tf.Tenso
         return tf.gather(padded, flat)
 
     annotated = tf.cast((per_frame(rec[tfrecord.BOX_ANNOTATED]) > 0) & keep, tf.float32)
-    active_known = tf.cast((tf.size(rec[tfrecord.GT_ACTIVE]) == n) & keep, tf.float32)
+    # A box file's labels (clip/active) first; else the synthetic ground truth, unless the
+    # record keeps it for the metrics only.
+    labelled = tf.size(rec[tfrecord.ACTIVE]) == n
+    from_truth = (tf.size(rec[tfrecord.GT_ACTIVE]) == n) & tf.not_equal(
+        rec[tfrecord.GT_SUPERVISION], 0)
+    labels = tf.cond(labelled, lambda: rec[tfrecord.ACTIVE], lambda: rec[tfrecord.GT_ACTIVE])
+    active_known = tf.cast((labelled | from_truth) & keep, tf.float32)
     return {
         "box_mask": mask * annotated[:, tf.newaxis, tf.newaxis],
         "box_frames": annotated,
-        "active": tf.cast(per_frame(rec[tfrecord.GT_ACTIVE]) > 0, tf.float32) * active_known,
+        "active": tf.cast(per_frame(labels) > 0, tf.float32) * active_known,
         "active_known": active_known,
     }
 
@@ -245,8 +251,10 @@ def make_dataset(
         `"box_mask"` float32 `[B, T, h, w]` (the boxes of each sampled frame, moved with
         the pixels through crop, resize and flip, rasterised area-weighted at the
         attention map's h×w), `"box_frames"` float32 `[B, T]` (1 where the frame is
-        annotated), `"active"` float32 `[B, T]` (1 where the action happens) and
-        `"active_known"` float32 `[B]` (1 where the record has active labels); a
+        annotated), `"active"` float32 `[B, T]` (1 where the action happens:
+        a box file's `active_frames`, else the synthetic ground truth unless converted
+        with `ground_truth_supervision=False`) and `"active_known"` float32 `[B]` (1 where
+        the record has active labels); a
         leading `n` axis after B when `num_clips = n > 1`. Videos without boxes or labels
         give all zeros, so they add nothing to the supervision losses.
       box_roles: the roles whose boxes make the mask ("object", "hand").

@@ -21,6 +21,15 @@ annotated); `clip/gt/box` is written only when other boxes replace it (a person'
 on a synthetic clip) and still read from older records, and
 `parse_sequence_example(with_ground_truth=True)` derives it from the boxes otherwise
 (the first `object` box of each frame), so readers see one layout.
+
+When the action happens, as supervision labels for Mt: `clip/active` (int64 per frame,
+1 where the action happens), written only for videos whose box file gives
+`active_frames`. Without it, the synthetic set's `clip/gt/active` supervises Mt as well,
+unless the context's `clip/gt/supervision` is 0: the converter's
+`ground_truth_supervision=False` keeps the synthetic ground truth (`clip/gt/active` and
+`clip/gt/box`, no `clip/box/*`) for the explanation metrics only, so that only the box
+files supervise. Ground truth and supervision stay apart: the metrics always read
+`clip/gt/*`, never a person's labels.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ LABEL_INDEX = "clip/label/index"
 LABEL_TEXT = "clip/label/text"
 NUM_FRAMES = "clip/num_frames"
 FRAME_RATE = "clip/frame_rate"
+GT_SUPERVISION = "clip/gt/supervision"  # int64 0: clip/gt/* are for the metrics only
 # Feature lists (one entry per frame, in order).
 IMAGE_ENCODED = "image/encoded"
 GT_ACTIVE = "clip/gt/active"  # int64: 1 where the action happens in this frame
@@ -51,6 +61,7 @@ BOX_XMAX = "clip/box/xmax"
 BOX_COORDS = (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX)
 BOX_ROLE = "clip/box/role"  # per frame: one bytes value per box, b"object" or b"hand"
 BOX_ANNOTATED = "clip/box/annotated"  # per frame: int64 1 where the boxes are known
+ACTIVE = "clip/active"  # per frame: int64 1 where the action happens (a box file's labels)
 
 #: Label index stored for unlabelled videos (e.g. the SSv2 test split).
 NO_LABEL = -1
@@ -67,6 +78,8 @@ def make_sequence_example(
     gt_box: Sequence[Sequence[float]] | None = None,
     boxes: Sequence[Sequence[tuple[Sequence[float], str]]] | None = None,
     box_annotated: Sequence[int] | None = None,
+    active: Sequence[int] | None = None,
+    ground_truth_supervision: bool = True,
 ) -> bytes:
     """Serialises one video. `gt_active`/`gt_box`, when given, need one entry per frame
     (`gt_box` only with `gt_active`; `gt_active` alone is fine).
@@ -76,11 +89,16 @@ def make_sequence_example(
     zeros where not visible) is stored as role-`object` boxes on every frame; when `boxes`
     are also given (e.g. a person's boxes on a synthetic clip), they are the boxes and
     `gt_box` is kept as `clip/gt/box`, so the ground truth the metrics read is unchanged.
+
+    `active`: 0/1 per frame, the supervision labels of when the action happens (a box
+    file's `active_frames`), stored as `clip/active` beside any `gt_active`.
+    `ground_truth_supervision` False: `gt_box` is stored as `clip/gt/box` only (no boxes
+    derived from it) and the record says that `clip/gt/*` must not supervise.
     """
     n = len(frames_jpeg)
     if n == 0:
         raise ValueError(f"clip {clip_id!r}: a record needs at least one frame")
-    for name, values in (("gt_active", gt_active), ("gt_box", gt_box)):
+    for name, values in (("gt_active", gt_active), ("gt_box", gt_box), ("active", active)):
         if values is not None and len(values) != n:
             raise ValueError(
                 f"clip {clip_id!r}: {name} has {len(values)} entries for {n} frames"
@@ -90,8 +108,8 @@ def make_sequence_example(
     for box in gt_box or ():
         if len(box) != 4:
             raise ValueError(f"clip {clip_id!r}: a gt box needs 4 values, got {box!r}")
-    keep_gt_box = boxes is not None and gt_box is not None
-    if boxes is None and gt_box is not None:
+    keep_gt_box = gt_box is not None and (boxes is not None or not ground_truth_supervision)
+    if boxes is None and gt_box is not None and ground_truth_supervision:
         visible = [box[2] > box[0] and box[3] > box[1] for box in gt_box]
         boxes = [[(box, "object")] if v else [] for box, v in zip(gt_box, visible)]
     if boxes is not None:
@@ -110,14 +128,20 @@ def make_sequence_example(
     ctx[NUM_FRAMES].int64_list.value.append(n)
     if frame_rate is not None:
         ctx[FRAME_RATE].float_list.value.append(float(frame_rate))
+    if not ground_truth_supervision and gt_active is not None:
+        ctx[GT_SUPERVISION].int64_list.value.append(0)
     lists = ex.feature_lists.feature_list
     images = lists[IMAGE_ENCODED].feature
     for jpeg in frames_jpeg:
         images.add().bytes_list.value.append(jpeg)
     if gt_active is not None:
-        active = lists[GT_ACTIVE].feature
+        truth = lists[GT_ACTIVE].feature
         for a in gt_active:
-            active.add().int64_list.value.append(int(a))
+            truth.add().int64_list.value.append(int(a))
+    if active is not None:
+        labels = lists[ACTIVE].feature
+        for a in active:
+            labels.add().int64_list.value.append(int(a))
     if keep_gt_box:
         gt = lists[GT_BOX].feature
         for box in gt_box:
@@ -156,8 +180,9 @@ def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = F
     and `clip/gt/box` `[N, 4]` float32 (read, or derived from the boxes).
 
     With `with_boxes`, the `clip/box/*` coordinates and roles come back as ragged
-    `[N, None]` tensors, `clip/box/annotated` as `[N]` int64 and `clip/gt/active` as `[N]`
-    int64; in a record without them each has 0 rows (nothing known), never an error.
+    `[N, None]` tensors, `clip/box/annotated`, `clip/active` and `clip/gt/active` as `[N]`
+    int64 and `clip/gt/supervision` as a scalar int64 (1 unless the record says 0); in a
+    record without them each list has 0 rows (nothing known), never an error.
     """
     context_spec = {
         CLIP_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -173,6 +198,9 @@ def parse_sequence_example(serialized: tf.Tensor, *, with_ground_truth: bool = F
                                                                  allow_missing=True)
         sequence_spec[BOX_ANNOTATED] = tf.io.FixedLenSequenceFeature([], tf.int64,
                                                                      allow_missing=True)
+        sequence_spec[ACTIVE] = tf.io.FixedLenSequenceFeature([], tf.int64,
+                                                              allow_missing=True)
+        context_spec[GT_SUPERVISION] = tf.io.FixedLenFeature([], tf.int64, default_value=1)
     if with_boxes or with_ground_truth:
         for key in BOX_COORDS:
             sequence_spec[key] = tf.io.RaggedFeature(tf.float32)

@@ -413,3 +413,111 @@ def test_supervision_targets_shapes_and_unknowns(box_records):
     assert multi["active"].shape == (3, 2, 4) and multi["active_known"].shape == (3,)
     with pytest.raises(ValueError, match="supervised_fraction"):
         _take(box_records, supervised_fraction=1.5)
+
+
+# --- when: active frames ----------------------------------------------------------------
+
+
+def test_active_frames_parse_and_fit(tmp_path):
+    data = {"a": {"frames": {"0": [[0.1, 0.1, 0.5, 0.5]]}, "active_frames": [[2, 4], 7, 3]},
+            "only": {"active_frames": [1]},  # no boxes: active labels alone
+            "none": {"frames": {"0": []}, "active_frames": []},  # known: never active
+            "boxes": {"frames": {"0": []}},  # no field: active unknown
+            "timed": {"frame_rate": 6, "active_frames": [[1, 2]]}}
+    table, problems = boxes_lib.load_box_files(_write(tmp_path, "mine.json", data))
+    assert problems == []
+    assert table["a"].active == ((2, 4), (3, 3), (7, 7)) and table["boxes"].active is None
+    assert table["only"].frames == ()
+    assert boxes_lib.resolve_active(table["a"], 9, 12.0) == ([0, 0, 1, 1, 1, 0, 0, 1, 0], [])
+    assert boxes_lib.resolve_active(table["only"], 3, None) == ([0, 1, 0], [])
+    assert boxes_lib.resolve_active(table["none"], 3, 12.0) == ([0, 0, 0], [])
+    assert boxes_lib.resolve_active(table["boxes"], 3, 12.0) == (None, [])
+    # By time: 6 fps frames 1..2 (1/6 s to 2/6 s) are decoded frames 2..4 at 12 fps.
+    labels, _ = boxes_lib.resolve_active(table["timed"], 6, 12.0)
+    assert labels == [0, 0, 1, 1, 1, 0]
+    # A box file's boxes are unchanged by the field.
+    assert boxes_lib.resolve(table["a"], 9, 12.0, None).annotated == [1] + [0] * 8
+
+
+def test_bad_active_frames_give_one_line_each(tmp_path):
+    data = {"dict": {"frames": {"0": []}, "active_frames": {"1": True}},
+            "item": {"active_frames": [2, "3", [1, 2, 3], True, -1, [4, 5]]},
+            "inverted": {"frames": {"0": [[0, 0, 1, 1]]}, "active_frames": [[12, 4]]},
+            "frames": {"frames": [], "active_frames": [1]},
+            "late": {"active_frames": [[2, 20], 30, 1]}}
+    table, problems = boxes_lib.load_box_files(_write(tmp_path, "mine.json", data))
+    lines = [str(p) for p in problems]
+    assert lines == [
+        "mine.json: video dict: 'active_frames' must be a list of frame indices and "
+        "[first, last] ranges, got dict",
+        "mine.json: video item: 'active_frames' item \"3\" is neither a frame index "
+        "(0, 1, ...) nor an inclusive [first, last] range",
+        "mine.json: video item: 'active_frames' item [1, 2, 3] is neither a frame index "
+        "(0, 1, ...) nor an inclusive [first, last] range",
+        "mine.json: video item: 'active_frames' item true is neither a frame index "
+        "(0, 1, ...) nor an inclusive [first, last] range",
+        "mine.json: video item: 'active_frames' item -1 is neither a frame index "
+        "(0, 1, ...) nor an inclusive [first, last] range",
+        f"mine.json: video item: {boxes_lib.NO_VALID_ACTIVE}",
+        "mine.json: video inverted: 'active_frames' range [12, 4] is inverted (needs "
+        "first ≤ last)",
+        f"mine.json: video inverted: {boxes_lib.NO_VALID_ACTIVE}",
+        "mine.json: video frames: expected an object with 'frames': {frame index: [boxes]} "
+        "and/or 'active_frames': [frame index or [first, last], ...]",
+    ]
+    # Bad labels leave the video's activity unknown; its boxes are kept.
+    assert "item" not in table and table["dict"].active is None
+    assert table["inverted"].active is None and len(table["inverted"].frames) == 1
+    # Beyond the video (known only once decoded): a range running past the end is cut
+    # at the last frame, one wholly beyond is dropped; each says so.
+    labels, late = boxes_lib.resolve_active(table["late"], 6, None)
+    assert labels == [0, 1, 1, 1, 1, 1]
+    assert [p.what for p in late] == [
+        "'active_frames' item [2, 20] runs past the end of the video (it would end at "
+        "decoded frame 20; the video has 6): cut at its last frame",
+        "'active_frames' item 30 lies beyond the video (it would start at decoded frame "
+        "30; the video has 6)"]
+    assert all(p.clip_id == "late" and p.file == "mine.json" for p in late)
+
+
+def test_active_labels_feed_mt_and_stay_apart_from_the_ground_truth(tmp_path):
+    """`clip/active` (a box file's labels) supervises Mt ahead of `clip/gt/active`; a
+    record converted with ground_truth_supervision=False supervises nothing, yet the
+    metrics still read its ground truth."""
+    frames, boxes = _bright_box_video()
+    truth = [int(3 <= t < 7) for t in range(N)]
+    mine = [int(t >= 5) for t in range(N)]
+    gt_box = [b[0][0] for b in boxes]
+    path = str(tmp_path / "train-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for clip_id, kwargs in (
+                ("file", dict(boxes=boxes, active=mine)),  # a box file's labels only
+                ("both", dict(gt_active=truth, gt_box=gt_box, active=mine)),
+                ("truth", dict(gt_active=truth, gt_box=gt_box)),  # as always
+                ("metrics", dict(gt_active=truth, gt_box=gt_box,
+                                 ground_truth_supervision=False)),
+                ("metrics_file", dict(gt_active=truth, gt_box=gt_box, active=mine,
+                                      ground_truth_supervision=False))):
+            writer.write(tfrecord.make_sequence_example(clip_id, 0, "Holding something",
+                                                        frames, **kwargs))
+    (_, targets), = _take(path, batch_size=5, flip=False, training=False)
+    by_id = {c.decode(): i for i, c in enumerate(targets["clip_id"].numpy())}
+    frames_of = targets["frame_indices"].numpy()
+    known, active = targets["active_known"].numpy(), targets["active"].numpy()
+    box_frames = targets["box_frames"].numpy()
+    for clip_id, expected in (("file", mine), ("both", mine), ("truth", truth),
+                              ("metrics_file", mine)):
+        i = by_id[clip_id]
+        assert known[i] == 1, clip_id
+        np.testing.assert_array_equal(active[i], np.take(expected, frames_of[i]), clip_id)
+    i = by_id["metrics"]
+    assert known[i] == 0 and not active[i].any() and not box_frames[i].any()
+    assert not box_frames[by_id["metrics_file"]].any() and box_frames[by_id["truth"]].all()
+    # The explanation metrics' view is the generator's, whatever supervises.
+    for raw in tf.data.TFRecordDataset(path).skip(1):
+        assert tfrecord.has_ground_truth(raw.numpy())
+        parsed = tfrecord.parse_sequence_example(raw, with_ground_truth=True)
+        assert parsed[tfrecord.GT_ACTIVE].numpy().tolist() == truth
+        np.testing.assert_allclose(parsed[tfrecord.GT_BOX].numpy(), gt_box, atol=1e-6)
+    with pytest.raises(ValueError, match="active has 2 entries for 10 frames"):
+        tfrecord.make_sequence_example("x", 0, "x", frames, active=[0, 1])

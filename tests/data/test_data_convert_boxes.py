@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import pathlib
+import shutil
 
 import av
 import numpy as np
@@ -276,3 +277,75 @@ def test_a_persons_boxes_on_a_synthetic_clip_keep_its_ground_truth(tmp_path):
                                          gt_box=gt, boxes=boxes, box_annotated=annotated)
     parsed = tfrecord.parse_sequence_example(tf.constant(rec), with_ground_truth=True)
     np.testing.assert_allclose(parsed[tfrecord.GT_BOX].numpy(), gt, atol=1e-7)
+
+
+def test_active_frames_are_stored_reported_and_resumed(raw, tmp_path):
+    out = str(tmp_path / "out")
+    data = {"1": {"frames": {"0": [[0.1, 0.1, 0.5, 0.5]]}, "active_frames": [[4, 9]]},
+            "2": {"active_frames": [[12, 40]]},  # no boxes; runs past the 16 frames
+            "3": {"frames": {"1": []}}}  # boxes, no field: active unknown
+    mine = _write(tmp_path / "mine.json", data)
+    manifest = _convert(raw, out, boxes=[mine])
+    assert tfrecord.ACTIVE in manifest["schema"]["feature_lists"]
+    assert manifest["boxes"]["first_problems"] == [
+        "mine.json: video 2: 'active_frames' item [12, 40] runs past the end of the video "
+        "(it would end at decoded frame 40; the video has 16): cut at its last frame"]
+    train, validation = _records(out, "train"), _records(out, "validation")
+
+    def labels(rec):
+        return [f.int64_list.value[0]
+                for f in rec.feature_lists.feature_list[tfrecord.ACTIVE].feature]
+
+    assert labels(train["1"]) == [int(4 <= t <= 9) for t in range(N)]
+    assert labels(train["2"]) == [int(t >= 12) for t in range(N)]
+    assert tfrecord.BOX_YMIN not in train["2"].feature_lists.feature_list  # no boxes given
+    assert tfrecord.ACTIVE not in validation["3"].feature_lists.feature_list
+    ids, _, targets = _clips(out, "train")
+    for clip_id in ("1", "2"):
+        i = ids.index(clip_id)
+        assert targets["active_known"][i] == 1
+        np.testing.assert_array_equal(targets["active"][i], labels(train[clip_id]))
+    assert targets["box_frames"][ids.index("1")].sum() == 1
+    assert not targets["box_frames"][ids.index("2")].any()
+    ids, _, targets = _clips(out, "validation")
+    assert targets["active_known"][0] == 0 and targets["box_frames"][0].sum() == 1
+    # Resume: editing one video's active frames re-converts that video alone.
+    assert _convert(raw, out, boxes=[mine])["videos_processed_this_run"] == 0
+    data["1"]["active_frames"] = [[4, 10]]
+    _write(mine, data)
+    assert _convert(raw, out, boxes=[mine])["videos_processed_this_run"] == 1
+    assert labels(_records(out, "train")["1"])[10] == 1
+
+
+def test_ground_truth_for_the_metrics_only(raw, tmp_path):
+    """ground_truth_supervision=False: the synthetic ground truth stays the metrics'
+    (clip/gt/*), and only the box file's videos are supervised."""
+    root = tmp_path / "raw"
+    shutil.copytree(raw, root)
+    truth = {"active": [int(t >= 8) for t in range(N)], "box": [[0.1, 0.2, 0.6, 0.7]] * N}
+    (root / "something-something-v2-groundtruth.json").write_text(
+        json.dumps({c: truth for c in ("1", "2", "3")}))
+    mine = _write(tmp_path / "mine.json",
+                  {"1": {"frames": {"2": [[0.2, 0.2, 0.4, 0.4]]}, "active_frames": [[0, 3]]}})
+    out = str(tmp_path / "out")
+    manifest = _convert(str(root), out, boxes=[mine], ground_truth_supervision=False)
+    assert manifest["boxes"]["ground_truth_supervision"] is False
+    assert tfrecord.GT_SUPERVISION in manifest["schema"]["context"]
+    ids, _, targets = _clips(out, "train")
+    one, two = ids.index("1"), ids.index("2")
+    assert targets["box_frames"][one].tolist() == [int(t == 2) for t in range(N)]
+    np.testing.assert_array_equal(targets["active"][one], [int(t <= 3) for t in range(N)])
+    assert targets["active_known"][two] == 0 and not targets["box_frames"][two].any()
+    # The metrics read the generator's truth in every record.
+    for rec in _records(out, "train").values():
+        parsed = tfrecord.parse_sequence_example(tf.constant(rec.SerializeToString()),
+                                                 with_ground_truth=True)
+        assert parsed[tfrecord.GT_ACTIVE].numpy().tolist() == truth["active"]
+        np.testing.assert_allclose(parsed[tfrecord.GT_BOX].numpy(), truth["box"], atol=1e-6)
+    # The default is what it always was: every synthetic clip supervises (re-converted).
+    again = _convert(str(root), out, boxes=[mine])
+    assert again["videos_processed_this_run"] == 3
+    assert "ground_truth_supervision" not in again["boxes"]
+    ids, _, targets = _clips(out, "train")
+    two = ids.index("2")
+    assert targets["active_known"][two] == 1 and targets["box_frames"][two].all()

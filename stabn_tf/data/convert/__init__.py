@@ -16,7 +16,10 @@ numbers mapped by time onto the decoded frame rate, pixels normalised by the ori
 frame size) and stored per frame with their role. Videos not in the files get no box
 lists (unsupervised). A bad box, frame or video entry is one line (file, video, frame,
 what is wrong) in the summary and in `box_problems.jsonl`; the video is still written,
-without the bad boxes.
+without the bad boxes. A simple-format video's `active_frames` (when the action happens)
+are stored as `clip/active`, Mt's labels. `--noground_truth_supervision` keeps the
+synthetic set's ground truth for the explanation metrics only, so only the box files
+supervise.
 
 Layouts (`--dataset`):
 - ssv2: `something-something-v2-{labels,train,validation,test}.json` (or the newer

@@ -48,6 +48,10 @@ def define_flags() -> None:
                       "their records for attention supervision.")
     flags.DEFINE_enum("box_categories", "both", list(boxes_lib.CATEGORIES),
                       "Which boxes of --boxes count: hands, objects or both.")
+    flags.DEFINE_bool("ground_truth_supervision", True, "The synthetic set's ground truth "
+                      "(object box, active frames) also supervises attention. "
+                      "--noground_truth_supervision keeps it for the explanation metrics "
+                      "only, so only the --boxes files supervise.")
 
 
 def _verify_main(output_dir: str) -> None:
@@ -77,7 +81,8 @@ def main(argv: Sequence[str]) -> None:
         num_shards=f.num_shards or None, workers=f.workers or None, splits=f.splits,
         jpeg_quality=f.jpeg_quality, video_dir=f.video_dir,
         validation_fraction=f.validation_fraction, progress=f.progress,
-        overwrite=f.overwrite, boxes=f.boxes, box_categories=f.box_categories)
+        overwrite=f.overwrite, boxes=f.boxes, box_categories=f.box_categories,
+        ground_truth_supervision=f.ground_truth_supervision)
     print(format_summary(manifest))
     print(f"wrote {os.path.join(f.output_dir, MANIFEST_FILE)}")
 

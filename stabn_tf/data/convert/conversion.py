@@ -83,6 +83,7 @@ def convert_dataset(
     overwrite: bool = False,
     boxes: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     box_categories: str = "both",
+    ground_truth_supervision: bool = True,
 ) -> dict:
     """Converts a dataset to TFRecords in `output_dir`; returns the manifest (a dict).
 
@@ -110,6 +111,10 @@ def convert_dataset(
         in them never stop the run: each is one line in the summary and in
         `box_problems.jsonl`, and the video is written without the bad boxes.
       box_categories: which boxes of the files count: "hands", "objects" or "both".
+      ground_truth_supervision: the synthetic set's ground truth (its object box and
+        active frames) also supervises attention, as it always did. False: it is stored
+        for the explanation metrics only (`clip/gt/*`), so only the `boxes` files
+        supervise, e.g. to measure what a few corrected clips teach.
 
     Raises:
       UsageError: an argument is unusable (output_dir a file, unwritable, or another
@@ -150,6 +155,10 @@ def convert_dataset(
         listing = list_dataset(dataset, input_dir, splits, video_dir=video_dir,
                                validation_fraction=validation_fraction)
         box_problems = attach_boxes(listing, box_files, box_categories)
+        if not ground_truth_supervision:
+            listing.items = {split: [dataclasses.replace(it, gt_supervision=False)
+                                     for it in items]
+                             for split, items in listing.items.items()}
         origin = {"dataset": dataset, "input_dir": os.path.realpath(input_dir),
                   "videos": os.path.realpath(listing.notes.get("video_dir") or video_dir
                                              or input_dir)}
@@ -311,7 +320,11 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
                                            for s in split_summaries.values()),
                   "clipped": sum(s.get("boxes_clipped", 0) for s in split_summaries.values()),
                   "problems": len(box_problems), "problems_file": BOX_PROBLEMS_FILE,
-                  "first_problems": [p["line"] for p in box_problems[:BOX_PROBLEMS_SHOWN]]},
+                  "first_problems": [p["line"] for p in box_problems[:BOX_PROBLEMS_SHOWN]],
+                  # Listed only when off: manifests of default runs stay as they were.
+                  **({"ground_truth_supervision": False} if any(
+                      not it.gt_supervision for its in listing.items.values() for it in its)
+                     else {})},
         "notes": {k: v for k, v in listing.notes.items() if k != "video_dir"},
         "elapsed_s": round(elapsed, 2),
         "videos_processed_this_run": processed,

@@ -72,13 +72,18 @@ def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
 
     The file's boxes are fitted to the decoded frames (`boxes.resolve`). On a clip that
     also has a synthetic object box, the frames the file annotates take its boxes and the
-    other frames keep the object box, so a person can correct a few frames.
+    other frames keep the object box, so a person can correct a few frames (unless the
+    object box is not to supervise: `item.gt_supervision` False). A file that gives only
+    `active_frames` for a video stores no box lists for it.
     """
     if item.boxes is None:
         return None, None, [], 0
     per_frame, annotated, problems, clipped = boxes_lib.resolve(item.boxes, num_frames, fps,
                                                                  source_size)
-    if item.gt_box is not None and len(item.gt_box) == num_frames:
+    gt_boxes = item.gt_box is not None and item.gt_supervision
+    if not item.boxes.frames and not gt_boxes:
+        return None, None, problems, clipped
+    if gt_boxes and len(item.gt_box) == num_frames:
         gt = [[(b, boxes_lib.OBJECT)] if b[2] > b[0] and b[3] > b[1] else []
               for b in item.gt_box]
         per_frame = [mine if a else g for mine, a, g in zip(per_frame, annotated, gt)]
@@ -109,10 +114,15 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
             raise ValueError(f"ground truth has {len(item.gt_active)} frames, the video "
                              f"{len(jpegs)}")
         boxes, annotated, problems, clipped = _fit_boxes(item, len(jpegs), fps, source_size)
+        active = None
+        if item.boxes is not None:
+            active, active_problems = boxes_lib.resolve_active(item.boxes, len(jpegs), fps)
+            problems = problems + active_problems
         data = tfrecord.make_sequence_example(
             item.clip_id, item.label_index, item.label_text, jpegs, frame_rate=fps,
             gt_active=item.gt_active, gt_box=item.gt_box, boxes=boxes,
-            box_annotated=annotated)
+            box_annotated=annotated, active=active,
+            ground_truth_supervision=item.gt_supervision)
         result = {"ok": True, "data": data, "num_frames": len(jpegs), "height": h,
                   "width": w, "fps": fps,
                   "kept_size": min(source_size) <= (settings.short_side or 1 << 30)}
@@ -121,7 +131,7 @@ def convert_item(item: VideoItem, settings: EncodeSettings) -> dict:
         if detail is not None:
             result["duration_detail"] = detail
         if item.boxes is not None:  # absent otherwise: results of box-less videos unchanged
-            result["box_frames"] = sum(annotated)
+            result["box_frames"] = sum(annotated or ())
             result["box_problems"] = [p.to_json() for p in problems]
             result["box_clipped"] = clipped
         return result

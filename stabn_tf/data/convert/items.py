@@ -44,6 +44,9 @@ class VideoItem:
     gt_box: tuple[tuple[float, float, float, float], ...] | None = None
     #: Boxes from the `--boxes` files, as read (fitted to the frames once decoded).
     boxes: boxes_lib.VideoBoxes | None = None
+    #: False: `gt_active`/`gt_box` are stored for the explanation metrics only, not as
+    #: supervision (`convert_dataset(ground_truth_supervision=False)`).
+    gt_supervision: bool = True
 
 
 @dataclasses.dataclass

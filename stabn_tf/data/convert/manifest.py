@@ -70,13 +70,19 @@ def records_schema(listing: Listing) -> dict:
     lists = [tfrecord.IMAGE_ENCODED]
     if any(it.gt_active is not None for it in items):
         lists.append(tfrecord.GT_ACTIVE)
-    if any(it.gt_box is not None or it.boxes is not None for it in items):
+    if any((it.gt_box is not None and it.gt_supervision) or
+           (it.boxes is not None and it.boxes.frames) for it in items):
         lists += [*tfrecord.BOX_COORDS, tfrecord.BOX_ROLE, tfrecord.BOX_ANNOTATED]
-    if any(it.gt_box is not None and it.boxes is not None for it in items):
-        lists.append(tfrecord.GT_BOX)  # kept beside a person's boxes on a synthetic clip
-    return {"context": [tfrecord.CLIP_ID, tfrecord.LABEL_INDEX, tfrecord.LABEL_TEXT,
-                        tfrecord.NUM_FRAMES, tfrecord.FRAME_RATE],
-            "feature_lists": lists}
+    if any(it.gt_box is not None and (it.boxes is not None or not it.gt_supervision)
+           for it in items):
+        lists.append(tfrecord.GT_BOX)  # kept beside a person's boxes, or for metrics only
+    if any(it.boxes is not None and it.boxes.active is not None for it in items):
+        lists.append(tfrecord.ACTIVE)
+    context = [tfrecord.CLIP_ID, tfrecord.LABEL_INDEX, tfrecord.LABEL_TEXT,
+               tfrecord.NUM_FRAMES, tfrecord.FRAME_RATE]
+    if any(it.gt_active is not None and not it.gt_supervision for it in items):
+        context.append(tfrecord.GT_SUPERVISION)
+    return {"context": context, "feature_lists": lists}
 
 
 def format_summary(manifest: dict) -> str:

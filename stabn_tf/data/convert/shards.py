@@ -132,9 +132,13 @@ def input_key(item: VideoItem, settings: EncodeSettings, content: str) -> str:
     """
     annotation = dataclasses.asdict(dataclasses.replace(item, boxes=None))
     del annotation["boxes"]
+    if item.gt_supervision:  # the default leaves the key as it was before the option
+        del annotation["gt_supervision"]
     if item.boxes is not None:
         annotation["boxes"] = dataclasses.asdict(dataclasses.replace(
             item.boxes, source=os.path.basename(item.boxes.source)))
+        if item.boxes.active is None:  # likewise for box files without active_frames
+            del annotation["boxes"]["active"]
     return hashlib.sha256(json.dumps(
         [FORMAT_VERSION, dataclasses.asdict(settings), annotation, content],
         sort_keys=True).encode()).hexdigest()
