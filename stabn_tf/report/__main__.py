@@ -8,7 +8,8 @@ clip's explanation.
 or an exported `.tflite`); `--gradcam` adds each Keras ST-ABN's 3D Grad-CAM panel;
 `--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables;
 `--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
-per model on the summary and in `models.json`.
+per model on the summary and in `models.json`; `--corrections=FILE` loads a box file
+the clip pages' editor exported (see the README's "Correcting explanations").
 Flags only: the work is `stabn_tf.report.build_report`. A usage error prints one line,
 `stabn_tf.report: error: ...`, and exits with status 2.
 """
@@ -46,6 +47,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch_size", 8, "Videos per batch for the tables.")
     flags.DEFINE_string("precision", "auto", FLAG_HELP + " A compared .tflite model runs in "
                         "its own.")
+    flags.DEFINE_string("corrections", "", "A box file the editor exported earlier: its boxes "
+                        "and action frames are loaded into the clip pages' editors (a clip "
+                        "the browser already holds edits of keeps the browser's).")
     flags.mark_flags_as_required(["checkpoint", "output_dir"])
 
 
@@ -69,6 +73,7 @@ def main(argv: Sequence[str]) -> None:
             compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
             gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
             num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
+            corrections=f.corrections,
             log=lambda text: print(text, file=sys.stderr, flush=True))
     except EvaluationError as e:
         _fail(str(e))
