@@ -25,6 +25,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 #: Seconds to wait for the exported file to appear in the download folder.
@@ -97,10 +98,15 @@ def drag(driver, canvas, start: Sequence[float], end: Sequence[float]) -> None:
 
 def draw_box(driver, data: dict, frame: int, box, role: str | None = None) -> list[int]:
     """Drags out one box (file format, see the module doc) on source frame `frame` and
-    sets its role; returns the canvas pixels it was drawn at `[y0, x0, y1, x1]`."""
+    sets its role; returns the canvas pixels it was drawn at `[y0, x0, y1, x1]`. A box
+    reaching beyond the shown crop is drawn up to its edge, as a person can only draw
+    what the page shows."""
     if isinstance(box, Mapping):
         box, role = box["box"], role or box.get("role", "object")
-    pixels = [round(v) for v in to_canvas(data, box)]
+    last = data["display"] - 1
+    pixels = [min(max(round(v), 0), last) for v in to_canvas(data, box)]
+    # Esc unselects: a press on the selected box would move it instead of drawing.
+    ActionChains(driver).send_keys(Keys.ESCAPE).perform()
     drag(driver, frame_canvas(driver, data, frame), pixels[:2], pixels[2:])
     Select(driver.find_element(By.ID, "box-role")).select_by_value(role or "object")
     return pixels

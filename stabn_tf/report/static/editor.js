@@ -61,14 +61,16 @@
   function heatmap(t) {  // Ms of frame t as a small RGBA canvas, scaled up when drawn
     var map = data.ms && data.ms[t];
     if (!map) { return null; }
-    var h = map.length, w = map[0].length, max = 0;
-    map.forEach(function (row) { row.forEach(function (v) { max = Math.max(max, v); }); });
+    var h = map.length, w = map[0].length, low = Infinity, max = -Infinity;
+    map.forEach(function (row) {
+      row.forEach(function (v) { low = Math.min(low, v); max = Math.max(max, v); });
+    });
     var small = document.createElement('canvas');
     small.width = w; small.height = h;
     var ctx = small.getContext('2d'), image = ctx.createImageData(w, h);
     for (var y = 0; y < h; y += 1) {
       for (var x = 0; x < w; x += 1) {
-        var v = max > 0 ? map[y][x] / max : 0, k = 4 * (y * w + x);
+        var v = max > low ? (map[y][x] - low) / (max - low) : 0, k = 4 * (y * w + x);
         image.data[k] = 255; image.data[k + 1] = Math.round(255 * v); image.data[k + 2] = 0;
         image.data[k + 3] = Math.round(150 * v);
       }
@@ -114,35 +116,43 @@
     return {y: Math.min(Math.max((event.clientY - rect.top) * D / rect.height, 0), D),
             x: Math.min(Math.max((event.clientX - rect.left) * D / rect.width, 0), D)};
   }
-  function hit(t, p) {  // {i, corner} of the box (or its handle) under p, topmost first
-    for (var i = boxes[t].length - 1; i >= 0; i -= 1) {
-      var v = boxes[t][i].v;
-      if (selected && selected.t === t && selected.i === i) {
-        var corners = handles(v);
-        for (var c = 0; c < 4; c += 1) {
-          if (Math.abs(corners[c][0] - p.y) <= HANDLE && Math.abs(corners[c][1] - p.x) <= HANDLE) {
-            return {i: i, corner: c};
-          }
-        }
+  function inside(v, p) { return p.y >= v[0] && p.y <= v[2] && p.x >= v[1] && p.x <= v[3]; }
+  // The selected box's handle or inside under p ({i, corner}: corner -1 for the inside).
+  function grab(t, p) {
+    if (!selected || selected.t !== t) { return null; }
+    var v = boxes[t][selected.i].v, corners = handles(v);
+    for (var c = 0; c < 4; c += 1) {
+      if (Math.abs(corners[c][0] - p.y) <= HANDLE && Math.abs(corners[c][1] - p.x) <= HANDLE) {
+        return {i: selected.i, corner: c};
       }
-      if (p.y >= v[0] && p.y <= v[2] && p.x >= v[1] && p.x <= v[3]) { return {i: i, corner: -1}; }
     }
-    return null;
+    return inside(v, p) ? {i: selected.i, corner: -1} : null;
   }
+  // The smallest box under p (what a click selects), or -1.
+  function under(t, p) {
+    var best = -1, area = Infinity;
+    boxes[t].forEach(function (b, i) {
+      var size = (b.v[2] - b.v[0]) * (b.v[3] - b.v[1]);
+      if (inside(b.v, p) && size < area) { best = i; area = size; }
+    });
+    return best;
+  }
+  // Pressing on the selected box moves it (on a corner handle: resizes it); anywhere
+  // else a drag draws a new box, and a click selects the box under it.
   function onDown(event) {
     if (event.button !== 0) { return; }
     var canvas = event.currentTarget, t = Number(canvas.dataset.t), p = point(canvas, event);
-    var found = hit(t, p);
+    var found = grab(t, p);
     event.preventDefault();
     canvas.focus();
     if (found) {
-      select({t: t, i: found.i});
       drag = {mode: found.corner >= 0 ? 'resize' : 'move', corner: found.corner, t: t,
               start: p, original: boxes[t][found.i].v.slice(), canvas: canvas};
     } else {
+      var clicked = under(t, p);
       boxes[t].push({v: [p.y, p.x, p.y, p.x], role: newRole.value});
       select({t: t, i: boxes[t].length - 1});
-      drag = {mode: 'draw', t: t, start: p, canvas: canvas};
+      drag = {mode: 'draw', t: t, start: p, canvas: canvas, clicked: clicked};
     }
   }
   function onMove(event) {
@@ -166,9 +176,9 @@
     if (!drag) { return; }
     var b = boxes[drag.t][selected.i];
     if (b.v[2] - b.v[0] < MIN_SIDE || b.v[3] - b.v[1] < MIN_SIDE) {
-      if (drag.mode === 'draw') {  // a click, not a drag: no box
+      if (drag.mode === 'draw') {  // a click, not a drag: no box; select the one under it
         boxes[drag.t].splice(selected.i, 1);
-        selected = null;
+        selected = drag.clicked >= 0 ? {t: drag.t, i: drag.clicked} : null;
       } else {
         b.v = drag.original;
       }
@@ -183,17 +193,21 @@
     select(null);
     save();
   }
-  // "Start from the model": on each frame without boxes, the cells around Ms's peak that
-  // reach half of it (4-connected), as a box to accept or adjust.
+  // "Start from the model": on each frame without boxes, the cells around Ms's peak
+  // (4-connected) that reach half way from the map's lowest value to the peak, as a box
+  // to accept or adjust.
   function propose() {
     boxes.forEach(function (list, t) {
       var map = data.ms && data.ms[t];
       if (list.length || !map) { return; }
-      var h = map.length, w = map[0].length, peak = [0, 0];
+      var h = map.length, w = map[0].length, peak = [0, 0], low = Infinity;
       for (var y = 0; y < h; y += 1) {
-        for (var x = 0; x < w; x += 1) { if (map[y][x] > map[peak[0]][peak[1]]) { peak = [y, x]; } }
+        for (var x = 0; x < w; x += 1) {
+          if (map[y][x] > map[peak[0]][peak[1]]) { peak = [y, x]; }
+          low = Math.min(low, map[y][x]);
+        }
       }
-      var threshold = 0.5 * map[peak[0]][peak[1]], seen = {}, queue = [peak];
+      var threshold = (low + map[peak[0]][peak[1]]) / 2, seen = {}, queue = [peak];
       var box = [peak[0], peak[1], peak[0], peak[1]];
       seen[peak] = true;
       while (queue.length) {
@@ -221,10 +235,12 @@
   window.addEventListener('mouseup', onUp);
   document.addEventListener('keydown', function (event) {
     var tag = event.target.tagName;
-    if ((event.key === 'Delete' || event.key === 'Backspace') && selected &&
-        tag !== 'INPUT' && tag !== 'SELECT' && tag !== 'TEXTAREA') {
+    if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') { return; }
+    if ((event.key === 'Delete' || event.key === 'Backspace') && selected) {
       event.preventDefault();
       deleteSelected();
+    } else if (event.key === 'Escape') {
+      select(null);
     }
   });
   deleteButton.addEventListener('click', deleteSelected);
