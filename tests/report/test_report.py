@@ -348,6 +348,14 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
         report(precision="fp16")
     with pytest.raises(EvaluationError, match="not writable"):
         report(output_dir=str(a_file / "inside"))
+    with pytest.raises(EvaluationError, match="--corrections: cannot read .*missing.json"):
+        report(corrections=str(tmp_path / "missing.json"))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(EvaluationError, match="must hold a JSON object keyed by video id"):
+        report(corrections=str(tmp_path / "list.json"))
+    (tmp_path / "bad.json").write_text('{"7": {"frames": [1]}}')
+    with pytest.raises(EvaluationError, match="video '7': expected"):
+        report(corrections=str(tmp_path / "bad.json"))
     empty = tmp_path / "validation-empty.tfrecord"
     empty.write_bytes(b"")
     with pytest.raises(EvaluationError, match="validation split is empty"):
@@ -442,7 +450,7 @@ def _record_boxes(record, frame: int) -> list[tuple[list[float], str]]:
 
 def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfrecords,
                                            tmp_path):
-    """Two clips corrected with the mouse (draw, move, delete with the keyboard, roles,
+    """Two clips corrected with the mouse (draw, move, resize, delete with the keyboard, roles,
     action frames), kept over a reload, exported from the Corrections page as a download,
     converted with 0 problems into records that hold the drawn boxes and action frames;
     the export loaded back with --corrections under the browser's newer edits."""
@@ -465,6 +473,9 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
         ed.drag(driver, ed.frame_canvas(driver, data, frames[0]), (80, 100), (92, 80))
         hand = ed.draw_box(driver, data, frames[1],
                            {"box": _source_box(data, [20, 30, 200, 190]), "role": "hand"})
+        # Resized by its bottom-right handle (it is still selected).
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), hand[2:], (180, 160))
+        hand = hand[:2] + [180, 160]
         ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), (150, 10), (210, 60))
         assert len(_stored(driver, data)["frames"][str(frames[1])]) == 2
         ActionChains(driver).send_keys(Keys.DELETE).perform()
@@ -617,6 +628,7 @@ def nasty_site(tiny_tfrecords, tmp_path_factory):
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Glyph 8232")  # matplotlib has no U+2028 to draw
 def test_markup_in_names_is_shown_as_text(nasty_site, chromium):
     out = nasty_site
     driver = _browser(chromium)
