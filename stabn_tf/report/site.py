@@ -5,13 +5,16 @@ served as it is):
 
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
-    gallery.html               one card per clip, filters and sort in inline JavaScript
+    gallery.html               one card per clip, filters and sort (assets/gallery.js)
+    corrections.html           the clips corrected in the editor, and their export
     clips.json, models.json    the data: each clip's predictions; each model's kind,
                                content key and precision
-    clips/<clip>.html          a page per clip
-    assets/report.css
+    clips/<clip>.html          a page per clip, with the box editor (assets/editor.js)
+    assets/                    report.css and the scripts (stabn_tf/report/static), and
+                               corrections-data.js: the file loaded with --corrections
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
-                               pictures (Figure 3, GIF, thumbnail) and `<clip>.record.json`;
+                               pictures (Figure 3, GIF, thumbnail, the strip of sampled
+                               frames the editor shows) and `<clip>.record.json`;
                                `evaluation/` holds the tables (`stabn_tf.evaluate.run`)
 
 A re-run with the same checkpoint finds each clip's record and draws nothing again; a
