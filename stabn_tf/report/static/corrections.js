@@ -91,7 +91,11 @@
     document.getElementById('no-corrections').hidden = clips.length > 0;
   }
   document.getElementById('export').addEventListener('click', function () {
-    var content = JSON.stringify(store.exportObject(info.checkpoint), null, 1) + '\n';
+    // Indented, with each box and range on one line.
+    var content = JSON.stringify(store.exportObject(info.checkpoint), null, 1)
+      .replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, function (all, numbers) {
+        return '[' + numbers.split(/,\s*/).join(', ') + ']';
+      }) + '\n';
     if (link.href) { URL.revokeObjectURL(link.href); }
     link.href = URL.createObjectURL(new Blob([content], {type: 'application/json'}));
     link.hidden = false;

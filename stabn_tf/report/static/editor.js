@@ -94,9 +94,13 @@
       ctx.lineWidth = chosen ? 3 : 2;
       ctx.strokeStyle = COLORS[b.role] || COLORS.object;
       ctx.strokeRect(v[1], v[0], v[3] - v[1], v[2] - v[0]);
+      ctx.fillStyle = ctx.strokeStyle;  // the role on a tab of the box's colour
+      ctx.font = '11px system-ui, sans-serif';
+      var top = v[0] >= 14 ? v[0] - 14 : v[0];
+      ctx.fillRect(v[1], top, ctx.measureText(b.role).width + 6, 14);
+      ctx.fillStyle = '#1f2933';
+      ctx.fillText(b.role, v[1] + 3, top + 11);
       ctx.fillStyle = ctx.strokeStyle;
-      ctx.font = '12px system-ui, sans-serif';
-      ctx.fillText(b.role, v[1] + 3, Math.max(v[0] - 3, 11));
       if (chosen) {
         handles(v).forEach(function (p) {
           ctx.fillRect(p[1] - HANDLE / 2, p[0] - HANDLE / 2, HANDLE, HANDLE);
