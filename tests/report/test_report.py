@@ -452,8 +452,8 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
                                            tmp_path):
     """Two clips corrected with the mouse (draw, move, resize, delete with the keyboard, roles,
     action frames), kept over a reload, exported from the Corrections page as a download,
-    converted with 0 problems into records that hold the drawn boxes and action frames;
-    the export loaded back with --corrections under the browser's newer edits."""
+    loaded back with --corrections under the browser's newer edits, and converted with 0
+    problems into records that hold the drawn boxes and the action frames."""
     out, _ = site
     ed = _editor_driver()
     downloads = tmp_path / "downloads"
@@ -543,6 +543,31 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
             assert np.abs(_canvas_pixels(data if clip == first else other, box)
                           - pixels).max() <= 1.0
 
+    # Loaded back with --corrections into a copy of the site (nothing is redrawn): a fresh
+    # browser shows the file's boxes; a clip edited in the browser keeps its edits.
+    copy = tmp_path / "site"
+    shutil.copytree(out, copy)
+    again = build_report(checkpoint=checkpoint, output_dir=str(copy), files=_val(tiny_tfrecords),
+                         max_clips=CLIPS, gradcam=True, tables=["table1"], num_clips=[1],
+                         progress=False, log=lambda text: None, corrections=path)
+    assert again["rendered"] == 0
+    driver = ed.chrome(str(downloads), *chromium)
+    try:
+        data = ed.open_clip(driver, str(copy), first)
+        assert _stored(driver, data)["frames"] == exported[first]["frames"]
+        ticks = driver.find_elements(By.CSS_SELECTOR, "#frames input.active")
+        assert [t.is_selected() for t in ticks] == [False, True, True, False]
+        driver.find_element(By.ID, "clear-clip").click()
+        ed.draw_box(driver, data, frames[3], _source_box(data, [60, 60, 160, 160]))
+        newer = ed.export(driver, str(copy), str(tmp_path / "again.json"))
+        merged = json.loads(pathlib.Path(newer).read_text())
+        assert list(merged[first]["frames"]) == [str(frames[3])]
+        assert "active_frames" not in merged[first]
+        assert merged[second] == exported[second]
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
     # Converted with the box file: 0 problems, the records hold the drawn boxes (within a
     # canvas pixel) on their frames and the action frames as labels.
     raw = pathlib.Path(tiny_tfrecords).parent / "raw"
@@ -570,32 +595,6 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
         labels = [f.int64_list.value[0] for f in lists["clip/active"].feature]
         assert labels == [int(any(lo <= i <= hi for lo, hi in ranges))
                           for i in range(len(labels))]
-
-    # Loaded back with --corrections into a copy of the site (nothing is redrawn): a fresh
-    # browser shows the file's boxes; a clip edited in the browser keeps its edits.
-    copy = tmp_path / "site"
-    shutil.copytree(out, copy)
-    again = build_report(checkpoint=checkpoint, output_dir=str(copy), files=_val(tiny_tfrecords),
-                         max_clips=CLIPS, gradcam=True, tables=["table1"], num_clips=[1],
-                         progress=False, log=lambda text: None, corrections=path)
-    assert again["rendered"] == 0
-    driver = ed.chrome(str(downloads), *chromium)
-    try:
-        data = ed.open_clip(driver, str(copy), first)
-        assert _stored(driver, data)["frames"] == exported[first]["frames"]
-        ticks = driver.find_elements(By.CSS_SELECTOR, "#frames input.active")
-        assert [t.is_selected() for t in ticks] == [False, True, True, False]
-        driver.find_element(By.ID, "clear-clip").click()
-        ed.draw_box(driver, data, frames[3], _source_box(data, [60, 60, 160, 160]))
-        newer = ed.export(driver, str(copy), str(tmp_path / "again.json"))
-        merged = json.loads(pathlib.Path(newer).read_text())
-        assert list(merged[first]["frames"]) == [str(frames[3])]
-        assert "active_frames" not in merged[first]
-        assert merged[second] == exported[second]
-        assert _console_errors(driver) == []
-    finally:
-        driver.quit()
-
 
 NASTY = ("<script>alert(1)</script>", "\"quote'</b>", "line\u2028sep</script>&amp;")
 
