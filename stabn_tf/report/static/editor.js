@@ -47,8 +47,13 @@
       });
     });
     var marked = checks.map(function (box) { return box.checked; });
-    store.write(data.checkpoint, data.clip,
-                {frames: frames, active_frames: store.activeFrames(indices, marked)});
+    try {
+      store.write(data.checkpoint, data.clip,
+                  {frames: frames, active_frames: store.activeFrames(indices, marked)});
+    } catch (e) {  // storage off or full: say so instead of losing edits silently
+      status.textContent = 'NOT SAVED: this browser refuses to store the edits (' + e.name + ')';
+      return;
+    }
     showStatus();
   }
   function showStatus() {
