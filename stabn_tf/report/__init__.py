@@ -6,9 +6,11 @@ static web site (summary, gallery of every clip, a page per clip) that opens fro
 
 Modules: `site` (`build_report`: what the command does, as one call: it runs the models,
 draws every picture through `stabn_tf.explain.render`, and keeps per-clip results so a
-re-run draws nothing twice), `clips` (one clip's record: prediction, thumbnail and
-ground-truth scores), `pages` (the HTML, CSS and JavaScript, written here, no
-dependencies), `charts` (the confusion matrix and the Mt sparkline).
+re-run draws nothing twice), `clips` (one clip's record: prediction, thumbnail,
+ground-truth scores and what the box editor shows), `pages` (the pages, from the Jinja2
+templates in `templates/`, with the scripts and CSS of `static/`), `corrections` (the box
+file the clip pages' editor exports, read back with `--corrections`), `charts` (the
+confusion matrix and the Mt sparkline).
 """
 
 from stabn_tf.report.models import ReportModel, checkpoint_key

@@ -8,7 +8,8 @@ clip's explanation.
 or an exported `.tflite`); `--gradcam` adds each Keras ST-ABN's 3D Grad-CAM panel;
 `--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables;
 `--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
-per model on the summary and in `models.json`.
+per model on the summary and in `models.json`; `--corrections=FILE` loads a box file
+the clip pages' editor exported (see the README's "Correcting explanations").
 Flags only: the work is `stabn_tf.report.build_report`. A usage error prints one line,
 `stabn_tf.report: error: ...`, and exits with status 2.
 """
@@ -42,6 +43,9 @@ def define_flags() -> None:
     cli.define_num_clips_list("Clips per video for Table 1.")
     cli.define_batch_size("Videos per batch for the tables.")
     cli.define_precision(" A compared .tflite model runs in its own.")
+    flags.DEFINE_string("corrections", "", "A box file the editor exported earlier: its boxes "
+                        "and action frames are loaded into the clip pages' editors (a clip "
+                        "the browser already holds edits of keeps the browser's).")
     flags.mark_flag_as_required("output_dir")
 
 
@@ -56,6 +60,7 @@ def main(argv: Sequence[str]) -> None:
             compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
             gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
             num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
+            corrections=f.corrections,
             log=cli.log)
     except Exception as e:  # a full disk, from PIL, matplotlib or our own writes
         line = disk_full_message(e, f.output_dir)

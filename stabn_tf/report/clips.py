@@ -15,8 +15,9 @@ import math
 import os
 
 import numpy as np
+from PIL import Image
 
-from stabn_tf.disk import write_atomic
+from stabn_tf.disk import atomic_path, write_atomic
 from stabn_tf.evaluate.quality import POINTING_TOLERANCE
 from stabn_tf.explain import metrics as em
 from stabn_tf.explain.figures import overlay_pictures
@@ -24,7 +25,7 @@ from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import Clip, Prediction, Runner
 
 #: Bumped when a record's content changes meaning, so old records are redrawn.
-RECORD_VERSION = 2  # 2: thumbnails without baked-in text
+RECORD_VERSION = 3  # 2: thumbnails without baked-in text; 3: the editor's frames and maps
 THUMBNAIL_SIZE = 144
 
 
@@ -72,7 +73,29 @@ def write_thumbnail(prediction: Prediction, path: str) -> None:
     picture, = overlay_pictures(prediction.frames[0][t:t + 1], prediction.spatial[0][t:t + 1],
                                 display_size=THUMBNAIL_SIZE, boxes=boxes)
     picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    picture.save(path, "JPEG", quality=80, optimize=True)
+    with atomic_path(path) as temporary:  # a cut-off run leaves no half picture behind
+        picture.save(temporary, "JPEG", quality=80, optimize=True)
+
+
+def write_frame_strip(frames: np.ndarray, path: str) -> None:
+    """The model's T sampled frames (its centre crop, `uint8 [T, S, S, 3]`) side by side
+    as one JPEG `[S, T·S]`: the pictures the clip page's editor draws boxes on."""
+    strip = np.concatenate(list(np.asarray(frames, np.uint8)), axis=1)
+    with atomic_path(path) as temporary:
+        Image.fromarray(strip).save(temporary, "JPEG", quality=90)
+
+
+def editor_fields(prediction: Prediction, clip: Clip) -> dict | None:
+    """Where the shown frames lie in the source frames, and the per-frame spatial maps
+    (`[T, h, w]`, 3 decimals) the editor proposes boxes from; None without a frame size."""
+    if clip.frame_size is None:
+        return None
+    spatial = prediction.spatial
+    return {"frame_size": [int(v) for v in clip.frame_size],
+            "crop": [round(float(v), 6) for v in prediction.crop],
+            "image_size": int(prediction.frames.shape[-2]),
+            "ms": None if spatial is None else np.round(
+                np.asarray(spatial[0], float), 3).tolist()}
 
 
 def record_path(folder: str, stem: str) -> str:
@@ -104,6 +127,10 @@ def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
     if "animation" in files:
         files["thumb"] = os.path.join(folder, f"{stem}.thumb.jpg")
         write_thumbnail(prediction, files["thumb"])
+    editor = editor_fields(prediction, clip)
+    if editor is not None:
+        files["frames"] = os.path.join(folder, f"{stem}.frames.jpg")
+        write_frame_strip(prediction.frames[0], files["frames"])
     top = prediction.top_k(5)
     record = {"version": RECORD_VERSION, "clip": clip.name, "stem": stem,
               "frame_indices": np.asarray(clip.frame_indices).tolist(),
@@ -111,6 +138,8 @@ def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
               "confidence": round(top[0][2], 6),
               "top5": [[i, name, round(p, 6)] for i, name, p in top],
               "has_boxes": clip.boxes is not None, **_summary(prediction, files, clip.active)}
+    if editor is not None:
+        record["editor"] = editor
     if gradcam is not None:
         cam = gradcam.predict(clip)
         cam_files = render_prediction(cam, folder, f"{stem}.gradcam", animation="gif")

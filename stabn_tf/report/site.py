@@ -5,13 +5,16 @@ served as it is):
 
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
-    gallery.html               one card per clip, filters and sort in inline JavaScript
+    gallery.html               one card per clip, filters and sort (assets/gallery.js)
+    corrections.html           the clips corrected in the editor, and their export
     clips.json, models.json    the data: each clip's predictions; each model's kind,
                                content key and precision
-    clips/<clip>.html          a page per clip
-    assets/report.css
+    clips/<clip>.html          a page per clip, with the box editor (assets/editor.js)
+    assets/                    report.css and the scripts (stabn_tf/report/static), and
+                               corrections-data.js: the file loaded with --corrections
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
-                               pictures (Figure 3, GIF, thumbnail) and `<clip>.record.json`;
+                               pictures (Figure 3, GIF, thumbnail, the strip of sampled
+                               frames the editor shows) and `<clip>.record.json`;
                                `evaluation/` holds the tables (`stabn_tf.evaluate.run`)
 
 A re-run with the same checkpoint finds each clip's record and draws nothing again; a
@@ -33,9 +36,10 @@ from stabn_tf.data import list_files, tfrecord
 from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, validation_files
-from stabn_tf.evaluate.report import TABLE_FILES, TABLES, check_output_dir
+from stabn_tf.evaluate.report import TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
-from stabn_tf.explain.metrics import upsample
+from stabn_tf.evaluate.tables import Table, results_tables
+from stabn_tf.explain.metrics import pearson, upsample
 from stabn_tf.inference import (
     EXPORTED_MODELS,
     InferenceError,
@@ -45,6 +49,7 @@ from stabn_tf.inference import (
 from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import explain_clip, load_record, spatial_maps
+from stabn_tf.report.corrections import load_corrections
 from stabn_tf.report.models import ReportModel, open_model
 
 
@@ -95,9 +100,10 @@ def _check_same_clips(models: Sequence[ReportModel]) -> None:
 
 def _tables(model: ReportModel, folder: str, *, files, tables: Sequence[str],
             num_clips: Sequence[int], max_videos: int, batch_size: int,
-            log: Callable[[str], None]) -> dict[str, str]:
-    """The model's evaluation tables as Markdown by table name; reused from an earlier
-    run with the same settings (the folder is already keyed on the checkpoint)."""
+            log: Callable[[str], None]) -> dict[str, Table]:
+    """The model's evaluation tables by table name, from the evaluation's
+    `results.json`; reused from an earlier run with the same settings (the folder is
+    already keyed on the checkpoint)."""
     if model.keras is None or not tables:
         return {}
     out = os.path.join(folder, "evaluation")
@@ -116,20 +122,21 @@ def _tables(model: ReportModel, folder: str, *, files, tables: Sequence[str],
                        output_dir=out, batch_size=batch_size, max_videos=max_videos,
                        precision=model.precision, log=log)
         write_atomic(settings_path, json.dumps(settings))
-    markdown = {}
-    for key in tables:
-        path = os.path.join(out, TABLE_FILES[key])
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                markdown[key] = f.read()
-    return markdown
+    try:
+        with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: t for k, t in results_tables(results).items() if k in tables}
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.size != b.size or a.size < 2 or a.std() == 0 or b.std() == 0:
+    """`pearson` rounded for the JSON; None (not NaN, which JSON lacks) where the two do
+    not pair up or either is constant."""
+    if np.size(a) != np.size(b) or np.size(a) < 2:
         return None
-    return round(float(np.corrcoef(a, b)[0, 1]), 4)
+    value = pearson(a, b)
+    return None if np.isnan(value) else round(value, 4)
 
 
 def compare_clip(first: dict, second: dict, first_folder: str,
@@ -161,6 +168,7 @@ def build_report(
     num_clips: Sequence[int] = (1, 2),
     batch_size: int = 8,
     precision: str = "auto",
+    corrections: str = "",
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -177,6 +185,10 @@ def build_report(
     `.tflite` is there to be compared, in whatever it computes in). Every input that makes
     the report impossible raises `EvaluationError` (one line) before a model runs where it
     can.
+
+    `corrections`: a box file the editor exported earlier (`load_corrections`), loaded
+    into every page's editor under the browser's own edits (a clip edited in the browser
+    keeps the browser's version).
     """
     start = time.perf_counter()
     unknown = [t for t in tables if t not in TABLES]
@@ -197,6 +209,7 @@ def build_report(
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
+    loaded = load_corrections(corrections) if corrections else {}
     models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log,
                          precision="auto" if i and p.endswith(EXPORTED_MODELS) else precision)
               for i, p in enumerate(paths)]
@@ -210,7 +223,7 @@ def build_report(
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
-    markdown = [_tables(m, f, files=files, tables=tables, num_clips=num_clips,
+    tables_shown = [_tables(m, f, files=files, tables=tables, num_clips=num_clips,
                         max_videos=max_clips, batch_size=batch_size, log=log)
                 for m, f in zip(models, folders)]
 
@@ -242,7 +255,8 @@ def build_report(
                               f"{models[0].label} ({reason})") from None
     finally:
         bar.close()
-    written = pages.write_site(output_dir, models, entries, markdown)
+    written = pages.write_site(output_dir, models, entries, tables_shown, loaded,
+                               os.path.basename(corrections) if corrections else "")
     seconds = time.perf_counter() - start
     log(f"report: {written['index']} ({len(entries)} clips, {rendered} drawn, "
         f"{seconds:.1f} s)")

@@ -2,8 +2,11 @@
 Chromium (Debian's chromium + chromium-driver, which the `chromium` fixture installs with
 apt-get when they are missing: the README's test command passes on a fresh machine by its
 own steps, and the test is never skipped), re-run without drawing anything, a TFLite model
-beside the Keras one, and the one-line errors."""
+beside the Keras one, and the one-line errors; the clip pages' box editor drawn on with
+the mouse, exported and converted; class names and clip ids holding markup shown as text."""
 
+import importlib.util
+import io
 import json
 import os
 import pathlib
@@ -14,12 +17,16 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 import stabn_tf
-from stabn_tf.data import read_labels
+from stabn_tf.data import list_files, read_labels, tfrecord
 from stabn_tf.deploy import openvino, tflite
 from stabn_tf.evaluate import EvaluationError, load_checkpoint
 from stabn_tf.inference import tfrecord_clips
@@ -340,6 +347,14 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
         report(precision="fp16")
     with pytest.raises(EvaluationError, match="not writable"):
         report(output_dir=str(a_file / "inside"))
+    with pytest.raises(EvaluationError, match="--corrections: cannot read .*missing.json"):
+        report(corrections=str(tmp_path / "missing.json"))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(EvaluationError, match="must hold a JSON object keyed by video id"):
+        report(corrections=str(tmp_path / "list.json"))
+    (tmp_path / "bad.json").write_text('{"7": {"frames": [1]}}')
+    with pytest.raises(EvaluationError, match="video '7': expected"):
+        report(corrections=str(tmp_path / "bad.json"))
     empty = tmp_path / "validation-empty.tfrecord"
     empty.write_bytes(b"")
     with pytest.raises(EvaluationError, match="validation split is empty"):
@@ -386,3 +401,265 @@ def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk
     assert errors[0].endswith("free some space and run the command again (what was drawn is "
                               "kept: the next run draws the rest)")
     assert not [p for p in out.rglob(".tmp-*")]  # no half-written temporary files
+
+
+def _editor_driver():
+    """benchmarks/editor_driver.py (the editor driven as a person does), by its path."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "editor_driver.py"
+    spec = importlib.util.spec_from_file_location("editor_driver", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stored(driver, data: dict) -> dict:
+    """The clip's corrections as the page's store holds them."""
+    return driver.execute_script("return window.STABN_STORE.read(arguments[0], arguments[1]);",
+                                 data["checkpoint"], data["clip"])
+
+
+def _source_box(data: dict, pixels) -> list[float]:
+    """Canvas pixels of the shown crop → the source frame's normalised box."""
+    y, x, h, w = data["crop"]
+    d = data["display"]
+    return [y + h * pixels[0] / d, x + w * pixels[1] / d, y + h * pixels[2] / d,
+            x + w * pixels[3] / d]
+
+
+def _canvas_pixels(data: dict, box) -> np.ndarray:
+    y, x, h, w = data["crop"]
+    return np.array([(box[0] - y) / h, (box[1] - x) / w, (box[2] - y) / h,
+                     (box[3] - x) / w]) * data["display"]
+
+
+def _records_by_id(pattern: str) -> dict:
+    return {r.context.feature[tfrecord.CLIP_ID].bytes_list.value[0].decode(): r
+            for r in (tf.train.SequenceExample.FromString(x.numpy())
+                      for x in tf.data.TFRecordDataset(list_files(pattern)))}
+
+
+def _record_boxes(record, frame: int) -> list[tuple[list[float], str]]:
+    lists = record.feature_lists.feature_list
+    coords = [list(lists[k].feature[frame].float_list.value) for k in tfrecord.BOX_COORDS]
+    roles = [r.decode() for r in lists[tfrecord.BOX_ROLE].feature[frame].bytes_list.value]
+    return [(list(b), role) for b, role in zip(zip(*coords), roles)]
+
+
+def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfrecords,
+                                           tmp_path):
+    """Two clips corrected with the mouse (draw, move, resize, delete with the keyboard, roles,
+    action frames), kept over a reload, exported from the Corrections page as a download,
+    loaded back with --corrections under the browser's newer edits, and converted with 0
+    problems into records that hold the drawn boxes and the action frames."""
+    out, _ = site
+    ed = _editor_driver()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    clips = json.loads((out / "clips.json").read_text())
+    first, second = clips[0]["clip"], clips[1]["clip"]
+    driver = ed.chrome(str(downloads), *chromium)
+    try:
+        data = ed.open_clip(driver, str(out), first)
+        frames = data["frame_indices"]
+        assert len(frames) == 4 and len(driver.find_elements(By.CSS_SELECTOR,
+                                                             "#frames canvas")) == 4
+        # Boxes on two frames; the first is moved by its inside, a third drawn and deleted
+        # with the Delete key.
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[0]), (40, 50), (120, 150))
+        moved = [40 + 12, 50 - 20, 120 + 12, 150 - 20]
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[0]), (80, 100), (92, 80))
+        hand = ed.draw_box(driver, data, frames[1],
+                           {"box": _source_box(data, [20, 30, 200, 190]), "role": "hand"})
+        # Resized by its bottom-right handle (it is still selected).
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), hand[2:], (180, 160))
+        hand = hand[:2] + [180, 160]
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), (150, 10), (210, 60))
+        assert len(_stored(driver, data)["frames"][str(frames[1])]) == 2
+        ActionChains(driver).send_keys(Keys.DELETE).perform()
+        ed.mark_active(driver, data, frames[1:3])
+        stored = _stored(driver, data)
+        assert sorted(stored["frames"]) == sorted([str(frames[0]), str(frames[1])])
+        assert stored["active_frames"] == [[frames[1], frames[2]]]
+        # Kept over a reload: the page reads them back, ticks included.
+        driver.refresh()
+        assert _stored(driver, data)["frames"] == stored["frames"]
+        ticks = driver.find_elements(By.CSS_SELECTOR, "#frames input.active")
+        assert [t.is_selected() for t in ticks] == [False, True, True, False]
+        assert driver.find_element(By.ID, "editor-status").text.startswith("2 boxes on 2 frames")
+
+        other = ed.open_clip(driver, str(out), second)
+        boxes_second = {other["frame_indices"][0]: [_source_box(other, [10, 20, 60, 90])],
+                        other["frame_indices"][3]: [_source_box(other, [100, 100, 220, 200])]}
+        for frame, boxes in boxes_second.items():
+            ed.draw_box(driver, other, frame, boxes[0])
+        ed.mark_active(driver, other, [other["frame_indices"][0]])
+        # "Start from the model" proposes a box on every frame still without one.
+        driver.find_element(By.ID, "propose").click()
+        proposed = _stored(driver, other)["frames"]
+        assert sorted(map(int, proposed)) == sorted(other["frame_indices"])
+        for frame in (other["frame_indices"][1], other["frame_indices"][2]):
+            ed.frame_canvas(driver, other, frame)
+            box = _canvas_pixels(other, proposed[str(frame)][0])
+            ed.drag(driver, ed.frame_canvas(driver, other, frame),
+                    ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2),
+                    ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))  # a click selects it
+            driver.find_element(By.ID, "delete-box").click()
+        assert sorted(map(int, _stored(driver, other)["frames"])) == sorted(boxes_second)
+        driver.find_element(By.ID, "overlay").click()  # the Ms overlay draws without errors
+        driver.save_screenshot(str(tmp_path / "editor.png"))
+        assert _console_errors(driver) == []
+
+        driver.find_element(By.LINK_TEXT, "Corrections").click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "#corrections tbody tr")
+        assert sorted(r.get_attribute("data-clip") for r in rows) == sorted([first, second])
+        path = ed.export(driver, str(out), str(tmp_path / "exported.json"), str(downloads))
+        link = driver.find_element(By.ID, "export-link")
+        assert link.get_attribute("href").startswith("blob:")
+        assert link.get_attribute("download") == "corrections.json"
+        exported = json.loads(pathlib.Path(path).read_text())
+        assert exported == json.loads(driver.find_element(By.ID, "export-preview")
+                                      .get_attribute("textContent"))
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
+    # The export: the converter's ids, source frame indices, source-normalised boxes.
+    assert set(exported) == {first, second}
+    a = exported[first]
+    assert a["active_frames"] == [[frames[1], frames[2]]]
+    assert exported[second]["active_frames"] == [other["frame_indices"][0]]
+    drawn = {(first, frames[0]): [(moved, "object")], (first, frames[1]): [(hand, "hand")]}
+    drawn.update({(second, f): [([round(v) for v in _canvas_pixels(other, b[0])], "object")]
+                  for f, b in boxes_second.items()})
+    for (clip, frame), boxes in drawn.items():
+        items = exported[clip]["frames"][str(frame)]
+        assert len(items) == len(boxes)
+        for item, (pixels, role) in zip(items, boxes):
+            box = item if role == "object" else item["box"]
+            assert role == "object" and isinstance(item, list) or item["role"] == "hand"
+            assert np.abs(_canvas_pixels(data if clip == first else other, box)
+                          - pixels).max() <= 1.0
+
+    # Loaded back with --corrections into a copy of the site (nothing is redrawn): a fresh
+    # browser shows the file's boxes; a clip edited in the browser keeps its edits.
+    copy = tmp_path / "site"
+    shutil.copytree(out, copy)
+    again = build_report(checkpoint=checkpoint, output_dir=str(copy), files=_val(tiny_tfrecords),
+                         max_clips=CLIPS, gradcam=True, tables=["table1"], num_clips=[1],
+                         progress=False, log=lambda text: None, corrections=path)
+    assert again["rendered"] == 0
+    driver = ed.chrome(str(downloads), *chromium)
+    try:
+        data = ed.open_clip(driver, str(copy), first)
+        assert _stored(driver, data)["frames"] == exported[first]["frames"]
+        ticks = driver.find_elements(By.CSS_SELECTOR, "#frames input.active")
+        assert [t.is_selected() for t in ticks] == [False, True, True, False]
+        driver.find_element(By.ID, "clear-clip").click()
+        ed.draw_box(driver, data, frames[3], _source_box(data, [60, 60, 160, 160]))
+        newer = ed.export(driver, str(copy), str(tmp_path / "again.json"))
+        merged = json.loads(pathlib.Path(newer).read_text())
+        assert list(merged[first]["frames"]) == [str(frames[3])]
+        assert "active_frames" not in merged[first]
+        assert merged[second] == exported[second]
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
+    # Converted with the box file: 0 problems, the records hold the drawn boxes (within a
+    # canvas pixel) on their frames and the action frames as labels.
+    raw = pathlib.Path(tiny_tfrecords).parent / "raw"
+    converted = tmp_path / "converted"
+    done = subprocess.run([sys.executable, "-m", "stabn_tf.data.convert", "--dataset=ssv2",
+                           f"--input_dir={raw}", f"--output_dir={converted}",
+                           f"--boxes={path}", "--splits=validation", "--workers=1",
+                           "--num_shards=1", "--noprogress"],
+                          capture_output=True, text=True, env=ENV, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((converted / "manifest.json").read_text())
+    assert manifest["boxes"]["problems"] == 0 and manifest["boxes"]["videos_with_boxes"] == 2
+    records = _records_by_id(str(converted / "validation-*.tfrecord"))
+    for (clip, frame), boxes in drawn.items():
+        stored = _record_boxes(records[clip], frame)
+        assert [role for _, role in stored] == [role for _, role in boxes]
+        for (box, _), (pixels, _) in zip(stored, boxes):
+            assert np.abs(_canvas_pixels(data if clip == first else other, box)
+                          - pixels).max() <= 1.0
+    for clip, ranges in ((first, [(frames[1], frames[2])]),
+                         (second, [(other["frame_indices"][0],) * 2])):
+        lists = records[clip].feature_lists.feature_list
+        assert "clip/active" in lists, "the converter does not store active_frames"
+        labels = [f.int64_list.value[0] for f in lists["clip/active"].feature]
+        assert labels == [int(any(lo <= i <= hi for lo, hi in ranges))
+                          for i in range(len(labels))]
+
+NASTY = ("<script>alert(1)</script>", "\"quote'</b>", "line\u2028sep</script>&amp;")
+
+
+@pytest.fixture(scope="module")
+def nasty_site(tiny_tfrecords, tmp_path_factory):
+    """A site whose class names and clip ids hold markup, quotes and U+2028."""
+    root = tmp_path_factory.mktemp("nasty")
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(root / "validation-00000-of-00001.tfrecord")) as w:
+        for k, name in enumerate(NASTY):
+            jpegs = []
+            for _ in range(6):
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(buffer, "JPEG")
+                jpegs.append(buffer.getvalue())
+            w.write(tfrecord.make_sequence_example(name, k, name, jpegs))
+    names = list(NASTY) + [f"class {i}" for i in range(len(NASTY), 6)]
+    keras.utils.set_random_seed(1)
+    model = stabn_tf.build_stabn(num_classes=6, num_frames=4, image_size=32, depth=18,
+                                 width_multiplier=0.125, class_names=names)
+    model.save(root / "nasty.keras")
+    corrections = root / "corrections.json"
+    corrections.write_text(json.dumps({NASTY[2]: {"frames": {"0": [[0.1, 0.1, 0.5, 0.5]]}},
+                                       "</script><script>alert(3)</script>": {"frames": {}}}))
+    out = root / "site"
+    build_report(checkpoint=str(root / "nasty.keras"), output_dir=str(out),
+                 files=str(root / "validation-*.tfrecord"), tables=[], progress=False,
+                 log=lambda text: None, corrections=str(corrections))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Glyph 8232")  # matplotlib has no U+2028 to draw
+def test_markup_in_names_is_shown_as_text(nasty_site, chromium):
+    out = nasty_site
+    driver = _browser(chromium)
+    try:
+        driver.get((out / "gallery.html").as_uri())
+        names = [e.get_attribute("title") for e in
+                 driver.find_elements(By.CSS_SELECTOR, "#grid .card .name")]
+        assert sorted(names) == sorted(NASTY)
+        options = [o.text for o in driver.find_elements(By.CSS_SELECTOR, "#class-filter option")]
+        assert NASTY[0] in options and NASTY[1] in options
+        for stem in (c["stem"] for c in json.loads((out / "clips.json").read_text())):
+            driver.get((out / "clips" / f"{stem}.html").as_uri())
+            clip = json.loads((out / "clips.json").read_text())
+            clip = next(c for c in clip if c["stem"] == stem)
+            assert driver.find_element(By.TAG_NAME, "h1").get_attribute(
+                "textContent") == clip["clip"]
+            data = json.loads(driver.find_element(By.ID, "editor-data")
+                              .get_attribute("textContent"))
+            assert data["clip"] == clip["clip"]
+            assert driver.execute_script("return typeof window.STABN_STORE") == "object"
+        driver.get((out / "corrections.html").as_uri())
+        rows = driver.find_elements(By.CSS_SELECTOR, "#corrections tbody tr")
+        assert [r.get_attribute("data-clip") for r in rows] == [NASTY[2]]
+        driver.get((out / "index.html").as_uri())
+        cells = [c.get_attribute("textContent") for c in driver.find_elements(By.TAG_NAME, "td")]
+        assert NASTY[0] in cells and NASTY[1] in cells
+        # Nothing ran: no alert is open, no script error was logged.
+        assert driver.execute_script("return 1") == 1
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+    for page in [out / "index.html", out / "gallery.html", out / "corrections.html",
+                 *(out / "clips").glob("*.html")]:
+        text = page.read_text()
+        assert "<script>alert" not in text and "\"quote'</b>" not in text
+    gallery = (out / "gallery.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in gallery and "&#34;quote&#39;" in gallery
+    assert "<" not in (out / "assets" / "corrections-data.js").read_text().split("=", 1)[1]

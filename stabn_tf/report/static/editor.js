@@ -1,0 +1,276 @@
+// The clip page's editor: boxes and action frames drawn over the frames the model saw.
+// Boxes are edited in canvas pixels of the shown frame (the model's centre crop, drawn
+// `display` pixels wide) and stored in normalised coordinates of the full source frame,
+// under the frame's source index, through STABN_STORE.
+(function () {
+  'use strict';
+  var data = JSON.parse(document.getElementById('editor-data').textContent);
+  var store = window.STABN_STORE;
+  var D = data.display, S = data.image_size, crop = data.crop, indices = data.frame_indices;
+  var HANDLE = 6, MIN_SIDE = 3;
+  var COLORS = {object: '#f59e0b', hand: '#06b6d4'};
+  var canvases = Array.prototype.slice.call(document.querySelectorAll('#frames canvas'));
+  var checks = Array.prototype.slice.call(document.querySelectorAll('#frames input.active'));
+  var control = function (id) { return document.getElementById(id); };
+  var overlay = control('overlay'), newRole = control('new-role'), boxRole = control('box-role');
+  var deleteButton = control('delete-box'), status = control('editor-status');
+  var strip = new Image();
+  var boxes = indices.map(function () { return []; });  // per shown frame: {v: [y0, x0, y1, x1] px, role}
+  var selected = null, drag = null, heat = null;
+
+  function round(value) { return Math.round(value * 1e6) / 1e6; }
+  function toSource(v) {  // canvas pixels → normalised source frame
+    return [round(crop[0] + crop[2] * v[0] / D), round(crop[1] + crop[3] * v[1] / D),
+            round(crop[0] + crop[2] * v[2] / D), round(crop[1] + crop[3] * v[3] / D)];
+  }
+  function toCanvas(b) {
+    return [(b[0] - crop[0]) / crop[2] * D, (b[1] - crop[1]) / crop[3] * D,
+            (b[2] - crop[0]) / crop[2] * D, (b[3] - crop[1]) / crop[3] * D];
+  }
+  function load() {
+    var entry = store.read(data.checkpoint, data.clip) || {frames: {}, active_frames: []};
+    boxes = indices.map(function (index) {
+      return (entry.frames[String(index)] || []).map(function (item) {
+        var plain = Array.isArray(item);
+        return {v: toCanvas(plain ? item : item.box), role: plain ? 'object' : item.role || 'object'};
+      });
+    });
+    checks.forEach(function (box, t) { box.checked = store.isActive(entry.active_frames, indices[t]); });
+  }
+  function save() {
+    var frames = {};
+    boxes.forEach(function (list, t) {
+      if (!list.length) { return; }
+      frames[String(indices[t])] = list.map(function (b) {
+        var box = toSource(b.v);
+        return b.role === 'hand' ? {box: box, role: 'hand'} : box;
+      });
+    });
+    var marked = checks.map(function (box) { return box.checked; });
+    try {
+      store.write(data.checkpoint, data.clip,
+                  {frames: frames, active_frames: store.activeFrames(indices, marked)});
+    } catch (e) {  // storage off or full: say so instead of losing edits silently
+      status.textContent = 'NOT SAVED: this browser refuses to store the edits (' + e.name + ')';
+      return;
+    }
+    showStatus();
+  }
+  function showStatus() {
+    var count = boxes.reduce(function (n, list) { return n + list.length; }, 0);
+    var framed = boxes.filter(function (list) { return list.length; }).length;
+    var active = checks.filter(function (box) { return box.checked; }).length;
+    status.textContent = count + ' boxes on ' + framed + ' frames, ' + active +
+      ' action frames (kept in this browser)';
+  }
+  function heatmap(t) {  // Ms of frame t as a small RGBA canvas, scaled up when drawn
+    var map = data.ms && data.ms[t];
+    if (!map) { return null; }
+    var h = map.length, w = map[0].length, low = Infinity, max = -Infinity;
+    map.forEach(function (row) {
+      row.forEach(function (v) { low = Math.min(low, v); max = Math.max(max, v); });
+    });
+    var small = document.createElement('canvas');
+    small.width = w; small.height = h;
+    var ctx = small.getContext('2d'), image = ctx.createImageData(w, h);
+    for (var y = 0; y < h; y += 1) {
+      for (var x = 0; x < w; x += 1) {
+        var v = max > low ? (map[y][x] - low) / (max - low) : 0, k = 4 * (y * w + x);
+        image.data[k] = 255; image.data[k + 1] = Math.round(255 * v); image.data[k + 2] = 0;
+        image.data[k + 3] = Math.round(150 * v);
+      }
+    }
+    ctx.putImageData(image, 0, 0);
+    return small;
+  }
+  function handles(v) {
+    return [[v[0], v[1]], [v[0], v[3]], [v[2], v[1]], [v[2], v[3]]];
+  }
+  function draw(t) {
+    var ctx = canvases[t].getContext('2d');
+    ctx.clearRect(0, 0, D, D);
+    if (strip.complete && strip.naturalWidth) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(strip, t * S, 0, S, S, 0, 0, D, D);
+    }
+    if (overlay.checked && heat && heat[t]) { ctx.drawImage(heat[t], 0, 0, D, D); }
+    boxes[t].forEach(function (b, i) {
+      var v = b.v, chosen = selected && selected.t === t && selected.i === i;
+      ctx.lineWidth = chosen ? 3 : 2;
+      ctx.strokeStyle = COLORS[b.role] || COLORS.object;
+      ctx.strokeRect(v[1], v[0], v[3] - v[1], v[2] - v[0]);
+      ctx.fillStyle = ctx.strokeStyle;  // the role on a tab of the box's colour
+      ctx.font = '11px system-ui, sans-serif';
+      var top = v[0] >= 14 ? v[0] - 14 : v[0];
+      ctx.fillRect(v[1], top, ctx.measureText(b.role).width + 6, 14);
+      ctx.fillStyle = '#1f2933';
+      ctx.fillText(b.role, v[1] + 3, top + 11);
+      ctx.fillStyle = ctx.strokeStyle;
+      if (chosen) {
+        handles(v).forEach(function (p) {
+          ctx.fillRect(p[1] - HANDLE / 2, p[0] - HANDLE / 2, HANDLE, HANDLE);
+        });
+      }
+    });
+  }
+  function drawAll() { canvases.forEach(function (c, t) { draw(t); }); }
+  function select(next) {
+    selected = next;
+    deleteButton.disabled = boxRole.disabled = !selected;
+    if (selected) { boxRole.value = boxes[selected.t][selected.i].role; }
+    drawAll();
+  }
+  function point(canvas, event) {
+    var rect = canvas.getBoundingClientRect();
+    return {y: Math.min(Math.max((event.clientY - rect.top) * D / rect.height, 0), D),
+            x: Math.min(Math.max((event.clientX - rect.left) * D / rect.width, 0), D)};
+  }
+  function inside(v, p) { return p.y >= v[0] && p.y <= v[2] && p.x >= v[1] && p.x <= v[3]; }
+  // The selected box's handle or inside under p ({i, corner}: corner -1 for the inside).
+  function grab(t, p) {
+    if (!selected || selected.t !== t) { return null; }
+    var v = boxes[t][selected.i].v, corners = handles(v);
+    for (var c = 0; c < 4; c += 1) {
+      if (Math.abs(corners[c][0] - p.y) <= HANDLE && Math.abs(corners[c][1] - p.x) <= HANDLE) {
+        return {i: selected.i, corner: c};
+      }
+    }
+    return inside(v, p) ? {i: selected.i, corner: -1} : null;
+  }
+  // The smallest box under p (what a click selects), or -1.
+  function under(t, p) {
+    var best = -1, area = Infinity;
+    boxes[t].forEach(function (b, i) {
+      var size = (b.v[2] - b.v[0]) * (b.v[3] - b.v[1]);
+      if (inside(b.v, p) && size < area) { best = i; area = size; }
+    });
+    return best;
+  }
+  // Pressing on the selected box moves it (on a corner handle: resizes it); anywhere
+  // else a drag draws a new box, and a click selects the box under it.
+  function onDown(event) {
+    if (event.button !== 0) { return; }
+    var canvas = event.currentTarget, t = Number(canvas.dataset.t), p = point(canvas, event);
+    var found = grab(t, p);
+    event.preventDefault();
+    canvas.focus();
+    if (found) {
+      drag = {mode: found.corner >= 0 ? 'resize' : 'move', corner: found.corner, t: t,
+              start: p, original: boxes[t][found.i].v.slice(), canvas: canvas};
+    } else {
+      var clicked = under(t, p);
+      boxes[t].push({v: [p.y, p.x, p.y, p.x], role: newRole.value});
+      select({t: t, i: boxes[t].length - 1});
+      drag = {mode: 'draw', t: t, start: p, canvas: canvas, clicked: clicked};
+    }
+  }
+  function onMove(event) {
+    if (!drag) { return; }
+    var p = point(drag.canvas, event), b = boxes[drag.t][selected.i], o = drag.original;
+    if (drag.mode === 'draw') {
+      b.v = [Math.min(drag.start.y, p.y), Math.min(drag.start.x, p.x),
+             Math.max(drag.start.y, p.y), Math.max(drag.start.x, p.x)];
+    } else if (drag.mode === 'move') {
+      var dy = Math.min(Math.max(p.y - drag.start.y, -o[0]), D - o[2]);
+      var dx = Math.min(Math.max(p.x - drag.start.x, -o[1]), D - o[3]);
+      b.v = [o[0] + dy, o[1] + dx, o[2] + dy, o[3] + dx];
+    } else {  // resize: the dragged corner follows the pointer, the opposite one stays
+      var fixed = handles(o)[3 - drag.corner];
+      b.v = [Math.min(fixed[0], p.y), Math.min(fixed[1], p.x),
+             Math.max(fixed[0], p.y), Math.max(fixed[1], p.x)];
+    }
+    draw(drag.t);
+  }
+  function onUp() {
+    if (!drag) { return; }
+    var b = boxes[drag.t][selected.i];
+    if (b.v[2] - b.v[0] < MIN_SIDE || b.v[3] - b.v[1] < MIN_SIDE) {
+      if (drag.mode === 'draw') {  // a click, not a drag: no box; select the one under it
+        boxes[drag.t].splice(selected.i, 1);
+        selected = drag.clicked >= 0 ? {t: drag.t, i: drag.clicked} : null;
+      } else {
+        b.v = drag.original;
+      }
+    }
+    drag = null;
+    select(selected);
+    save();
+  }
+  function deleteSelected() {
+    if (!selected) { return; }
+    boxes[selected.t].splice(selected.i, 1);
+    select(null);
+    save();
+  }
+  // "Start from the model": on each frame without boxes, the cells around Ms's peak
+  // (4-connected) that reach half way from the map's lowest value to the peak, as a box
+  // to accept or adjust.
+  function propose() {
+    boxes.forEach(function (list, t) {
+      var map = data.ms && data.ms[t];
+      if (list.length || !map) { return; }
+      var h = map.length, w = map[0].length, peak = [0, 0], low = Infinity;
+      for (var y = 0; y < h; y += 1) {
+        for (var x = 0; x < w; x += 1) {
+          if (map[y][x] > map[peak[0]][peak[1]]) { peak = [y, x]; }
+          low = Math.min(low, map[y][x]);
+        }
+      }
+      var threshold = (low + map[peak[0]][peak[1]]) / 2, seen = {}, queue = [peak];
+      var box = [peak[0], peak[1], peak[0], peak[1]];
+      seen[peak] = true;
+      while (queue.length) {
+        var c = queue.pop();
+        box = [Math.min(box[0], c[0]), Math.min(box[1], c[1]), Math.max(box[2], c[0]),
+               Math.max(box[3], c[1])];
+        [[1, 0], [-1, 0], [0, 1], [0, -1]].forEach(function (d) {
+          var n = [c[0] + d[0], c[1] + d[1]];
+          if (n[0] >= 0 && n[0] < h && n[1] >= 0 && n[1] < w && !seen[n] &&
+              map[n[0]][n[1]] >= threshold) {
+            seen[n] = true;
+            queue.push(n);
+          }
+        });
+      }
+      list.push({v: [box[0] * D / h, box[1] * D / w, (box[2] + 1) * D / h, (box[3] + 1) * D / w],
+                 role: 'object'});
+    });
+    select(null);
+    save();
+  }
+
+  canvases.forEach(function (canvas) { canvas.addEventListener('mousedown', onDown); });
+  window.addEventListener('mousemove', onMove);
+  window.addEventListener('mouseup', onUp);
+  document.addEventListener('keydown', function (event) {
+    var tag = event.target.tagName;
+    if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') { return; }
+    if ((event.key === 'Delete' || event.key === 'Backspace') && selected) {
+      event.preventDefault();
+      deleteSelected();
+    } else if (event.key === 'Escape') {
+      select(null);
+    }
+  });
+  deleteButton.addEventListener('click', deleteSelected);
+  boxRole.addEventListener('change', function () {
+    if (selected) { boxes[selected.t][selected.i].role = boxRole.value; drawAll(); save(); }
+  });
+  checks.forEach(function (box) { box.addEventListener('change', save); });
+  overlay.addEventListener('change', function () {
+    if (overlay.checked && !heat) { heat = indices.map(function (_, t) { return heatmap(t); }); }
+    drawAll();
+  });
+  control('propose').addEventListener('click', propose);
+  control('clear-clip').addEventListener('click', function () {
+    boxes = indices.map(function () { return []; });
+    checks.forEach(function (box) { box.checked = false; });
+    select(null);
+    save();
+  });
+  load();
+  showStatus();
+  strip.onload = drawAll;
+  strip.src = data.strip;
+  drawAll();
+}());
