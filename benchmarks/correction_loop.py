@@ -6,12 +6,15 @@
 
 Starts from the unsupervised demo model (`python -m stabn_tf.train
 --flagfile=configs/demo.flags`), whose spatial attention Ms points almost never at the
-acting object. Then, as a person would with the explanation browser's editor:
+acting object (pointing about 0.3). Then, as a person would with the explanation
+browser's editor:
 
 1. pick `--num_clips` training clips (spread over the classes, seeded);
-2. draw their corrections, boxes ("where") on the frames the browser shows and the
-   frames the action happens in ("when"), into a box file in the simple format of
-   `docs/boxes.md` (`draw_corrections`, the one step a person does);
+2. build the browser over those clips and draw their corrections in its editor, in
+   headless Chromium (`benchmarks/editor_driver.py`): boxes ("where") on the frames a
+   clip page shows, the frames the action happens in ticked ("when"), exported from the
+   Corrections page as a box file in the simple format of `docs/boxes.md`. The synthetic
+   ground truth tells the driver where to drag, as a person's eye would;
 3. convert the dataset with `--boxes=<that file> --noground_truth_supervision`: only the
    corrected clips carry supervision, the synthetic ground truth stays for the metrics;
 4. fine-tune from the checkpoint with the supervision losses, for each of `--epochs`;
@@ -20,8 +23,8 @@ acting object. Then, as a person would with the explanation browser's editor:
    box and Mt AUROC against the synthetic ground truth; top-1).
 
 Prints a table and writes `benchmarks/results/correction_loop.json` (`--results`). The
-goal: held-out pointing from about 0.05 to at least 0.8 with 20 corrected clips, top-1
-lower by at most one clip.
+goal: held-out pointing to at least 0.8 with 20 corrected clips, top-1 lower by at most
+one clip.
 """
 
 from __future__ import annotations
@@ -46,8 +49,6 @@ flags.DEFINE_string("raw_dir", "", "The synthetic set in SSv2 layout (default: t
 flags.DEFINE_string("work_dir", "/tmp/correction_loop", "Box file, records, runs.")
 flags.DEFINE_integer("num_clips", 20, "Training clips corrected.")
 flags.DEFINE_integer("seed", 0, "Which clips are picked.")
-flags.DEFINE_enum("box_frames", "shown", ["shown", "all"], "Frames a box is drawn on: the "
-                  "T frames the browser shows of a clip, or every frame.")
 flags.DEFINE_list("epochs", ["3"], "Fine-tuning lengths tried (epochs, each from the "
                   "checkpoint).")
 flags.DEFINE_float("base_lr", 0.05, "Fine-tuning learning rate per 64 clips (cosine, no "
@@ -57,9 +58,8 @@ flags.DEFINE_string("precision", "float32", "Precision of the evaluations.")
 flags.DEFINE_string("results", os.path.join(REPO, "benchmarks/results/correction_loop.json"),
                     "Where the results JSON goes.")
 
-#: The demo's model (configs/demo.flags): the fine-tune and the browser use its sizes.
+#: The demo's model (configs/demo.flags): the fine-tune uses its sizes.
 DEMO_FLAGS = os.path.join(REPO, "configs/demo.flags")
-NUM_FRAMES = 8
 
 
 def _run(args: list[str], log: str) -> float:
@@ -101,48 +101,69 @@ def select_clips(raw_dir: str, num_clips: int, seed: int) -> list[str]:
 # --- 2. the corrections ----------------------------------------------------------------
 
 
-def _ranges(flags_per_frame: list[int]) -> list:
-    """0/1 per frame → `active_frames` items (an index, or an inclusive [first, last])."""
-    items, start = [], None
-    for i, a in enumerate([*flags_per_frame, 0]):
-        if a and start is None:
-            start = i
-        elif not a and start is not None:
-            items.append(start if start == i - 1 else [start, i - 1])
-            start = None
-    return items
+def picked_records(raw_dir: str, clip_ids: list[str], path: str) -> str:
+    """The picked clips' training records (from the demo's converted set beside
+    `raw_dir`) in one TFRecord file: the clips the explanation browser is built over."""
+    import tensorflow as tf
 
-
-def shown_frames(num_source_frames: int) -> list[int]:
-    """The frames the explanation browser shows of a clip: the evaluation's T frames."""
-    from stabn_tf.data.preprocessor import ClipPreprocessor
-    indices = ClipPreprocessor(NUM_FRAMES, 64).frame_indices(num_source_frames)
-    return sorted({int(i) for i in np.asarray(indices).reshape(-1)})
-
-
-def stand_in_corrections(clip_ids: list[str], ground_truth: dict, box_frames: str) -> dict:
-    """STAND-IN for the editor: writes the box file a person drawing exactly the synthetic
-    ground truth would export (boxes on the shown frames where the object is visible,
-    its active frames as ranges). Only for developing the rest of the loop."""
-    out = {}
-    for clip_id in clip_ids:
-        truth = ground_truth[clip_id]
-        n = len(truth["active"])
-        frames = shown_frames(n) if box_frames == "shown" else range(n)
-        boxes = {str(i): [[round(v, 5) for v in truth["box"][i]]] for i in frames
-                 if truth["box"][i][2] > truth["box"][i][0]
-                 and truth["box"][i][3] > truth["box"][i][1]}
-        out[clip_id] = {"frames": boxes, "active_frames": _ranges(truth["active"])}
-    return out
+    from stabn_tf.data.tfrecord import CLIP_ID
+    shards = sorted(glob.glob(os.path.join(os.path.dirname(raw_dir), "tfrecords",
+                                           "train-*.tfrecord")))
+    if not shards:
+        raise SystemExit(f"no converted training shards beside {raw_dir}: run the demo first")
+    wanted, found = set(clip_ids), set()
+    with tf.io.TFRecordWriter(path) as writer:
+        for raw in tf.data.TFRecordDataset(shards).as_numpy_iterator():
+            example = tf.train.SequenceExample.FromString(raw)
+            clip = example.context.feature[CLIP_ID].bytes_list.value[0].decode()
+            if clip in wanted:
+                writer.write(raw)
+                found.add(clip)
+    if found != wanted:
+        raise SystemExit(f"clips not in the training shards: {sorted(wanted - found)}")
+    return path
 
 
 def draw_corrections(clip_ids: list[str], raw_dir: str, work_dir: str) -> tuple[dict, str]:
-    """The person's step: corrections for `clip_ids` in the simple box format, and how
-    they were drawn. Today the stand-in; the editor's browser driver replaces its body."""
+    """The person's step, done in the explanation browser's editor in headless Chromium:
+    a report over the picked clips, then on each clip page a box dragged around the
+    acting object on every shown frame it is visible in (the synthetic ground truth
+    stands in for the person's eye), the frames it acts in ticked, and the Corrections
+    page's Export. Returns the exported box file's content and how it was made."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import editor_driver
+
     with open(os.path.join(raw_dir, "something-something-v2-groundtruth.json")) as f:
         ground_truth = json.load(f)
-    return (stand_in_corrections(clip_ids, ground_truth, FLAGS.box_frames),
-            "STAND-IN: written from the synthetic ground truth, not drawn in the editor")
+    records = picked_records(raw_dir, clip_ids, os.path.join(work_dir, "picked.tfrecord"))
+    site = os.path.join(work_dir, "site")
+    _run([sys.executable, "-m", "stabn_tf.report", f"--checkpoint={FLAGS.checkpoint}",
+          f"--files={records}", f"--output_dir={site}", "--tables=none",
+          f"--precision={FLAGS.precision}"], os.path.join(work_dir, "report.log"))
+    downloads = os.path.join(work_dir, "downloads")
+    os.makedirs(downloads, exist_ok=True)
+    driver = editor_driver.chrome(downloads)
+    try:
+        boxes, active = {}, {}
+        for clip in clip_ids:
+            shown = editor_driver.open_clip(driver, site, clip)["frame_indices"]
+            truth = ground_truth[clip]
+            boxes[clip] = {i: [truth["box"][i]] for i in sorted(set(shown))
+                           if truth["box"][i][2] > truth["box"][i][0]
+                           and truth["box"][i][3] > truth["box"][i][1]}
+            active[clip] = sorted({i for i in shown if truth["active"][i]})
+        t0 = time.time()
+        path = editor_driver.draw_corrections(
+            driver, site, boxes, active, output=os.path.join(work_dir, "exported.json"),
+            download_dir=downloads)
+        seconds = time.time() - t0
+    finally:
+        driver.quit()
+    with open(path, encoding="utf-8") as f:
+        corrections = json.load(f)
+    return corrections, (f"drawn in the explanation browser's editor (headless Chromium, "
+                         f"{seconds:.0f} s for {len(clip_ids)} clips): boxes on the shown "
+                         f"frames, action frames ticked, exported from the Corrections page")
 
 
 # --- 3.-5. convert, fine-tune, evaluate ------------------------------------------------
@@ -223,7 +244,7 @@ def main(argv) -> None:
         runs.append({"epochs": epochs, "fine_tune_seconds": round(seconds, 1), **after})
         print(json.dumps(runs[-1]), flush=True)
     result = {
-        "corrections": how, "clips": clips, "box_frames": FLAGS.box_frames,
+        "corrections": how, "clips": clips,
         "boxes_drawn": sum(len(c["frames"]) for c in corrections.values()),
         "converted": {"seconds": round(convert_s, 1),
                       "videos_with_boxes": boxes_manifest["videos_with_boxes"],
