@@ -20,13 +20,15 @@ line, `error: ...`, and exit status 1.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import sys
 from collections.abc import Sequence
 
+from absl import flags
+
+from stabn_tf import cli
 from stabn_tf.disk import write_atomic
 from stabn_tf.serving_client import (
     format_prediction,
@@ -36,25 +38,37 @@ from stabn_tf.serving_client import (
     sequence_example,
 )
 
+FLAGS = flags.FLAGS
+#: The flags that say what to send; exactly one is given.
+SOURCES = ("request", "frames", "tfrecord")
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--request", help="A JSON request body to send as is.")
-    source.add_argument("--frames", help="Glob of one clip's JPEG frames (sorted = order).")
-    source.add_argument("--tfrecord", help="Glob of TFRecord files in the project's format.")
-    parser.add_argument("--max_examples", type=int, default=4,
-                        help="Clips to send from --tfrecord.")
-    parser.add_argument("--server", default="http://localhost:8501", help="TF Serving REST.")
-    parser.add_argument("--model", default="stabn", help="Model name in TF Serving.")
-    parser.add_argument("--version", type=int, default=None, help="Model version.")
-    parser.add_argument("--write_request", help="Write the request JSON here, do not send.")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="Seconds the whole request may take (connect, send, reply).")
-    args = parser.parse_args(argv)
-    if not args.timeout > 0:
-        parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
 
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    def define(kind, name, default, help):  # noqa: A002 (absl's name)
+        kind(name, default, help, flag_values=flag_values)
+
+    define(flags.DEFINE_string, "request", None, "A JSON request body to send as is.")
+    define(flags.DEFINE_string, "frames", None, "Glob of one clip's JPEG frames (sorted = "
+           "order).")
+    define(flags.DEFINE_string, "tfrecord", None, "Glob of TFRecord files in the project's "
+           "format.")
+    define(flags.DEFINE_integer, "max_examples", 4, "Clips to send from --tfrecord.")
+    define(flags.DEFINE_string, "server", "http://localhost:8501", "TF Serving REST.")
+    define(flags.DEFINE_string, "model", "stabn", "Model name in TF Serving.")
+    define(flags.DEFINE_integer, "version", None, "Model version.")
+    define(flags.DEFINE_string, "write_request", None, "Write the request JSON here, do not "
+           "send.")
+    define(flags.DEFINE_float, "timeout", 60.0, "Seconds the whole request may take (connect, "
+           "send, reply).")
+    flags.mark_flags_as_mutual_exclusive(SOURCES, required=True, flag_values=flag_values)
+    flags.register_validator("timeout", lambda seconds: seconds > 0,
+                             "--timeout must be > 0 seconds", flag_values=flag_values)
+
+
+def send(args: flags.FlagValues = FLAGS) -> int:
+    """Builds the request the flags describe and sends it (or writes it); prints each
+    clip's prediction. Returns the exit status: 1, with one `error: ...` line, when the
+    input or the reply is not usable."""
     try:
         if args.request:
             with open(args.request, encoding="utf-8") as f:
@@ -95,10 +109,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run() -> None:
-    """The console script `stabn-client`."""
-    sys.exit(main())
+def main(argv: Sequence[str]) -> int:
+    """Flags already parsed (absl's `app.run`); `argv` holds the program name only."""
+    cli.no_arguments(argv, exit_code=1)
+    return send(FLAGS)
 
+
+def run_args(args: Sequence[str]) -> int:
+    """The command in-process on `args` (flags only), parsed into flags of its own instead
+    of the global ones, so scripts and tests can call it many times. A bad flag prints one
+    line and raises `SystemExit(1)`, as absl's parser exits."""
+    values = flags.FlagValues()
+    define_flags(values)
+    try:
+        values(["stabn-client", *args])
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return send(values)
+
+
+# Errors other than the reply's and the input's (caught in `send`) end as one line, exit 1.
+command = cli.Command("stabn_tf.export.client", main, define_flags, __doc__, exit_code=1,
+                      prefix="error: ")
 
 if __name__ == "__main__":
-    run()
+    command()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from stabn_tf import serving_client as client
-from stabn_tf.export.client import main as client_main
+from stabn_tf.export.client import run_args as client_main
 
 GOOD = {"probabilities": [0.1, 0.7, 0.2], "top_k_indices": [1, 2],
         "top_k_labels": ["pushing", "pulling"], "top_k_probabilities": [0.7, 0.2],

@@ -18,7 +18,7 @@ from stabn_tf.data import make_dataset, preprocess, tfrecord
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
-from stabn_tf.export.client import main as client_main
+from stabn_tf.export.client import run_args as client_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
