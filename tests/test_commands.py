@@ -36,6 +36,13 @@ def test_every_console_script_points_into_stabn_tf_at_a_callable():
         assert callable(getattr(importlib.import_module(module), attribute)), name
 
 
+def test_the_readme_lists_every_console_script_with_its_module():
+    readme = (ROOT / "README.md").read_text()
+    for name, target in SCRIPTS.items():
+        module = target.split(":")[0].removesuffix(".__main__").removesuffix(".cli")
+        assert f"| `{name}` | `{module}`" in readme, name
+
+
 def _help(name: str) -> subprocess.CompletedProcess:
     """`<name> --help`, run as the console script would (its argv[0], no docstring in
     __main__)."""
