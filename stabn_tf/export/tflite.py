@@ -12,57 +12,35 @@ split is smaller). The TFRecords default to the checkpoint's run; without a run,
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Sequence
 
 from absl import flags
 
 from stabn_tf import cli
-from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import tflite as lite
 from stabn_tf.disk import disk_full_message, write_atomic
 from stabn_tf.errors import StabnError
+from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("checkpoint", None, "A .keras model of stabn_tf (ST-ABN or baseline).",
-                        required=True)
-    flags.DEFINE_string("output", None, "The .tflite file to write; default: "
-                        "exported/<checkpoint name>_<quantize>.tflite.")
+    conversion.define_flags(".tflite", "int8/int16x8")
     flags.DEFINE_enum("quantize", "none", lite.QUANTIZATIONS,
                       "none (float32) | float16 | dynamic | int8 | int16x8.")
     flags.DEFINE_bool("integer_input", False, "int8/int16x8: integer input tensor "
                       "(quantize clips with its scale/zero point) instead of float32.")
-    flags.DEFINE_list("representative_data", None, "TFRecord pattern(s) of real clips for "
-                      "calibration; default: the run's training split.")
-    flags.DEFINE_integer("num_representative", 128, "Calibration clips (int8/int16x8); all "
-                         "the data holds when fewer.")
-    flags.DEFINE_list("eval_data", None, "TFRecord pattern(s) for the parity numbers; "
-                      "default: the run's validation split.")
-    flags.DEFINE_integer("num_eval", 0, "Parity clips; 0: the whole split.")
-    flags.DEFINE_bool("evaluate", True, "Measure parity with Keras after converting.")
     flags.DEFINE_integer("num_threads", None, "Interpreter threads for the parity run.")
-    flags.DEFINE_string("report_json", None, "Also write the report as JSON here.")
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        print(f"unexpected arguments: {argv[1:]}", file=sys.stderr)
-        return 2
-    stem = os.path.splitext(os.path.basename(FLAGS.checkpoint))[0]
-    output = FLAGS.output or os.path.join("exported", f"{stem}_{FLAGS.quantize}.tflite")
+    cli.no_arguments(argv)
+    output = conversion.output_path(".tflite")
     try:
         model = load_checkpoint(FLAGS.checkpoint)
-        data = RunData.of_checkpoint(FLAGS.checkpoint, FLAGS.representative_data,
-                                     FLAGS.eval_data)
-        if FLAGS.quantize in ("int8", "int16x8") and not data.train and data.problem:
-            raise ExportError(f"--quantize={FLAGS.quantize} calibrates on real clips and "
-                              f"there are none ({data.problem}): pass "
-                              "--representative_data=<training TFRecord pattern>")
+        data = conversion.run_data(calibrating=("int8", "int16x8"))
         report = lite.export_tflite(
             model, output, FLAGS.quantize, representative_data=data.train,
             num_representative=FLAGS.num_representative, integer_input=FLAGS.integer_input,
@@ -78,9 +56,7 @@ def main(argv: Sequence[str]) -> int:
             raise
         cli.fail(line, 1)
     print(lite.format_report(report), flush=True)
-    if FLAGS.evaluate and "parity" not in report:
-        print(f"no parity numbers: no validation TFRecords ({data.problem}); pass --eval_data",
-              file=sys.stderr)
+    conversion.no_parity_note(data, report)
     if FLAGS.report_json:
         try:
             write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
