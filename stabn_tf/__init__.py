@@ -3,15 +3,18 @@
 `import stabn_tf` imports no TensorFlow by itself, so the TensorFlow-free parts (the REST
 client `stabn_tf.serving_client`, `stabn_tf.errors`, `stabn_tf.cli`) start fast and run
 where TensorFlow is not installed. The names below load the models on first use, which
-also registers every Keras object that this project's `.keras` files name; where Keras is
-already imported (`import keras, stabn_tf`), that happens at once, so
-`keras.saving.load_model(path)` finds them. Whichever import first loads TensorFlow does so
+also registers every Keras object that this project's `.keras` files name. So that
+`keras.saving.load_model(path)` finds them after `import stabn_tf` as it always did, they
+are registered at once where Keras is already imported, and otherwise as soon as anything
+imports Keras. Whichever import first loads TensorFlow does so
 without its C++ start-up lines (`stabn_tf.quiet`).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from typing import TYPE_CHECKING
 
@@ -75,6 +78,56 @@ def _load_models() -> None:
         importlib.import_module(module)
 
 
+def _importing_stabn_tf() -> bool:
+    """Whether one of this package's modules is being executed (it imported Keras): its
+    own imports then register what it needs, and loading the models now could meet it
+    half-initialised."""
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               for name, module in list(sys.modules.items())
+               if name.startswith("stabn_tf.") and module is not None)
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Finds `keras` as the other finders do, and has its loader register this package's
+    Keras objects once Keras has loaded; steps aside after that import. (TensorFlow asks
+    for Keras's spec without importing it, so only a load removes the finder.)"""
+
+    def __init__(self):
+        self.finding = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self.finding:
+            return None
+        self.finding = True  # the search below meets this finder again
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.finding = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenLoadModels(spec.loader, self)
+        return spec
+
+
+class _ThenLoadModels(importlib.abc.Loader):
+    """`loader`, then `_load_models()` unless this package itself is importing Keras."""
+
+    def __init__(self, loader, finder: _RegisterAfterKeras):
+        self.loader, self.finder = loader, finder
+
+    def __getattr__(self, name):  # resources, source, ...: the real loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.loader.exec_module(module)
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        if not _importing_stabn_tf():
+            _load_models()
+
+
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'stabn_tf' has no attribute {name!r}")
@@ -86,3 +139,6 @@ def __getattr__(name: str):
 
 if sys.modules.get("keras") is not None or sys.modules.get("tensorflow") is not None:
     _load_models()
+elif "keras" not in sys.modules and not any(
+        isinstance(finder, _RegisterAfterKeras) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKeras())

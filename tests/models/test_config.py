@@ -39,6 +39,22 @@ def test_keras_file_round_trips_the_config(model_class, tmp_path):
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
 
 
+@pytest.mark.parametrize("imports", ["import stabn_tf; import keras",
+                                     "import stabn_tf; import tensorflow as tf",
+                                     "import keras; import stabn_tf"])
+def test_import_stabn_tf_is_all_keras_needs_to_load_a_file(imports, tmp_path):
+    """`import stabn_tf` loads no TensorFlow itself, yet Keras finds the project's classes
+    whichever of the two is imported first."""
+    path = tmp_path / "m.keras"
+    _tiny(stabn_tf.STABN).save(path)
+    code = (f"{imports}; import keras; "
+            f"print(type(keras.saving.load_model({str(path)!r})).__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "STABN"
+
+
 def test_the_preprocessor_is_made_once_and_saved_as_a_keras_object():
     model = _tiny(stabn_tf.build_stabn)
     assert model.preprocessor is model.preprocessor
