@@ -9,14 +9,13 @@ checked against Keras float32 before it is published. See `stabn_tf.deploy.saved
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import saved_model as serving
-from stabn_tf.disk import disk_full_message
+from stabn_tf.disk import DiskFullError, disk_full_message
 from stabn_tf.errors import StabnError
 from stabn_tf.inference import load_checkpoint
 
@@ -37,9 +36,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        print(f"unexpected arguments: {argv[1:]}", file=sys.stderr)
-        return 2
+    cli.no_arguments(argv)
     precision, checked = FLAGS.precision, {}
 
     def check(staged: str) -> None:
@@ -51,9 +48,9 @@ def main(argv: Sequence[str]) -> int:
         path = serving.export_saved_model(model, FLAGS.output_dir, FLAGS.model_name,
                                           FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite,
                                           precision=precision, check=check)
-    except StabnError:
-        raise
     except Exception as e:  # a full disk, as whatever TensorFlow's writer raises
+        if isinstance(e, StabnError) and not isinstance(e, DiskFullError):
+            raise
         line = disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params())
         if line is None:
             raise

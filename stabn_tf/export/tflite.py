@@ -18,7 +18,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import tflite as lite
-from stabn_tf.disk import disk_full_message, write_atomic
+from stabn_tf.disk import DiskFullError, disk_full_message, write_atomic
 from stabn_tf.errors import StabnError
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
@@ -47,9 +47,9 @@ def main(argv: Sequence[str]) -> int:
             eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
             num_threads=FLAGS.num_threads,
             notify=cli.log)
-    except (StabnError, FileNotFoundError):
-        raise
     except Exception as e:  # a full disk, while converting or writing the model or config
+        if isinstance(e, (StabnError, FileNotFoundError)) and not isinstance(e, DiskFullError):
+            raise
         bytes_per_weight = {"none": 4, "float16": 2}.get(FLAGS.quantize, 1)
         line = disk_full_message(e, output, needed=bytes_per_weight * model.count_params())
         if line is None:

@@ -222,6 +222,18 @@ class VideoClassifier(keras.Model):
                               "from_preset or VideoClassifier.from_preset")
         if "num_classes" in overrides and "class_names" not in overrides:
             config = {k: v for k, v in config.items() if k != "class_names"}
+        # The clip preparation is preprocessor.json's (keras-hub's layout keeps it beside
+        # the model's config); a changed clip shape gets the one that shape gives.
+        config = {k: v for k, v in config.items() if k != "preprocessor"}
+        if not {"num_frames", "image_size", "preprocessor"} & set(overrides) and os.path.isfile(
+                os.path.join(os.fspath(preset), presets.PREPROCESSOR_FILE)):
+            saved_preprocessor = presets.read_json(preset, presets.PREPROCESSOR_FILE)
+            try:
+                config["preprocessor"] = keras.saving.deserialize_keras_object(
+                    saved_preprocessor)
+            except (TypeError, ValueError) as e:
+                raise PresetError(f"{preset}: its {presets.PREPROCESSOR_FILE} is no clip "
+                                  f"preprocessor ({str(e).splitlines()[0]})") from None
         model = _build(model_class, config, overrides, preset)
         if load_weights:
             weights = os.path.join(os.fspath(preset), presets.WEIGHTS_FILE)
@@ -262,7 +274,7 @@ class VideoClassifier(keras.Model):
                                            "parameter_count": parameters})
         write_json(presets.CONFIG_FILE, {
             "module": type(self).__module__, "class_name": type(self).__name__,
-            "config": self.get_config(),
+            "config": {k: v for k, v in self.get_config().items() if k != "preprocessor"},
             "registered_name": keras.saving.get_registered_name(type(self))})
 
 

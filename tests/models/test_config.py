@@ -56,7 +56,7 @@ def test_import_stabn_tf_is_all_keras_needs_to_load_a_file(imports, tmp_path):
 
 
 def test_the_preprocessor_is_made_once_and_saved_as_a_keras_object():
-    model = _tiny(stabn_tf.build_stabn)
+    model = _tiny(stabn_tf.STABN)
     assert model.preprocessor is model.preprocessor
     saved = model.get_config()["preprocessor"]
     assert saved["registered_name"] == "stabn_tf>ClipPreprocessor"
@@ -67,7 +67,7 @@ def test_the_preprocessor_is_made_once_and_saved_as_a_keras_object():
 
 def test_a_file_saved_before_models_stored_their_preprocessor_loads_the_same(tmp_path):
     """Such a file's config has no `preprocessor`: it gets the one its clip shape gives."""
-    model = _tiny(stabn_tf.build_stabn)
+    model = _tiny(stabn_tf.STABN)
     model.save(tmp_path / "new.keras")
     old = tmp_path / "old.keras"
     with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(old, "w") as dst:
