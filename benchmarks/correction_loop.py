@@ -32,6 +32,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -142,7 +143,13 @@ def draw_corrections(clip_ids: list[str], raw_dir: str, work_dir: str) -> tuple[
           f"--precision={FLAGS.precision}"], os.path.join(work_dir, "report.log"))
     downloads = os.path.join(work_dir, "downloads")
     os.makedirs(downloads, exist_ok=True)
-    driver = editor_driver.chrome(downloads)
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+    chromedriver = shutil.which("chromedriver")
+    if not (browser and chromedriver):
+        raise SystemExit("needs headless Chromium and its driver on PATH (Debian: apt-get "
+                         "install chromium chromium-driver)")
+    # Both named, so Selenium looks for nothing on the network.
+    driver = editor_driver.chrome(downloads, browser, chromedriver)
     try:
         boxes, active = {}, {}
         for clip in clip_ids:
