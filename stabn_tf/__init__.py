@@ -13,12 +13,11 @@ without its C++ start-up lines (`stabn_tf.quiet`).
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 from typing import TYPE_CHECKING
 
 from stabn_tf import quiet
+from stabn_tf.import_hooks import around_import
 
 quiet.catch_tensorflow_startup()
 
@@ -87,45 +86,11 @@ def _importing_stabn_tf() -> bool:
                if name.startswith("stabn_tf.") and module is not None)
 
 
-class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """Finds `keras` as the other finders do, and has its loader register this package's
-    Keras objects once Keras has loaded; steps aside after that import. (TensorFlow asks
-    for Keras's spec without importing it, so only a load removes the finder.)"""
-
-    def __init__(self):
-        self.finding = False
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self.finding:
-            return None
-        self.finding = True  # the search below meets this finder again
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            self.finding = False
-        if spec is not None and spec.loader is not None:
-            spec.loader = _ThenLoadModels(spec.loader, self)
-        return spec
-
-
-class _ThenLoadModels(importlib.abc.Loader):
-    """`loader`, then `_load_models()` unless this package itself is importing Keras."""
-
-    def __init__(self, loader, finder: _RegisterAfterKeras):
-        self.loader, self.finder = loader, finder
-
-    def __getattr__(self, name):  # resources, source, ...: the real loader's
-        return getattr(self.loader, name)
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self.loader.exec_module(module)
-        if self.finder in sys.meta_path:
-            sys.meta_path.remove(self.finder)
-        if not _importing_stabn_tf():
-            _load_models()
+def _then_load_models(load) -> None:
+    """Keras loads, then the models register in it (unless one of ours imports Keras)."""
+    load()
+    if not _importing_stabn_tf():
+        _load_models()
 
 
 def __getattr__(name: str):
@@ -139,6 +104,5 @@ def __getattr__(name: str):
 
 if sys.modules.get("keras") is not None or sys.modules.get("tensorflow") is not None:
     _load_models()
-elif "keras" not in sys.modules and not any(
-        isinstance(finder, _RegisterAfterKeras) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterKeras())
+else:
+    around_import("keras", _then_load_models)

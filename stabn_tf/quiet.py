@@ -18,13 +18,13 @@ imported.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.util
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+
+from stabn_tf.import_hooks import around_import
 
 
 def verbose() -> bool:
@@ -72,39 +72,11 @@ def import_tensorflow() -> None:
 def catch_tensorflow_startup() -> None:
     """Makes the first `import tensorflow` from now on (by any module) behave as
     `import_tensorflow()`: its start-up lines caught, its Python logger set to errors."""
-    if "tensorflow" in sys.modules or verbose():
-        return
-    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+    if not verbose():
+        around_import("tensorflow", _quietly)
 
 
-class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` as the other finders do and hands it a loader that catches its
-    start-up lines; steps aside after that one import."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _CaughtLoader(spec.loader)
-        return spec
-
-
-class _CaughtLoader(importlib.abc.Loader):
-    """`loader`, its module run inside `caught_stderr()`."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def __getattr__(self, name):  # resources, source, ...: the real loader's
-        return getattr(self.loader, name)
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        with caught_stderr():
-            self.loader.exec_module(module)
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+def _quietly(load) -> None:
+    with caught_stderr():
+        load()
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
