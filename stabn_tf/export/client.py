@@ -44,22 +44,21 @@ SOURCES = ("request", "frames", "tfrecord")
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-    def define(kind, name, default, help):  # noqa: A002 (absl's name)
-        kind(name, default, help, flag_values=flag_values)
-
-    define(flags.DEFINE_string, "request", None, "A JSON request body to send as is.")
-    define(flags.DEFINE_string, "frames", None, "Glob of one clip's JPEG frames (sorted = "
-           "order).")
-    define(flags.DEFINE_string, "tfrecord", None, "Glob of TFRecord files in the project's "
-           "format.")
-    define(flags.DEFINE_integer, "max_examples", 4, "Clips to send from --tfrecord.")
-    define(flags.DEFINE_string, "server", "http://localhost:8501", "TF Serving REST.")
-    define(flags.DEFINE_string, "model", "stabn", "Model name in TF Serving.")
-    define(flags.DEFINE_integer, "version", None, "Model version.")
-    define(flags.DEFINE_string, "write_request", None, "Write the request JSON here, do not "
-           "send.")
-    define(flags.DEFINE_float, "timeout", 60.0, "Seconds the whole request may take (connect, "
-           "send, reply).")
+    """The client's flags, in `flag_values` (absl's global ones for the command)."""
+    on = {"flag_values": flag_values}
+    flags.DEFINE_string("request", None, "A JSON request body to send as is.", **on)
+    flags.DEFINE_string("frames", None, "Glob of one clip's JPEG frames (sorted = order).",
+                        **on)
+    flags.DEFINE_string("tfrecord", None, "Glob of TFRecord files in the project's format.",
+                        **on)
+    flags.DEFINE_integer("max_examples", 4, "Clips to send from --tfrecord.", **on)
+    flags.DEFINE_string("server", "http://localhost:8501", "TF Serving REST.", **on)
+    flags.DEFINE_string("model", "stabn", "Model name in TF Serving.", **on)
+    flags.DEFINE_integer("version", None, "Model version.", **on)
+    flags.DEFINE_string("write_request", None, "Write the request JSON here, do not send.",
+                        **on)
+    flags.DEFINE_float("timeout", 60.0, "Seconds the whole request may take (connect, send, "
+                       "reply).", **on)
     flags.mark_flags_as_mutual_exclusive(SOURCES, required=True, flag_values=flag_values)
     flags.register_validator("timeout", lambda seconds: seconds > 0,
                              "--timeout must be > 0 seconds", flag_values=flag_values)
