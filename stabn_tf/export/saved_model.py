@@ -15,8 +15,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import saved_model as serving
-from stabn_tf.disk import DiskFullError, disk_full_message
-from stabn_tf.errors import StabnError
+from stabn_tf.disk import disk_full_message, is_disk_full
 from stabn_tf.inference import load_checkpoint
 
 FLAGS = flags.FLAGS
@@ -49,12 +48,9 @@ def main(argv: Sequence[str]) -> int:
                                           FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite,
                                           precision=precision, check=check)
     except Exception as e:  # a full disk, as whatever TensorFlow's writer raises
-        if isinstance(e, StabnError) and not isinstance(e, DiskFullError):
+        if not is_disk_full(e):
             raise
-        line = disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params())
-        if line is None:
-            raise
-        cli.fail(line, 1)
+        cli.fail(disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params()), 1)
     heads = "probabilities, top_k_indices, top_k_labels, top_k_probabilities" + (
         ", spatial_attention, temporal_attention" if model.has_attention else "")
     print(f"wrote {path}\n"

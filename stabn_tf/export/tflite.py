@@ -18,8 +18,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import tflite as lite
-from stabn_tf.disk import DiskFullError, disk_full_message, write_atomic
-from stabn_tf.errors import StabnError
+from stabn_tf.disk import disk_full_message, is_disk_full, write_atomic
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
 
@@ -48,13 +47,11 @@ def main(argv: Sequence[str]) -> int:
             num_threads=FLAGS.num_threads,
             notify=cli.log)
     except Exception as e:  # a full disk, while converting or writing the model or config
-        if isinstance(e, (StabnError, FileNotFoundError)) and not isinstance(e, DiskFullError):
+        if not is_disk_full(e):
             raise
         bytes_per_weight = {"none": 4, "float16": 2}.get(FLAGS.quantize, 1)
-        line = disk_full_message(e, output, needed=bytes_per_weight * model.count_params())
-        if line is None:
-            raise
-        cli.fail(line, 1)
+        cli.fail(disk_full_message(e, output, needed=bytes_per_weight * model.count_params()),
+                 1)
     print(lite.format_report(report), flush=True)
     conversion.no_parity_note(data, report)
     if FLAGS.report_json:
