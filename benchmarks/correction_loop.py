@@ -40,6 +40,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from stabn_tf.disk import write_atomic
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
@@ -125,15 +127,21 @@ def picked_records(raw_dir: str, clip_ids: list[str], path: str) -> str:
     return path
 
 
-def draw_corrections(clip_ids: list[str], raw_dir: str, work_dir: str) -> tuple[dict, str]:
+def draw_corrections(clip_ids: list[str], raw_dir: str,
+                     work_dir: str) -> tuple[str, dict, str]:
     """The person's step, done in the explanation browser's editor in headless Chromium:
     a report over the picked clips, then on each clip page a box dragged around the
     acting object on every shown frame it is visible in (the synthetic ground truth
     stands in for the person's eye), the frames it acts in ticked, and the Corrections
-    page's Export. Returns the exported box file's content and how it was made."""
+    page's Export. Returns the exported box file, its content and how it was made."""
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import editor_driver
 
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+    chromedriver = shutil.which("chromedriver")
+    if not (browser and chromedriver):
+        raise SystemExit("needs headless Chromium and its driver on PATH (Debian: apt-get "
+                         "install chromium chromium-driver)")
     with open(os.path.join(raw_dir, "something-something-v2-groundtruth.json")) as f:
         ground_truth = json.load(f)
     records = picked_records(raw_dir, clip_ids, os.path.join(work_dir, "picked.tfrecord"))
@@ -143,11 +151,6 @@ def draw_corrections(clip_ids: list[str], raw_dir: str, work_dir: str) -> tuple[
           f"--precision={FLAGS.precision}"], os.path.join(work_dir, "report.log"))
     downloads = os.path.join(work_dir, "downloads")
     os.makedirs(downloads, exist_ok=True)
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
-    chromedriver = shutil.which("chromedriver")
-    if not (browser and chromedriver):
-        raise SystemExit("needs headless Chromium and its driver on PATH (Debian: apt-get "
-                         "install chromium chromium-driver)")
     # Both named, so Selenium looks for nothing on the network.
     driver = editor_driver.chrome(downloads, browser, chromedriver)
     try:
@@ -168,9 +171,10 @@ def draw_corrections(clip_ids: list[str], raw_dir: str, work_dir: str) -> tuple[
         driver.quit()
     with open(path, encoding="utf-8") as f:
         corrections = json.load(f)
-    return corrections, (f"drawn in the explanation browser's editor (headless Chromium, "
-                         f"{seconds:.0f} s for {len(clip_ids)} clips): boxes on the shown "
-                         f"frames, action frames ticked, exported from the Corrections page")
+    how = (f"drawn in the explanation browser's editor (headless Chromium, {seconds:.0f} s "
+           f"for {len(clip_ids)} clips): boxes on the shown frames, action frames ticked, "
+           "exported from the Corrections page")
+    return path, corrections, how
 
 
 # --- 3.-5. convert, fine-tune, evaluate ------------------------------------------------
@@ -230,11 +234,8 @@ def main(argv) -> None:
     work = FLAGS.work_dir
     os.makedirs(work, exist_ok=True)
     clips = select_clips(raw_dir, FLAGS.num_clips, FLAGS.seed)
-    corrections, how = draw_corrections(clips, raw_dir, work)
+    boxes_file, corrections, how = draw_corrections(clips, raw_dir, work)
     print(f"corrections for {len(corrections)} clips: {how}", flush=True)
-    boxes_file = os.path.join(work, "corrections.json")
-    with open(boxes_file, "w") as f:
-        json.dump(corrections, f, indent=1)
     data = os.path.join(work, "records")
     convert_s = convert(raw_dir, boxes_file, data, os.path.join(work, "convert.log"))
     with open(os.path.join(data, "manifest.json")) as f:
@@ -264,8 +265,7 @@ def main(argv) -> None:
         "command": " ".join(["python", "benchmarks/correction_loop.py", *sys.argv[1:]]),
     }
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
-    with open(FLAGS.results, "w") as f:
-        json.dump(result, f, indent=1)
+    write_atomic(FLAGS.results, json.dumps(result, indent=1))
     print(format_table(result))
     print(f"wrote {FLAGS.results}")
 
