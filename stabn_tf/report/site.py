@@ -111,22 +111,22 @@ def _tables(model: ReportModel, folder: str, *, files, tables: Sequence[str],
                 "tables": list(tables), "num_clips": list(num_clips),
                 "max_videos": max_videos, "precision": model.precision}
     settings_path = os.path.join(out, "report_settings.json")
+    results_path = os.path.join(out, "results.json")
     try:
         with open(settings_path, encoding="utf-8") as f:
-            fresh = json.load(f) != settings
-    except (OSError, ValueError):
-        fresh = True
-    if fresh:
+            same = json.load(f) == settings
+        with open(results_path, encoding="utf-8") as f:
+            results = json.load(f) if same else None
+    except (OSError, ValueError):  # absent or unreadable: evaluated again below
+        results = None
+    if results is None:
         log(f"evaluation tables for {model.label} ...")
         run_evaluation(checkpoint=model.path, files=files, tables=tables, num_clips=num_clips,
                        output_dir=out, batch_size=batch_size, max_videos=max_videos,
                        precision=model.precision, log=log)
-        write_atomic(settings_path, json.dumps(settings))
-    try:
-        with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        with open(results_path, encoding="utf-8") as f:
             results = json.load(f)
-    except (OSError, ValueError):
-        return {}
+        write_atomic(settings_path, json.dumps(settings))
     return {k: t for k, t in results_tables(results).items() if k in tables}
 
 
