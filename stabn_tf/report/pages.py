@@ -4,6 +4,7 @@ copied beside them; no framework, no CDN, every link relative."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ def _inline_code(text: str) -> markupsafe.Markup:
     return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
+@functools.cache  # one per process: Jinja2 compiles each template once per environment
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("stabn_tf.report", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -196,11 +198,12 @@ def _explanation(model: ReportModel, record: dict, files: dict, heading: str,
             "png": _media(model, png, 1) if png else None}
 
 
-def editor_data(model: ReportModel, entry: dict) -> dict | None:
+def editor_data(model: ReportModel, entry: dict, depth: int = 1) -> dict | None:
     """What the clip page's editor needs (None for records without the editor's data):
     the clip's video id, the model's sampled source frames and its centre crop in them
     (boxes drawn on the shown crop are saved in the source frame's coordinates), the
-    frames' picture strip and the per-frame Ms maps for "Start from the model"."""
+    frames' picture strip (linked from a page `depth` folders below the site's root) and
+    the per-frame Ms maps for "Start from the model"."""
     record = entry["records"][0]
     shown = record.get("editor")
     if shown is None or "frames" not in record["files"]:
@@ -208,7 +211,7 @@ def editor_data(model: ReportModel, entry: dict) -> dict | None:
     return {"checkpoint": model.key, "clip": entry["clip"], "stem": entry["stem"],
             "frame_indices": record["frame_indices"][0], "crop": shown["crop"],
             "frame_size": shown["frame_size"], "image_size": shown["image_size"],
-            "strip": _media(model, record["files"]["frames"], 1), "ms": shown.get("ms"),
+            "strip": _media(model, record["files"]["frames"], depth), "ms": shown.get("ms"),
             "display": EDITOR_DISPLAY}
 
 
@@ -255,10 +258,9 @@ def corrections_page(models: Sequence[ReportModel], entries: Sequence[dict],
                      loaded: str) -> str:
     clips = {}
     for entry in entries:
-        data = editor_data(models[0], entry)
+        data = editor_data(models[0], entry, depth=0)
         if data is not None:
             data.pop("ms")
-            data["strip"] = data["strip"][len("../"):]
             data["page"] = f"clips/{entry['stem']}.html"
             clips[entry["clip"]] = data
     return render("corrections.html", model_label=models[0].label, loaded=loaded,
