@@ -18,7 +18,7 @@ from stabn_tf.evaluate.accuracy import check_labels, evaluate_accuracy, evaluate
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, load_checkpoint, validation_files
 from stabn_tf.evaluate.quality import POINTING_TOLERANCE, explanation_quality
-from stabn_tf.evaluate.tables import explanation_markdown, table1_markdown, table2_markdown
+from stabn_tf.evaluate.tables import results_tables
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, KerasRunner, OutputNames, tfrecord_clips
 from stabn_tf.layers.attention import INVERSIONS
@@ -141,7 +141,6 @@ def run(
                      "baseline_checkpoint": os.fspath(baseline_checkpoint) or None,
                      "files": files if isinstance(files, str) else list(files),
                      "precision": choice.to_json()}
-    markdown: dict[str, str] = {}
     entries = []  # (row label, model), baseline first like the paper
     if baseline is not None:
         entries.append((baseline.backbone_name, baseline))
@@ -157,14 +156,11 @@ def run(
         results["table1"] = {label: {"frames": m.preprocessor.num_frames,
                                      "image_size": m.preprocessor.image_size, **r}
                              for label, m, r in rows}
-        markdown["table1"] = table1_markdown([(label, m.preprocessor.num_frames, r)
-                                              for label, m, r in rows])
     if "table2" in tables and stabn is not None and invert:
         log(f"Table 2: attention inversion {list(invert)} ...")
         results["table2"] = evaluate_inversions(stabn, files, invert, num_clips=num_clips[0],
                                                 batch_size=batch_size, max_videos=limit)
         results["table2"]["num_clips"] = num_clips[0]
-        markdown["table2"] = table2_markdown(results["table2"])
     elif "table2" in tables:
         log("Table 2 skipped: it needs an ST-ABN checkpoint and --invert settings.")
     if "explanation" in tables:
@@ -173,7 +169,6 @@ def run(
             stabn, baseline, files, batch_size=batch_size,
             max_videos=explain_max_videos or limit, pointing_tolerance=pointing_tolerance,
             deletion_grid=deletion_grid, gradcam_layers=gradcam_layers, seed=seed)
-        markdown["explanation"] = explanation_markdown(results["explanation"])
     if figures and output_dir:
         folder = os.path.join(output_dir, "figures")
         results["figures"] = write_figures(stabn, baseline, files, folder, figures,
@@ -182,6 +177,8 @@ def run(
     titles = {"table1": "Table 1: accuracy (single clip and multi-clip)",
               "table2": f"Table 2: attention inversion ({num_clips[0]} clip(s) per video)",
               "explanation": "Explanation quality against ground truth"}
+    # The Markdown files come from results.json's data, as the explanation browser's tables do.
+    markdown = {key: table.markdown() for key, table in results_tables(results).items()}
     combined = "\n\n".join(f"### {titles[k]}\n\n{v}" for k, v in markdown.items())
     if output_dir:
         _write_outputs(output_dir, results, markdown, combined)
