@@ -222,18 +222,9 @@ class VideoClassifier(keras.Model):
                               "from_preset or VideoClassifier.from_preset")
         if "num_classes" in overrides and "class_names" not in overrides:
             config = {k: v for k, v in config.items() if k != "class_names"}
-        # The clip preparation is preprocessor.json's (keras-hub's layout keeps it beside
-        # the model's config); a changed clip shape gets the one that shape gives.
         config = {k: v for k, v in config.items() if k != "preprocessor"}
-        if not {"num_frames", "image_size", "preprocessor"} & set(overrides) and os.path.isfile(
-                os.path.join(os.fspath(preset), presets.PREPROCESSOR_FILE)):
-            saved_preprocessor = presets.read_json(preset, presets.PREPROCESSOR_FILE)
-            try:
-                config["preprocessor"] = keras.saving.deserialize_keras_object(
-                    saved_preprocessor)
-            except (TypeError, ValueError) as e:
-                raise PresetError(f"{preset}: its {presets.PREPROCESSOR_FILE} is no clip "
-                                  f"preprocessor ({str(e).splitlines()[0]})") from None
+        if not {"num_frames", "image_size", "preprocessor"} & set(overrides):
+            config["preprocessor"] = _saved_preprocessor(preset)
         model = _build(model_class, config, overrides, preset)
         if load_weights:
             weights = os.path.join(os.fspath(preset), presets.WEIGHTS_FILE)
@@ -406,6 +397,20 @@ def _arguments(model_class: type[VideoClassifier]) -> set[str]:
     """The build arguments `model_class` takes by name."""
     return {p.name for p in inspect.signature(model_class.__init__).parameters.values()
             if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"}
+
+
+def _saved_preprocessor(preset_dir: str | os.PathLike) -> ClipPreprocessor | None:
+    """The clip preparation of a preset directory: its preprocessor.json (keras-hub's
+    layout keeps it beside the model's config); None without one (the model then makes
+    the one its clip shape gives, as it does when an override changes that shape)."""
+    if not os.path.isfile(os.path.join(os.fspath(preset_dir), presets.PREPROCESSOR_FILE)):
+        return None
+    saved = presets.read_json(preset_dir, presets.PREPROCESSOR_FILE)
+    try:
+        return keras.saving.deserialize_keras_object(saved)
+    except (TypeError, ValueError) as e:
+        raise PresetError(f"{preset_dir}: its {presets.PREPROCESSOR_FILE} is no clip "
+                          f"preprocessor ({str(e).splitlines()[0]})") from None
 
 
 def _build(model_class: type[VideoClassifier], config: dict, overrides: dict,
