@@ -41,6 +41,7 @@ import numpy as np
 from absl import app, flags
 
 from stabn_tf.disk import write_atomic
+from stabn_tf.precision import cpu_info
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -231,6 +232,10 @@ def main(argv) -> None:
         raise SystemExit(f"no synthetic set with ground truth in {raw_dir!r}: pass --raw_dir")
     if not os.path.isfile(FLAGS.checkpoint):
         raise SystemExit(f"no checkpoint {FLAGS.checkpoint}: train configs/demo.flags first")
+    # The fine-tune and evaluation times depend on the machine and its load: say both.
+    machine = (f"CPU: {cpu_info().describe()}, {os.cpu_count()} cores, load average at "
+               f"start {os.getloadavg()[0]:.1f}")
+    print(machine, flush=True)
     work = FLAGS.work_dir
     os.makedirs(work, exist_ok=True)
     clips = select_clips(raw_dir, FLAGS.num_clips, FLAGS.seed)
@@ -261,7 +266,8 @@ def main(argv) -> None:
         if FLAGS.checkpoint.startswith(REPO) else FLAGS.checkpoint,
         "fine_tune": {"base_lr": FLAGS.base_lr, "supervision_weight": FLAGS.supervision_weight,
                       "flags": "configs/demo.flags + --init, cosine, no warm-up"},
-        "precision": FLAGS.precision, "before": before, "after": runs,
+        "precision": FLAGS.precision, "machine": machine,
+        "load_average_end": os.getloadavg()[0], "before": before, "after": runs,
         "command": " ".join(["python", "benchmarks/correction_loop.py", *sys.argv[1:]]),
     }
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
@@ -274,7 +280,8 @@ def format_table(result: dict) -> str:
     def top1(r):
         return " / ".join(f"{r['top1'][b] * 100:.1f} ({r['correct'][b]})"
                           for b in ("perception", "attention"))
-    lines = [f"{result['before']['videos']} held-out validation clips; corrections: "
+    lines = [result.get("machine", ""),
+             f"{result['before']['videos']} held-out validation clips; corrections: "
              f"{result['corrections']}",
              "| model | fine-tune | Ms pointing | mass in box | Mt AUROC | top-1 % (clips): "
              "perception / attention |", "|---|---|---|---|---|---|"]
