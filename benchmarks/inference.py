@@ -214,7 +214,7 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     def openvino_ir(quantize: str):
         """Our IR (what `export.openvino` writes), float or NNCF int8, and its size."""
         if quantize not in irs:
-            ir = openvino.convert_to_openvino(edge)
+            ir = openvino.convert_to_openvino(openvino.ir_graph(model, quantize))
             if quantize == "int8":
                 ir = openvino.quantize_int8(ir, clips)
             path = os.path.join(workdir, f"{name}_{quantize}.xml")

@@ -1,8 +1,8 @@
 """OpenVINO export of ST-ABN for Intel and AMD servers: a float32 or int8 IR.
 
 - `convert_to_openvino(model)`: the IR of a deployment graph. The route is Keras →
-  SavedModel at batch 1 → OpenVINO's TensorFlow frontend, on `deployment_model(model,
-  edge=True)` (BN folded into the convs, float32), because it is the most exact and the
+  SavedModel at batch 1 → OpenVINO's TensorFlow frontend, on `ir_graph(model, quantize)`
+  (BN folded into the convs, float32), because it is the most exact and the
   fastest we measured: the IR holds the very ops Keras runs (max |Δp| ~1e-6 against Keras)
   and keeps the signature's names (`clips` in; `probabilities`, `logits`,
   `spatial_attention`, `temporal_attention` out). Reading our float `.tflite` instead
@@ -17,27 +17,18 @@
   export.openvino` runs): convert, quantize, write `<stem>.xml`, `<stem>.bin` and the
   config `<stem>.json` the runner reads, and measure parity with Keras (`OpenVINORunner`).
 
-Where int8 time goes, and what did not make it faster (full R50, one clip, 2 threads,
-AMX-INT8 Xeon, medians of 7 interleaved calls, the run alone on the machine, load average
-~1.9): LiteRT int8 `.tflite` (XNNPACK) 286 ms, this int8 IR 251 ms (1.14×; the goal of
-1.3× needs ≤ 220 ms). The CPU plugin's profile of the int8 IR: convolutions
-175 ms (70 %), the residual Add + ReLU + requantize chains 40 ms (16 %, run as 34 int8
-"Subgraph" kernels, not fused into the convs), the float (bf16) rest 17 ms, layout
-reorders, transpose, pad and pool ~15 ms. Tried, and kept out because each was slower:
-- moving every frame-wise op (bias, residual Add, ReLU) off `[B, T, H, W, C]` onto the
-  folded frames `[B·T, H, W, C]` in the IR, so no reshape separates them from the convs:
-  306 ms (0.94×). The Add / ReLU chains stayed separate kernels, and 11 NHWC↔NCHW
-  transposes appeared around the temporal `(kt, 1)` convs (~20 % of the time);
-- `SNIPPETS_MODE=DISABLE`: the chains fall apart into FakeQuantize, reorder and power
-  nodes (0.87× against 0.95× for the default, same run under load);
-- leaving the residual Adds unquantized (NNCF ignored scope): 262 ms, the chains then run
-  in bf16;
-- `INFERENCE_PRECISION_HINT=f32` for the float rest: 0.84× against 1.01× (under load;
-  bf16 stays, as `auto` picks); `CPU_DENORMALS_OPTIMIZATION`: 0.98× against 1.01× (under
-  load); `ENABLE_CPU_PINNING`: 250 ms against 251 ms (noise).
-Only fusing the Add / ReLU chains into the convs could reach the goal (251 − 40 = 211 ms,
-~1.36×), and this OpenVINO's CPU plugin does not do it for this graph; the AMX int8
-convolutions alone take 175 ms.
+The int8 IR is converted from the video ops' 5D form (`ir_graph`, `implementation="3d"`,
+docs/architecture.md §2): one Conv3D per conv, no reshapes, so the CPU plugin fuses the
+bias, residual Add, ReLU and requantization into each int8 convolution. With the 2D form
+(reshapes after every conv) those chains ran as 34 separate int8 kernels (40 ms of 251) and
+the (kt, 1) convs ran at half the speed; the 5D form took the full R50 (one clip, 2
+threads, AMX-INT8 Xeon) from 1.12× to 1.4–1.5× the speed of the TFLite int8 model
+(`benchmarks/results/`). The float IR keeps the 2D form: in bf16 the 5D kt×1×1 convs at
+14×14 ran ~6× slower and the IR 2× slower. Tried on the 2D form and dropped, each slower
+or equal: frame-wise ops moved onto folded frames, `SNIPPETS_MODE=DISABLE`, unquantized
+residual Adds, an f32 hint, `CPU_DENORMALS_OPTIMIZATION`, `ENABLE_CPU_PINNING`, and a
+temporal conv as a 1×1 over time-shifted copies stacked on channels. Keeping only the
+stem (C_in = 3) in 2D was slower too (1.28×): its reshape splits the graph again.
 
 The calibration set follows the TFLite export's rules (`tflite.calibration_clips`).
 Precision (f32 / bf16) is not part of the IR: it is chosen when the IR is compiled
@@ -83,6 +74,8 @@ if TYPE_CHECKING:
     import openvino as ov
 
 QUANTIZATIONS = ("none", "int8")
+#: The form of the video ops each IR is converted from (see the module docstring).
+IMPLEMENTATION = {"none": "2d", "int8": "3d"}
 #: OpenVINO op types that carry weights: what an int8 IR must run in integers.
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 #: The CPU plugin's names for them in the graph it executes.
@@ -90,6 +83,12 @@ RUNTIME_WEIGHTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Deconvolu
 #: Ops between an int8 weight constant and its consumer: dequantization and layout.
 _WEIGHT_PATH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Squeeze",
                 "Unsqueeze")
+
+
+def ir_graph(model: VideoClassifier, quantize: str) -> keras.Model:
+    """The deployment graph (BN folded, batch 1) that the `quantize` IR is converted from."""
+    return deployment_model(model, edge=True, batch_size=1,
+                            implementation=IMPLEMENTATION[quantize])
 
 
 def convert_to_openvino(model: keras.Model) -> ov.Model:
@@ -233,7 +232,7 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
         clips = calibration_clips(model, representative_data, num_representative, quantize,
                                   notify)
     start = time.perf_counter()
-    edge = deployment_model(model, edge=True, batch_size=1)
+    edge = ir_graph(model, quantize)
     ir = convert_to_openvino(edge)
     converted = time.perf_counter()
     if clips is not None:

@@ -45,7 +45,7 @@ from stabn_tf.deploy import ExportError, Patterns, describe
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
-from stabn_tf.layers.conv import Conv3DAs2D
+from stabn_tf.layers.conv import Conv3DAs2D, FrameMaxPool2D
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
 from stabn_tf.outputs import (
     LOGITS,
@@ -109,12 +109,15 @@ def _fold(conv: Conv3DAs2D, bn: keras.layers.BatchNormalization) -> list[np.ndar
     return [(kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
 
 
-def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
+def edge_clone(model: keras.Model, fold_batch_norm: bool = True,
+               implementation: str = "2d") -> keras.Model:
     """A float32 clone of `model` for export, sharing no variables with it.
 
     Every layer is rebuilt from its config in float32 (a mixed-precision checkpoint
     exports in float32), and with `fold_batch_norm` each conv → BN pair becomes one
-    biased conv (the BN a pass-through).
+    biased conv (the BN a pass-through). `implementation="3d"` rebuilds the video convs
+    and pools as single 5D ops (`Conv3DAs2D`; for the OpenVINO int8 IR only: TFLite
+    cannot run them).
     """
     pairs = _conv_bn_pairs(model) if fold_batch_norm else {}
     folded = set(pairs.values())
@@ -126,6 +129,8 @@ def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
             return _FoldedBatchNorm(name=layer.name, dtype="float32")
         if layer.name in folded:
             config["use_bias"] = True
+        if isinstance(layer, (Conv3DAs2D, FrameMaxPool2D)):
+            config["implementation"] = implementation
         return type(layer).from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=clone_layer)
@@ -145,17 +150,17 @@ def edge_clone(model: keras.Model, fold_batch_norm: bool = True) -> keras.Model:
 
 
 def deployment_model(model: VideoClassifier, *, edge: bool = False,
-                     batch_size: int | None = None) -> keras.Model:
+                     batch_size: int | None = None, implementation: str = "2d") -> keras.Model:
     """`clips [B, T, H, W, 3] -> {"probabilities", "logits"[, "spatial_attention" [B, T, h, w],
     "temporal_attention" [B, T]]}`, the outputs every deployment format ships.
 
     `edge=False` wraps the trained model's own layers (the Keras reference); `edge=True`
-    wraps `edge_clone(explanation_model(model))`, the graph TFLite converts. The maps are
-    there for ST-ABN models, not for the baseline.
+    wraps `edge_clone(explanation_model(model), implementation=implementation)`, the graph
+    TFLite converts (with "2d"). The maps are there for ST-ABN models, not for the baseline.
     """
     inner = explanation_model(model) if model.has_attention else model
     if edge:
-        inner = edge_clone(inner)
+        inner = edge_clone(inner, implementation=implementation)
     clips = keras.Input(inner.input.shape[1:], batch_size=batch_size, name=INPUT_NAME)
     out = inner(clips)
     logits = out[PERCEPTION]

@@ -7,6 +7,11 @@ architecture to keep in sync.
 
 Kernels are stored in the Conv3D layout `[kt, kh, kw, C_in, C_out]`, so inflation
 from 2D weights and comparison with `keras.layers.Conv3D` stay one-to-one.
+
+Both layers also have `implementation="3d"`: the same computation and weights as one
+5D op (Conv3D, MaxPool3D). No training or TFLite graph uses it; the OpenVINO int8 export
+does, because its CPU plugin fuses the bias, residual Add and ReLU into a 5D int8
+convolution but not across the reshapes of the 2D form (docs/architecture.md §2).
 """
 
 from __future__ import annotations
@@ -21,6 +26,15 @@ def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
     value = tuple(int(v) for v in value)
     if len(value) != 3 or min(value) < 1:
         raise ValueError(f"`{name}` must be a positive int or 3 positive ints, got {value}.")
+    return value
+
+
+IMPLEMENTATIONS = ("2d", "3d")
+
+
+def _implementation(value: str) -> str:
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got {value!r}.")
     return value
 
 
@@ -39,6 +53,9 @@ class Conv3DAs2D(keras.layers.Layer):
     - general: the kt time-shifted copies are stacked on channels and one
       `kh×kw` Conv2D sees them all (only the temporal attention's 3×3×3 conv).
 
+    `implementation="3d"` computes the same with one Conv3D over the padded clip
+    (see the module docstring for who uses it).
+
     Shapes: `[B, T, H, W, C_in] -> [B, T, H', W', filters]`.
     """
 
@@ -52,9 +69,11 @@ class Conv3DAs2D(keras.layers.Layer):
         kernel_initializer="he_normal",
         bias_initializer="zeros",
         kernel_regularizer=None,
+        implementation: str = "2d",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.implementation = _implementation(implementation)
         self.filters = int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
         if any(k % 2 == 0 for k in self.kernel_size):
@@ -89,6 +108,8 @@ class Conv3DAs2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=5, axes={-1: channels})
 
     def call(self, inputs):
+        if self.implementation == "3d":
+            return self._call_3d(inputs)
         kt, kh, kw = self.kernel_size
         b, t, h, w, c = ops.shape(inputs)
         if kt == 1:
@@ -116,6 +137,15 @@ class Conv3DAs2D(keras.layers.Layer):
             y = y + self.bias
         out_h, out_w = ops.shape(y)[1], ops.shape(y)[2]
         return ops.reshape(y, (-1, t, out_h, out_w, self.filters))
+
+    def _call_3d(self, inputs):
+        kt, kh, kw = self.kernel_size
+        ph, pw = (kh // 2, kw // 2) if self.padding == "same" else (0, 0)
+        pads = ((0, 0), (kt // 2, kt // 2), (ph, ph), (pw, pw), (0, 0))
+        if any(p for p, _ in pads):
+            inputs = ops.pad(inputs, pads)
+        y = ops.conv(inputs, self.kernel, strides=(1, *self.strides), padding="valid")
+        return y + self.bias if self.use_bias else y
 
     @property
     def _explicit_pad(self) -> bool:
@@ -149,6 +179,7 @@ class Conv3DAs2D(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            implementation=self.implementation,
         )
         return config
 
@@ -159,22 +190,30 @@ class FrameMaxPool2D(keras.layers.Layer):
 
     Zero padding equals -inf padding here because the input follows a ReLU; it is
     the padding of the reference and of `keras.applications.ResNet50`.
+    `implementation="3d"` pools with one `1×k×k` MaxPool3D instead.
 
     Shapes: `[B, T, H, W, C] -> [B, T, H', W', C]`.
     """
 
-    def __init__(self, pool_size: int = 3, strides: int = 2, padding: int = 1, **kwargs):
+    def __init__(self, pool_size: int = 3, strides: int = 2, padding: int = 1,
+                 implementation: str = "2d", **kwargs):
         super().__init__(**kwargs)
+        self.implementation = _implementation(implementation)
         self.pool_size = int(pool_size)
         self.strides = int(strides)
         self.pad = int(padding)
         self.input_spec = keras.layers.InputSpec(ndim=5)
 
     def call(self, inputs):
+        p = self.pad
+        if self.implementation == "3d":
+            if p:
+                inputs = ops.pad(inputs, ((0, 0), (0, 0), (p, p), (p, p), (0, 0)))
+            size, stride = (1, self.pool_size, self.pool_size), (1, self.strides, self.strides)
+            return ops.max_pool(inputs, size, stride, padding="valid")
         _, t, h, w, c = ops.shape(inputs)
         frames = ops.reshape(inputs, (-1, h, w, c))
-        if self.pad:
-            p = self.pad
+        if p:
             frames = ops.pad(frames, ((0, 0), (p, p), (p, p), (0, 0)))
         y = ops.max_pool(frames, self.pool_size, self.strides, padding="valid")
         return ops.reshape(y, (-1, t, ops.shape(y)[1], ops.shape(y)[2], c))
@@ -187,7 +226,8 @@ class FrameMaxPool2D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(pool_size=self.pool_size, strides=self.strides, padding=self.pad)
+        config.update(pool_size=self.pool_size, strides=self.strides, padding=self.pad,
+                      implementation=self.implementation)
         return config
 
 

@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import openvino as ov
 import pytest
 import tensorflow as tf
@@ -110,8 +111,29 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
     ir = ov.Core().read_model(output)
     kinds = [n.get_type_name() for n in ir.get_ordered_ops()]
     assert kinds.count("Convolution") >= 20 and "FakeQuantize" in kinds
+    # converted from the 5D form: the video convs are Conv3Ds (only the temporal
+    # attention's own small convs are 2D), and no reshape follows any conv
+    convs = [n for n in ir.get_ordered_ops() if n.get_type_name() == "Convolution"]
+    assert sum(len(n.get_output_partial_shape(0)) == 5 for n in convs) >= 20
+    assert not [c for n in convs for c in n.output(0).get_target_inputs()
+                if c.get_node().get_type_name() == "Reshape"]
     assert ovx.weight_violations(ir) == []  # int8 weights in the .bin
     assert json.loads(output.with_suffix(".json").read_text())["quantize"] == "int8"
+
+
+def test_int8_graph_is_the_float_graph_as_5d_ops(model):
+    """The int8 IR's source graph (Conv3D / MaxPool3D) computes what the float one does."""
+    from stabn_tf.layers import Conv3DAs2D, FrameMaxPool2D
+
+    forms = {q: ovx.ir_graph(model, q) for q in ovx.QUANTIZATIONS}
+    video_ops = [layer for layer in forms["int8"].get_layer(index=1).layers
+                 if isinstance(layer, (Conv3DAs2D, FrameMaxPool2D))]
+    assert len(video_ops) >= 20
+    assert {layer.implementation for layer in video_ops} == {"3d"}
+    clips = np.random.default_rng(0).normal(size=(1, T, S, S, 3)).astype("float32")
+    flat, volume = (forms[q](clips) for q in ("none", "int8"))
+    for key in OUTPUTS:
+        np.testing.assert_allclose(volume[key], flat[key], atol=1e-4, err_msg=key)
 
 
 def test_int8_checks_name_a_float_irs_weights_and_layers(float_export):
