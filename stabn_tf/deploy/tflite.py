@@ -37,7 +37,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from ai_edge_litert.interpreter import Interpreter
-from keras import ops
 
 from stabn_tf.data.pipeline import make_dataset
 from stabn_tf.data.preprocessor import ClipPreprocessor
@@ -45,7 +44,8 @@ from stabn_tf.deploy import ExportError, Patterns, describe
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
-from stabn_tf.layers.conv import Conv3DAs2D, FrameMaxPool2D
+from stabn_tf.models import folding
+from stabn_tf.models.policy import inference_graph
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
 from stabn_tf.outputs import (
     LOGITS,
@@ -66,86 +66,17 @@ INPUT_NAME = "clips"
 # --- the deployment graph ------------------------------------------------------------
 
 
-class _FoldedBatchNorm(keras.layers.Layer):
-    """Stands where a BatchNormalization was folded into the conv before it."""
-
-    def call(self, inputs, training=None, mask=None):
-        return inputs
-
-
-def _conv_bn_pairs(model: keras.Model) -> dict[str, str]:
-    """{BN layer name: conv layer name} for every channels-last BatchNormalization whose
-    input is a `Conv3DAs2D` output that nothing else reads, each layer used once in the
-    model's graph: exactly the pairs that fold without changing any other tensor."""
-    nodes = [node for depth in model._nodes_by_depth.values() for node in depth]
-    readers: collections.Counter[int] = collections.Counter(id(t) for t in model.outputs)
-    calls: collections.Counter[int] = collections.Counter()
-    for node in nodes:
-        calls[id(node.operation)] += 1
-        readers.update(id(t) for t in node.input_tensors)
-    pairs = {}
-    for node in nodes:
-        bn = node.operation
-        if not isinstance(bn, keras.layers.BatchNormalization) or len(node.input_tensors) != 1:
-            continue
-        tensor = node.input_tensors[0]
-        conv = tensor._keras_history.operation
-        if (isinstance(conv, Conv3DAs2D) and readers[id(tensor)] == 1 and calls[id(conv)] == 1
-                and calls[id(bn)] == 1 and bn.axis in (-1, 4, [-1], [4])):
-            pairs[bn.name] = conv.name
-    return pairs
-
-
-def _fold(conv: Conv3DAs2D, bn: keras.layers.BatchNormalization) -> list[np.ndarray]:
-    """Kernel and bias of `bn(conv(x))` in inference mode, computed in float64."""
-    kernel = np.asarray(conv.kernel, np.float64)
-    channels = kernel.shape[-1]
-    gamma = np.asarray(bn.gamma, np.float64) if bn.scale else np.ones(channels)
-    beta = np.asarray(bn.beta, np.float64) if bn.center else np.zeros(channels)
-    mean = np.asarray(bn.moving_mean, np.float64)
-    var = np.asarray(bn.moving_variance, np.float64)
-    scale = gamma / np.sqrt(var + bn.epsilon)
-    bias = np.asarray(conv.bias, np.float64) if conv.use_bias else np.zeros(channels)
-    return [(kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
-
-
 def edge_clone(model: keras.Model, fold_batch_norm: bool = True,
                implementation: str = "2d") -> keras.Model:
-    """A float32 clone of `model` for export, sharing no variables with it.
-
-    Every layer is rebuilt from its config in float32 (a mixed-precision checkpoint
-    exports in float32), and with `fold_batch_norm` each conv → BN pair becomes one
-    biased conv (the BN a pass-through). `implementation="3d"` rebuilds the video convs
-    and pools as single 5D ops (`Conv3DAs2D`; for the OpenVINO int8 IR only: TFLite
-    cannot run them).
+    """A float32 clone of `model` for export, sharing no variables with it
+    (`stabn_tf.models.folding.fold_batch_norm`): every layer rebuilt in float32 (a
+    mixed-precision checkpoint exports in float32), each conv → BN pair folded into one
+    biased conv with `fold_batch_norm`. `implementation="3d"` rebuilds the video convs and
+    pools as single 5D ops (what the OpenVINO int8 IR converts; TFLite cannot run them).
     """
-    pairs = _conv_bn_pairs(model) if fold_batch_norm else {}
-    folded = set(pairs.values())
-
-    def clone_layer(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        if layer.name in pairs:
-            return _FoldedBatchNorm(name=layer.name, dtype="float32")
-        if layer.name in folded:
-            config["use_bias"] = True
-        if isinstance(layer, (Conv3DAs2D, FrameMaxPool2D)):
-            config["implementation"] = implementation
-        return type(layer).from_config(config)
-
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone = folding.fold_batch_norm(model, fold=fold_batch_norm, dtype="float32",
+                                    implementation=implementation)
     clone.name = f"{model.name}_edge"
-    for new in clone.layers:
-        if isinstance(new, keras.layers.InputLayer) or new.name in pairs:
-            continue
-        old = model.get_layer(new.name)
-        if new.name in folded:
-            bn = next(model.get_layer(b) for b, c in pairs.items() if c == new.name)
-            new.set_weights(_fold(old, bn))
-            continue
-        values = {v.path: v for v in old.weights}
-        for variable in new.weights:
-            variable.assign(ops.cast(values[variable.path], variable.dtype))
     return clone
 
 
@@ -154,13 +85,16 @@ def deployment_model(model: VideoClassifier, *, edge: bool = False,
     """`clips [B, T, H, W, 3] -> {"probabilities", "logits"[, "spatial_attention" [B, T, h, w],
     "temporal_attention" [B, T]]}`, the outputs every deployment format ships.
 
-    `edge=False` wraps the trained model's own layers (the Keras reference); `edge=True`
-    wraps `edge_clone(explanation_model(model), implementation=implementation)`, the graph
+    `edge=False` wraps `inference_graph(model)`: the trained model's own layers (the Keras
+    reference), or in a bf16 model its BN-folded clone; `edge=True` wraps
+    `edge_clone(explanation_model(model), implementation=implementation)`, the graph
     TFLite converts (with "2d"). The maps are there for ST-ABN models, not for the baseline.
     """
-    inner = explanation_model(model) if model.has_attention else model
     if edge:
+        inner = explanation_model(model) if model.has_attention else model
         inner = edge_clone(inner, implementation=implementation)
+    else:
+        inner = inference_graph(model)
     clips = keras.Input(inner.input.shape[1:], batch_size=batch_size, name=INPUT_NAME)
     out = inner(clips)
     logits = out[PERCEPTION]

@@ -17,16 +17,19 @@ import tensorflow as tf
 from stabn_tf.data import make_dataset
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.layers.attention import INVERSIONS
+from stabn_tf.models.policy import inference_graph
 from stabn_tf.models.stabn import VideoClassifier, attention_inversion
 from stabn_tf.outputs import ATTENTION, PERCEPTION
 
 HEADS = (PERCEPTION, ATTENTION)
 
 
-def traced_forward(model) -> Callable:
-    """A traced inference call (traced anew per call of this function, so the attention
-    inversion set at that moment is the one compiled in)."""
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+def traced_forward(model: VideoClassifier) -> Callable:
+    """A traced inference call of `inference_graph(model)` (its outputs include
+    "perception" and, for ST-ABN, "attention" and the maps), made anew per call of this
+    function, so the attention inversion and weights of that moment are the ones run."""
+    graph = inference_graph(model)
+    return tf.function(lambda x: graph(x, training=False), reduce_retracing=True)
 
 
 def softmax(logits) -> np.ndarray:

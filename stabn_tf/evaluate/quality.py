@@ -134,7 +134,7 @@ def explanation_quality(
     forwards = {name: traced_forward(m) for name, m in models.items()}
     map_size = None
     if stabn is not None:
-        explained = traced_forward(explanation_model(stabn))
+        explained = forwards["ST-ABN"]  # the explanation graph: Ms and Mt are outputs
 
         def attention(clips, labels):
             out = explained(tf.constant(clips))

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from stabn_tf.inference.gradcam import GradCAM
 from stabn_tf.inference.runner import InferenceError, Runner
-from stabn_tf.models.policy import model_precision, with_precision
+from stabn_tf.models.policy import inference_graph, model_precision, with_precision
 from stabn_tf.models.stabn import (
     VideoClassifier,
     archive_damage,
@@ -36,9 +36,10 @@ class KerasRunner(Runner):
     eagerly instead of through a `tf.function` (for callbacks inside a distributed `fit`).
 
     `precision` ("auto", "float32", "bfloat16"; `stabn_tf.precision`) runs a copy of the
-    model built in that precision (`with_precision`; probabilities and maps stay float32);
-    None runs `model` as it is (a callback's live model). `runner.model` is the model that
-    runs, `runner.precision_choice` what it computes in and why.
+    model built in that precision (`with_precision`, `inference_graph`; probabilities and
+    maps stay float32); None runs `model` as it is (a callback's live model).
+    `runner.model` is the model that runs, `runner.precision_choice` what it computes in
+    and why.
     """
 
     def __init__(self, model: VideoClassifier, method: str = "attention",
@@ -70,7 +71,10 @@ class KerasRunner(Runner):
         self.class_names = list(model.class_names)
         self.has_attention = model.has_attention or method == "gradcam"
         self.method = method
-        net = explanation_model(model) if model.has_attention else model
+        if precision is None:  # possibly a live model in training: its own layers
+            net = explanation_model(model) if model.has_attention else model
+        else:
+            net = inference_graph(model)
         forward = lambda x: net(x, training=False)  # noqa: E731
         self._forward = tf.function(forward, reduce_retracing=True) if traced else forward
         try:

@@ -11,6 +11,7 @@ from stabn_tf.data import ClipPreprocessor
 from stabn_tf.deploy import tflite
 from stabn_tf.deploy.tflite import FORBIDDEN_OPS, convert_to_tflite, op_histogram
 from stabn_tf.inference import LiteRTRunner
+from stabn_tf.models import folding
 
 T, S, K = 4, 32, 5
 
@@ -81,7 +82,7 @@ def test_tiny_stabn_converts_to_float_tflite_without_3d_ops_and_matches_keras():
 def test_edge_clone_folds_batch_norm_into_convs_and_keeps_the_outputs(tiny, real_clips):
     model, edge, expected, _ = tiny
     explained = stabn_tf.explanation_model(model)
-    pairs = tflite._conv_bn_pairs(explained)
+    pairs = folding.conv_bn_pairs(explained)
     backbone_bns = [layer for layer in explained.layers
                     if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(pairs) == len(backbone_bns) - 1  # all but att_bn_in, which follows a ReLU
