@@ -22,7 +22,7 @@ docs/architecture.md §2): one Conv3D per conv, no reshapes, so the CPU plugin f
 bias, residual Add, ReLU and requantization into each int8 convolution. With the 2D form
 (reshapes after every conv) those chains ran as 34 separate int8 kernels (40 ms of 251) and
 the (kt, 1) convs ran at half the speed; the 5D form took the full R50 (one clip, 2
-threads, AMX-INT8 Xeon) from 1.12× to 1.4–1.5× the speed of the TFLite int8 model
+threads, AMX-INT8 Xeon) from 1.12× to 1.32–1.47× the speed of the TFLite int8 model
 (`benchmarks/results/`). The float IR keeps the 2D form: in bf16 the 5D kt×1×1 convs at
 14×14 ran ~6× slower and the IR 2× slower. Tried on the 2D form and dropped, each slower
 or equal: frame-wise ops moved onto folded frames, `SNIPPETS_MODE=DISABLE`, unquantized
