@@ -46,7 +46,7 @@ from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
 from stabn_tf.models import folding
 from stabn_tf.models.policy import inference_graph
-from stabn_tf.models.stabn import VideoClassifier, explanation_model
+from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import (
     LOGITS,
     PERCEPTION,
@@ -69,12 +69,12 @@ INPUT_NAME = "clips"
 def edge_clone(model: keras.Model, fold_batch_norm: bool = True,
                implementation: str = "2d") -> keras.Model:
     """A float32 clone of `model` for export, sharing no variables with it
-    (`stabn_tf.models.folding.fold_batch_norm`): every layer rebuilt in float32 (a
+    (`stabn_tf.models.folding.inference_clone`): every layer rebuilt in float32 (a
     mixed-precision checkpoint exports in float32), each conv → BN pair folded into one
     biased conv with `fold_batch_norm`. `implementation="3d"` rebuilds the video convs and
     pools as single 5D ops (what the OpenVINO int8 IR converts; TFLite cannot run them).
     """
-    clone = folding.fold_batch_norm(model, fold=fold_batch_norm, dtype="float32",
+    clone = folding.inference_clone(model, fold_batch_norm=fold_batch_norm, dtype="float32",
                                     implementation=implementation)
     clone.name = f"{model.name}_edge"
     return clone
@@ -87,12 +87,12 @@ def deployment_model(model: VideoClassifier, *, edge: bool = False,
 
     `edge=False` wraps `inference_graph(model)`: the trained model's own layers (the Keras
     reference), or in a bf16 model its BN-folded clone; `edge=True` wraps
-    `edge_clone(explanation_model(model), implementation=implementation)`, the graph
-    TFLite converts (with "2d"). The maps are there for ST-ABN models, not for the baseline.
+    `edge_clone(inference_graph(model, fold=False), implementation=implementation)`, the
+    graph TFLite converts (with "2d"). The maps are there for ST-ABN models, not for the
+    baseline.
     """
     if edge:
-        inner = explanation_model(model) if model.has_attention else model
-        inner = edge_clone(inner, implementation=implementation)
+        inner = edge_clone(inference_graph(model, fold=False), implementation=implementation)
     else:
         inner = inference_graph(model)
     clips = keras.Input(inner.input.shape[1:], batch_size=batch_size, name=INPUT_NAME)

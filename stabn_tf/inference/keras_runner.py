@@ -14,7 +14,6 @@ from stabn_tf.models.policy import inference_graph, model_precision, with_precis
 from stabn_tf.models.stabn import (
     VideoClassifier,
     archive_damage,
-    explanation_model,
     load_model,
 )
 from stabn_tf.outputs import (
@@ -71,10 +70,8 @@ class KerasRunner(Runner):
         self.class_names = list(model.class_names)
         self.has_attention = model.has_attention or method == "gradcam"
         self.method = method
-        if precision is None:  # possibly a live model in training: its own layers
-            net = explanation_model(model) if model.has_attention else model
-        else:
-            net = inference_graph(model)
+        # precision=None: possibly a live model in training, so its own layers, unfolded
+        net = inference_graph(model, fold=precision is not None)
         forward = lambda x: net(x, training=False)  # noqa: E731
         self._forward = tf.function(forward, reduce_retracing=True) if traced else forward
         try:

@@ -6,7 +6,7 @@ pays twice: the TFLite converter cannot fold across the reshape `Conv3DAs2D` end
 Keras's BatchNormalization casts every activation to float32 and back, which cost the
 full R50 about a third of its bf16 time (2-core AMX Xeon, `tf.function`: 1.29 s → 0.79 s).
 
-`fold_batch_norm(graph)` clones a functional graph (`explanation_model(model)`, or a
+`inference_clone(graph)` clones a functional graph (`explanation_model(model)`, or a
 baseline model) with the pairs folded, sharing no variables with it; `dtype="float32"`
 also rebuilds every layer in float32 (the export graphs), `implementation` rebuilds the
 video convs and pools in their 2D or 5D form (`stabn_tf.layers.conv`).
@@ -67,17 +67,17 @@ def folded_weights(conv: Conv3DAs2D, bn: keras.layers.BatchNormalization) -> lis
     return [(kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
 
 
-def fold_batch_norm(model: keras.Model, *, fold: bool = True, dtype: str | None = None,
-                    implementation: str | None = None) -> keras.Model:
+def inference_clone(model: keras.Model, *, fold_batch_norm: bool = True,
+                    dtype: str | None = None, implementation: str | None = None) -> keras.Model:
     """A clone of the functional `model` for inference, sharing no variables with it.
 
-    `fold`: each conv → BN pair (`conv_bn_pairs`) becomes one biased conv and a
+    `fold_batch_norm`: each conv → BN pair (`conv_bn_pairs`) becomes one biased conv and a
     `FoldedBatchNorm`. `dtype`: None keeps each layer's dtype policy, "float32" rebuilds
     every layer in float32 (a mixed-precision model then exports in float32).
     `implementation`: "2d" / "3d" rebuilds `Conv3DAs2D` and `FrameMaxPool2D` in that form;
     None keeps theirs.
     """
-    pairs = conv_bn_pairs(model) if fold else {}
+    pairs = conv_bn_pairs(model) if fold_batch_norm else {}
     folded = set(pairs.values())
 
     def clone_layer(layer):

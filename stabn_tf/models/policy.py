@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import keras
 
-from stabn_tf.models.folding import fold_batch_norm
+from stabn_tf.models.folding import inference_clone
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
 
 #: The Keras dtype policy of each inference precision.
@@ -60,11 +60,13 @@ def with_precision(model: VideoClassifier, precision: str) -> VideoClassifier:
     return copy
 
 
-def inference_graph(model: VideoClassifier) -> keras.Model:
+def inference_graph(model: VideoClassifier, fold: bool = True) -> keras.Model:
     """What predict, explain, evaluate and the exports run: `explanation_model(model)`
-    for ST-ABN (Ms and Mt as outputs), the model itself for the baseline. In a bf16
-    model, a clone with each conv → BN pair folded (same outputs to bf16 rounding, about
-    1.6× faster on an AMX CPU); it holds the weights as they are now, so a live model in
-    training is not passed here."""
+    for ST-ABN (Ms and Mt as outputs), the model itself for the baseline. With `fold`, a
+    bf16 model's graph is a clone with each conv → BN pair folded (same outputs to bf16
+    rounding, about 1.6× faster on an AMX CPU); the clone holds the weights as they are
+    now, so a live model in training takes `fold=False` (its own layers)."""
     graph = explanation_model(model) if model.has_attention else model
-    return fold_batch_norm(graph) if model_precision(model) == "bfloat16" else graph
+    if fold and model_precision(model) == "bfloat16":
+        return inference_clone(graph)
+    return graph

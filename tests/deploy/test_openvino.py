@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from stabn_tf.deploy import ExportError
 from stabn_tf.deploy import openvino as ovx
+from stabn_tf.layers import Conv3DAs2D, FrameMaxPool2D
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S = 4, 32
@@ -123,8 +124,6 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
 
 def test_int8_graph_is_the_float_graph_as_5d_ops(model):
     """The int8 IR's source graph (Conv3D / MaxPool3D) computes what the float one does."""
-    from stabn_tf.layers import Conv3DAs2D, FrameMaxPool2D
-
     forms = {q: ovx.ir_graph(model, q) for q in ovx.QUANTIZATIONS}
     video_ops = [layer for layer in forms["int8"].get_layer(index=1).layers
                  if isinstance(layer, (Conv3DAs2D, FrameMaxPool2D))]

@@ -74,6 +74,8 @@ def test_the_bfloat16_inference_graph_folds_batch_norm(models, clips):
     folded = [layer for layer in graph.layers if isinstance(layer, FoldedBatchNorm)]
     assert len(folded) >= 20 and {layer.compute_dtype for layer in folded} == {"bfloat16"}
     assert not {id(v) for v in graph.weights} & {id(v) for v in bf16.weights}
+    live = inference_graph(bf16, fold=False)  # a model in training: its own layers
+    assert {id(v) for v in live.weights} <= {id(v) for v in bf16.weights}
     got = graph(clips, training=False)
     want = inference_graph(model)(clips, training=False)
     assert got[TEMPORAL_ATTENTION].dtype == "float32"
