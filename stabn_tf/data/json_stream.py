@@ -19,6 +19,11 @@ from collections.abc import Iterator
 from json.decoder import scanstring
 from typing import BinaryIO
 
+try:  # a faster decoder of the same values, where installed (see `_value`)
+    import orjson
+except ImportError:  # pragma: no cover - exercised where orjson is missing
+    orjson = None
+
 #: Characters read at a time; a value longer than the buffer grows it (doubling).
 CHUNK_CHARS = 1 << 20
 #: A decoding error this close to the end of the buffer may only mean that the value goes
@@ -27,6 +32,16 @@ _NEAR_END = 64
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+#: Where a list or object value most likely ends: its closing bracket just before the next
+#: `, "key": [` or `{` of the outer object (the shapes of Something-Else's and the simple
+#: format's entries). A guess only: `_value` checks it.
+_LIKELY_END = {"[": re.compile(r'(\}\s*\])\s*,\s*"(?:[^"\\]|\\.)*"\s*:\s*\['),
+               "{": re.compile(r'(\})\s*,\s*"(?:[^"\\]|\\.)*"\s*:\s*\{')}
+#: orjson reads integers beyond 64 bits as floats (json: ints), so a value with a run of
+#: 19 digits is left to the standard decoder (found by mapping digits to "0" and
+#: everything else to " ": far faster than a regular expression).
+_LONG_DIGITS = b"0" * 19
+_DIGITS_ONLY = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
 _TYPE_OF_FIRST = {"[": "list", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
@@ -97,6 +112,29 @@ def _at_end(error: Exception, text: _Text) -> bool:
     return error.pos >= end or error.msg.startswith("Unterminated string")
 
 
+def _value(buf: str, i: int) -> tuple[object, int]:
+    """(the value at `i`, where it ends), exactly as `json.JSONDecoder.raw_decode` gives
+    them.
+
+    With orjson installed, a list or object value is first cut at its likely end and
+    decoded by orjson (3-4 times faster). The cut can only parse whole where it is the
+    value's real end (a bracket closes its value at one place), and orjson refuses what
+    the standard decoder reads differently (NaN, Infinity, numbers beyond a double, lone
+    surrogates; integers beyond 64 bits are kept from it), so the value is the same;
+    anything else goes to the standard decoder.
+    """
+    likely = _LIKELY_END.get(buf[i]) if orjson is not None and i < len(buf) else None
+    found = likely.search(buf, i) if likely is not None else None
+    if found is not None:
+        try:
+            text = buf[i:found.end(1)].encode()
+            if _LONG_DIGITS not in text.translate(_DIGITS_ONLY):
+                return orjson.loads(text), found.end(1)
+        except (UnicodeEncodeError, orjson.JSONDecodeError):
+            pass
+    return _DECODER.raw_decode(buf, i)
+
+
 def _entry(buf: str, i: int, first: bool) -> tuple[str | None, object, int]:
     """The entry after position `i` (just after the `{` or a `,`): (key, value, position
     of the `,` or `}` after it); key None at the `}` of an empty object."""
@@ -114,7 +152,7 @@ def _entry(buf: str, i: int, first: bool) -> tuple[str | None, object, int]:
         raise _Incomplete
     if buf[i] != ":":
         raise json.JSONDecodeError("Expecting ':' delimiter", buf, i)
-    value, i = _DECODER.raw_decode(buf, _skip(buf, i + 1))
+    value, i = _value(buf, _skip(buf, i + 1))
     i = _skip(buf, i)
     if i >= n:  # also a number the buffer's end may have cut
         raise _Incomplete
