@@ -17,7 +17,7 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 - `boxes_main`: the same files read by main's reader (`git show main:...boxes.py`), to
   compare per-video rates side by side; it holds the whole files as Python objects, so
   it is skipped above `MAX_N` videos.
-- `convert`: `convert_dataset` of an SSv2 layout of tiny videos (16×16 px, 4 frames) with
+- `convert`: `convert_dataset` of an SSv2 layout of tiny videos (16×16 px, 45 frames) with
   the N-video box files; `scale_convert.LISTED` says how many videos the layout lists.
 - `resume`: the same conversion again, with nothing left to do.
 """
@@ -152,11 +152,12 @@ def _growth(results: list[dict]) -> list[str]:
     for old in (r for r in results if r["stage"] == "boxes_main" and "videos" in r):
         new = news.get(old["n"])
         if new is not None:
-            ratio = (old["seconds_reading"] / old["videos"]) / (
-                new["seconds_reading"] / new["videos"])
-            lines.append(f"- box reading at N={old['n']:,}: main's reader "
-                         f"{old['ms_per_video']} ms/video, streaming "
-                         f"{new['ms_per_video']} ms/video: {ratio:.2f}× faster per video")
+            lines.append(f"- box reading at N={old['n']:,}, per video: main's reader "
+                         f"{old['ms_per_video']} ms ({old['cpu_ms_per_video']} ms CPU), "
+                         f"streaming {new['ms_per_video']} ms ({new['cpu_ms_per_video']} ms "
+                         f"CPU): {old['ms_per_video'] / new['ms_per_video']:.2f}× faster "
+                         f"({old['cpu_ms_per_video'] / new['cpu_ms_per_video']:.2f}× in CPU "
+                         "time)")
     return lines
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import time
 
 import scale_data
@@ -24,16 +25,19 @@ def read(load_box_files, workdir: pathlib.Path, n: int, **kwargs) -> dict:
     """Times `load_box_files` on the N-video files: figures per video."""
     files = inputs(workdir, n)
     size = sum(os.path.getsize(f) for f in files)
-    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports: TF
+    t0, cpu0 = time.perf_counter(), time.process_time()
     table, problems = load_box_files(files, **kwargs)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     boxes = sum(len(v.roles) if hasattr(v, "roles") else sum(len(b) for _, b in v.frames)
                 for v in table.values())
     if len(table) != n:
         raise SystemExit(f"read {len(table)} videos, expected {n}")
-    return {"videos": len(table), "boxes": boxes, "problems": len(problems),
+    return {"rss_before_mb": round(before), "videos": len(table), "boxes": boxes,
+            "problems": len(problems),
             "files_mb": round(size / 1e6), "seconds_reading": round(seconds, 2),
-            "ms_per_video": round(seconds / n * 1e3, 3),
+            "ms_per_video": round(seconds / n * 1e3, 3), "cpu_s_reading": round(cpu, 2),
+            "cpu_ms_per_video": round(cpu / n * 1e3, 3),
             "mb_per_s": round(size / 1e6 / seconds, 1)}
 
 

@@ -2,10 +2,12 @@
 formats, and an SSv2 layout of tiny videos.
 
 Something-Else's files are generated in their published shape: `{id: [frame, ...]}`,
-about 45 frames a video (`"<id>/0001.jpg"`, at 12 fps), each with a hand and one or two
-objects (`box2d` x1, y1, x2, y2 as floats in pixels of a 427×240 frame, `category`,
-`standard_category` "hand" / "0000" / "0001"), `gt_placeholders` and `nr_instances`:
-about 25 KB a video, as the real parts are. Text is written with format strings, not
+45 frames a video (`"<id>/0001.jpg"`, at 12 fps), each with a hand and one or two
+objects (`box2d` x1, y1, x2, y2 as floats in pixels, `category`, `standard_category`
+"hand" / "0000" / "0001"), `gt_placeholders` and `nr_instances`: about 22 KB a video,
+near the real parts' 25 KB. The pixels are those of the tiny videos (16×16, 45 frames
+at 12 fps), so every box fits its video and the converter stores them all (the numbers
+have as many digits as a 427×240 frame's would). Text is written with format strings, not
 `json.dump` of a whole structure, so generating 180,000 videos stays within a few
 hundred MB.
 """
@@ -22,8 +24,8 @@ import numpy as np
 PARTS = 4
 FRAMES_PER_VIDEO = 45
 #: The tiny videos' size: conversion stays cheap, so the box files and the bookkeeping
-#: dominate what is measured.
-VIDEO_SIZE, VIDEO_FRAMES, VIDEO_FPS = 16, 4, 12
+#: dominate what is measured. Something-Else's frames map one to one onto theirs.
+VIDEO_SIZE, VIDEO_FRAMES, VIDEO_FPS = 16, FRAMES_PER_VIDEO, 12
 LABELS = ["Holding something", "Pushing something"]
 
 
@@ -33,13 +35,15 @@ def clip_id(i: int) -> str:
 
 def _label(rng_row, category: str, standard: str) -> str:
     x1, y1, w, h = rng_row
-    x2, y2 = min(x1 + w, 427.0), min(y1 + h, 240.0)
+    x2, y2 = min(x1 + w, float(VIDEO_SIZE)), min(y1 + h, float(VIDEO_SIZE))
     return (f'{{"box2d": {{"x1": {x1!r}, "x2": {x2!r}, "y1": {y1!r}, "y2": {y2!r}}}, '
             f'"category": "{category}", "standard_category": "{standard}"}}')
 
 
 def _something_else_video(rng: np.random.Generator, cid: str) -> str:
-    boxes = rng.uniform([0, 0, 20, 20], [380, 200, 200, 120], size=(FRAMES_PER_VIDEO, 3, 4))
+    side = VIDEO_SIZE
+    boxes = rng.uniform([0, 0, 1, 1], [0.8 * side, 0.8 * side, side / 2, side / 2],
+                        size=(FRAMES_PER_VIDEO, 3, 4))
     two = rng.random(FRAMES_PER_VIDEO) < 0.5  # a second object on about half the frames
     frames = []
     for f in range(FRAMES_PER_VIDEO):
@@ -115,7 +119,7 @@ def tiny_videos(folder: pathlib.Path, n: int, listed: int | None = None) -> str:
         stream.height = stream.width = VIDEO_SIZE
         stream.pix_fmt = "yuv420p"
         for t in range(VIDEO_FRAMES):
-            img = np.full((VIDEO_SIZE, VIDEO_SIZE, 3), 40 * t, np.uint8)
+            img = np.full((VIDEO_SIZE, VIDEO_SIZE, 3), 5 * t, np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         container.mux(stream.encode())
     entries: dict[str, list] = {"train": [], "validation": []}
