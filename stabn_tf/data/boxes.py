@@ -15,7 +15,9 @@ Two file formats are read (`load_box_files` tells them apart by their shape):
   "role": "object" | "hand"}`. `active_frames` says when the action happens: the listed
   frames are active, every other frame of the video is not (Mt's labels).
 
-Either becomes a `VideoBoxes` per video (picklable, so converter workers can take it).
+Files are streamed one video at a time (`json_stream`), so memory follows the boxes kept,
+not the files (Something-Else's four parts are ~4 GB). Either format becomes a
+`VideoBoxes` per video: a few arrays, picklable, so converter workers can take it.
 `resolve` then fits it to a decoded video (frame count, frame rate, frame size): frame
 indices mapped, pixels normalised, boxes checked; `resolve_active` does the same for the
 active frames. Every problem becomes ONE line naming
