@@ -15,7 +15,9 @@ Two file formats are read (`load_box_files` tells them apart by their shape):
   "role": "object" | "hand"}`. `active_frames` says when the action happens: the listed
   frames are active, every other frame of the video is not (Mt's labels).
 
-Either becomes a `VideoBoxes` per video (picklable, so converter workers can take it).
+Files are streamed one video at a time (`json_stream`), so memory follows the boxes kept,
+not the files (Something-Else's four parts are ~4 GB). Either format becomes a
+`VideoBoxes` per video: a few arrays, picklable, so converter workers can take it.
 `resolve` then fits it to a decoded video (frame count, frame rate, frame size): frame
 indices mapped, pixels normalised, boxes checked; `resolve_active` does the same for the
 active frames. Every problem becomes ONE line naming
@@ -29,14 +31,18 @@ are used (`supervised_fraction`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
+
+from stabn_tf.data import json_stream
 
 #: Box roles stored in the records.
 OBJECT = "object"
@@ -79,20 +85,34 @@ class Box:
     role: str = OBJECT
 
 
-@dataclasses.dataclass(frozen=True)
+#: A frame's boxes while a file is read: their coordinates, 4 per box (ymin, xmin, ymax,
+#: xmax), and their roles (indices into `ROLES`).
+FrameBoxes = tuple[list, list[int]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class VideoBoxes:
     """All boxes known for one video, as read from a file (not yet fitted to the video).
 
-    `frames` pairs a frame number (as the file counts) with that frame's boxes; a frame
-    listed with no boxes is annotated as "nothing to look at here". `frame_rate` None
-    means the numbers are the decoded video's frame indices; otherwise frame `first_frame
-    + k` is at time k / frame_rate. `pixels` boxes are normalised by `frame_size` (h, w),
-    or by the video's own size when that is None.
+    Frame numbers are as the file counts them; a frame listed with no boxes is annotated
+    as "nothing to look at here". `frame_rate` None means the numbers are the decoded
+    video's frame indices; otherwise frame `first_frame + k` is at time k / frame_rate.
+    `pixels` boxes are normalised by `frame_size` (h, w), or by the video's own size when
+    that is None.
+
+    Kept as a few arrays, not an object per box: a converter holds every listed video's
+    boxes at once (Something-Else: ~100 boxes a video, ~180,000 videos). `numbers` [F]
+    are the annotated frames (ascending), `ends` [F] where each one's boxes end in
+    `coords` [B, 4] (ymin, xmin, ymax, xmax as read, float64) and `roles` [B] (indices
+    into `ROLES`). `frames` gives them back as `Box`es.
     """
 
     clip_id: str
     source: str
-    frames: tuple[tuple[int, tuple[Box, ...]], ...]
+    numbers: np.ndarray
+    ends: np.ndarray
+    coords: np.ndarray
+    roles: np.ndarray
     pixels: bool = False
     frame_size: tuple[float, float] | None = None
     frame_rate: float | None = None
@@ -100,6 +120,61 @@ class VideoBoxes:
     #: Inclusive (first, last) ranges of active frames, numbered as `frames` are; None:
     #: the file does not say when the action happens (unknown, not "never").
     active: tuple[tuple[int, int], ...] | None = None
+
+    @classmethod
+    def pack(cls, clip_id: str, source: str, frames: dict[int, FrameBoxes],
+             **fields) -> VideoBoxes:
+        """A video's boxes from `{frame number: (coordinates, roles)}`."""
+        numbers = sorted(frames)
+        coords: list = []
+        roles: list[int] = []
+        ends = []
+        for number in numbers:
+            frame_coords, frame_roles = frames[number]
+            coords += frame_coords
+            roles += frame_roles
+            ends.append(len(roles))
+        return cls(clip_id, source, np.array(numbers, np.int32), np.array(ends, np.int32),
+                   np.array(coords, np.float64).reshape(-1, 4), np.array(roles, np.uint8),
+                   **fields)
+
+    @property
+    def num_frames(self) -> int:
+        """How many frames the file annotates."""
+        return len(self.numbers)
+
+    def per_frame(self) -> Iterator[tuple[int, list[tuple[list[float], str]]]]:
+        """(frame number, [(ymin, xmin, ymax, xmax), role) per box]) per annotated frame,
+        as Python floats (exactly the values read)."""
+        coords, roles = self.coords.tolist(), self.roles.tolist()
+        start = 0
+        for number, end in zip(self.numbers.tolist(), self.ends.tolist()):
+            yield number, [(c, ROLES[r]) for c, r in zip(coords[start:end], roles[start:end])]
+            start = end
+
+    @property
+    def frames(self) -> tuple[tuple[int, tuple[Box, ...]], ...]:
+        """`(frame number, (Box, ...))` per annotated frame."""
+        return tuple((number, tuple(Box(*c, role=role) for c, role in boxes))
+                     for number, boxes in self.per_frame())
+
+    def fields(self) -> dict:
+        """The fields as they were when every box was a `Box` (`dataclasses.asdict`), so
+        the converter's resume keys (`input_key`) hash the same for the same boxes."""
+        frames = [(number, [{"ymin": c[0], "xmin": c[1], "ymax": c[2], "xmax": c[3],
+                             "role": role} for c, role in boxes])
+                  for number, boxes in self.per_frame()]
+        return {"clip_id": self.clip_id, "source": self.source, "frames": frames,
+                "pixels": self.pixels, "frame_size": self.frame_size,
+                "frame_rate": self.frame_rate, "first_frame": self.first_frame,
+                "active": self.active}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VideoBoxes) and self.fields() == other.fields()
+
+    def __hash__(self) -> int:
+        return hash((self.clip_id, self.source, self.numbers.tobytes(),
+                     self.coords.tobytes(), self.roles.tobytes()))
 
 
 class Problem(str):
@@ -145,89 +220,150 @@ def _frame_number(digits: str) -> int | None:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    """Whether `value` is a finite number a float can hold (not a bool)."""
+    kind = type(value)
+    if kind is float:
+        return value - value == 0.0  # False for NaN and ±inf
+    if kind is not int and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+#: A video's parsed boxes before they are kept: (`{frame number: FrameBoxes}`, the other
+#: `VideoBoxes` fields); None when the entry gives nothing to keep.
+_Parsed = tuple[dict[int, FrameBoxes], dict] | None
+_SOMETHING_ELSE_FIELDS = {"pixels": True, "frame_rate": SOMETHING_ELSE_FPS, "first_frame": 1}
+_HAND_CODE = ROLES.index(HAND)
+_OBJECT_CODE = ROLES.index(OBJECT)
 
 
 # --- Something-Else --------------------------------------------------------------------
 
 
-def _something_else_role(label: dict) -> str:
-    category = label.get("standard_category", label.get("category"))
-    return HAND if category == HAND else OBJECT
+def _something_else_regular(clip_id: str, frames: list, keep: set[int]
+                            ) -> dict[int, FrameBoxes] | None:
+    """The frames of a video entry with nothing to report (every frame named
+    `<id>/<number>.<ext>` once, every label a `box2d` of four finite floats), read with
+    comprehensions instead of a check per value (~5 times faster); None for any other
+    entry, which `_something_else_video` then reads value by value."""
+    kept: dict[int, FrameBoxes] = {}
+    every: list[tuple] = []  # all boxes' values, whatever their role: all must be numbers
+    for frame in frames:
+        name = frame.get("name") if type(frame) is dict else None
+        match = _FRAME_NAME.match(name) if type(name) is str else None
+        if match is None or len(match.group(1)) > MAX_FRAME_DIGITS:
+            return None
+        number = int(match.group(1))
+        if number < 1 or number in kept or ("/" in name and name.split("/")[-2] != clip_id):
+            return None
+        labels = frame.get("labels", [])
+        if type(labels) is not list:
+            return None
+        try:
+            boxes = [(b["y1"], b["x1"], b["y2"], b["x2"])
+                     for b in [label["box2d"] for label in labels]]
+            codes = [_HAND_CODE if label.get("standard_category", label.get("category"))
+                     == HAND else _OBJECT_CODE for label in labels]
+        except (KeyError, TypeError, AttributeError):
+            return None
+        every += boxes
+        if len(keep) < len(ROLES):
+            boxes = [box for box, code in zip(boxes, codes) if code in keep]
+            codes = [code for code in codes if code in keep]
+        kept[number] = (list(itertools.chain.from_iterable(boxes)), codes)
+    values = list(itertools.chain.from_iterable(every))
+    if not set(map(type, values)) <= {float} or not np.isfinite(values).all():
+        return None
+    return kept
+
+
+def _something_else_video(clip_id: str, frames: object, source: str, roles: Sequence[str],
+                          problems: list[Problem]) -> _Parsed:
+    """One video's entry of a Something-Else file: `[frame, ...]`."""
+    if not isinstance(frames, list):
+        problems.append(problem(source, clip_id, None, "expected a list of frames, got "
+                                f"{type(frames).__name__}"))
+        return None
+    keep = {ROLES.index(role) for role in roles}
+    regular = _something_else_regular(str(clip_id), frames, keep)
+    if regular is not None:
+        return (regular, _SOMETHING_ELSE_FIELDS) if regular else None
+    kept: dict[int, FrameBoxes] = {}
+    unannotated: set[int] = set()  # listed, but with no valid box: not annotated
+    for n, frame in enumerate(frames):
+        name = frame.get("name") if isinstance(frame, dict) else None
+        match = _FRAME_NAME.match(name) if isinstance(name, str) else None
+        if match is None:
+            problems.append(problem(source, clip_id, f"#{n}", "a frame needs a 'name' "
+                                    f"like '{clip_id}/0001.jpg', got {_shown(repr(name))}"))
+            continue
+        number = _frame_number(match.group(1))
+        shown = _shown(name)
+        if number is None:
+            problems.append(problem(source, clip_id, shown, "the frame number has "
+                                    f"{len(match.group(1))} digits; a frame number has "
+                                    f"at most {MAX_FRAME_DIGITS}"))
+            continue
+        if "/" in name and name.split("/")[-2] != str(clip_id):
+            problems.append(problem(source, clip_id, shown, "frame belongs to video "
+                                    f"{_shown(name.split('/')[-2])!r}"))
+            continue
+        if number < 1:
+            problems.append(problem(source, clip_id, shown, "frame numbers start at 1"))
+            continue
+        labels = frame.get("labels", [])
+        if not isinstance(labels, list):
+            problems.append(problem(source, clip_id, shown, "'labels' must be a list"))
+            continue
+        coords: list[float] = []
+        codes: list[int] = []
+        invalid = 0
+        for label in labels:
+            b = code = None
+            if isinstance(label, dict):
+                b = label.get("box2d")
+                category = label.get("standard_category", label.get("category"))
+                code = _HAND_CODE if category == HAND else _OBJECT_CODE
+                if isinstance(b, dict):
+                    box = y1, x1, y2, x2 = b.get("y1"), b.get("x1"), b.get("y2"), b.get("x2")
+                    # The usual case first (four finite floats: v - v is 0 unless ±inf or
+                    # NaN), then `_number`'s full check.
+                    if (type(y1) is float and type(x1) is float and type(y2) is float
+                            and type(x2) is float and y1 - y1 + x1 - x1 + y2 - y2 + x2 - x2
+                            == 0.0) or all(map(_number, box)):
+                        if code in keep:
+                            coords += box
+                            codes.append(code)
+                        continue
+            problems.append(problem(source, clip_id, shown, "a label needs 'box2d' with "
+                                    f"numbers x1, y1, x2, y2, got {_shown(b)}"))
+            invalid += code is None or code in keep
+        if number in kept or number in unannotated:
+            problems.append(problem(source, clip_id, shown, "frame listed twice; keeping "
+                                    "the first"))
+            continue
+        if invalid and not codes:
+            unannotated.add(number)
+            problems.append(problem(source, clip_id, shown, NO_VALID_BOX))
+            continue
+        kept[number] = (coords, codes)
+    return (kept, _SOMETHING_ELSE_FIELDS) if kept else None
 
 
 def parse_something_else(data: dict, source: str, roles: Sequence[str] = ROLES
                          ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """`{id: [frame, ...]}` (Something-Else) → (`{id: VideoBoxes}`, problem lines)."""
-    out: dict[str, VideoBoxes] = {}
-    problems: list[Problem] = []
-    for clip_id, frames in data.items():
-        if not isinstance(frames, list):
-            problems.append(problem(source, clip_id, None, "expected a list of frames, got "
-                                    f"{type(frames).__name__}"))
-            continue
-        kept: dict[int, tuple[Box, ...]] = {}
-        unannotated: set[int] = set()  # listed, but with no valid box: not annotated
-        for n, frame in enumerate(frames):
-            name = frame.get("name") if isinstance(frame, dict) else None
-            match = _FRAME_NAME.match(name) if isinstance(name, str) else None
-            if match is None:
-                problems.append(problem(source, clip_id, f"#{n}", "a frame needs a 'name' "
-                                        f"like '{clip_id}/0001.jpg', got {_shown(repr(name))}"))
-                continue
-            number = _frame_number(match.group(1))
-            shown = _shown(name)
-            if number is None:
-                problems.append(problem(source, clip_id, shown, "the frame number has "
-                                        f"{len(match.group(1))} digits; a frame number has "
-                                        f"at most {MAX_FRAME_DIGITS}"))
-                continue
-            if "/" in name and name.split("/")[-2] != str(clip_id):
-                problems.append(problem(source, clip_id, shown, "frame belongs to video "
-                                        f"{_shown(name.split('/')[-2])!r}"))
-                continue
-            if number < 1:
-                problems.append(problem(source, clip_id, shown, "frame numbers start at 1"))
-                continue
-            labels = frame.get("labels", [])
-            if not isinstance(labels, list):
-                problems.append(problem(source, clip_id, shown, "'labels' must be a list"))
-                continue
-            boxes, invalid = [], 0
-            for label in labels:
-                b = label.get("box2d") if isinstance(label, dict) else None
-                coords = [b.get(k) for k in ("y1", "x1", "y2", "x2")] \
-                    if isinstance(b, dict) else None
-                role = _something_else_role(label) if isinstance(label, dict) else None
-                if coords is None or not all(_number(v) for v in coords):
-                    problems.append(problem(source, clip_id, shown, "a label needs 'box2d' "
-                                            f"with numbers x1, y1, x2, y2, got {_shown(b)}"))
-                    invalid += role is None or role in roles
-                    continue
-                if role in roles:
-                    boxes.append(Box(*(float(v) for v in coords), role=role))
-            if number in kept or number in unannotated:
-                problems.append(problem(source, clip_id, shown, "frame listed twice; "
-                                        "keeping the first"))
-                continue
-            if invalid and not boxes:
-                unannotated.add(number)
-                problems.append(problem(source, clip_id, shown, NO_VALID_BOX))
-                continue
-            kept[number] = tuple(boxes)
-        if kept:
-            out[str(clip_id)] = VideoBoxes(str(clip_id), source, tuple(sorted(kept.items())),
-                                           pixels=True, frame_rate=SOMETHING_ELSE_FPS,
-                                           first_frame=1)
-    return out, problems
+    return _parse_all(_something_else_video, data, source, roles)
 
 
 # --- the simple format -----------------------------------------------------------------
 
 
-def _simple_box(value: object) -> Box | str:
-    """One box of the simple format, or what is wrong with it."""
+def _simple_box(value: object) -> tuple[list, str] | str:
+    """One box of the simple format as (coordinates, role), or what is wrong with it."""
     role = OBJECT
     if isinstance(value, dict):
         role = value.get("role", OBJECT)
@@ -236,9 +372,7 @@ def _simple_box(value: object) -> Box | str:
         value = value.get("box")
     if not isinstance(value, list) or len(value) != 4 or not all(_number(v) for v in value):
         return f"a box must be 4 numbers [ymin, xmin, ymax, xmax], got {value!r}"
-    return Box(*(float(v) for v in value), role=role)
-
-
+    return value, role
 def _frame_index(value: object) -> bool:
     """Whether `value` is a frame index of `active_frames`: an int, 0 ≤ value, at most
     `MAX_FRAME_DIGITS` digits."""
@@ -273,84 +407,153 @@ def parse_active_frames(value: object) -> tuple[tuple[tuple[int, int], ...] | No
     return tuple(sorted(set(ranges))), []
 
 
+def _simple_video(clip_id: str, entry: object, source: str, roles: Sequence[str],
+                  problems: list[Problem]) -> _Parsed:
+    """One video's entry of the simple format (see the module doc)."""
+    def bad(frame, what):
+        problems.append(problem(source, clip_id, frame, what))
+
+    if not isinstance(entry, dict) or not (
+            isinstance(entry.get("frames"), dict)
+            or ("active_frames" in entry and "frames" not in entry)):
+        bad(None, "expected an object with 'frames': {frame index: [boxes]} and/or "
+                  "'active_frames': [frame index or [first, last], ...]")
+        return None
+    active = None
+    if "active_frames" in entry:
+        active, wrong = parse_active_frames(entry["active_frames"])
+        for what in wrong:
+            bad(None, what)
+    size = entry.get("frame_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            _number(v) and v > 0 for v in size)):
+        bad(None, f"'frame_size' must be [height, width] in pixels, got {size!r}")
+        return None
+    rate = entry.get("frame_rate")
+    if rate is not None and not (_number(rate) and rate > 0):
+        bad(None, f"'frame_rate' must be a positive number, got {rate!r}")
+        return None
+    kept: dict[int, FrameBoxes] = {}
+    for key, boxes in entry.get("frames", {}).items():
+        if not _FRAME_KEY.fullmatch(key):  # ASCII digits only: "²".isdigit() is True
+            bad(_shown(key), "frame keys must be frame indices (0, 1, ...)")
+            continue
+        number = _frame_number(key)
+        if number is None:
+            bad(_shown(key), f"the frame index has {len(key)} digits; a frame index has "
+                             f"at most {MAX_FRAME_DIGITS}")
+            continue
+        if not isinstance(boxes, list):
+            bad(number, f"expected a list of boxes, got {type(boxes).__name__}")
+            continue
+        coords: list = []
+        codes: list[int] = []
+        invalid = 0
+        for value in boxes:
+            box = _simple_box(value)
+            if isinstance(box, str):
+                bad(number, box)
+                role = value.get("role", OBJECT) if isinstance(value, dict) else OBJECT
+                invalid += role not in ROLES or role in roles
+            elif box[1] in roles:
+                coords += box[0]
+                codes.append(ROLES.index(box[1]))
+        if invalid and not codes:
+            bad(number, NO_VALID_BOX)
+            continue
+        kept[number] = (coords, codes)
+    if not kept and active is None:
+        return None
+    return kept, {"pixels": size is not None,
+                  "frame_size": tuple(float(v) for v in size) if size is not None else None,
+                  "frame_rate": float(rate) if rate is not None else None, "active": active}
+
+
 def parse_simple(data: dict, source: str, roles: Sequence[str] = ROLES
                  ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """The simple format (see the module doc) → (`{id: VideoBoxes}`, problem lines)."""
+    return _parse_all(_simple_video, data, source, roles)
+
+
+def _parse_all(parse, data: dict, source: str, roles: Sequence[str]
+               ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     out: dict[str, VideoBoxes] = {}
     problems: list[Problem] = []
     for clip_id, entry in data.items():
-        def bad(frame, what, clip_id=clip_id):
-            problems.append(problem(source, clip_id, frame, what))
-
-        if not isinstance(entry, dict) or not (
-                isinstance(entry.get("frames"), dict)
-                or ("active_frames" in entry and "frames" not in entry)):
-            bad(None, "expected an object with 'frames': {frame index: [boxes]} and/or "
-                      "'active_frames': [frame index or [first, last], ...]")
-            continue
-        active = None
-        if "active_frames" in entry:
-            active, wrong = parse_active_frames(entry["active_frames"])
-            for what in wrong:
-                bad(None, what)
-        size = entry.get("frame_size")
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-                _number(v) and v > 0 for v in size)):
-            bad(None, f"'frame_size' must be [height, width] in pixels, got {size!r}")
-            continue
-        rate = entry.get("frame_rate")
-        if rate is not None and not (_number(rate) and rate > 0):
-            bad(None, f"'frame_rate' must be a positive number, got {rate!r}")
-            continue
-        kept: dict[int, tuple[Box, ...]] = {}
-        for key, boxes in entry.get("frames", {}).items():
-            if not _FRAME_KEY.fullmatch(key):  # ASCII digits only: "²".isdigit() is True
-                bad(_shown(key), "frame keys must be frame indices (0, 1, ...)")
-                continue
-            number = _frame_number(key)
-            if number is None:
-                bad(_shown(key), f"the frame index has {len(key)} digits; a frame index has "
-                                 f"at most {MAX_FRAME_DIGITS}")
-                continue
-            if not isinstance(boxes, list):
-                bad(number, f"expected a list of boxes, got {type(boxes).__name__}")
-                continue
-            good, invalid = [], 0
-            for value in boxes:
-                box = _simple_box(value)
-                if isinstance(box, str):
-                    bad(number, box)
-                    role = value.get("role", OBJECT) if isinstance(value, dict) else OBJECT
-                    invalid += role not in ROLES or role in roles
-                elif box.role in roles:
-                    good.append(box)
-            if invalid and not good:
-                bad(number, NO_VALID_BOX)
-                continue
-            kept[number] = tuple(good)
-        if kept or active is not None:
-            out[str(clip_id)] = VideoBoxes(
-                str(clip_id), source, tuple(sorted(kept.items())), pixels=size is not None,
-                frame_size=tuple(float(v) for v in size) if size is not None else None,
-                frame_rate=float(rate) if rate is not None else None, active=active)
+        parsed = parse(clip_id, entry, source, roles, problems)
+        if parsed is not None:
+            out[str(clip_id)] = VideoBoxes.pack(str(clip_id), source, parsed[0],
+                                                **parsed[1])
     return out, problems
 
 
 # --- files -----------------------------------------------------------------------------
 
 
-def _is_something_else(data: dict) -> bool:
-    return any(isinstance(v, list) for v in data.values())
+#: The problem line of a video the files give boxes for that is not being converted.
+UNKNOWN_VIDEO = "no such video in the converted splits"
 
 
-def load_box_files(paths: str | Iterable[str], categories: str = "both"
+class _SomethingElseAfterAll(Exception):
+    """A file read as the simple format has a list value: it is Something-Else's."""
+
+
+def _entries(path: str) -> Iterator[tuple[str, object]]:
+    """The (video id, entry) pairs of a box file, streamed; ValueError (one line naming
+    the file) when it cannot be read, is not JSON, is cut short or is not an object."""
+    try:
+        yield from json_stream.iter_object(path)
+    except json_stream.NotAnObject as e:
+        raise ValueError(f"box file {path}: expected a JSON object keyed by video id, got "
+                         f"{e.type_name}") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"box file {path}: cannot read it as JSON ({e})") from None
+
+
+def _read_file(path: str, roles: Sequence[str], known: set[str] | None,
+               something_else: bool | None = None
+               ) -> tuple[dict[str, VideoBoxes | None], list[Problem]]:
+    """One box file → (`{id: VideoBoxes}`, problem lines), None for the videos not in
+    `known` (parsed for their problems, not kept).
+
+    The file is Something-Else's when any entry is a list: the first entry usually says;
+    a list after simple-format entries reads the file again as Something-Else's.
+    """
+    found: dict[str, VideoBoxes | None] = {}
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    for clip_id, entry in _entries(path):
+        if something_else is None:
+            something_else = isinstance(entry, list)
+        elif not something_else and isinstance(entry, list):
+            raise _SomethingElseAfterAll
+        if clip_id in seen:
+            problems.append(problem(path, clip_id, None, "listed twice in this file; "
+                                    "keeping the first"))
+            continue
+        seen.add(clip_id)
+        parse = _something_else_video if something_else else _simple_video
+        parsed = parse(clip_id, entry, path, roles, problems)
+        if parsed is not None:
+            found[clip_id] = (VideoBoxes.pack(clip_id, path, parsed[0], **parsed[1])
+                              if known is None or clip_id in known else None)
+    return found, problems
+
+
+def load_box_files(paths: str | Iterable[str], categories: str = "both",
+                   known: Iterable[str] | None = None
                    ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """Reads box files (Something-Else or the simple format, told apart per file) →
     (`{id: VideoBoxes}`, problem lines). `categories` ("hands", "objects", "both") picks
     the roles kept. A video in two files keeps the first file's boxes (and is reported).
 
-    Raises ValueError for a file that cannot be read at all (missing, not JSON, not an
-    object): nothing sensible can be converted from it.
+    Each file is streamed, one video at a time (`json_stream`): memory grows with the
+    boxes kept, not with the files. With `known` (the ids being converted) only those
+    videos' boxes are kept; every other video the files give boxes for is one problem
+    line (`unknown_ids`' line, sorted by id, after the files' own problems).
+
+    Raises ValueError for a file that cannot be read at all (missing, not JSON, cut
+    short, not an object): nothing sensible can be converted from it.
     """
     if categories not in CATEGORIES:
         raise ValueError(f"box categories must be one of {', '.join(CATEGORIES)}, got "
@@ -358,35 +561,36 @@ def load_box_files(paths: str | Iterable[str], categories: str = "both"
     roles = CATEGORIES[categories]
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    known = None if known is None else set(known)
     table: dict[str, VideoBoxes] = {}
+    first_file: dict[str, str] = {}  # every video given boxes → the file that gave them
     problems: list[Problem] = []
     for path in paths:
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"box file {path}: cannot read it as JSON ({e})") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"box file {path}: expected a JSON object keyed by video id, "
-                             f"got {type(data).__name__}")
-        parse = parse_something_else if _is_something_else(data) else parse_simple
-        found, found_problems = parse(data, path, roles)
+            found, found_problems = _read_file(path, roles, known)
+        except _SomethingElseAfterAll:
+            found, found_problems = _read_file(path, roles, known, something_else=True)
         problems += found_problems
         for clip_id, boxes in found.items():
-            if clip_id in table:
+            if clip_id in first_file:
                 problems.append(problem(path, clip_id, None, "boxes already given in "
-                                        f"{os.path.basename(table[clip_id].source)}; "
+                                        f"{os.path.basename(first_file[clip_id])}; "
                                         "keeping those"))
                 continue
-            table[clip_id] = boxes
+            first_file[clip_id] = path
+            if boxes is not None:
+                table[clip_id] = boxes
+    if known is not None:
+        problems += [problem(first_file[clip_id], clip_id, None, UNKNOWN_VIDEO)
+                     for clip_id in sorted(first_file) if clip_id not in known]
     return table, problems
 
 
 def unknown_ids(table: dict[str, VideoBoxes], known: Iterable[str]) -> list[Problem]:
     """One problem line per video in `table` that is not among the `known` ids."""
     known = set(known)
-    return [problem(v.source, clip_id, None, "no such video in the converted splits")
+    return [problem(v.source, clip_id, None, UNKNOWN_VIDEO)
             for clip_id, v in sorted(table.items()) if clip_id not in known]
 
 
@@ -437,7 +641,7 @@ def resolve(
         return FittedBoxes(per_frame, annotated, [problem(
             boxes.source, boxes.clip_id, None, "boxes in pixels but the frame size is "
             "unknown")], 0)
-    for number, frame_boxes in boxes.frames:
+    for number, frame_boxes in boxes.per_frame():
         index, gap = _decoded_index(boxes, number, fps)
         if not 0 <= index < num_frames:
             problems.append(problem(boxes.source, boxes.clip_id, number, "beyond the video "
@@ -447,8 +651,8 @@ def resolve(
         if gap >= distance[index]:
             continue
         good, overshoots = [], 0
-        for box in frame_boxes:
-            coords = (box.ymin, box.xmin, box.ymax, box.xmax)
+        for box, role in frame_boxes:
+            coords = tuple(box)
             if boxes.pixels:
                 h, w = size
                 coords = (coords[0] / h, coords[1] / w, coords[2] / h, coords[3] / w)
@@ -465,7 +669,7 @@ def resolve(
                                         "xmin < xmax)"))
                 continue
             overshoots += inside != coords
-            good.append((inside, box.role))
+            good.append((inside, role))
         if frame_boxes and not good:
             problems.append(problem(boxes.source, boxes.clip_id, number, NO_VALID_BOX))
             continue
@@ -516,8 +720,8 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
     return labels, problems
 
 
-def _show(box: Box) -> str:
-    return f"[{box.ymin:g}, {box.xmin:g}, {box.ymax:g}, {box.xmax:g}]"
+def _show(box: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{c:g}" for c in box) + "]"
 
 
 # --- masks and the supervised subset (TF, used by the input pipeline) ------------------

@@ -81,7 +81,7 @@ def _fit_boxes(item: VideoItem, num_frames: int, fps: float | None,
     per_frame, annotated, problems, clipped = boxes_lib.resolve(item.boxes, num_frames, fps,
                                                                  source_size)
     gt_boxes = item.gt_box is not None and item.gt_supervision
-    if not item.boxes.frames and not gt_boxes:
+    if not item.boxes.num_frames and not gt_boxes:
         return None, None, problems, clipped
     if gt_boxes and len(item.gt_box) == num_frames:
         gt = [[(b, boxes_lib.OBJECT)] if b[2] > b[0] and b[3] > b[1] else []

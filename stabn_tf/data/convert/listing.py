@@ -90,14 +90,13 @@ def attach_boxes(listing: Listing, files: Sequence[str], categories: str) -> lis
     """
     if not files:
         return []
-    try:
-        table, problems = boxes_lib.load_box_files(files, categories)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     known = {it.clip_id for items in listing.items.values() for it in items}
     # A rejected entry (bad video id, duplicate) is a failure already, not "no such video".
     known |= {str(r["id"]) for rs in listing.rejected.values() for r in rs}
-    problems += boxes_lib.unknown_ids(table, known)
+    try:  # only the converted videos' boxes are kept: memory follows them, not the files
+        table, problems = boxes_lib.load_box_files(files, categories, known=known)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     for split, items in listing.items.items():
         listing.items[split] = [dataclasses.replace(it, boxes=table[it.clip_id])
                                 if it.clip_id in table else it for it in items]

@@ -71,7 +71,7 @@ def records_schema(listing: Listing) -> dict:
     if any(it.gt_active is not None for it in items):
         lists.append(tfrecord.GT_ACTIVE)
     if any((it.gt_box is not None and it.gt_supervision) or
-           (it.boxes is not None and it.boxes.frames) for it in items):
+           (it.boxes is not None and it.boxes.num_frames) for it in items):
         lists += [*tfrecord.BOX_COORDS, tfrecord.BOX_ROLE, tfrecord.BOX_ANNOTATED]
     if any(it.gt_box is not None and (it.boxes is not None or not it.gt_supervision)
            for it in items):

@@ -135,8 +135,8 @@ def input_key(item: VideoItem, settings: EncodeSettings, content: str) -> str:
     if item.gt_supervision:  # the default leaves the key as it was before the option
         del annotation["gt_supervision"]
     if item.boxes is not None:
-        annotation["boxes"] = dataclasses.asdict(dataclasses.replace(
-            item.boxes, source=os.path.basename(item.boxes.source)))
+        annotation["boxes"] = {**item.boxes.fields(),
+                               "source": os.path.basename(item.boxes.source)}
         if item.boxes.active is None:  # likewise for box files without active_frames
             del annotation["boxes"]["active"]
     return hashlib.sha256(json.dumps(
