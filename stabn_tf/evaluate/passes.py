@@ -58,7 +58,8 @@ class Pass:
     `key` names its scores in the store (a folder name); `title` is what the progress
     shows; `open()` is entered around the pass and yields its `ScoreBatch` (e.g. with the
     attention inverted for the pass). Clips are read as `preprocessor` makes them,
-    `num_clips` per video, with the records' ground truth when `ground_truth`.
+    `num_clips` per video, with the records' ground truth when `ground_truth` (None: when
+    the records have it).
     """
 
     key: str
@@ -67,7 +68,7 @@ class Pass:
     open: Callable[[], contextlib.AbstractContextManager[ScoreBatch]]
     num_clips: int = 1
     limit: int | None = None
-    ground_truth: bool = False
+    ground_truth: bool | None = False
 
 
 def fixed(score: ScoreBatch) -> Callable[[], contextlib.AbstractContextManager[ScoreBatch]]:
