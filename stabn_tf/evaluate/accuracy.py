@@ -4,6 +4,9 @@
   video (each clip's softmax, averaged over the clips: 2 clips = the paper's "32+32").
 - `accuracy`, `evaluate_accuracy`: Table 1's numbers; `evaluate_inversions` and
   `inversion_ordering`: Table 2's, and whether the paper's ordering holds.
+- `accuracy_scorer`, `accuracy_pass`, `inversion_pass`, `accuracy_of`: the same as passes
+  over the split (`stabn_tf.evaluate.passes`) that keep per video only the true class's
+  rank (`true_class_rank`) and probability.
 """
 
 from __future__ import annotations
@@ -76,7 +79,10 @@ def score_videos(model: VideoClassifier, file_pattern: str | Sequence[str], *,
                  num_clips: int = 1, batch_size: int = 8,
                  max_videos: int | None = None) -> VideoScores:
     """Runs `model` on every video of the split with `num_clips` evenly offset clips
-    (`stabn_tf.data` eval sampling) and averages each head's softmax over the clips."""
+    (`stabn_tf.data` eval sampling) and averages each head's softmax over the clips.
+
+    Keeps every clip's K scores: for looking at a few videos' scores. The tables
+    (`evaluate_accuracy`, `run`) keep only a rank and a probability per video."""
     ds = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
                       batch_size=batch_size, num_clips=num_clips, with_metadata=True,
                       with_ground_truth=False)
