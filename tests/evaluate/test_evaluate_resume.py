@@ -178,7 +178,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from stabn_tf import evaluate as ev
     checkpoint, files = sys.argv[1:3]
     common = dict(checkpoint=checkpoint, files=files, tables=["table1", "explanation"],
-                  num_clips=[2], batch_size=5, explain_max_videos=5, deletion_grid=2,
+                  num_clips=[2], batch_size=5, explain_max_videos=3, deletion_grid=2,
                   gradcam_layers=["res5"], precision="float32", log=lambda line: None,
                   progress=False)
     one = ev.run(strategy="default", **common)
@@ -232,7 +232,7 @@ def test_two_workers_merge_into_the_one_process_results(checkpoint, tiny_tfrecor
     def command(out, *extra):
         return [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={checkpoint}",
                 f"--files={tiny_tfrecords}/validation-*.tfrecord", "--num_clips=1",
-                "--invert=none,both", "--batch_size=2", "--explain_max_videos=7",
+                "--tables=table1,explanation", "--batch_size=2", "--explain_max_videos=7",
                 "--deletion_grid=2", "--gradcam_layers=res5", "--precision=float32",
                 f"--output_dir={out}", *extra]
 
