@@ -6,8 +6,11 @@ and the quality of the explanations against ground truth, next to Grad-CAM and c
         --tables=all --figures=4 --output_dir=runs/demo/evaluation
 
 Modules: `inputs` (checkpoint and shards to evaluate), `accuracy` (Tables 1 and 2),
-`quality` (explanation metrics), `tables` (Markdown), `report` (`run`: the whole CLI as
-one call, and the figures), `errors` (`EvaluationError`, one line for the user).
+`quality` (explanation metrics), `passes` (a table as passes over the split, shard by
+shard, a few numbers kept per video), `state` (those numbers kept on disk: resume),
+`progress` (time left), `devices` (local GPUs, several machines), `tables` (Markdown),
+`report` (`run`: the whole CLI as one call, and the figures), `errors`
+(`EvaluationError`, one line for the user).
 """
 
 from stabn_tf.evaluate.accuracy import (
@@ -19,6 +22,7 @@ from stabn_tf.evaluate.accuracy import (
     inversion_ordering,
     score_videos,
     topk_accuracy,
+    true_class_rank,
 )
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import load_checkpoint, validation_files
@@ -51,6 +55,7 @@ __all__ = [
     "table1_markdown",
     "table2_markdown",
     "topk_accuracy",
+    "true_class_rank",
     "validation_files",
     "write_figures",
 ]

@@ -4,10 +4,14 @@
   video (each clip's softmax, averaged over the clips: 2 clips = the paper's "32+32").
 - `accuracy`, `evaluate_accuracy`: Table 1's numbers; `evaluate_inversions` and
   `inversion_ordering`: Table 2's, and whether the paper's ordering holds.
+- `accuracy_scorer`, `accuracy_pass`, `inversion_pass`, `accuracy_of`: the same as passes
+  over the split (`stabn_tf.evaluate.passes`) that keep per video only the true class's
+  rank (`true_class_rank`) and probability.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -16,6 +20,8 @@ import tensorflow as tf
 
 from stabn_tf.data import make_dataset
 from stabn_tf.evaluate.errors import EvaluationError
+from stabn_tf.evaluate.passes import Pass, ScoreBatch, fixed, in_order, plan_shards, run_pass
+from stabn_tf.evaluate.state import Scores, ScoreStore
 from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.models.policy import inference_graph
 from stabn_tf.models.stabn import VideoClassifier, attention_inversion
@@ -73,7 +79,10 @@ def score_videos(model: VideoClassifier, file_pattern: str | Sequence[str], *,
                  num_clips: int = 1, batch_size: int = 8,
                  max_videos: int | None = None) -> VideoScores:
     """Runs `model` on every video of the split with `num_clips` evenly offset clips
-    (`stabn_tf.data` eval sampling) and averages each head's softmax over the clips."""
+    (`stabn_tf.data` eval sampling) and averages each head's softmax over the clips.
+
+    Keeps every clip's K scores: for looking at a few videos' scores. The tables
+    (`evaluate_accuracy`, `run`) keep only a rank and a probability per video."""
     ds = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
                       batch_size=batch_size, num_clips=num_clips, with_metadata=True,
                       with_ground_truth=False)
@@ -118,15 +127,98 @@ def accuracy(scores: VideoScores) -> dict[str, dict[str, float]]:
             for head, p in scores.probabilities.items()}
 
 
+def true_class_rank(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row, how many classes come before the true one in `topk_accuracy`'s order
+    (higher scores first, ties by index): the label is in the top k when the rank is < k.
+    Kept per video instead of the K scores."""
+    probabilities = np.asarray(probabilities)
+    rows = np.arange(len(labels))
+    true = probabilities[rows, labels][:, None]
+    before = np.arange(probabilities.shape[-1])[None, :] < np.asarray(labels)[:, None]
+    return ((probabilities > true) | ((probabilities == true) & before)).sum(axis=1
+                                                                         ).astype(np.int32)
+
+
+def accuracy_scorer(model: VideoClassifier, num_clips: int, heads: Sequence[str] = HEADS,
+                    replicate: Callable[[Callable], Callable] = lambda f: f) -> ScoreBatch:
+    """Per-video scores of a batch for Table 1 / 2: per head, the true class's rank
+    (`<head>/rank`) and probability (`<head>/p_true`) of the clips' averaged softmax.
+    `replicate` spreads each forward call over the local devices."""
+    forward = replicate(traced_forward(model))
+
+    def score(clips, targets, where) -> Scores:
+        labels = targets[PERCEPTION].numpy()
+        check_labels(labels, model, where.path)
+        count = int(clips.shape[0])
+        outputs = forward(tf.reshape(clips, [-1, *clips.shape[-4:]]))  # [B·n, T, S, S, 3]
+        scores = {}
+        for head in heads:
+            if head in outputs:
+                probs = softmax(outputs[head]).reshape(count, num_clips, -1).mean(axis=1)
+                scores[f"{head}/rank"] = true_class_rank(probs, labels)
+                scores[f"{head}/p_true"] = probs[np.arange(count), labels]
+        return scores
+
+    return score
+
+
+def accuracy_of(scores: Scores) -> dict[str, dict[str, float]]:
+    """`accuracy`'s numbers from the per-video scores of `accuracy_scorer`."""
+    heads = [name.split("/")[0] for name in scores if name.endswith("/rank")]
+    return {head: {"top1": float((scores[f"{head}/rank"] < 1).mean()),
+                   "top5": float((scores[f"{head}/rank"] < 5).mean()),
+                   "true_class_probability": float(scores[f"{head}/p_true"].mean())}
+            for head in heads}
+
+
+def accuracy_pass(model: VideoClassifier, num_clips: int, *, key: str, title: str,
+                  limit: int | None = None,
+                  replicate: Callable[[Callable], Callable] = lambda f: f) -> Pass:
+    """Table 1's pass for one model and clip count."""
+    return Pass(key, title, model.preprocessor,
+                fixed(accuracy_scorer(model, num_clips, replicate=replicate)),
+                num_clips=num_clips, limit=limit)
+
+
+def inversion_pass(model: VideoClassifier, mode: str, num_clips: int, *, key: str,
+                   title: str, limit: int | None = None,
+                   replicate: Callable[[Callable], Callable] = lambda f: f) -> Pass:
+    """Table 2's pass for one inversion setting: the forward is traced with it set."""
+    @contextlib.contextmanager
+    def inverted():
+        with attention_inversion(mode, model):
+            yield accuracy_scorer(model, num_clips, (PERCEPTION,), replicate)
+
+    return Pass(key, title, model.preprocessor, inverted, num_clips=num_clips, limit=limit)
+
+
+def check_inversions(model: VideoClassifier, modes: Sequence[str]) -> None:
+    if not model.has_attention:
+        raise EvaluationError("attention inversion needs an ST-ABN model (this one has no "
+                              "attention branch)")
+    unknown = [m for m in modes if m not in INVERSIONS]
+    if unknown:
+        raise EvaluationError(f"unknown inversion setting(s) {unknown}; choose from {INVERSIONS}")
+
+
+def _scores(p: Pass, file_pattern, batch_size: int) -> Scores:
+    """A pass over the split in memory, quietly (the library calls below)."""
+    shards = plan_shards(file_pattern, p.limit)
+    if not shards:
+        raise EvaluationError(f"no videos in {file_pattern!r}")
+    return in_order(run_pass(p, shards, batch_size=batch_size, store=ScoreStore(),
+                             log=lambda line: None, bar=False))
+
+
 def evaluate_accuracy(model: VideoClassifier, file_pattern, num_clips: Sequence[int] = (1, 2),
                       *, batch_size: int = 8, max_videos: int | None = None) -> dict:
     """Table 1 numbers for one model: `{"<n>": {head: {"top1", "top5"}}, "videos": N}`."""
     results: dict = {}
     for n in num_clips:
-        scores = score_videos(model, file_pattern, num_clips=n, batch_size=batch_size,
-                              max_videos=max_videos)
-        results[str(n)] = accuracy(scores)
-        results["videos"] = len(scores.labels)
+        scores = _scores(accuracy_pass(model, n, key=f"clips{n}", title="", limit=max_videos),
+                         file_pattern, batch_size)
+        results[str(n)] = accuracy_of(scores)
+        results["videos"] = len(scores[f"{PERCEPTION}/rank"])
     return results
 
 
@@ -138,18 +230,11 @@ def evaluate_inversions(model: VideoClassifier, file_pattern,
     Returns `{mode: {"top1", "top5"}, "ordering": {...}}`; the model's own inversion mode is
     restored afterwards.
     """
-    if not model.has_attention:
-        raise EvaluationError("attention inversion needs an ST-ABN model (this one has no "
-                              "attention branch)")
-    unknown = [m for m in modes if m not in INVERSIONS]
-    if unknown:
-        raise EvaluationError(f"unknown inversion setting(s) {unknown}; choose from {INVERSIONS}")
+    check_inversions(model, modes)
     results: dict = {}
     for mode in modes:
-        with attention_inversion(mode, model):
-            scores = score_videos(model, file_pattern, num_clips=num_clips,
-                                  batch_size=batch_size, max_videos=max_videos)
-        results[mode] = accuracy(scores)[PERCEPTION]
+        p = inversion_pass(model, mode, num_clips, key=mode, title="", limit=max_videos)
+        results[mode] = accuracy_of(_scores(p, file_pattern, batch_size))[PERCEPTION]
     results["ordering"] = inversion_ordering(results)
     return results
 

@@ -6,6 +6,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -95,3 +96,43 @@ def multi_worker_trainer(model: keras.Model) -> keras.Model:
     if tf.distribute.has_strategy():
         raise RuntimeError("multi_worker_trainer must be called outside the strategy's scope.")
     return _MultiWorkerTrainer(model.input, model.output, name=model.name)
+
+
+def worker_position(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this process's index, number of processes) in the cluster: the chief (if any)
+    first, then the workers by index; (0, 1) when not multi-worker. Work split by
+    process (e.g. shards `i::n`) uses it."""
+    if not is_multi_worker(strategy):
+        return 0, 1
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    tasks = [("chief", i) for i in range(len(cluster.get("chief", [])))] + \
+        [("worker", i) for i in range(len(cluster.get("worker", [])))]
+    return tasks.index(task_identity(strategy)), len(tasks)
+
+
+def gather_bytes(strategy: tf.distribute.Strategy, data: bytes) -> list[bytes]:
+    """Every process's `data` (not empty), on every process, in the collective's replica
+    order (say in the data whose it is where it matters): each process of the cluster
+    calls it once, with its own bytes. `[data]` when not multi-worker."""
+    if not is_multi_worker(strategy):
+        return [data]
+    sent = []
+
+    def mine(values: np.ndarray, empty: np.ndarray):
+        """`values` from this process's first replica, `empty` from the others."""
+        def value(context):
+            first = not sent
+            sent.append(True)
+            return tf.constant(values if first else empty)
+        sent.clear()
+        return strategy.experimental_distribute_values_from_function(value)
+
+    length = np.array([len(data)], np.int64)
+    lengths = strategy.gather(mine(length, np.zeros(1, np.int64)), axis=0).numpy()
+    width = (int(lengths.max()) + 3) // 4
+    padded = np.zeros([1, width * 4], np.uint8)
+    padded[0, :len(data)] = np.frombuffer(data, np.uint8)
+    rows = strategy.gather(mine(padded.view(np.int32), np.zeros([1, width], np.int32)),
+                           axis=0).numpy()
+    return [row.view(np.uint8)[:n].tobytes() for row, n in zip(rows, lengths, strict=True)
+            if n]  # data is never empty: a 0 is a process's further replica
