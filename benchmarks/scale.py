@@ -20,6 +20,8 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 - `convert`: `convert_dataset` of an SSv2 layout of tiny videos (16×16 px, 45 frames) with
   the N-video box files; `scale_convert.LISTED` says how many videos the layout lists.
 - `resume`: the same conversion again, with nothing left to do.
+- `evaluate`: Tables 1+2 and the explanation-quality table of a tiny model on N
+  synthetic validation videos (`scale_evaluate.py`; sizes of 100 and 1,000 suit it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ STAGES = {
     "boxes_main": "scale_boxes_main",
     "convert": "scale_convert",
     "resume": "scale_resume",
+    "evaluate": "scale_evaluate",
 }
 
 flags.DEFINE_list("stages", ["boxes", "boxes_main", "convert", "resume"],
