@@ -119,11 +119,12 @@ def decode_video(
         if not frames:
             raise VideoReadError(path, "no decodable video frames (truncated or corrupt)")
         declared = _declared_duration(container, stream)
+        start = _start_time(stream)  # PyAV 18 refuses stream attributes once it is closed
     note = None if declared else NO_DURATION
     detail = None
     if declared and last_time is not None:
         frame_time = 1.0 / fps if fps else 0.0
-        covered = last_time + frame_time - _start_time(stream)
+        covered = last_time + frame_time - start
         if covered + 1.5 * frame_time < declared:
             note = SHORTER_THAN_HEADER
             detail = (f"{len(frames)} decoded frames cover {covered:.2f} s of the "
