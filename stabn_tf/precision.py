@@ -13,6 +13,9 @@ found on this machine (never assumed from the platform) and float32 otherwise.
 CPU features come from `/proc/cpuinfo` (Linux); on other systems none are detected, so
 `auto` is float32 on their CPUs. Tests pass `cpu=parse_cpuinfo(text)` and `gpus` to check
 both branches.
+
+`python -m stabn_tf.precision` prints this machine's CPU, what `auto` picks, and which
+export to deploy on its CPU class (`stabn_tf.deploy.recommendation`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class CPUInfo:
 
     model: str
     features: tuple[str, ...] = ()
+    #: x86 AVX2: the vector ISA that int8 and float32 kernels fall back to without the above.
+    avx2: bool = False
 
     @property
     def bf16_feature(self) -> str | None:
@@ -80,7 +85,7 @@ def parse_cpuinfo(text: str) -> CPUInfo:
         elif key in ("flags", "Features") and not flags:  # x86 / ARM spelling
             flags = set(value.split())
     return CPUInfo(model or platform.processor() or "unknown CPU",
-                   tuple(f for f in CPU_FEATURES if f in flags))
+                   tuple(f for f in CPU_FEATURES if f in flags), "avx2" in flags)
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,3 +176,27 @@ def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
 def resolve_precision(requested: str = "auto", **machine) -> str:
     """"float32" or "bfloat16" for `requested` on this machine (see `choose_precision`)."""
     return choose_precision(requested, **machine).precision
+
+
+def describe_machine(cpu: CPUInfo | None = None) -> str:
+    """The CPU, `auto`'s choice on its CPU and the deploy advice for its class, as
+    `python -m stabn_tf.precision` prints them (GPUs are not asked about: deployment
+    here is to CPUs)."""
+    from stabn_tf.deploy.recommendation import recommend  # the figures, not needed above
+
+    cpu = cpu_info() if cpu is None else cpu
+    return (f"CPU: {cpu.describe()}\n{choose_precision('auto', cpu=cpu, gpus=[]).describe()}\n"
+            f"{recommend(cpu).describe()}")
+
+
+def main(argv: Sequence[str]) -> None:
+    from stabn_tf import cli  # cli imports this module: only the command needs it
+
+    cli.no_arguments(argv)
+    print(describe_machine(), flush=True)
+
+
+if __name__ == "__main__":
+    from stabn_tf import cli
+
+    cli.Command("stabn_tf.precision", main, doc=__doc__)()
