@@ -14,7 +14,7 @@ near-zero cells whose rounding lowers r without changing the map a person sees),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from stabn_tf.deploy import ExportError
 from stabn_tf.outputs import SPATIAL_ATTENTION, TEMPORAL_ATTENTION
@@ -52,11 +52,17 @@ def describe_limits() -> str:
                      + [f"{name} ≤ {limit:g}" for _, name, limit in UPPER_LIMITS])
 
 
-def require_faithful(parity: Mapping[str, float], what: str, accept: bool) -> None:
+def require_faithful(parity: Mapping[str, float], what: str, accept: bool,
+                     details: str = "",
+                     notify: Callable[[str], None] = lambda message: None) -> None:
     """`ExportError` (one line, nothing written) when `parity` misses the limits and the
-    user did not pass `--accept_unfaithful`; `what` names the export, e.g. "the int8 IR"."""
+    user did not pass `--accept_unfaithful`; `what` names the export, e.g. "the int8 IR".
+    `details` (the full parity block) goes to `notify` first, so the numbers are shown
+    with the refusal."""
     missed = shortfalls(parity)
     if missed and not accept:
+        if details:
+            notify(details)
         raise ExportError(
             f"{what} does not keep the explanation on {int(parity['clips'])} validation "
             f"clips against Keras float32: {'; '.join(missed)}; nothing written "

@@ -17,7 +17,5 @@ def peak_rss_bytes() -> int:
 
 
 def format_peak_rss(report: Mapping) -> str:
-    """The report's line: "peak RSS of this export: 2.31 GB (the whole process: model
-    load, conversion, calibration, parity)"."""
-    return (f"peak RSS of this export: {report['peak_rss_bytes'] / 1e9:.2f} GB (the whole "
-            "process: checkpoint, conversion, calibration, parity)")
+    """The report's line: "peak RSS of this export: 2.31 GB (the whole process)"."""
+    return f"peak RSS of this export: {report['peak_rss_bytes'] / 1e9:.2f} GB (the whole process)"

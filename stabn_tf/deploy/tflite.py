@@ -499,13 +499,18 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
         report["quantization_violations"] = quantization_violations(flatbuffer, quantize)
     if eval_data:
         report["parity"] = parity(model, flatbuffer, eval_data, num_eval, num_threads)
-        require_faithful(report["parity"], f"the {quantize} TFLite model", accept_unfaithful)
+        require_faithful(report["parity"], f"the {quantize} TFLite model", accept_unfaithful,
+                         PARITY_TITLE + format_parity(report["parity"]), notify)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
     write_atomic(config_path(output),
                  json.dumps(export_config(model, quantize, integer_input), indent=1))
     report["peak_rss_bytes"] = peak_rss_bytes()
     return report
+
+
+#: The line above a parity block.
+PARITY_TITLE = "parity with Keras (float32) on the validation TFRecords:\n"
 
 
 def format_parity(numbers: Mapping[str, float], candidate: str = "TFLite") -> str:
@@ -545,7 +550,6 @@ def format_report(report: Mapping) -> str:
         lines.append(f"every CONV_2D / FULLY_CONNECTED in {report['quantize']}: "
                      + ("yes" if not left else f"NO: {left}"))
     if "parity" in report:
-        lines += ["parity with Keras (float32) on the validation TFRecords:",
-                  format_parity(report["parity"])]
+        lines.append(PARITY_TITLE + format_parity(report["parity"]))
     lines.append(format_peak_rss(report))
     return "\n".join(lines)

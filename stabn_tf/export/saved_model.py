@@ -21,7 +21,7 @@ from stabn_tf.deploy import RunData
 from stabn_tf.deploy import saved_model as serving
 from stabn_tf.deploy.faithfulness import require_faithful
 from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
-from stabn_tf.deploy.tflite import format_parity
+from stabn_tf.deploy.tflite import PARITY_TITLE, format_parity
 from stabn_tf.disk import disk_full_message, is_disk_full
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
@@ -52,14 +52,15 @@ def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
     precision, checked = FLAGS.precision, {}
 
+    def parity_text() -> str:
+        return PARITY_TITLE + format_parity(checked["parity"], candidate="SavedModel")
+
     def check(staged: str) -> None:
         checked["diff"] = serving.self_check(staged, model, precision)
         if eval_data:
             checked["parity"] = serving.parity(staged, model, eval_data, FLAGS.num_eval)
-            print(f"parity with Keras (float32) on the validation TFRecords, {precision}:\n"
-                  + format_parity(checked["parity"], candidate="SavedModel"), flush=True)
             require_faithful(checked["parity"], f"the {precision} SavedModel",
-                             FLAGS.accept_unfaithful)
+                             FLAGS.accept_unfaithful, parity_text(), cli.log)
 
     try:
         serving.check_precision(precision)
@@ -84,6 +85,7 @@ def main(argv: Sequence[str]) -> int:
           f"float32: max |Δ probabilities| = {checked['diff']:.2e} (tolerance "
           f"{serving.SELF_CHECK_TOLERANCE[precision]:g})\n"
           f"inspect: saved_model_cli show --dir {path} --all\n"
+          + (parity_text() + "\n" if "parity" in checked else "")
           + format_peak_rss({"peak_rss_bytes": peak_rss_bytes()}), flush=True)
     if FLAGS.evaluate and not eval_data:
         cli.log(f"no parity numbers: no validation TFRecords ({data.problem}); pass "
