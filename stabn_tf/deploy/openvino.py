@@ -42,6 +42,7 @@ import contextlib
 import gc
 import io
 import json
+import logging
 import os
 import tempfile
 import time
@@ -165,10 +166,16 @@ def quantize_int8(ir: ov.Model, clips: Iterable[np.ndarray],
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     # NNCF's rich progress bars go to stdout, its INFO lines to stderr: the CLI says
     # itself what is being calibrated.
-    with caught_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
-                                  target_device=nncf.TargetDevice.CPU, ignored_scope=ignored,
-                                  advanced_parameters=ranges)
+    log = logging.getLogger("nncf")
+    level = log.level
+    log.setLevel(logging.WARNING)  # its INFO lines list the ignored scope
+    try:
+        with caught_stderr(), contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
+                                      target_device=nncf.TargetDevice.CPU,
+                                      ignored_scope=ignored, advanced_parameters=ranges)
+    finally:
+        log.setLevel(level)
     left = weight_violations(quantized, keep_float)
     if left:
         raise RuntimeError(f"int8 quantization left {len(left)} weighted ops in float: "
