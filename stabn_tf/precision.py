@@ -190,13 +190,16 @@ def describe_machine(cpu: CPUInfo | None = None) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
-    from stabn_tf import cli  # cli imports this module: only the command needs it
+    """`python -m stabn_tf.precision`: no arguments, the machine's description on stdout
+    (a plain absl app: `stabn_tf.cli` itself imports this module)."""
+    from absl import app
 
-    cli.no_arguments(argv)
+    if len(argv) > 1:
+        raise app.UsageError(f"no arguments expected, got {' '.join(argv[1:])}")
     print(describe_machine(), flush=True)
 
 
 if __name__ == "__main__":
-    from stabn_tf import cli
+    from absl import app
 
-    cli.Command("stabn_tf.precision", main, doc=__doc__)()
+    app.run(main)

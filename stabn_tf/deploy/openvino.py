@@ -120,19 +120,22 @@ def _ancestors(output) -> set[str]:
     return seen
 
 
-def attention_heads(ir: ov.Model) -> list[str]:
-    """The weighted ops of the attention heads: those that only one of the two
-    explanation outputs depends on (the temporal head's 3×3 conv, frame mixing and two
-    dense layers; the spatial head's 1×1 conv), found from the graph, not from names.
-    Empty for a model without attention."""
+def head_region(ir: ov.Model) -> set[str]:
+    """Every op of the attention heads: those that only one of the two explanation
+    outputs depends on, found from the graph, not from names. Empty for a model without
+    attention."""
     outputs = {name: out for out in ir.outputs for name in out.get_names()}
     if TEMPORAL_ATTENTION not in outputs or SPATIAL_ATTENTION not in outputs:
-        return []
-    temporal = _ancestors(outputs[TEMPORAL_ATTENTION])
-    spatial = _ancestors(outputs[SPATIAL_ATTENTION])
-    heads = temporal ^ spatial
+        return set()
+    return _ancestors(outputs[TEMPORAL_ATTENTION]) ^ _ancestors(outputs[SPATIAL_ATTENTION])
+
+
+def attention_heads(ir: ov.Model) -> list[str]:
+    """The weighted ops of the attention heads (`head_region`): the temporal head's 3×3
+    conv, frame mixing and two dense layers, the spatial head's 1×1 conv."""
+    region = head_region(ir)
     return [node.get_friendly_name() for node in ir.get_ordered_ops()
-            if node.get_type_name() in WEIGHTED_OPS and node.get_friendly_name() in heads]
+            if node.get_type_name() in WEIGHTED_OPS and node.get_friendly_name() in region]
 
 
 def quantize_int8(ir: ov.Model, clips: Iterable[np.ndarray],
@@ -233,9 +236,10 @@ def op_report(compiled: ov.CompiledModel) -> collections.Counter[tuple[str, str]
 
 
 def quantization_violations(compiled: ov.CompiledModel,
-                            keep_float: Sequence[str] = ()) -> list[str]:
+                            keep_float: Iterable[str] = ()) -> list[str]:
     """Weighted layers the CPU runs in anything but int8, other than those made from the
-    ops named in `keep_float`; empty for an int8 IR."""
+    ops named in `keep_float` (e.g. `head_region`: a fused layer keeps the names of its
+    bias and activation, not always its MatMul's); empty for an int8 IR."""
     kept = set(keep_float)
     return [f"{kind} [{precision}] {names[:80]}"
             for kind, precision, names in _runtime_layers(compiled)
@@ -303,12 +307,13 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
     gc.collect()
     converted = time.perf_counter()
     kept: list[str] = []
+    region = head_region(ir)
     if clips is not None:
         kept = attention_heads(ir)
         ir = quantize_int8(ir, clips, keep_float=kept)
     quantized = time.perf_counter()
     compiled = compile_ir(ir, precision, num_threads)
-    left = quantization_violations(compiled, kept) if clips is not None else []
+    left = quantization_violations(compiled, region) if clips is not None else []
     if left:
         raise ExportError(f"int8 IR rejected: the CPU would run {len(left)} weighted layers "
                           f"in float: {left[:3]}")

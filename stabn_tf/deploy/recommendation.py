@@ -41,7 +41,7 @@ CPU_CLASSES = {
         "export.openvino --quantize=int8 (1.32-1.47x TFLite int8 on the full R50)",
         "export.saved_model --precision=bfloat16 (3.3x float32)",
         "benchmarks/results/inference_r50_amx_2core.md (2-core Xeon with AMX, measured by "
-        "the team)"),
+        "the team, with the int8 IR before its attention heads were kept float32)"),
     AVX512: Recommendation(
         AVX512,
         "export.openvino --quantize=int8 or export.tflite --quantize=int8: level "
@@ -51,10 +51,11 @@ CPU_CLASSES = {
         "35; no result file of this class is committed"),
     AVX2: Recommendation(
         AVX2,
-        "export.openvino --quantize=int8 (2.0x TFLite int8 on the demo model)",
-        "export.saved_model --precision=float32 (bf16 is emulated here: slower)",
-        "benchmarks/results/inference_demo_avx2_2core.md (2-core AMD EPYC, AVX2 only; the "
-        "demo model)"),
+        "export.openvino --quantize=int8 (the demo model: 3.5 ms against TFLite int8's "
+        "6.3 ms by minimum latency; level by median on a loaded machine)",
+        "export.saved_model --precision=float32 (no bf16 units: bf16 is emulated)",
+        "benchmarks/results/inference_demo_avx2_2core.md (2-core AMD EPYC, AVX2 only, "
+        "load 16; the demo model, not the full size)"),
     OTHER: Recommendation(
         OTHER,
         "export.tflite --quantize=int8 (LiteRT/XNNPACK runs on any CPU; not measured here)",
