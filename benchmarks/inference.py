@@ -19,7 +19,7 @@ parts). Latency = median of
 formats, so background load on a shared machine hits every format alike and the ratios
 (to TFLite float32 and to TFLite int8, today's fastest) stay fair. The header names the CPU
 and its matrix features (AMX, AVX512-BF16/VNNI): the ranking depends on them; it also prints
-the deploy advice for the CPU's class (`stabn_tf.deploy.recommendation`).
+the deploy advice for the CPU's class (`stabn_tf.precision.recommend`).
 
 `--evaluate_videos=8` also times `evaluate --tables=all` of the model (Tables 1 and 2 and
 the explanation-quality table) with `--precision=float32` and with `auto`.
@@ -58,7 +58,6 @@ import tensorflow as tf  # noqa: E402
 import stabn_tf  # noqa: E402
 from stabn_tf.data import preprocess  # noqa: E402
 from stabn_tf.deploy import openvino, tflite  # noqa: E402
-from stabn_tf.deploy.recommendation import recommend  # noqa: E402
 from stabn_tf.deploy.saved_model import (  # noqa: E402
     SERVING_DEFAULT,
     export_saved_model,
@@ -73,7 +72,11 @@ from stabn_tf.inference.openvino import (  # noqa: E402
     weights_path,
 )
 from stabn_tf.models.policy import with_precision  # noqa: E402
-from stabn_tf.precision import choose_precision, cpu_info  # noqa: E402
+from stabn_tf.precision import (  # noqa: E402
+    choose_precision,
+    cpu_info,
+    recommend,  # noqa: E402
+)
 from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from stabn_tf import precision as pr
-from stabn_tf.deploy import recommendation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -102,11 +101,11 @@ def test_no_cpuinfo_means_no_features(monkeypatch, tmp_path):
 def test_each_cpu_class_gets_its_advice_and_says_where_the_figures_came_from(cpuinfo,
                                                                            cpu_class):
     cpu = pr.parse_cpuinfo(cpuinfo)
-    assert recommendation.cpu_class(cpu) == cpu_class
+    assert pr.cpu_class(cpu) == cpu_class
     text = pr.describe_machine(cpu)
     assert text.startswith(f"CPU: {cpu.describe()}\nprecision: ")
     assert f"CPU class: {cpu_class}\n" in text
-    advice = recommendation.recommend(cpu)
+    advice = pr.recommend(cpu)
     assert advice.fastest in text and advice.serving in text and f"figures: {advice.source}" \
         in text
     # bf16 serving only where auto picks bf16: the advice and `auto` agree
@@ -115,7 +114,7 @@ def test_each_cpu_class_gets_its_advice_and_says_where_the_figures_came_from(cpu
 
 
 def test_result_files_the_advice_cites_are_committed():
-    for advice in recommendation.CPU_CLASSES.values():
+    for advice in pr.CPU_CLASSES.values():
         for word in advice.source.split():
             if word.startswith("benchmarks/results/"):
                 assert (ROOT / word).is_file(), word

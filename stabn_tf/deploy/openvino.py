@@ -157,8 +157,12 @@ def quantize_int8(ir: ov.Model, clips: Iterable[np.ndarray],
 
     if iter(clips) is clips:  # NNCF may read the set more than once
         clips = list(clips)
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from nncf.quantization.advanced_parameters import (  # optional, as nncf above
+        AdvancedQuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import (  # optional, as nncf above
+        RangeEstimatorParametersSet,
+    )
 
     dataset = nncf.Dataset(clips, lambda clip: np.asarray(clip, np.float32)[None])
     ignored = nncf.IgnoredScope(names=list(keep_float)) if keep_float else None
