@@ -9,14 +9,17 @@ the model rebuilt in bfloat16 (`_bf16`: what `--precision=bfloat16` runs), the T
 SavedModel's `serving_default` in float32 and bfloat16 (uint8 frames at the stored size
 256/224·S, so its time includes the in-graph crop/resize/normalise), TFLite float32 /
 float16 / dynamic / int8 run by LiteRT with XNNPACK (`--threads`), our OpenVINO IR
-(`export.openvino`) compiled for float32 and bfloat16 and its NNCF int8 IR, and, as
+(`export.openvino`) compiled for float32 and bfloat16, its NNCF int8 IR as the export
+writes it (the attention heads, which compute Mt and Ms, in float32) and with every
+weighted op in int8 (`openvino_int8_all`, the IR before the heads were kept), and, as
 references, OpenVINO reading our own float and int8 `.tflite` files (`openvino_tflite_*`,
 compiled at the CPU's best precision as OpenVINO picks by default; so are int8's float
 parts). Latency = median of
 `--runs` batch-1 calls after `--warmup` calls; the runs are interleaved round-robin over the
 formats, so background load on a shared machine hits every format alike and the ratios
 (to TFLite float32 and to TFLite int8, today's fastest) stay fair. The header names the CPU
-and its matrix features (AMX, AVX512-BF16/VNNI): the ranking depends on them.
+and its matrix features (AMX, AVX512-BF16/VNNI): the ranking depends on them; it also prints
+the deploy advice for the CPU's class (`stabn_tf.precision.recommend`).
 
 `--evaluate_videos=8` also times `evaluate --tables=all` of the model (Tables 1 and 2 and
 the explanation-quality table) with `--precision=float32` and with `auto`.
@@ -69,14 +72,18 @@ from stabn_tf.inference.openvino import (  # noqa: E402
     weights_path,
 )
 from stabn_tf.models.policy import with_precision  # noqa: E402
-from stabn_tf.precision import choose_precision, cpu_info  # noqa: E402
+from stabn_tf.precision import (  # noqa: E402
+    choose_precision,
+    cpu_info,
+    recommend,  # noqa: E402
+)
 from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 
 FLAGS = flags.FLAGS
 TF_FORMATS = ("keras_eager", "tf_function", "tf_xla", "saved_model",
               "tf_function_bf16", "tf_xla_bf16", "saved_model_bf16")
 TFLITE_FORMATS = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8")
-OPENVINO_FORMATS = ("openvino_f32", "openvino_bf16", "openvino_int8",
+OPENVINO_FORMATS = ("openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8_all",
                     "openvino_tflite_float32", "openvino_tflite_int8")
 ALL_FORMATS = TF_FORMATS + TFLITE_FORMATS + OPENVINO_FORMATS
 flags.DEFINE_list("models", ["demo", "r50"], "demo and/or r50.")
@@ -212,11 +219,13 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     irs: dict[str, object] = {}
 
     def openvino_ir(quantize: str):
-        """Our IR (what `export.openvino` writes), float or NNCF int8, and its size."""
+        """Our IR, float or NNCF int8 as `export.openvino` writes it (the attention heads
+        in float32), or "int8_all" (every weighted op int8, as before), and its size."""
         if quantize not in irs:
-            ir = openvino.convert_to_openvino(openvino.ir_graph(model, quantize))
-            if quantize == "int8":
-                ir = openvino.quantize_int8(ir, clips)
+            ir = openvino.convert_to_openvino(openvino.ir_graph(model, quantize[:4]))
+            if quantize.startswith("int8"):
+                keep = openvino.attention_heads(ir) if quantize == "int8" else []
+                ir = openvino.quantize_int8(ir, clips, keep_float=keep)
             path = os.path.join(workdir, f"{name}_{quantize}.xml")
             openvino.save_ir(ir, path)
             irs[quantize] = (ir, os.path.getsize(path) + os.path.getsize(weights_path(path)))
@@ -244,6 +253,7 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     if best == "bfloat16":
         add("openvino_bf16", lambda: ov_ir("none", "bfloat16"))
     add("openvino_int8", lambda: ov_ir("int8", best))
+    add("openvino_int8_all", lambda: ov_ir("int8_all", best))
     add("openvino_tflite_float32", lambda: ov_reads_tflite("none", best))
     add("openvino_tflite_int8", lambda: ov_reads_tflite("int8", best))
     return formats
@@ -299,7 +309,7 @@ def _table(name: str, formats: dict, times: dict[str, list[float]]) -> tuple[str
 SPEEDUPS = (("tf_function_bf16", "tf_function"), ("tf_xla_bf16", "tf_xla"),
             ("saved_model_bf16", "saved_model"), ("openvino_bf16", "tf_function"),
             ("openvino_bf16", "tflite_float32"), ("openvino_int8", "tflite_int8"),
-            ("openvino_int8", "openvino_tflite_int8"))
+            ("openvino_int8", "openvino_tflite_int8"), ("openvino_int8", "openvino_int8_all"))
 
 
 def _speedups(medians: dict[str, float]) -> list[str]:
@@ -357,6 +367,7 @@ def main(argv) -> None:
               f"{import_openvino().get_version().split('-')[0]}; {FLAGS.threads} threads; "
               f"{choose_precision('auto').describe()}")
     print(header, flush=True)
+    print(recommend(cpu_info()).describe(), flush=True)
     results: dict = {"header": header, "models": {}}
     workdir = tempfile.mkdtemp(prefix="stabn_bench_")
     try:

@@ -13,6 +13,9 @@ found on this machine (never assumed from the platform) and float32 otherwise.
 CPU features come from `/proc/cpuinfo` (Linux); on other systems none are detected, so
 `auto` is float32 on their CPUs. Tests pass `cpu=parse_cpuinfo(text)` and `gpus` to check
 both branches.
+
+`python -m stabn_tf.precision` prints this machine's CPU, what `auto` picks, and which
+export to deploy on its CPU class (`recommend`, from figures measured on each class).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import dataclasses
 import functools
 import platform
 from collections.abc import Sequence
+
+from absl import app
 
 from stabn_tf.errors import StabnError
 
@@ -57,6 +62,8 @@ class CPUInfo:
 
     model: str
     features: tuple[str, ...] = ()
+    #: x86 AVX2: the vector ISA that int8 and float32 kernels fall back to without the above.
+    avx2: bool = False
 
     @property
     def bf16_feature(self) -> str | None:
@@ -80,7 +87,7 @@ def parse_cpuinfo(text: str) -> CPUInfo:
         elif key in ("flags", "Features") and not flags:  # x86 / ARM spelling
             flags = set(value.split())
     return CPUInfo(model or platform.processor() or "unknown CPU",
-                   tuple(f for f in CPU_FEATURES if f in flags))
+                   tuple(f for f in CPU_FEATURES if f in flags), "avx2" in flags)
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,3 +178,96 @@ def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
 def resolve_precision(requested: str = "auto", **machine) -> str:
     """"float32" or "bfloat16" for `requested` on this machine (see `choose_precision`)."""
     return choose_precision(requested, **machine).precision
+
+
+# --- which export to deploy on which CPU class -----------------------------------------
+# The ranking of the formats depends on the CPU's matrix units, not on the vendor: with AMX
+# the int8 OpenVINO IR leads TFLite int8 by a third and bf16 cuts float32's time by two
+# thirds; with AVX512-BF16/VNNI but no AMX the int8 formats are level and bf16 still pays;
+# with AVX2 only there are no bf16 units (bf16 is emulated). Each class's advice says where
+# its figures were measured.
+
+AMX, AVX512, AVX2, OTHER = "AMX", "AVX512-BF16/VNNI", "AVX2 only", "other"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """What to deploy on one CPU class: the fastest export that keeps the explanation
+    (`fastest`), what to serve with TF Serving (`serving`), and where the figures behind
+    them were measured (`source`)."""
+
+    cpu_class: str
+    fastest: str
+    serving: str
+    source: str
+
+    def describe(self) -> str:
+        return (f"CPU class: {self.cpu_class}\n"
+                f"  fastest faithful export: {self.fastest}\n"
+                f"  TF Serving: {self.serving}\n"
+                f"  figures: {self.source}")
+
+
+CPU_CLASSES = {
+    AMX: Recommendation(
+        AMX,
+        "export.openvino --quantize=int8 (1.32-1.47x TFLite int8 on the full R50)",
+        "export.saved_model --precision=bfloat16 (3.3x float32)",
+        "benchmarks/results/inference_r50_amx_2core.md (2-core Xeon with AMX, measured by "
+        "the team, with the int8 IR before its attention heads were kept float32)"),
+    AVX512: Recommendation(
+        AVX512,
+        "export.openvino --quantize=int8 or export.tflite --quantize=int8: level "
+        "(OpenVINO int8 1.08x TFLite int8 on the full R50)",
+        "export.saved_model --precision=bfloat16 (2.25x float32 under load)",
+        "a 2-core AMD EPYC Zen 4 (AVX512-BF16/VNNI, no AMX), the figures reported in issue "
+        "35; no result file of this class is committed"),
+    AVX2: Recommendation(
+        AVX2,
+        "export.openvino --quantize=int8 (the demo model: 3.5 ms against TFLite int8's "
+        "6.3 ms by minimum latency; level by median on a loaded machine)",
+        "export.saved_model --precision=float32 (no bf16 units: bf16 is emulated)",
+        "benchmarks/results/inference_demo_avx2_2core.md (2-core AMD EPYC, AVX2 only, "
+        "load 16; the demo model, not the full size)"),
+    OTHER: Recommendation(
+        OTHER,
+        "export.tflite --quantize=int8 (LiteRT/XNNPACK runs on any CPU; not measured here)",
+        "export.saved_model --precision=float32",
+        "none measured on this class"),
+}
+
+
+def cpu_class(cpu: CPUInfo) -> str:
+    """AMX, AVX512 (AVX512-BF16 or -VNNI without AMX), AVX2 (neither) or OTHER (not x86
+    with AVX2, e.g. ARM)."""
+    if {"amx_int8", "amx_bf16"} & set(cpu.features):
+        return AMX
+    if {"avx512_bf16", "avx512_vnni"} & set(cpu.features):
+        return AVX512
+    return AVX2 if cpu.avx2 else OTHER
+
+
+def recommend(cpu: CPUInfo) -> Recommendation:
+    """The deploy advice for `cpu`'s class."""
+    return CPU_CLASSES[cpu_class(cpu)]
+
+
+def describe_machine(cpu: CPUInfo | None = None) -> str:
+    """The CPU, `auto`'s choice on its CPU and the deploy advice for its class, as
+    `python -m stabn_tf.precision` prints them (GPUs are not asked about: deployment
+    here is to CPUs)."""
+    cpu = cpu_info() if cpu is None else cpu
+    return (f"CPU: {cpu.describe()}\n{choose_precision('auto', cpu=cpu, gpus=[]).describe()}\n"
+            f"{recommend(cpu).describe()}")
+
+
+def main(argv: Sequence[str]) -> None:
+    """`python -m stabn_tf.precision`: no arguments, the machine's description on stdout
+    (a plain absl app: `stabn_tf.cli` itself imports this module)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"no arguments expected, got {' '.join(argv[1:])}")
+    print(describe_machine(), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

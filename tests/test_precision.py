@@ -1,9 +1,16 @@
 """`stabn_tf.precision`: CPU features read from cpuinfo text, GPUs by compute capability,
 and `auto` resolved both ways; bad values are one line."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from stabn_tf import precision as pr
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -86,3 +93,36 @@ def test_no_cpuinfo_means_no_features(monkeypatch, tmp_path):
         assert pr.resolve_precision("auto", gpus=[]) == "float32"
     finally:
         pr.cpu_info.cache_clear()
+
+
+@pytest.mark.parametrize("cpuinfo, cpu_class", [
+    (SAPPHIRE_RAPIDS, "AMX"), (ZEN4, "AVX512-BF16/VNNI"), (ZEN3, "AVX2 only"),
+    (GRAVITON, "other")])
+def test_each_cpu_class_gets_its_advice_and_says_where_the_figures_came_from(cpuinfo,
+                                                                           cpu_class):
+    cpu = pr.parse_cpuinfo(cpuinfo)
+    assert pr.cpu_class(cpu) == cpu_class
+    text = pr.describe_machine(cpu)
+    assert text.startswith(f"CPU: {cpu.describe()}\nprecision: ")
+    assert f"CPU class: {cpu_class}\n" in text
+    advice = pr.recommend(cpu)
+    assert advice.fastest in text and advice.serving in text and f"figures: {advice.source}" \
+        in text
+    # bf16 serving only where auto picks bf16: the advice and `auto` agree
+    bf16 = pr.choose_precision("auto", cpu=cpu, gpus=[]).precision == "bfloat16"
+    assert ("bfloat16" in advice.serving) == bf16
+
+
+def test_result_files_the_advice_cites_are_committed():
+    for advice in pr.CPU_CLASSES.values():
+        for word in advice.source.split():
+            if word.startswith("benchmarks/results/"):
+                assert (ROOT / word).is_file(), word
+
+
+def test_module_prints_this_machines_advice():
+    result = subprocess.run([sys.executable, "-m", "stabn_tf.precision"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == pr.describe_machine() + "\n"

@@ -39,19 +39,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from stabn_tf.deploy import ExportError, Patterns
+from stabn_tf.deploy.faithfulness import require_faithful
+from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
 from stabn_tf.deploy.tflite import (
+    PARITY_TITLE,
     calibration_clips,
     deployment_model,
     format_parity,
@@ -68,6 +73,7 @@ from stabn_tf.inference.openvino import (
     weights_path,
 )
 from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.outputs import SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.quiet import caught_stderr
 
 if TYPE_CHECKING:
@@ -100,13 +106,48 @@ def convert_to_openvino(model: keras.Model) -> ov.Model:
         return ov.convert_model(export_dir)
 
 
-def quantize_int8(ir: ov.Model, clips: Sequence[np.ndarray]) -> ov.Model:
+def _ancestors(output) -> set[str]:
+    """Friendly names of every op an IR output depends on."""
+    seen: set[str] = set()
+    stack = [output.get_node()]
+    while stack:
+        node = stack.pop()
+        for value in node.input_values():
+            source = value.get_node()
+            if source.get_friendly_name() not in seen:
+                seen.add(source.get_friendly_name())
+                stack.append(source)
+    return seen
+
+
+def head_region(ir: ov.Model) -> set[str]:
+    """Every op of the attention heads: those that only one of the two explanation
+    outputs depends on, found from the graph, not from names. Empty for a model without
+    attention."""
+    outputs = {name: out for out in ir.outputs for name in out.get_names()}
+    if TEMPORAL_ATTENTION not in outputs or SPATIAL_ATTENTION not in outputs:
+        return set()
+    return _ancestors(outputs[TEMPORAL_ATTENTION]) ^ _ancestors(outputs[SPATIAL_ATTENTION])
+
+
+def attention_heads(ir: ov.Model) -> list[str]:
+    """The weighted ops of the attention heads (`head_region`): the temporal head's 3×3
+    conv, frame mixing and two dense layers, the spatial head's 1×1 conv."""
+    region = head_region(ir)
+    return [node.get_friendly_name() for node in ir.get_ordered_ops()
+            if node.get_type_name() in WEIGHTED_OPS and node.get_friendly_name() in region]
+
+
+def quantize_int8(ir: ov.Model, clips: Iterable[np.ndarray],
+                  keep_float: Sequence[str] = ()) -> ov.Model:
     """`ir` with int8 convolutions and matmuls, calibrated by NNCF on `clips` (normalised
-    `[T, S, S, 3]`, one batch-1 forward each).
+    `[T, S, S, 3]`, one batch-1 forward each; a re-iterable such as `ClipStream` is read
+    clip by clip), except the weighted ops named in `keep_float` (e.g.
+    `attention_heads(ir)`), which stay float32.
 
     Raises:
       ExportError: NNCF is not installed.
-      RuntimeError: a weighted op was left in float.
+      RuntimeError: a weighted op outside `keep_float` was left in float.
     """
     try:
         import nncf  # optional dependency, with openvino (the "openvino" extra)
@@ -114,13 +155,35 @@ def quantize_int8(ir: ov.Model, clips: Sequence[np.ndarray]) -> ov.Model:
         raise ExportError('--quantize=int8 needs NNCF: pip install "stabn_tf[openvino]" '
                           "(or nncf>=3.0)") from None
 
-    dataset = nncf.Dataset(list(clips), lambda clip: np.asarray(clip, np.float32)[None])
+    if iter(clips) is clips:  # NNCF may read the set more than once
+        clips = list(clips)
+    from nncf.quantization.advanced_parameters import (  # optional, as nncf above
+        AdvancedQuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import (  # optional, as nncf above
+        RangeEstimatorParametersSet,
+    )
+
+    dataset = nncf.Dataset(clips, lambda clip: np.asarray(clip, np.float32)[None])
+    ignored = nncf.IgnoredScope(names=list(keep_float)) if keep_float else None
+    # Activation ranges from the calibration set's true min and max: NNCF's default
+    # estimator clips the rare large activations, which cost little top-1 but bent Mt
+    # (Pearson 0.926 on the demo checkpoint, 0.9996 with min/max).
+    ranges = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     # NNCF's rich progress bars go to stdout, its INFO lines to stderr: the CLI says
     # itself what is being calibrated.
-    with caught_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
-                                  target_device=nncf.TargetDevice.CPU)
-    left = weight_violations(quantized)
+    log = logging.getLogger("nncf")
+    level = log.level
+    log.setLevel(logging.WARNING)  # its INFO lines list the ignored scope
+    try:
+        with caught_stderr(), contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(ir, dataset, subset_size=len(clips),
+                                      target_device=nncf.TargetDevice.CPU,
+                                      ignored_scope=ignored, advanced_parameters=ranges)
+    finally:
+        log.setLevel(level)
+    left = weight_violations(quantized, keep_float)
     if left:
         raise RuntimeError(f"int8 quantization left {len(left)} weighted ops in float: "
                            f"{left[:5]}")
@@ -139,12 +202,12 @@ def _weights_source(node):
     return node
 
 
-def weight_violations(ir: ov.Model) -> list[str]:
-    """Weighted ops of the IR whose weights are not stored as int8; empty after
-    `quantize_int8`."""
+def weight_violations(ir: ov.Model, keep_float: Sequence[str] = ()) -> list[str]:
+    """Weighted ops of the IR, other than those named in `keep_float`, whose weights are
+    not stored as int8; empty after `quantize_int8`."""
     bad = []
     for node in ir.get_ordered_ops():
-        if node.get_type_name() not in WEIGHTED_OPS:
+        if node.get_type_name() not in WEIGHTED_OPS or node.get_friendly_name() in keep_float:
             continue
         source = _weights_source(node)
         if not (source.get_type_name() == "Constant"
@@ -176,10 +239,15 @@ def op_report(compiled: ov.CompiledModel) -> collections.Counter[tuple[str, str]
                                for kind, precision, _ in _runtime_layers(compiled))
 
 
-def quantization_violations(compiled: ov.CompiledModel) -> list[str]:
-    """Weighted layers the CPU runs in anything but int8; empty for an int8 IR."""
+def quantization_violations(compiled: ov.CompiledModel,
+                            keep_float: Iterable[str] = ()) -> list[str]:
+    """Weighted layers the CPU runs in anything but int8, other than those made from the
+    ops named in `keep_float` (e.g. `head_region`: a fused layer keeps the names of its
+    bias and activation, not always its MatMul's); empty for an int8 IR."""
+    kept = set(keep_float)
     return [f"{kind} [{precision}] {names[:80]}"
-            for kind, precision, names in _runtime_layers(compiled) if precision != "int8"]
+            for kind, precision, names in _runtime_layers(compiled)
+            if precision != "int8" and not kept.intersection(names.split(","))]
 
 
 # --- export of a trained model ---------------------------------------------------------
@@ -215,12 +283,16 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
                     representative_data: Patterns | None = None, num_representative: int = 128,
                     eval_data: Patterns | None = None, num_eval: int = 0,
                     precision: str = "float32", num_threads: int | None = None,
+                    accept_unfaithful: bool = False,
                     notify: Callable[[str], None] = lambda message: None) -> dict:
-    """Converts `model` (the BN-folded edge graph), quantizes it for `quantize="int8"`,
-    writes `output` (.xml), its weights (.bin) and its config (.json), and measures parity
-    with Keras on `eval_data` in `precision`; returns the report (`format_report` prints
-    it). int8 calibrates on `num_representative` clips of `representative_data` (or all
-    there are: `calibration_clips`); `notify` receives progress lines.
+    """Converts `model` (the BN-folded edge graph), quantizes it for `quantize="int8"`
+    (the attention heads kept in float32: `attention_heads`), measures parity with Keras on
+    `eval_data` in `precision`, and writes `output` (.xml), its weights (.bin) and its
+    config (.json); returns the report (`format_report` prints it). int8 calibrates on
+    `num_representative` clips of `representative_data` (or all there are:
+    `calibration_clips`), streamed. The three files are staged beside `output` and
+    published only when the IR keeps the explanation (`faithfulness.require_faithful`) or
+    `accept_unfaithful`; `notify` receives progress lines.
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
@@ -233,33 +305,53 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
                                   notify)
     start = time.perf_counter()
     edge = ir_graph(model, quantize)
+    weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in edge.weights)
     ir = convert_to_openvino(edge)
+    del edge  # the Keras clone is not needed past conversion (peak memory)
+    gc.collect()
     converted = time.perf_counter()
+    kept: list[str] = []
+    region = head_region(ir)
     if clips is not None:
-        ir = quantize_int8(ir, clips)
+        kept = attention_heads(ir)
+        ir = quantize_int8(ir, clips, keep_float=kept)
     quantized = time.perf_counter()
     compiled = compile_ir(ir, precision, num_threads)
-    left = quantization_violations(compiled) if clips is not None else []
+    left = quantization_violations(compiled, region) if clips is not None else []
     if left:
         raise ExportError(f"int8 IR rejected: the CPU would run {len(left)} weighted layers "
                           f"in float: {left[:3]}")
-    save_ir(ir, output)
-    write_atomic(config_path(output), json.dumps(export_config(model, quantize), indent=1))
     report = {
         "output": output, "weights": weights_path(output), "config": config_path(output),
-        "quantize": quantize,
-        "bytes": os.path.getsize(output) + os.path.getsize(weights_path(output)),
-        "float32_weight_bytes": 4 * sum(int(np.prod(w.shape)) for w in edge.weights),
-        "precision": precision,
+        "quantize": quantize, "float32_weight_bytes": weight_bytes, "precision": precision,
         "ops": {f"{op} [{kind}]": n for (op, kind), n in op_report(compiled).most_common()},
         "representative_clips": 0 if clips is None else len(clips),
         "convert_seconds": converted - start, "quantize_seconds": quantized - converted,
     }
+    del compiled
     if clips is not None:
         report["quantization_violations"] = left
-    if eval_data:
-        runner = OpenVINORunner(output, precision=precision, num_threads=num_threads)
-        report["parity"] = runner_parity(model, runner.run, eval_data, num_eval)
+        report["kept_float"] = kept
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".openvino-", dir=directory) as staging:
+        staged = os.path.join(staging, os.path.basename(output))
+        save_ir(ir, staged)
+        del ir
+        gc.collect()
+        write_atomic(config_path(staged), json.dumps(export_config(model, quantize), indent=1))
+        report["bytes"] = os.path.getsize(staged) + os.path.getsize(weights_path(staged))
+        if eval_data:
+            runner = OpenVINORunner(staged, precision=precision, num_threads=num_threads)
+            report["parity"] = runner_parity(model, runner.run, eval_data, num_eval)
+            del runner
+            what = f"the {quantize if quantize == 'int8' else 'float'} IR in {precision}"
+            require_faithful(report["parity"], what, accept_unfaithful,
+                             PARITY_TITLE + format_parity(report["parity"], "OpenVINO"),
+                             notify)
+        for name in (weights_path, config_path, str):
+            publish(name(staged), name(output))
+    report["peak_rss_bytes"] = peak_rss_bytes()
     return report
 
 
@@ -280,11 +372,14 @@ def format_report(report: Mapping) -> str:
              " hint]:"]
     lines += [f"  {name:<22} {count:4d}" for name, count in report["ops"].items()]
     if "quantization_violations" in report:
-        left = report["quantization_violations"]
-        lines.append("every Convolution / MatMul in int8: "
-                     + ("yes" if not left else f"NO: {left}"))
+        left, kept = report["quantization_violations"], report.get("kept_float", [])
+        lines.append("every Convolution / MatMul in int8"
+                     + (f" but the {len(kept)} of the attention heads (float32, they "
+                        "compute Mt and Ms)" if kept else "")
+                     + ": " + ("yes" if not left else f"NO: {left}"))
     if "parity" in report:
         lines += [f"parity with Keras (float32) on the validation TFRecords, OpenVINO in "
                   f"{report['precision']}:",
                   format_parity(report["parity"], candidate="OpenVINO")]
+    lines.append(format_peak_rss(report))
     return "\n".join(lines)

@@ -40,12 +40,13 @@ import numpy as np
 import tensorflow as tf
 
 from stabn_tf.data import preprocess, tfrecord
-from stabn_tf.deploy import ExportError
-from stabn_tf.deploy.tflite import deployment_model
+from stabn_tf.data.pipeline import list_files, make_dataset
+from stabn_tf.deploy import ExportError, Patterns, describe
+from stabn_tf.deploy.tflite import compare_outputs, deployment_model, stack_outputs
 from stabn_tf.disk import publish
 from stabn_tf.models.policy import POLICIES, with_precision
 from stabn_tf.models.stabn import VideoClassifier
-from stabn_tf.outputs import PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.outputs import PERCEPTION, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.quiet import caught_stderr
 
 SERVING_DEFAULT = "serving_default"
@@ -66,6 +67,9 @@ PRECISIONS = tuple(POLICIES)
 #: 0.05 passes bf16's own error with margin and still fails a broken graph (a wrong weight
 #: or a missing layer moves probabilities by far more).
 SELF_CHECK_TOLERANCE = {"float32": 1e-4, "bfloat16": 0.05}
+#: The served outputs `parity` compares (the signatures have no logits: top-1 is read from
+#: the probabilities).
+PARITY_OUTPUTS = (PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION)
 
 
 def frames_tensor(frames) -> tf.Tensor:
@@ -230,6 +234,34 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def parity(path: str, model: VideoClassifier, file_pattern: Patterns,
+           num_clips: int = 0) -> dict[str, float]:
+    """`tflite.compare_outputs` of the SavedModel at `path` against Keras float32 on the
+    first `num_clips` (0: all) validation records of `file_pattern`: the records go to
+    `serve_examples` as they are, the reference sees the eval pipeline's clips of the
+    same records in the same order (one file at a time)."""
+    files = list_files(file_pattern)
+    signature = tf.saved_model.load(path).signatures[SERVE_EXAMPLES]
+    reference = deployment_model(with_precision(model, "float32"))
+    clips = make_dataset(files, preprocessor=model.preprocessor, training=False,
+                         batch_size=8, cycle_length=1)
+    records = tf.data.TFRecordDataset(files).batch(8)
+    if num_clips:
+        clips = clips.unbatch().take(num_clips).batch(8)
+        records = records.unbatch().take(num_clips).batch(8)
+    ref_out, served_out, labels = [], [], []
+    for (batch, targets), examples in zip(clips, records):
+        want = reference(batch, training=False)
+        got = signature(examples=examples)
+        ref_out.append({k: np.asarray(want[k]) for k in PARITY_OUTPUTS if k in want})
+        served_out.append({k: got[k].numpy() for k in PARITY_OUTPUTS if k in got})
+        labels.append(targets[PERCEPTION].numpy())
+    if not labels:
+        raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
+    return compare_outputs(stack_outputs(ref_out), stack_outputs(served_out),
+                           np.concatenate(labels))
 
 
 def self_check(path: str, model: VideoClassifier, precision: str = "float32",

@@ -26,11 +26,12 @@ and checks the result, op by op:
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -41,6 +42,8 @@ from ai_edge_litert.interpreter import Interpreter
 from stabn_tf.data.pipeline import make_dataset
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, Patterns, describe
+from stabn_tf.deploy.faithfulness import require_faithful, verdict
+from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
@@ -147,8 +150,8 @@ def convert_to_tflite(
         activations), "int8" (full integer: int8 weights and activations, int32 bias) or
         "int16x8" (int16 activations, int8 weights).
       representative_data: normalised clips `[T, H, W, 3]` (or with a leading 1) for the
-        integer modes: real clips, e.g. from `representative_clips`. Iterated once per
-        conversion, so a list is safest.
+        integer modes: real clips, e.g. from `representative_clips` or a `ClipStream`
+        (a re-iterable is read again on a retry, an iterator is listed first).
       integer_input: integer modes only: the input tensor is int8 (int16 for int16x8)
         with the scale/zero point in its details, instead of float32 with a QUANTIZE
         op inside. Outputs are always float32.
@@ -168,7 +171,9 @@ def convert_to_tflite(
     if integer_input and not integer:
         raise ValueError("integer_input needs quantize='int8' or 'int16x8'")
     shape = (batch_size, *model.input.shape[1:])
-    clips = list(representative_data) if integer else []
+    clips = representative_data if integer else []
+    if iter(clips) is clips:  # a one-pass iterator: the retry below needs a second pass
+        clips = list(clips)
     # Through a SavedModel: converting a concrete function directly keeps Keras 3's
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
@@ -194,8 +199,8 @@ def convert_to_tflite(
     return flatbuffer
 
 
-def _convert(saved_model_dir: str, quantize: str, clips: list, shape: Sequence[int],
-             integer_input: bool, legacy_quantizer: bool = False) -> bytes:
+def _convert(saved_model_dir: str, quantize: str, clips: Iterable[np.ndarray],
+             shape: Sequence[int], integer_input: bool, legacy_quantizer: bool = False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
@@ -231,6 +236,33 @@ def representative_clips(file_pattern: Patterns, count: int,
     clips = [np.asarray(x[0]) for x, _ in data.take(count)]
     shape = (preprocessor.num_frames, preprocessor.image_size, preprocessor.image_size, 3)
     return np.stack(clips) if clips else np.zeros((0, *shape), np.float32)
+
+
+class ClipStream:
+    """Up to `count` real clips of TFRecord shards, prepared as `representative_clips`
+    prepares them, read again on every pass instead of held: the full-size model's 128
+    calibration clips are 2.5 GB as one array, one at a time 19 MB. `len()` is how many
+    there are (counted on the first pass); each `iter()` starts a new pass, so a converter
+    that calibrates twice (TFLite's quantizer retry, NNCF's statistics) sees the same set."""
+
+    def __init__(self, file_pattern: Patterns, count: int, preprocessor: ClipPreprocessor):
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.file_pattern, self.count, self.preprocessor = file_pattern, count, preprocessor
+        self._length: int | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        data = make_dataset(self.file_pattern, preprocessor=self.preprocessor, training=False,
+                            batch_size=1)
+        for x, _ in data.take(self.count):
+            yield np.asarray(x[0])
+
+    def __len__(self) -> int:
+        if self._length is None:
+            self._length = sum(1 for _ in make_dataset(
+                self.file_pattern, preprocessor=self.preprocessor, training=False,
+                batch_size=1).take(self.count))
+        return self._length
 
 
 def calibrate_batch_norm(model: keras.Model, clips: np.ndarray, chunk: int | None = None) -> None:
@@ -330,16 +362,18 @@ def format_op_report(report: Mapping[tuple[str, str], int]) -> str:
 def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
                     labels: np.ndarray | None = None) -> dict[str, float]:
     """Parity and agreement of `candidate` against `reference` (batched outputs with the
-    `deployment_model` names): max |diff| per output, top-1 agreement, temporal and
+    `deployment_model` names; top-1 from the logits, or the probabilities where either
+    lacks logits): max |diff| per output, top-1 agreement, temporal and
     spatial attention Pearson correlation over all frames/cells, and top-1 accuracy of
     both when `labels` are given (fractions, not percent)."""
-    out: dict[str, float] = {"clips": float(len(reference[LOGITS]))}
+    scores = LOGITS if LOGITS in reference and LOGITS in candidate else PROBABILITIES
+    out: dict[str, float] = {"clips": float(len(reference[scores]))}
     for key in reference:
         if key in candidate:
             diff = np.abs(np.asarray(candidate[key], np.float64) - reference[key])
             out[f"max_abs_diff/{key}"] = float(diff.max())
-    ref_top1 = np.argmax(reference[LOGITS], axis=-1)
-    cand_top1 = np.argmax(candidate[LOGITS], axis=-1)
+    ref_top1 = np.argmax(reference[scores], axis=-1)
+    cand_top1 = np.argmax(candidate[scores], axis=-1)
     out["top1_agreement"] = float(np.mean(ref_top1 == cand_top1))
     if labels is not None:
         labels = np.asarray(labels)
@@ -359,16 +393,16 @@ FEW_CALIBRATION_CLIPS = 16
 
 
 def calibration_clips(model: VideoClassifier, file_pattern: Patterns | None, count: int,
-                      quantize: str, notify: Callable[[str], None]) -> np.ndarray:
-    """The real clips an integer export calibrates on: `count`, or all the shards hold
-    when that is fewer (said in one line through `notify`, with a warning when very
-    few); `ExportError` when there are none or no data at all."""
+                      quantize: str, notify: Callable[[str], None]) -> ClipStream:
+    """The real clips an integer export calibrates on, streamed (`ClipStream`): `count`,
+    or all the shards hold when that is fewer (said in one line through `notify`, with a
+    warning when very few); `ExportError` when there are none or no data at all."""
     if not file_pattern:
         raise ExportError(f"--quantize={quantize} calibrates on real clips: pass "
                           "--representative_data=<training TFRecord pattern>")
     if count < 1:
         raise ExportError(f"--num_representative={count}: must be >= 1")
-    clips = representative_clips(file_pattern, count, model.preprocessor)
+    clips = ClipStream(file_pattern, count, model.preprocessor)
     if not len(clips):
         raise ExportError(f"--quantize={quantize} calibrates on real clips and "
                           f"{describe(file_pattern)} holds none: pass "
@@ -411,10 +445,13 @@ def runner_parity(model: VideoClassifier,
     if not labels:
         raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
 
-    def stack(outs: list[dict]) -> dict[str, np.ndarray]:
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return compare_outputs(stack_outputs(ref_out), stack_outputs(cand_out),
+                           np.concatenate(labels))
 
-    return compare_outputs(stack(ref_out), stack(cand_out), np.concatenate(labels))
+
+def stack_outputs(outs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Batches of outputs by name → one array per name."""
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def export_config(model: VideoClassifier, quantize: str, integer_input: bool) -> dict:
@@ -428,13 +465,16 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
                   representative_data: Patterns | None = None, num_representative: int = 128,
                   integer_input: bool = False, eval_data: Patterns | None = None,
                   num_eval: int = 0, num_threads: int | None = None,
+                  accept_unfaithful: bool = False,
                   notify: Callable[[str], None] = lambda message: None) -> dict:
-    """Converts `model` (the BN-folded edge graph, batch 1), writes `output` and its config
-    `<stem>.json`, and measures; returns the report (`format_report` prints it).
+    """Converts `model` (the BN-folded edge graph, batch 1), measures it, writes `output`
+    and its config `<stem>.json`; returns the report (`format_report` prints it).
 
     Integer modes calibrate on `num_representative` clips of `representative_data` (or
-    all there are: `calibration_clips`); parity is measured on `eval_data` when given.
-    `notify` receives progress lines worth showing before the report.
+    all there are: `calibration_clips`); parity is measured on `eval_data` when given,
+    before anything is written, and a model that does not keep the explanation is refused
+    (`faithfulness.require_faithful`) unless `accept_unfaithful`. `notify` receives
+    progress lines worth showing before the report.
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
@@ -443,16 +483,15 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
         clips = calibration_clips(model, representative_data, num_representative, quantize,
                                   notify)
     edge = deployment_model(model, edge=True, batch_size=1)
+    weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in edge.weights)
     flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
                                    integer_input=integer_input, notify=notify)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
-    write_atomic(config_path(output),
-                 json.dumps(export_config(model, quantize, integer_input), indent=1))
+    del edge  # the float graph is not needed past conversion (peak memory)
+    gc.collect()
     report = {
         "output": output, "config": config_path(output), "quantize": quantize,
         "integer_input": integer_input, "bytes": len(flatbuffer),
-        "float32_weight_bytes": 4 * sum(int(np.prod(w.shape)) for w in edge.weights),
+        "float32_weight_bytes": weight_bytes,
         "ops": {f"{op} [{kind}]": n for (op, kind), n in op_report(flatbuffer).most_common()},
         "representative_clips": 0 if clips is None else len(clips),
     }
@@ -460,7 +499,18 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
         report["quantization_violations"] = quantization_violations(flatbuffer, quantize)
     if eval_data:
         report["parity"] = parity(model, flatbuffer, eval_data, num_eval, num_threads)
+        require_faithful(report["parity"], f"the {quantize} TFLite model", accept_unfaithful,
+                         PARITY_TITLE + format_parity(report["parity"]), notify)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
+    write_atomic(config_path(output),
+                 json.dumps(export_config(model, quantize, integer_input), indent=1))
+    report["peak_rss_bytes"] = peak_rss_bytes()
     return report
+
+
+#: The line above a parity block.
+PARITY_TITLE = "parity with Keras (float32) on the validation TFRecords:\n"
 
 
 def format_parity(numbers: Mapping[str, float], candidate: str = "TFLite") -> str:
@@ -478,6 +528,7 @@ def format_parity(numbers: Mapping[str, float], candidate: str = "TFLite") -> st
     for key in (TEMPORAL_ATTENTION, SPATIAL_ATTENTION):
         if f"pearson/{key}" in numbers:
             lines.append(f"  Pearson r {key:<19} {numbers[f'pearson/{key}']:.4f}")
+    lines.append(f"  {verdict(numbers)}")
     return "\n".join(lines)
 
 
@@ -499,6 +550,6 @@ def format_report(report: Mapping) -> str:
         lines.append(f"every CONV_2D / FULLY_CONNECTED in {report['quantize']}: "
                      + ("yes" if not left else f"NO: {left}"))
     if "parity" in report:
-        lines += ["parity with Keras (float32) on the validation TFRecords:",
-                  format_parity(report["parity"])]
+        lines.append(PARITY_TITLE + format_parity(report["parity"]))
+    lines.append(format_peak_rss(report))
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import ExportError, RunData
+from stabn_tf.deploy.faithfulness import ACCEPT_FLAG, describe_limits
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +31,14 @@ def define_flags(extension: str, calibrated: str, output_note: str = "") -> None
     flags.DEFINE_integer("num_eval", 0, "Parity clips; 0: the whole split.")
     flags.DEFINE_bool("evaluate", True, "Measure parity with Keras after converting.")
     flags.DEFINE_string("report_json", None, "Also write the report as JSON here.")
+    define_faithfulness_flag()
+
+
+def define_faithfulness_flag() -> None:
+    """--accept_unfaithful, the same on every export command."""
+    flags.DEFINE_bool(ACCEPT_FLAG, False, "Write the export even where it does not keep the "
+                      f"explanation against Keras float32 ({describe_limits()} on the "
+                      "validation clips); by default such an export is refused.")
 
 
 def output_path(extension: str) -> str:

@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
         num_representative=FLAGS.num_representative,
         eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
         precision=FLAGS.precision, num_threads=FLAGS.num_threads,
-        notify=cli.log)
+        accept_unfaithful=FLAGS.accept_unfaithful, notify=cli.log)
     print(ovx.format_report(report), flush=True)
     conversion.no_parity_note(data, report)
     if FLAGS.report_json:

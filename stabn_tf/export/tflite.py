@@ -44,7 +44,7 @@ def main(argv: Sequence[str]) -> int:
             model, output, FLAGS.quantize, representative_data=data.train,
             num_representative=FLAGS.num_representative, integer_input=FLAGS.integer_input,
             eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
-            num_threads=FLAGS.num_threads,
+            num_threads=FLAGS.num_threads, accept_unfaithful=FLAGS.accept_unfaithful,
             notify=cli.log)
     except Exception as e:  # a full disk, while converting or writing the model or config
         if not is_disk_full(e):

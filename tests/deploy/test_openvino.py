@@ -87,8 +87,10 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
         "val_files": f"{tiny_tfrecords}/validation-*.tfrecord"}))
     output = tmp_path / "out" / "stabn_int8.xml"
     report_json = tmp_path / "report.json"
+    # a tiny model calibrated on 5 clips need not keep the explanation: accepted here,
+    # the refusal is tested below
     result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8", f"--output={output}",
-                        "--num_eval=6", f"--report_json={report_json}")
+                        "--num_eval=6", f"--report_json={report_json}", "--accept_unfaithful")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     own_lines_only(result)  # NNCF's too
@@ -97,13 +99,21 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
                      "warning: very few, the int8 ranges may not cover real inputs "
                      "(--representative_data can add clips)"], result.stderr
     out = result.stdout
-    for needle in ("calibrated on 5 training clips", "every Convolution / MatMul in int8: yes",
+    for needle in ("calibrated on 5 training clips",
+                   "every Convolution / MatMul in int8 but the 5 of the attention heads "
+                   "(float32, they compute Mt and Ms): yes",
                    "Convolution [int8]", "FullyConnected [int8]", "top-1 agreement with Keras",
-                   "Pearson r temporal_attention"):
+                   "Pearson r temporal_attention", "keeps the explanation (",
+                   "peak RSS of this export: "):
         assert needle in out, (needle, out)
     report = json.loads(report_json.read_text())
     assert report["quantization_violations"] == []
-    assert all("[int8]" in op for op in report["ops"]), report["ops"]
+    # the temporal head's conv, frame mixing and two dense layers, the spatial head's conv
+    assert len(report["kept_float"]) == 5
+    assert sum("temporal_attention" in name for name in report["kept_float"]) == 2
+    floats = sum(n for op, n in report["ops"].items() if "[int8]" not in op)
+    assert 1 <= floats <= 5 and sum(report["ops"].values()) - floats >= 20, report["ops"]
+    assert report["peak_rss_bytes"] > 0
     assert report["bytes"] <= 0.35 * report["float32_weight_bytes"]
     parity = report["parity"]
     assert parity["clips"] == 6
@@ -118,7 +128,10 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
     assert sum(len(n.get_output_partial_shape(0)) == 5 for n in convs) >= 20
     assert not [c for n in convs for c in n.output(0).get_target_inputs()
                 if c.get_node().get_type_name() == "Reshape"]
-    assert ovx.weight_violations(ir) == []  # int8 weights in the .bin
+    heads = ovx.attention_heads(ir)
+    assert sorted(heads) == sorted(report["kept_float"])
+    assert ovx.weight_violations(ir, heads) == []  # int8 weights in the .bin
+    assert len(ovx.weight_violations(ir)) == 5  # the heads' float32 weights
     assert json.loads(output.with_suffix(".json").read_text())["quantize"] == "int8"
 
 
@@ -142,6 +155,39 @@ def test_int8_checks_name_a_float_irs_weights_and_layers(float_export):
     assert len(ovx.weight_violations(ir)) == sum(
         n.get_type_name() in ovx.WEIGHTED_OPS for n in ir.get_ordered_ops())
     assert len(ovx.quantization_violations(ovx.compile_ir(ir))) == sum(report["ops"].values())
+
+
+def test_attention_heads_are_what_only_one_map_depends_on(float_export):
+    """Found from the graph: Mt's 3×3 conv, frame mixing and two dense layers, Ms's conv;
+    nothing that the class or the other map also depends on."""
+    output, _ = float_export
+    ir = ov.Core().read_model(output)
+    heads = ovx.attention_heads(ir)
+    kinds = {n.get_friendly_name(): n.get_type_name() for n in ir.get_ordered_ops()}
+    assert sorted(kinds[name] for name in heads) == ["Convolution"] * 3 + ["MatMul"] * 2
+    outputs = {name: out for out in ir.outputs for name in out.get_names()}
+    temporal = ovx._ancestors(outputs["temporal_attention"])
+    spatial = ovx._ancestors(outputs["spatial_attention"])
+    assert sum(name in temporal for name in heads) == 4
+    assert sum(name in spatial for name in heads) == 1
+
+
+def test_an_ir_that_bends_the_explanation_is_refused_unless_accepted(model, tiny_tfrecords,
+                                                                    tmp_path):
+    """One calibration clip: the int8 IR misses the limits; nothing is written without
+    accept_unfaithful, the IR and its numbers with it."""
+    output = tmp_path / "one" / "stabn.xml"
+    data = dict(representative_data=f"{tiny_tfrecords}/train-*.tfrecord",
+                num_representative=1, eval_data=f"{tiny_tfrecords}/validation-*.tfrecord")
+    notes = []
+    with pytest.raises(ExportError, match=r"^the int8 IR in float32 does not keep the "
+                       r"explanation on 12 validation clips against Keras float32: .*; "
+                       r"nothing written \(--accept_unfaithful writes it anyway\)$"):
+        ovx.export_openvino(model, str(output), "int8", notify=notes.append, **data)
+    assert not output.parent.exists() or not list(output.parent.iterdir())
+    assert any("keeps the explanation" in note and ": NO: " in note for note in notes), notes
+    report = ovx.export_openvino(model, str(output), "int8", accept_unfaithful=True, **data)
+    assert output.exists() and report["parity"]["clips"] == 12
 
 
 def test_cli_errors_are_one_line(model, tmp_path):
