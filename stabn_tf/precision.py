@@ -220,8 +220,8 @@ CPU_CLASSES = {
         "export.openvino --quantize=int8 or export.tflite --quantize=int8: level "
         "(OpenVINO int8 1.08x TFLite int8 on the full R50)",
         "export.saved_model --precision=bfloat16 (2.25x float32 under load)",
-        "a 2-core AMD EPYC Zen 4 (AVX512-BF16/VNNI, no AMX), the figures reported in issue "
-        "35; no result file of this class is committed"),
+        "a 2-core AMD EPYC Zen 4 (AVX512-BF16/VNNI, no AMX), measured by the team; no "
+        "result file of this class is committed yet"),
     AVX2: Recommendation(
         AVX2,
         "export.openvino --quantize=int8 (the demo model: 3.5 ms against TFLite int8's "
