@@ -91,9 +91,13 @@ def run(workdir: pathlib.Path, n: int) -> dict:
 # --- run alone ----------------------------------------------------------------------------
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["100", "1000"], "Numbers of videos (the first is the base of "
-                  "the growth).")
-flags.DEFINE_string("workdir", "", "Where the inputs go (default: a temporary folder).")
+
+
+def _define_flags() -> None:
+    """Only when run alone: `scale.py` imports this module and has flags of these names."""
+    flags.DEFINE_list("sizes", ["100", "1000"], "Numbers of videos (the first is the base "
+                      "of the growth).")
+    flags.DEFINE_string("workdir", "", "Where the inputs go (default: a temporary folder).")
 
 
 def _child(workdir: pathlib.Path, n: int) -> tuple[dict, float, int]:
@@ -154,4 +158,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
