@@ -140,43 +140,51 @@ def run(workdir: pathlib.Path, n: int, workers: int = 0) -> dict:
             "drawing_processes_peak_rss_mb": round(rss[1] / 1024)}
 
 
-def _entries(n: int, rng: np.random.Generator, frames: int = 16) -> list[dict]:
-    """`n` generated gallery entries shaped like `build_report`'s (174 classes)."""
+def generated_entries(n: int, *, thumbs: bool = True, frames: int = 16,
+                      seed: int = 0) -> list[dict]:
+    """`n` gallery entries shaped like `build_report`'s, 174 classes, 60% right."""
+    rng = np.random.default_rng(seed)
     entries = []
     for i in range(n):
         true = int(rng.integers(174))
         predicted = true if rng.random() < 0.6 else int(rng.integers(174))
         temporal = rng.random(frames)
-        entries.append({"stem": f"{200000 + i}", "clip": f"{200000 + i}", "true_label": true,
+        stem = f"{200000 + i}"
+        entries.append({"stem": stem, "clip": stem, "true_label": true,
                         "records": [{"predicted": predicted,
                                      "confidence": round(float(rng.random()), 6),
                                      "mt_spread": round(float(np.ptp(temporal)), 4),
                                      "temporal": [round(float(v), 4) for v in temporal],
-                                     "files": {"thumb": f"{200000 + i}.thumb.jpg"}}]})
+                                     "files": {"thumb": stem + ".thumb.jpg"} if thumbs
+                                     else {}}]})
     return entries
+
+
+def write_gallery(folder: pathlib.Path, entries: list[dict]) -> pathlib.Path:
+    """The real gallery page (template, script, style sheet) of `entries` in `folder`."""
+    from stabn_tf.report import pages
+
+    (folder / "assets").mkdir(parents=True, exist_ok=True)
+    model = types.SimpleNamespace(label="generated", key="generated",
+                                  runner=types.SimpleNamespace(
+                                      class_names=[f"class {k}" for k in range(174)]))
+    (folder / "gallery.html").write_text(pages.gallery_page([model], entries))
+    static = ROOT / "stabn_tf" / "report" / "static"
+    for name in ("gallery.js", "report.css"):
+        (folder / "assets" / name).write_text((static / name).read_text())
+    return folder / "gallery.html"
 
 
 def gallery(cards: int, runs: int, folder: pathlib.Path) -> dict:
     """The gallery page of `cards` generated clips in headless Chromium: load time and
     the filters' and sorts' repaint times (ms, median and max over `runs`)."""
-    from stabn_tf.report import pages
-
     sys.path.insert(0, str(ROOT / "tests" / "report"))
     from test_report import _browser, ensure_browser
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "assets").mkdir(exist_ok=True)
-    model = types.SimpleNamespace(label="generated", key="generated",
-                                  runner=types.SimpleNamespace(
-                                      class_names=[f"class {k}" for k in range(174)]))
-    html = pages.gallery_page([model], _entries(cards, np.random.default_rng(0)))
-    (folder / "gallery.html").write_text(html)
-    static = ROOT / "stabn_tf" / "report" / "static"
-    for name in ("gallery.js", "report.css"):
-        (folder / "assets" / name).write_text((static / name).read_text())
+    page = write_gallery(folder, generated_entries(cards))  # thumbnails absent: 404s
     driver = _browser(ensure_browser())
     try:
-        driver.get((folder / "gallery.html").as_uri())
+        driver.get(page.as_uri())
         load_ms = driver.execute_script(
             "var n = performance.getEntriesByType('navigation')[0];"
             "return n.loadEventEnd - n.startTime;")
@@ -209,16 +217,18 @@ def gallery(cards: int, runs: int, folder: pathlib.Path) -> dict:
                              "to_paint_median_ms": round(statistics.median(frame), 1),
                              "to_paint_max_ms": round(max(frame), 1)}
         # Scrolled to the end: the last cards are drawn, and still only those in view.
-        driver.execute_script("c = document.getElementById('sort'); c.value = 'name:asc';"
-                              "window.STABN_GALLERY.apply(); window.scrollTo(0, "
-                              "document.body.scrollHeight);")
+        driver.execute_script(
+            "var c = function (id) { return document.getElementById(id); };"
+            "c('errors-only').checked = false; c('class-filter').value = '';"
+            "c('conf-min').value = '0'; c('sort').value = 'name:asc';"
+            "window.STABN_GALLERY.apply(); window.scrollTo(0, document.body.scrollHeight);")
         time.sleep(0.3)
         last = driver.execute_script(
             "var cards = document.querySelectorAll('#grid .card');"
             "return [cards.length, cards[cards.length - 1].dataset.name];")
     finally:
         driver.quit()
-    return {"cards": cards, "runs": runs, "page_bytes": (folder / "gallery.html").stat().st_size,
+    return {"cards": cards, "runs": runs, "page_bytes": page.stat().st_size,
             "load_ms": round(load_ms, 1), "cards_in_dom": rendered,
             "scrolled_to_end": {"cards_in_dom": last[0], "last_card": last[1]},
             "repaint": timings}

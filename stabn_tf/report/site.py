@@ -5,7 +5,8 @@ served as it is):
 
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
-    gallery.html               one card per clip, filters and sort (assets/gallery.js)
+    gallery.html               every clip's card data, drawn (the cards in view), filtered
+                               and sorted by assets/gallery.js
     corrections.html           the clips corrected in the editor, and their export
     clips.json, models.json    the data: each clip's predictions; each model's kind,
                                content key and precision
@@ -13,9 +14,10 @@ served as it is):
     assets/                    report.css and the scripts (stabn_tf/report/static), and
                                corrections-data.js: the file loaded with --corrections
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
-                               pictures (Figure 3, GIF, thumbnail, the strip of sampled
-                               frames the editor shows) and `<clip>.record.json`;
-                               `evaluation/` holds the tables (`stabn_tf.evaluate.run`)
+                               pictures (Figure 3, thumbnail, the strip of sampled frames
+                               the editor shows; GIF and Grad-CAM panel when asked for)
+                               and `<clip>.record.json`; `evaluation/` holds the tables
+                               (`stabn_tf.evaluate.run`)
 
 A re-run with the same checkpoint finds each clip's record and draws nothing again; a
 changed checkpoint has another hash, so another folder.
@@ -167,12 +169,6 @@ def compare_clip(first: dict, second: dict) -> dict:
     return out
 
 
-def _explain(model: ReportModel, clip) -> tuple:
-    """The model's prediction of `clip`, and its Grad-CAM where asked for."""
-    prediction = model.runner.predict(clip)
-    return prediction, None if model.gradcam is None else model.gradcam.predict(clip)
-
-
 def build_report(
     *,
     checkpoint: str,
@@ -301,17 +297,17 @@ def build_report(
                 try:
                     if errors_only:
                         if records[0] is None:
-                            outputs[0] = _explain(models[0], clip)
+                            outputs[0] = models[0].runner.predict(clip)
                         predicted = (records[0]["predicted"] if records[0] is not None
-                                     else outputs[0][0].top_k(1)[0][0])
+                                     else outputs[0].top_k(1)[0][0])
                         if clip.true_label is None or predicted == clip.true_label:
                             continue
                     for i, (model, folder) in enumerate(zip(models, folders)):
                         if records[i] is None:
-                            prediction, cam = outputs[i] or _explain(model, clip)
                             records[i] = drawer.submit(Drawing.of(
-                                clip, prediction, folder, stem, animation=animations,
-                                gradcam=cam))
+                                clip, outputs[i] or model.runner.predict(clip), folder, stem,
+                                animation=animations, gradcam=None if model.gradcam is None
+                                else model.gradcam.predict(clip)))
                 except (InferenceError, ValueError) as e:
                     counts["failed"] += 1
                     log(f"clip {clip.name!r}: cannot explain it "

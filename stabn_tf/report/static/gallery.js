@@ -162,4 +162,8 @@
   window.STABN_GALLERY = {apply: apply, shown: function () { return visible.length; },
                           total: total};
   apply();
+  // The other sorts, once the first cards are on screen, so choosing one only filters.
+  Array.prototype.forEach.call(sortBy.options, function (option, i) {
+    window.setTimeout(function () { sorted(option.value); }, 50 * (i + 1));
+  });
 }());
