@@ -256,6 +256,7 @@ def build_report(
     if sample and sample < len(clip_ids):
         clip_ids = sample_clips(clip_ids, sample, seed)
         log(f"a sample of {len(clip_ids)} clips (seed {seed})")
+    workers = min(workers, len(clip_ids))  # a pool for one clip costs more than it saves
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
