@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -206,8 +207,9 @@ def build_report(
     the report impossible raises `EvaluationError` (one line) before a model runs where it
     can.
 
-    Which clips: the first `max_clips` (0: all), of those a `sample` of that many chosen
-    by a hash of (`seed`, clip id) (0: all), and with `errors_only` only those the first
+    Which clips: a `sample` of that many chosen by a hash of (`seed`, clip id) (0: all),
+    the first `max_clips` of those as they are read (0: all), and with `errors_only` only
+    those the first
     model gets wrong (decided as each clip is predicted: nothing is read twice). Each clip
     gets Figure 3, a thumbnail and the editor's frames (about 30 KB at the demo's size);
     `animations` adds the GIF and `gradcam` a 3D Grad-CAM panel (each several times that).
@@ -252,11 +254,12 @@ def build_report(
     _check_same_clips(models)
     check_output_dir(output_dir)  # created once the checkpoints are accepted
     clip_ids = [clip for clip, _ in clip_labels(files, models)]
-    clip_ids = clip_ids[:max_clips] if max_clips else clip_ids
-    if sample and sample < len(clip_ids):
+    sampled = 0 < sample < len(clip_ids)
+    if sampled:
         clip_ids = sample_clips(clip_ids, sample, seed)
         log(f"a sample of {len(clip_ids)} clips (seed {seed})")
-    workers = min(workers, len(clip_ids))  # a pool for one clip costs more than it saves
+    count = min(len(clip_ids), max_clips or len(clip_ids))
+    workers = min(workers, count)  # a pool for one clip costs more than it saves
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
@@ -282,13 +285,12 @@ def build_report(
             entry["comparison"] = compare_clip(*entry["records"])
         entries.append(entry)
 
-    sampled = sample and sample < len(clip_ids)
-    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=len(clip_ids),
+    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=count,
                            clip_ids=clip_ids if sampled else ())
-    bar = tqdm(total=len(clip_ids), desc="report", unit="clip", disable=not progress)
+    bar = tqdm(total=count, desc="report", unit="clip", disable=not progress)
     try:
         with Drawer(workers) as drawer:
-            for clip in clips:
+            for clip in itertools.islice(clips, count):
                 bar.update()
                 stem = names.claim(clip.name)
                 records = [load_record(folder, stem, clip, animation=animations,

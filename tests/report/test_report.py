@@ -750,11 +750,10 @@ def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecord
             checkpoint, gradcam=False, gradcam_layer=None, log=lambda text: None)])]
     first = clips(sample=4, seed=0)
     assert len(first) == 4 and set(first) < set(every)
-    assert first == [c for c in every if c in first]  # in record order
+    assert set(first) == set(stabn_tf.report.site.sample_clips(every, 4, 0))
     assert clips(sample=4, seed=0) == first
-    assert clips(sample=4, seed=1) != first
-    assert clips(sample=4, seed=0, max_clips=6) == stabn_tf.report.site.sample_clips(
-        every[:6], 4, 0)
+    assert set(clips(sample=4, seed=1)) != set(first)
+    assert clips(sample=4, seed=0, max_clips=2) == first[:2]
     # Only the misclassified clips: those of the full site (the first 5 clips).
     wrong = [c["clip"] for c in json.loads((site[0] / "clips.json").read_text())
              if c["predicted"][0] != c["true_label"]]
