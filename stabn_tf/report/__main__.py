@@ -7,8 +7,8 @@ clip's explanation.
 `--compare_checkpoint` shows a second model beside the first (a baseline, another ST-ABN,
 or an exported `.tflite`); each clip gets Figure 3, a thumbnail and the editor's frames;
 `--animations` adds the animated GIF and `--gradcam` each Keras ST-ABN's 3D Grad-CAM
-panel (each several times the size). `--max_clips=N` keeps the first N clips,
-`--sample=N` a seeded random N of them, `--errors_only` the misclassified ones;
+panel (each several times the size). `--sample=N` keeps a seeded random N clips of the
+split, `--max_clips=N` the first N (of those), `--errors_only` the misclassified ones;
 `--workers` drawing processes (0: every core); `--tables=none` skips the evaluation tables;
 `--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
 per model on the summary and in `models.json`; `--corrections=FILE` loads a box file
