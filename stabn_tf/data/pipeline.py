@@ -206,6 +206,7 @@ def make_dataset(
     steps_per_epoch: int = 0,
     start_epoch: int = 0,
     start_step: int = 0,
+    clip_ids: Sequence[str] = (),
 ) -> tf.data.Dataset:
     """A dataset of `(clips, targets)` for `model.fit` / `model.evaluate`.
 
@@ -268,6 +269,8 @@ def make_dataset(
         same batches as an uninterrupted one, starting at `start_epoch`, batch
         `start_step`: the records of the skipped batches are read (not decoded) once.
         `repeat` is implied.
+      clip_ids: only the records of these clips, chosen by their id before anything is
+        decoded (the others are read, never decoded).
     """
     if not isinstance(preprocessor, ClipPreprocessor):
         raise TypeError(f"`preprocessor` must be a ClipPreprocessor (`model.preprocessor`), "
@@ -418,6 +421,11 @@ def make_dataset(
                 targets["gt_box"] = boxes
         return clips, targets
 
+    if clip_ids:
+        wanted = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(sorted(set(clip_ids))), tf.ones([len(set(clip_ids))], tf.int32)), 0)
+        ds = ds.filter(lambda serialized, key: wanted.lookup(
+            tfrecord.parse_sequence_example(serialized)[tfrecord.CLIP_ID]) > 0)
     ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(AUTOTUNE)

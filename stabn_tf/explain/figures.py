@@ -191,8 +191,10 @@ def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: i
         picture = Image.fromarray(image)
         if boxes is not None and _visible(boxes[i]):
             ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
+            x0, y0 = xmin * size[0], ymin * size[1]
+            # A box thinner than a pixel (e.g. cut by the crop) is a one-pixel line.
             ImageDraw.Draw(picture).rectangle(
-                [xmin * size[0], ymin * size[1], xmax * size[0] - 1, ymax * size[1] - 1],
+                [x0, y0, max(x0, xmax * size[0] - 1), max(y0, ymax * size[1] - 1)],
                 outline="white", width=line)
         pictures.append(picture)
     return pictures

@@ -72,10 +72,10 @@ def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor,
                    num_clips: int = 1) -> Iterator[Clip]:
     """Clips of TFRecord shards as evaluation sees them, with their labels and (where the
     records have them) ground-truth boxes. With `clip_ids`, only those clips (in record
-    order); else the first `max_clips` (None: all)."""
+    order, the others never decoded); else the first `max_clips` (None: all)."""
     wanted = set(clip_ids)
     ds = make_dataset(pattern, preprocessor=preprocessor, training=False, batch_size=1,
-                      num_clips=num_clips, with_metadata=True)
+                      num_clips=num_clips, with_metadata=True, clip_ids=clip_ids)
     count = 0
     for clips, targets in ds:
         clip_id = targets["clip_id"].numpy()[0].decode("utf-8")

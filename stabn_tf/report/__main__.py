@@ -5,8 +5,11 @@ clip's explanation.
         --output_dir=runs/demo/report            # then open runs/demo/report/index.html
 
 `--compare_checkpoint` shows a second model beside the first (a baseline, another ST-ABN,
-or an exported `.tflite`); `--gradcam` adds each Keras ST-ABN's 3D Grad-CAM panel;
-`--max_clips=N` keeps the first N clips; `--tables=none` skips the evaluation tables;
+or an exported `.tflite`); each clip gets Figure 3, a thumbnail and the editor's frames;
+`--animations` adds the animated GIF and `--gradcam` each Keras ST-ABN's 3D Grad-CAM
+panel (each several times the size). `--sample=N` keeps a seeded random N clips of the
+split, `--max_clips=N` the first N (of those), `--errors_only` the misclassified ones;
+`--workers` drawing processes (0: every core); `--tables=none` skips the evaluation tables;
 `--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
 per model on the summary and in `models.json`; `--corrections=FILE` loads a box file
 the clip pages' editor exported (see the README's "Correcting explanations").
@@ -37,6 +40,13 @@ def define_flags() -> None:
                      "checkpoint's training run (its config.json).")
     flags.DEFINE_string("output_dir", None, "Folder of the site (index.html, gallery.html).")
     cli.define_max_clips(0, "Show only the first N clips (0: all).")
+    flags.DEFINE_integer("sample", 0, "Show a random sample of N clips, the same for the same "
+                         "split and --seed (0: all).")
+    flags.DEFINE_integer("seed", 0, "Seed of --sample.")
+    flags.DEFINE_boolean("errors_only", False, "Show only the clips the (first) model gets "
+                         "wrong.")
+    flags.DEFINE_boolean("animations", False, "Add the animated GIF of each clip (about 5x "
+                         "the size of the rest of a clip).")
     flags.DEFINE_boolean("gradcam", False, "Add a 3D Grad-CAM panel to each clip page.")
     flags.DEFINE_string("gradcam_layer", "res5", "Layer or stage of the Grad-CAM.")
     cli.define_tables(f"Evaluation tables on the summary: {list(TABLES)}, all or none.")
@@ -46,6 +56,7 @@ def define_flags() -> None:
     flags.DEFINE_string("corrections", "", "A box file the editor exported earlier: its boxes "
                         "and action frames are loaded into the clip pages' editors (a clip "
                         "the browser already holds edits of keeps the browser's).")
+    flags.DEFINE_integer("workers", 0, "Drawing processes; 0 = all cores, 1 = no pool.")
     flags.mark_flag_as_required("output_dir")
 
 
@@ -58,6 +69,8 @@ def main(argv: Sequence[str]) -> None:
         result = build_report(
             checkpoint=f.checkpoint, output_dir=f.output_dir,
             compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
+            sample=f.sample, seed=f.seed, errors_only=f.errors_only,
+            animations=f.animations, workers=f.workers or None,
             gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
             num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
             corrections=f.corrections,

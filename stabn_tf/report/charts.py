@@ -1,6 +1,5 @@
-"""The report's own small pictures: the confusion matrix (matplotlib, like every other
-figure of the project) and the Mt sparkline (inline SVG, so a gallery of hundreds of clips
-costs no extra files)."""
+"""The report's own charts: the confusion matrix (matplotlib, like every other figure of
+the project). The gallery's Mt sparklines are drawn in the page by `gallery.js`."""
 
 from __future__ import annotations
 
@@ -46,20 +45,3 @@ def confusion_png(counts: np.ndarray, class_names: Sequence[str], title: str) ->
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     return figure_png(fig, dpi=80)
-
-
-def sparkline_svg(values: Sequence[float], *, width: int = 120, height: int = 28) -> str:
-    """Per-frame weights in [0, 1] as an inline SVG area chart, one vertex per frame."""
-    values = np.clip(np.asarray(values, float), 0.0, 1.0)
-    if len(values) == 0:
-        return ""
-    xs = np.linspace(1, width - 1, len(values)) if len(values) > 1 else np.array([width / 2])
-    ys = (height - 1) - values * (height - 2)
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-    area = f"{xs[0]:.1f},{height - 1} {line} {xs[-1]:.1f},{height - 1}"
-    peak = int(np.argmax(values))
-    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} '
-            f'{height}" role="img" aria-label="temporal weight per frame">'
-            f'<polygon points="{area}" fill="#f6c89f"/>'
-            f'<polyline points="{line}" fill="none" stroke="#c2410c" stroke-width="1.5"/>'
-            f'<circle cx="{xs[peak]:.1f}" cy="{ys[peak]:.1f}" r="2.2" fill="#7c2d12"/></svg>')

@@ -2,14 +2,16 @@
 kept as `<stem>.record.json` beside the pictures so a re-run reads it instead of running
 the model and drawing again.
 
-The pictures are `render_prediction`'s (Figure 3 PNG, GIF, JSON); the gallery thumbnail
-is the picture part of the GIF's frame with the highest temporal weight
+The pictures are `render_prediction`'s (Figure 3 PNG; the GIF when asked for); the gallery
+thumbnail is the picture part of the GIF's frame with the highest temporal weight
 (`figures.overlay_pictures`, the same overlay), without the GIF's text lines, which would
-be unreadable or cut off at thumbnail size.
+be unreadable or cut off at thumbnail size. `draw_clip` is all the drawing of one clip,
+from the model's outputs alone, so drawing processes can share the work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,11 +24,16 @@ from stabn_tf.evaluate.quality import POINTING_TOLERANCE
 from stabn_tf.explain import metrics as em
 from stabn_tf.explain.figures import overlay_pictures
 from stabn_tf.explain.render import render_prediction
-from stabn_tf.inference import Clip, Prediction, Runner
+from stabn_tf.inference import Clip, Prediction
 
 #: Bumped when a record's content changes meaning, so old records are redrawn.
-RECORD_VERSION = 3  # 2: thumbnails without baked-in text; 3: the editor's frames and maps
+RECORD_VERSION = 4  # 2: thumbnails without baked-in text; 3: the editor's frames and maps;
+# 4: compact pictures (palette PNG, no GIF unless asked for), the maps in the record
+#: Colours of the Figure 3 palette PNG.
+PNG_COLOURS = 256
 THUMBNAIL_SIZE = 144
+#: `<stem>` + this names a clip's gallery thumbnail.
+THUMB_SUFFIX = ".thumb.jpg"
 
 
 def _number(value: float) -> float | None:
@@ -85,77 +92,115 @@ def write_frame_strip(frames: np.ndarray, path: str) -> None:
         Image.fromarray(strip).save(temporary, "JPEG", quality=90)
 
 
-def editor_fields(prediction: Prediction, clip: Clip) -> dict | None:
-    """Where the shown frames lie in the source frames, and the per-frame spatial maps
-    (`[T, h, w]`, 3 decimals) the editor proposes boxes from; None without a frame size."""
-    if clip.frame_size is None:
+def editor_fields(prediction: Prediction, frame_size) -> dict | None:
+    """Where the shown frames lie in the source frames (the editor draws on them); None
+    without a frame size."""
+    if frame_size is None:
         return None
-    spatial = prediction.spatial
-    return {"frame_size": [int(v) for v in clip.frame_size],
+    return {"frame_size": [int(v) for v in frame_size],
             "crop": [round(float(v), 6) for v in prediction.crop],
-            "image_size": int(prediction.frames.shape[-2]),
-            "ms": None if spatial is None else np.round(
-                np.asarray(spatial[0], float), 3).tolist()}
+            "image_size": int(prediction.frames.shape[-2])}
 
 
 def record_path(folder: str, stem: str) -> str:
     return os.path.join(folder, f"{stem}.record.json")
 
 
-def load_record(folder: str, stem: str, clip: Clip) -> dict | None:
-    """The clip's saved record when it is complete and describes this very clip (same
-    sampled frames and label: a different split with the same clip ids is redrawn)."""
+def load_record(folder: str, stem: str, clip: Clip, *, animation: bool = False,
+                gradcam: bool = False) -> dict | None:
+    """The clip's saved record when it is complete, describes this very clip (same
+    sampled frames and label: a different split with the same clip ids is redrawn) and
+    holds the pictures asked for (an animation, a Grad-CAM panel)."""
     try:
         with open(record_path(folder, stem), encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
+    files = record.get("files", {})
     same = (record.get("version") == RECORD_VERSION
             and record.get("frame_indices") == np.asarray(clip.frame_indices).tolist()
             and record.get("true_label") == clip.true_label
-            and all(os.path.exists(os.path.join(folder, name))
-                    for name in record.get("files", {}).values()))
+            and (not animation or "animation" in files or "png" not in files)
+            and (not gradcam or "gradcam" in record)
+            and all(os.path.exists(os.path.join(folder, name)) for name in files.values()))
     return record if same else None
 
 
-def explain_clip(runner: Runner, clip: Clip, folder: str, stem: str, *,
-                 gradcam: Runner | None = None) -> dict:
-    """Runs the model on `clip`, draws it (and its Grad-CAM with `gradcam`) into `folder`
-    and writes the record last, so a record on disk means every picture is complete."""
-    prediction = runner.predict(clip)
-    files = render_prediction(prediction, folder, stem, animation="gif")
-    if "animation" in files:
-        files["thumb"] = os.path.join(folder, f"{stem}.thumb.jpg")
+@dataclasses.dataclass
+class Drawing:
+    """One clip of one model to draw, as a drawing process gets it: the model's outputs
+    (not the clip's float frames) and what the record says about the clip."""
+
+    prediction: Prediction
+    folder: str
+    stem: str
+    frame_indices: list
+    true_label: int | None
+    has_boxes: bool
+    active: np.ndarray | None
+    frame_size: tuple[int, int] | None
+    animation: bool = False
+    gradcam: Prediction | None = None
+
+    @classmethod
+    def of(cls, clip: Clip, prediction: Prediction, folder: str, stem: str, *,
+           animation: bool = False, gradcam: Prediction | None = None) -> Drawing:
+        return cls(prediction, folder, stem, np.asarray(clip.frame_indices).tolist(),
+                   clip.true_label, clip.boxes is not None, clip.active, clip.frame_size,
+                   animation, gradcam)
+
+
+def _pictures(prediction: Prediction, folder: str, stem: str, animation: bool
+              ) -> dict[str, str]:
+    """Figure 3 (a palette PNG: a quarter of the bytes, no visible change) and, when asked
+    for, the GIF; the renderer's JSON is dropped (the record keeps the numbers)."""
+    files = render_prediction(prediction, folder, stem,
+                              animation="gif" if animation else "none")
+    os.remove(files.pop("json"))
+    if "png" in files:
+        with Image.open(files["png"]) as picture:
+            picture.load()
+        with atomic_path(files["png"]) as temporary:
+            picture.convert("RGB").quantize(PNG_COLOURS, dither=Image.Dither.NONE).save(
+                temporary, "PNG", optimize=True)
+    return files
+
+
+def draw_clip(drawing: Drawing) -> dict:
+    """Draws one clip (Figure 3, thumbnail, the editor's frames; the GIF and Grad-CAM
+    panel when asked for) into its folder and writes the record last, so a record on
+    disk means every picture is complete. Runs in a drawing process: same input, same
+    bytes, whichever process draws it."""
+    prediction, folder, stem = drawing.prediction, drawing.folder, drawing.stem
+    files = _pictures(prediction, folder, stem, drawing.animation)
+    if "png" in files:
+        files["thumb"] = os.path.join(folder, stem + THUMB_SUFFIX)
         write_thumbnail(prediction, files["thumb"])
-    editor = editor_fields(prediction, clip)
+    editor = None if prediction.frames is None else editor_fields(prediction,
+                                                                  drawing.frame_size)
     if editor is not None:
         files["frames"] = os.path.join(folder, f"{stem}.frames.jpg")
         write_frame_strip(prediction.frames[0], files["frames"])
     top = prediction.top_k(5)
-    record = {"version": RECORD_VERSION, "clip": clip.name, "stem": stem,
-              "frame_indices": np.asarray(clip.frame_indices).tolist(),
-              "true_label": clip.true_label, "predicted": top[0][0],
-              "confidence": round(top[0][2], 6),
+    record = {"version": RECORD_VERSION, "clip": prediction.name, "stem": stem,
+              "frame_indices": drawing.frame_indices, "true_label": drawing.true_label,
+              "predicted": top[0][0], "confidence": round(top[0][2], 6),
               "top5": [[i, name, round(p, 6)] for i, name, p in top],
-              "has_boxes": clip.boxes is not None, **_summary(prediction, files, clip.active)}
+              "has_boxes": drawing.has_boxes, **_summary(prediction, files, drawing.active),
+              "ms": None if prediction.spatial is None else np.round(
+                  np.asarray(prediction.spatial[0], float), 3).tolist()}
     if editor is not None:
         record["editor"] = editor
-    if gradcam is not None:
-        cam = gradcam.predict(clip)
-        cam_files = render_prediction(cam, folder, f"{stem}.gradcam", animation="gif")
-        record["gradcam"] = _summary(cam, cam_files, clip.active)
+    if drawing.gradcam is not None:
+        cam_files = _pictures(drawing.gradcam, folder, f"{stem}.gradcam", drawing.animation)
+        record["gradcam"] = _summary(drawing.gradcam, cam_files, drawing.active)
         record["files"].update({f"gradcam_{k}": os.path.basename(v)
                                 for k, v in cam_files.items()})
-    write_atomic(record_path(folder, stem), json.dumps(record))
+    write_atomic(record_path(folder, stem), json.dumps(record, separators=(",", ":")))
     return record
 
 
-def spatial_maps(folder: str, record: dict) -> np.ndarray | None:
-    """Clip 0's spatial maps `[T, h, w]` from the renderer's JSON (for comparing models)."""
-    name = record.get("files", {}).get("json")
-    try:
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            maps = json.load(f).get("spatial_attention")
-    except (OSError, ValueError, TypeError):
-        return None
-    return None if maps is None else np.asarray(maps, float)[0]
+def spatial_maps(record: dict) -> np.ndarray | None:
+    """The clip's spatial maps `[T, h, w]` as the record keeps them (for comparing models)."""
+    maps = record.get("ms")
+    return None if maps is None else np.asarray(maps, float)

@@ -19,6 +19,7 @@ import numpy as np
 from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.tables import Table, number, percent
 from stabn_tf.report import charts
+from stabn_tf.report.clips import THUMB_SUFFIX
 from stabn_tf.report.models import ReportModel
 
 #: The site's own scripts and style sheet, copied into `assets/`.
@@ -152,37 +153,41 @@ def summary_page(output_dir: str, models: Sequence[ReportModel], entries: Sequen
                   confusion=[(label, src) for label, src in confusion if src])
 
 
-def _card(models: Sequence[ReportModel], entry: dict, names: Sequence[str]) -> dict:
+#: The columns of each card in the gallery's data (`gallery.js` reads them by name):
+#: true is -1 where unknown, thumb 0/1, mt the per-frame temporal weights in percent.
+CARD_FIELDS = ("stem", "clip", "true", "predicted", "confidence", "spread", "error",
+               "disagree", "thumb", "mt", "others")
+
+
+def _card(models: Sequence[ReportModel], entry: dict, names: Sequence[str]) -> list:
     first = entry["records"][0]
-    error = _is_error(entry, first)
-    true = entry["true_label"]
     comparison = entry.get("comparison")
-    thumb = first["files"].get("thumb")
-    return {
-        "stem": entry["stem"], "clip": entry["clip"], "error": error,
-        "data": [("name", entry["stem"]), ("true-class", "" if true is None else true),
-                 ("predicted", first["predicted"]),
-                 ("confidence", f"{first['confidence']:.6f}"),
-                 ("spread", f"{first['mt_spread']:.6f}"), ("error", int(error)),
-                 ("disagree", int(bool(comparison) and not comparison["agree"]))],
-        "thumb": _media(models[0], thumb) if thumb else None,
-        "true": None if true is None else names[true],
-        "predicted": names[first["predicted"]], "confidence": f"{first['confidence']:.0%}",
-        "spark": charts.sparkline_svg(first["temporal"]),
-        "others": [f"{m.label}: {names[r['predicted']]} {r['confidence']:.0%}"
-                   for m, r in zip(models[1:], entry["records"][1:])]}
+    true = entry["true_label"]
+    return [entry["stem"], entry["clip"], -1 if true is None else true, first["predicted"],
+            first["confidence"], first["mt_spread"], int(_is_error(entry, first)),
+            int(bool(comparison) and not comparison["agree"]),
+            int("thumb" in first["files"]), [round(100 * v) for v in first["temporal"]],
+            [f"{m.label}: {names[r['predicted']]} {r['confidence']:.0%}"
+             for m, r in zip(models[1:], entry["records"][1:])]]
+
+
+def gallery_data(models: Sequence[ReportModel], entries: Sequence[dict]) -> dict:
+    """Every card as one compact array (sorted by clip id; the page sorts and filters it
+    and draws only the cards in view), the class names and where the thumbnails are."""
+    names = models[0].runner.class_names
+    return {"media": _media(models[0], ""), "thumb_suffix": THUMB_SUFFIX,
+            "classes": list(names), "fields": CARD_FIELDS,
+            "cards": [_card(models, e, names) for e in sorted(entries, key=lambda e: e["stem"])]}
 
 
 def gallery_page(models: Sequence[ReportModel], entries: Sequence[dict]) -> str:
     names = models[0].runner.class_names
     present = sorted({e["true_label"] if e["true_label"] is not None
                       else e["records"][0]["predicted"] for e in entries})
-    # Least confident first, as the default sort shows them (and without JavaScript too).
-    ordered = sorted(entries, key=lambda e: (e["records"][0]["confidence"], e["stem"]))
     return render("gallery.html", label=models[0].label,
                   errors=sum(_is_error(e, e["records"][0]) for e in entries),
                   compared=len(models) == 2, classes=[(k, names[k]) for k in present],
-                  cards=[_card(models, e, names) for e in ordered])
+                  clips=len(entries), data=gallery_data(models, entries))
 
 
 def _explanation(model: ReportModel, record: dict, files: dict, heading: str,
@@ -211,7 +216,7 @@ def editor_data(model: ReportModel, entry: dict, depth: int = 1) -> dict | None:
     return {"checkpoint": model.key, "clip": entry["clip"], "stem": entry["stem"],
             "frame_indices": record["frame_indices"][0], "crop": shown["crop"],
             "frame_size": shown["frame_size"], "image_size": shown["image_size"],
-            "strip": _media(model, record["files"]["frames"], depth), "ms": shown.get("ms"),
+            "strip": _media(model, record["files"]["frames"], depth), "ms": record.get("ms"),
             "display": EDITOR_DISPLAY}
 
 

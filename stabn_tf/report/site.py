@@ -5,7 +5,8 @@ served as it is):
 
     index.html                 summary: Tables 1/2, explanation quality, top-1 per class,
                                confusion matrices, the two models side by side
-    gallery.html               one card per clip, filters and sort (assets/gallery.js)
+    gallery.html               every clip's card data, drawn (the cards in view), filtered
+                               and sorted by assets/gallery.js
     corrections.html           the clips corrected in the editor, and their export
     clips.json, models.json    the data: each clip's predictions; each model's kind,
                                content key and precision
@@ -13,9 +14,10 @@ served as it is):
     assets/                    report.css and the scripts (stabn_tf/report/static), and
                                corrections-data.js: the file loaded with --corrections
     media/<model>-<hash>/      per model, keyed on the checkpoint's content: each clip's
-                               pictures (Figure 3, GIF, thumbnail, the strip of sampled
-                               frames the editor shows) and `<clip>.record.json`;
-                               `evaluation/` holds the tables (`stabn_tf.evaluate.run`)
+                               pictures (Figure 3, thumbnail, the strip of sampled frames
+                               the editor shows; GIF and Grad-CAM panel when asked for)
+                               and `<clip>.record.json`; `evaluation/` holds the tables
+                               (`stabn_tf.evaluate.run`)
 
 A re-run with the same checkpoint finds each clip's record and draws nothing again; a
 changed checkpoint has another hash, so another folder.
@@ -23,6 +25,9 @@ changed checkpoint has another hash, so another folder.
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import itertools
 import json
 import os
 import time
@@ -33,7 +38,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from stabn_tf.data import list_files, tfrecord
-from stabn_tf.disk import write_atomic
+from stabn_tf.disk import is_disk_full, write_atomic
 from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLES, check_output_dir
@@ -48,8 +53,9 @@ from stabn_tf.inference import (
 )
 from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
-from stabn_tf.report.clips import explain_clip, load_record, spatial_maps
+from stabn_tf.report.clips import Drawing, load_record, spatial_maps
 from stabn_tf.report.corrections import load_corrections
+from stabn_tf.report.drawing import Drawer, default_workers
 from stabn_tf.report.models import ReportModel, open_model
 
 
@@ -61,10 +67,10 @@ def _labels(paths: Sequence[str]) -> list[str]:
     return ["/".join(os.path.normpath(p).split(os.sep)[-3:]) for p in paths]
 
 
-def count_clips(files, models: Sequence[ReportModel], max_clips: int) -> int:
-    """How many clips the report will show; reads every record's id and label (no frame
-    is decoded) before any model runs, so an empty split and labels outside a model's
-    classes (a checkpoint of other data) fail in one line first."""
+def clip_labels(files, models: Sequence[ReportModel]) -> list[tuple[str, int]]:
+    """Every record's (clip id, label), read without decoding a frame before any model
+    runs, so an empty split and labels outside a model's classes (a checkpoint of other
+    data) fail in one line first; `--sample` chooses its clips from these."""
     labels = []
     try:
         for record in tf.data.TFRecordDataset(list_files(files)):
@@ -83,7 +89,17 @@ def count_clips(files, models: Sequence[ReportModel], max_clips: int) -> int:
             raise EvaluationError(
                 f"{files!r}: clip {outside[0][0]!r} has label {outside[0][1]} but "
                 f"{m.label} has {classes} classes: the records and the checkpoint do not match")
-    return min(len(labels), max_clips) if max_clips else len(labels)
+    return labels
+
+
+def sample_clips(clip_ids: Sequence[str], n: int, seed: int) -> list[str]:
+    """`n` of the clips, chosen by a keyed hash of each id: the same clips for the same
+    split and seed whatever the records' order, in record order."""
+    def rank(clip_id: str) -> bytes:
+        return hashlib.blake2b(clip_id.encode("utf-8"), digest_size=8,
+                               key=str(seed).encode()).digest()
+    chosen = set(sorted(clip_ids, key=rank)[:n])
+    return [c for c in clip_ids if c in chosen]
 
 
 def _check_same_clips(models: Sequence[ReportModel]) -> None:
@@ -139,14 +155,13 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if np.isnan(value) else round(value, 4)
 
 
-def compare_clip(first: dict, second: dict, first_folder: str,
-                 second_folder: str) -> dict:
+def compare_clip(first: dict, second: dict) -> dict:
     """How two models' explanations of one clip agree: same prediction, Pearson
     correlation of Mt, and of Ms (per frame, at the larger map size, averaged)."""
     out = {"agree": first["predicted"] == second["predicted"],
            "mt_correlation": _correlation(first["temporal"], second["temporal"]),
            "ms_correlation": None}
-    a, b = spatial_maps(first_folder, first), spatial_maps(second_folder, second)
+    a, b = spatial_maps(first), spatial_maps(second)
     if a is not None and b is not None and len(a) == len(b):
         size = (max(a.shape[1], b.shape[1]), max(a.shape[2], b.shape[2]))
         a, b = upsample(a, size), upsample(b, size)
@@ -162,6 +177,10 @@ def build_report(
     compare_checkpoint: str = "",
     files: str | Sequence[str] = "",
     max_clips: int = 0,
+    sample: int = 0,
+    seed: int = 0,
+    errors_only: bool = False,
+    animations: bool = False,
     gradcam: bool = False,
     gradcam_layer: str | None = None,
     tables: Sequence[str] = TABLES,
@@ -169,11 +188,13 @@ def build_report(
     batch_size: int = 8,
     precision: str = "auto",
     corrections: str = "",
+    workers: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Writes the site into `output_dir` and returns `{"index", "gallery", "clips",
-    "rendered", "seconds"}` (rendered: clips that were drawn, not reused).
+    "rendered", "failed", "seconds"}` (rendered: clips that were drawn, not reused;
+    failed: clips left out, each said in one line).
 
     `checkpoint` / `compare_checkpoint`: `.keras`, `.tflite` or OpenVINO `.xml` files (the
     second is shown beside the first: a baseline, another ST-ABN, or an exported int8 model).
@@ -186,6 +207,15 @@ def build_report(
     the report impossible raises `EvaluationError` (one line) before a model runs where it
     can.
 
+    Which clips: a `sample` of that many chosen by a hash of (`seed`, clip id) (0: all),
+    the first `max_clips` of those as they are read (0: all), and with `errors_only` only
+    those the first
+    model gets wrong (decided as each clip is predicted: nothing is read twice). Each clip
+    gets Figure 3, a thumbnail and the editor's frames (about 30 KB at the demo's size);
+    `animations` adds the GIF and `gradcam` a 3D Grad-CAM panel (each several times that).
+    The drawing runs in `workers` processes (None: every core); the site is the same for
+    any number.
+
     `corrections`: a box file the editor exported earlier (`load_corrections`), loaded
     into every page's editor under the browser's own edits (a clip edited in the browser
     keeps the browser's version).
@@ -194,8 +224,12 @@ def build_report(
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise EvaluationError(f"unknown table(s) {unknown}; choose from {TABLES}, all or none")
-    if max_clips < 0:
-        raise EvaluationError(f"--max_clips must be >= 0, got {max_clips}")
+    for name, value in (("max_clips", max_clips), ("sample", sample)):
+        if value < 0:
+            raise EvaluationError(f"--{name} must be >= 0, got {value}")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise EvaluationError(f"--workers must be >= 1, got {workers}")
     try:
         check_precision(precision)
     except PrecisionError as e:
@@ -219,7 +253,13 @@ def build_report(
         model.label = label
     _check_same_clips(models)
     check_output_dir(output_dir)  # created once the checkpoints are accepted
-    count = count_clips(files, models, max_clips)
+    clip_ids = [clip for clip, _ in clip_labels(files, models)]
+    sampled = 0 < sample < len(clip_ids)
+    if sampled:
+        clip_ids = sample_clips(clip_ids, sample, seed)
+        log(f"a sample of {len(clip_ids)} clips (seed {seed})")
+    count = min(len(clip_ids), max_clips or len(clip_ids))
+    workers = min(workers, count)  # a pool for one clip costs more than it saves
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
         os.makedirs(folder, exist_ok=True)
@@ -228,36 +268,74 @@ def build_report(
                 for m, f in zip(models, folders)]
 
     names = OutputNames()
-    entries, rendered = [], 0
-    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=count)
+    entries, pending, counts = [], collections.deque(), {"rendered": 0, "failed": 0}
+
+    def finish(entry: dict, records: list) -> None:
+        """The clip's records, once drawn; a clip that cannot be drawn is one line."""
+        try:
+            entry["records"] = [r.result() if hasattr(r, "result") else r for r in records]
+        except Exception as e:
+            if is_disk_full(e):
+                raise
+            counts["failed"] += 1
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            log(f"clip {entry['clip']!r}: cannot draw it ({reason}); left out")
+            return
+        if len(models) == 2:
+            entry["comparison"] = compare_clip(*entry["records"])
+        entries.append(entry)
+
+    clips = tfrecord_clips(files, models[0].runner.preprocessor, max_clips=count,
+                           clip_ids=clip_ids if sampled else ())
     bar = tqdm(total=count, desc="report", unit="clip", disable=not progress)
     try:
-        for clip in clips:
-            stem = names.claim(clip.name)
-            records, drew = [], False
-            for model, folder in zip(models, folders):
-                record = load_record(folder, stem, clip)
-                if record is None:
-                    record = explain_clip(model.runner, clip, folder, stem,
-                                          gradcam=model.gradcam)
-                    drew = True
-                records.append(record)
-            rendered += drew
-            entry = {"stem": stem, "clip": clip.name, "true_label": clip.true_label,
-                     "records": records}
-            if len(records) == 2:
-                entry["comparison"] = compare_clip(records[0], records[1], *folders)
-            entries.append(entry)
-            bar.update()
-    except (InferenceError, ValueError, tf.errors.OpError) as e:
+        with Drawer(workers) as drawer:
+            for clip in itertools.islice(clips, count):
+                bar.update()
+                stem = names.claim(clip.name)
+                records = [load_record(folder, stem, clip, animation=animations,
+                                       gradcam=model.gradcam is not None)
+                           for model, folder in zip(models, folders)]
+                outputs = [None] * len(models)
+                try:
+                    if errors_only:
+                        if records[0] is None:
+                            outputs[0] = models[0].runner.predict(clip)
+                        predicted = (records[0]["predicted"] if records[0] is not None
+                                     else outputs[0].top_k(1)[0][0])
+                        if clip.true_label is None or predicted == clip.true_label:
+                            continue
+                    for i, (model, folder) in enumerate(zip(models, folders)):
+                        if records[i] is None:
+                            records[i] = drawer.submit(Drawing.of(
+                                clip, outputs[i] or model.runner.predict(clip), folder, stem,
+                                animation=animations, gradcam=None if model.gradcam is None
+                                else model.gradcam.predict(clip)))
+                except (InferenceError, ValueError) as e:
+                    counts["failed"] += 1
+                    log(f"clip {clip.name!r}: cannot explain it "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                        "left out")
+                    continue
+                counts["rendered"] += any(hasattr(r, "result") for r in records)
+                pending.append(({"stem": stem, "clip": clip.name,
+                                 "true_label": clip.true_label}, records))
+                while len(pending) > 2 * workers:  # bounded: records come back in order
+                    finish(*pending.popleft())
+            while pending:
+                finish(*pending.popleft())
+    except tf.errors.OpError as e:
         reason = str(getattr(e, "message", "") or e).splitlines()[0]
         raise EvaluationError(f"cannot explain the clips of {files!r} with "
                               f"{models[0].label} ({reason})") from None
     finally:
         bar.close()
+    if not entries:
+        raise EvaluationError(f"no clips to show from {files!r}" + (
+            " (--errors_only: the model gets every chosen clip right)" if errors_only else ""))
     written = pages.write_site(output_dir, models, entries, tables_shown, loaded,
                                os.path.basename(corrections) if corrections else "")
     seconds = time.perf_counter() - start
-    log(f"report: {written['index']} ({len(entries)} clips, {rendered} drawn, "
-        f"{seconds:.1f} s)")
-    return {**written, "clips": len(entries), "rendered": rendered, "seconds": seconds}
+    log(f"report: {written['index']} ({len(entries)} clips, {counts['rendered']} drawn, "
+        f"{counts['failed']} left out, {seconds:.1f} s)")
+    return {**written, "clips": len(entries), **counts, "seconds": seconds}

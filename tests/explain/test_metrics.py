@@ -169,3 +169,13 @@ def test_centre_prior_peaks_at_the_centre_and_scores_centred_boxes():
     corner = np.array([[0.0, 0.0, 0.25, 0.25]])
     assert em.pointing_game(prior[None], centred, 64)[0] == 1.0
     assert em.pointing_game(prior[None], corner, 64)[0] == 0.0
+
+
+def test_a_box_thinner_than_a_pixel_is_outlined_not_refused():
+    """A box the crop cut to a sliver still draws (as a one-pixel line), not a PIL error."""
+    from stabn_tf.explain.figures import overlay_pictures
+
+    frames = np.zeros((1, 32, 40, 3), np.uint8)
+    picture, = overlay_pictures(frames, np.zeros((1, 2, 2)), display_size=32,
+                                boxes=np.array([[0.2, 0.5, 0.6, 0.5001]]))
+    assert picture.size == (40, 32) and np.asarray(picture).max() == 255

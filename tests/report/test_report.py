@@ -24,8 +24,11 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 import stabn_tf
+import stabn_tf.report.models
+import stabn_tf.report.site
 from stabn_tf.data import list_files, read_labels, tfrecord
 from stabn_tf.deploy import openvino, tflite
 from stabn_tf.evaluate import EvaluationError, load_checkpoint
@@ -191,6 +194,7 @@ def test_report_in_headless_chromium(site, chromium, tmp_path):
             "function (i) { return [i.naturalWidth, i.naturalHeight]; });")
         assert len(sizes) == CLIPS and all(w == h == 144 for w, h in sizes)
         driver.find_element(By.ID, "errors-only").click()
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")  # drawn anew
         shown = {c.get_attribute("data-name") for c in cards if c.is_displayed()}
         assert shown == misclassified
         assert driver.find_element(By.ID, "shown").text.startswith(f"{len(misclassified)} of")
@@ -403,10 +407,11 @@ def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk
     assert not [p for p in out.rglob(".tmp-*")]  # no half-written temporary files
 
 
-def _editor_driver():
-    """benchmarks/editor_driver.py (the editor driven as a person does), by its path."""
-    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "editor_driver.py"
-    spec = importlib.util.spec_from_file_location("editor_driver", path)
+def _benchmark(name: str):
+    """benchmarks/<name>.py, by its path: `editor_driver` (the editor driven as a person
+    does), `scale_report` (the gallery's generated cards)."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -452,7 +457,7 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
     loaded back with --corrections under the browser's newer edits, and converted with 0
     problems into records that hold the drawn boxes and the action frames."""
     out, _ = site
-    ed = _editor_driver()
+    ed = _benchmark("editor_driver")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     clips = json.loads((out / "clips.json").read_text())
@@ -663,3 +668,113 @@ def test_markup_in_names_is_shown_as_text(nasty_site, chromium):
     gallery = (out / "gallery.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in gallery and "&#34;quote&#39;" in gallery
     assert "<" not in (out / "assets" / "corrections-data.js").read_text().split("=", 1)[1]
+
+
+def test_a_large_gallery_draws_only_the_cards_in_view(chromium, tmp_path):
+    """3,000 cards: a few dozen in the page at a time; filters, sorts and scrolling reach
+    every card, each a link to its clip page."""
+    bench = _benchmark("scale_report")
+    entries = bench.generated_entries(3000, thumbs=False)
+    errors = sorted(e["stem"] for e in entries
+                    if e["records"][0]["predicted"] != e["true_label"])
+    page = bench.write_gallery(tmp_path, entries)
+    driver = _browser(chromium)
+    try:
+        driver.get(page.as_uri())
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")
+        assert 0 < len(cards) < 200
+        assert driver.find_element(By.ID, "shown").text == "3000 of 3000 clips"
+        confidences = [float(c.get_attribute("data-confidence")) for c in cards]
+        lowest = sorted(e["records"][0]["confidence"] for e in entries)[:len(cards)]
+        assert confidences == lowest  # least confident first
+        assert cards[0].get_attribute("href").endswith(
+            f"/clips/{cards[0].get_attribute('data-name')}.html")
+        driver.find_element(By.ID, "errors-only").click()
+        assert driver.find_element(By.ID, "shown").text == f"{len(errors)} of 3000 clips"
+        Select(driver.find_element(By.ID, "sort")).select_by_value("name:asc")
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")
+        assert [c.get_attribute("data-name") for c in cards] == errors[:len(cards)]
+        assert all(c.get_attribute("data-error") == "1" for c in cards)
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight);")
+        driver.execute_script("return new Promise(function (done) {"
+                              " requestAnimationFrame(function () { setTimeout(done, 0); }); });")
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")
+        assert 0 < len(cards) < 200 and cards[-1].get_attribute("data-name") == errors[-1]
+        assert cards[-1].is_displayed()
+        cls = entries[0]["true_label"]
+        Select(driver.find_element(By.ID, "class-filter")).select_by_value(str(cls))
+        wanted = [e["stem"] for e in entries if e["stem"] in set(errors)
+                  and e["true_label"] == cls]
+        assert driver.find_element(By.ID, "shown").text == f"{len(wanted)} of 3000 clips"
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
+
+def _tree(folder: pathlib.Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_any_number_of_workers_draws_the_same_site(checkpoint, tiny_tfrecords, tmp_path):
+    """One drawing process or two: the same files, byte for byte; by default no GIF and
+    no Grad-CAM panel, `animations=True` adds the GIFs."""
+    sites = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        result = build_report(checkpoint=checkpoint, output_dir=str(out),
+                              files=_val(tiny_tfrecords), max_clips=3, tables=[],
+                              precision="float32", workers=workers, progress=False,
+                              log=lambda text: None)
+        assert result["clips"] == result["rendered"] == 3 and result["failed"] == 0
+        sites[workers] = _tree(out)
+    assert sites[1] == sites[2]
+    assert not [n for n in sites[1] if n.endswith(".gif") or "gradcam" in n]
+    assert len([n for n in sites[1] if n.endswith(".png")]) == 3 + 1  # + confusion matrix
+    build_report(checkpoint=checkpoint, output_dir=str(tmp_path / "w1"),
+                 files=_val(tiny_tfrecords), max_clips=3, tables=[], precision="float32",
+                 animations=True, workers=1, progress=False, log=lambda text: None)
+    assert len(list((tmp_path / "w1" / "media").rglob("*.gif"))) == 3
+
+
+def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecords, tmp_path):
+    def clips(**kwargs) -> list[str]:
+        out = tmp_path / "_".join(f"{k}{v}" for k, v in kwargs.items())
+        build_report(checkpoint=checkpoint, output_dir=str(out), files=_val(tiny_tfrecords),
+                     tables=[], precision="float32", workers=1, progress=False,
+                     log=lambda text: None, **kwargs)
+        return [c["clip"] for c in json.loads((out / "clips.json").read_text())]
+
+    every = [c for c, _ in stabn_tf.report.site.clip_labels(
+        _val(tiny_tfrecords), [stabn_tf.report.models.open_model(
+            checkpoint, gradcam=False, gradcam_layer=None, log=lambda text: None)])]
+    first = clips(sample=4, seed=0)
+    assert len(first) == 4 and set(first) < set(every)
+    assert set(first) == set(stabn_tf.report.site.sample_clips(every, 4, 0))
+    assert clips(sample=4, seed=0) == first
+    assert set(clips(sample=4, seed=1)) != set(first)
+    assert clips(sample=4, seed=0, max_clips=2) == first[:2]
+    # Only the misclassified clips: those of the full site (the first 5 clips).
+    wrong = [c["clip"] for c in json.loads((site[0] / "clips.json").read_text())
+             if c["predicted"][0] != c["true_label"]]
+    assert clips(errors_only=True, max_clips=CLIPS) == wrong
+
+
+def test_a_clip_that_cannot_be_drawn_is_one_line(checkpoint, tiny_tfrecords, tmp_path):
+    """A clip whose picture cannot be written: one line naming it, the other clips kept."""
+    out = tmp_path / "site"
+    names = [c.name for c in tfrecord_clips(_val(tiny_tfrecords),
+                                            load_checkpoint(checkpoint).preprocessor,
+                                            max_clips=3)]
+    blocked = out / "media" / stabn_tf.report.checkpoint_key(checkpoint) / f"{names[1]}.png"
+    blocked.mkdir(parents=True)  # a folder where its Figure 3 goes
+    said = []
+    result = build_report(checkpoint=checkpoint, output_dir=str(out),
+                          files=_val(tiny_tfrecords), max_clips=3, tables=[],
+                          precision="float32", workers=2, progress=False, log=said.append)
+    assert result["clips"] == 2 and result["failed"] == 1
+    lines = [line for line in said if names[1] in line]
+    assert len(lines) == 1 and lines[0].startswith(f"clip {names[1]!r}: cannot draw it (")
+    assert lines[0].endswith("; left out") and "\n" not in lines[0]
+    kept = [c["clip"] for c in json.loads((out / "clips.json").read_text())]
+    assert kept == [names[0], names[2]]
