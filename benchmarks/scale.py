@@ -22,6 +22,8 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 - `resume`: the same conversion again, with nothing left to do.
 - `evaluate`: Tables 1+2 and the explanation-quality table of a tiny model on N
   synthetic validation videos (`scale_evaluate.py`; sizes of 100 and 1,000 suit it).
+- `report`: the explanation browser of a tiny model over N generated clips
+  (`scale_report.py`, which also times the 25,000-card gallery when run alone).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ STAGES = {
     "convert": "scale_convert",
     "resume": "scale_resume",
     "evaluate": "scale_evaluate",
+    "report": "scale_report",
 }
 
 flags.DEFINE_list("stages", ["boxes", "boxes_main", "convert", "resume"],

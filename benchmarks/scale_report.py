@@ -247,13 +247,15 @@ def machine() -> str:
             f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
-flags.DEFINE_list("sizes", ["100", "1000"], "Clips per report build (0: none).")
-flags.DEFINE_integer("gallery_cards", 25000, "Cards of the generated gallery (0: skip).")
-flags.DEFINE_integer("repaint_runs", 11, "Times each filter and sort is timed.")
-flags.DEFINE_string("workdir", "/tmp/stabn_tf_scale_report", "Where the data and sites go.")
-flags.DEFINE_string("preset", "stabn_tiny", "The model's preset (untrained).")
-flags.DEFINE_integer("workers", 0, "The report's --workers (0: every core).")
-flags.DEFINE_string("json_out", None, "Also write the figures to this JSON file.")
+def _define_flags() -> None:
+    """Only when run alone: `scale.py` imports this module and has flags of these names."""
+    flags.DEFINE_list("sizes", ["100", "1000"], "Clips per report build (0: none).")
+    flags.DEFINE_integer("gallery_cards", 25000, "Cards of the generated gallery (0: skip).")
+    flags.DEFINE_integer("repaint_runs", 11, "Times each filter and sort is timed.")
+    flags.DEFINE_string("workdir", "/tmp/stabn_tf_scale_report", "Where the data and sites go.")
+    flags.DEFINE_string("preset", "stabn_tiny", "The model's preset (untrained).")
+    flags.DEFINE_integer("workers", 0, "The report's --workers (0: every core).")
+    flags.DEFINE_string("json_out", None, "Also write the figures to this JSON file.")
 
 
 def main(argv) -> None:
@@ -281,4 +283,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
