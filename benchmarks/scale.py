@@ -14,7 +14,7 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 - `boxes`: `load_box_files` streaming Something-Else's four part files (N videos,
   generated in the published shape, ~22 KB a video) and a simple-format file of the same
   N videos, keeping every video's boxes (as a converter listing them all would).
-- `boxes_main`: the same files read by main's reader (`git show main:...boxes.py`), to
+- `boxes_main`: the same files read by the json.load reader (`git show a384790:...`), to
   compare per-video rates side by side; it holds the whole files as Python objects, so
   it is skipped above `MAX_N` videos.
 - `convert`: `convert_dataset` of an SSv2 layout of tiny videos (16×16 px, 45 frames) with

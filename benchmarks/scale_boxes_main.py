@@ -1,6 +1,6 @@
-"""Stage `boxes_main` of `benchmarks/scale.py`: main's box reader (`json.load` of each
-whole file, an object per box) on the same files as stage `boxes`, for the per-video
-ratio. Taken from git at run time (`git show main:stabn_tf/data/boxes.py`)."""
+"""Stage `boxes_main` of `benchmarks/scale.py`: the box reader before streaming
+(`json.load` of each whole file, an object per box) on the same files as stage `boxes`,
+for the per-video ratio. Taken from git at run time (`git show <BASELINE>:...`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import scale_boxes
 
 #: Main's reader holds the whole files as Python objects: ~0.12 GB per 1,000 videos.
 MAX_N = 20000
-#: The branch holding the reader compared with.
-BASELINE = "main"
+#: The last commit with the json.load reader (main before the streaming reader landed).
+BASELINE = "a384790"
 
 
 def prepare(workdir: pathlib.Path, n: int) -> None:

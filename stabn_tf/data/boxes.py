@@ -31,7 +31,6 @@ are used (`supervised_fraction`).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -71,6 +70,8 @@ SHOWN_CHARS = 80
 
 _FRAME_NAME = re.compile(r"(?:.*/)?([0-9]+)\.\w+$")
 _FRAME_KEY = re.compile(r"[0-9]+")
+#: A regular Something-Else frame name, one per line of a video's newline-joined names.
+_REGULAR_NAME = re.compile(rf"^([^/\n]+)/([0-9]{{1,{MAX_FRAME_DIGITS}}})\.\w+$", re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +123,12 @@ class VideoBoxes:
     active: tuple[tuple[int, int], ...] | None = None
 
     @classmethod
-    def pack(cls, clip_id: str, source: str, frames: dict[int, FrameBoxes],
+    def pack(cls, clip_id: str, source: str, frames: dict[int, FrameBoxes] | _Arrays,
              **fields) -> VideoBoxes:
-        """A video's boxes from `{frame number: (coordinates, roles)}`."""
+        """A video's boxes from `{frame number: (coordinates, roles)}`, or from the arrays
+        themselves (numbers, ends, coords, roles)."""
+        if isinstance(frames, tuple):
+            return cls(clip_id, source, *frames, **fields)
         numbers = sorted(frames)
         coords: list = []
         roles: list[int] = []
@@ -232,9 +236,11 @@ def _number(value: object) -> bool:
         return False
 
 
-#: A video's parsed boxes before they are kept: (`{frame number: FrameBoxes}`, the other
-#: `VideoBoxes` fields); None when the entry gives nothing to keep.
-_Parsed = tuple[dict[int, FrameBoxes], dict] | None
+#: A video's boxes as `VideoBoxes` keeps them: (numbers, ends, coords, roles).
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: A video's parsed boxes before they are kept: (`{frame number: FrameBoxes}` or the
+#: arrays, the other `VideoBoxes` fields); None when the entry gives nothing to keep.
+_Parsed = tuple[dict[int, FrameBoxes] | _Arrays, dict] | None
 _SOMETHING_ELSE_FIELDS = {"pixels": True, "frame_rate": SOMETHING_ELSE_FPS, "first_frame": 1}
 _HAND_CODE = ROLES.index(HAND)
 _OBJECT_CODE = ROLES.index(OBJECT)
@@ -243,41 +249,56 @@ _OBJECT_CODE = ROLES.index(OBJECT)
 # --- Something-Else --------------------------------------------------------------------
 
 
-def _something_else_regular(clip_id: str, frames: list, keep: set[int]
-                            ) -> dict[int, FrameBoxes] | None:
-    """The frames of a video entry with nothing to report (every frame named
-    `<id>/<number>.<ext>` once, every label a `box2d` of four finite floats), read with
-    comprehensions instead of a check per value (~5 times faster); None for any other
-    entry, which `_something_else_video` then reads value by value."""
-    kept: dict[int, FrameBoxes] = {}
-    every: list[tuple] = []  # all boxes' values, whatever their role: all must be numbers
-    for frame in frames:
-        name = frame.get("name") if type(frame) is dict else None
-        match = _FRAME_NAME.match(name) if type(name) is str else None
-        if match is None or len(match.group(1)) > MAX_FRAME_DIGITS:
-            return None
-        number = int(match.group(1))
-        if number < 1 or number in kept or ("/" in name and name.split("/")[-2] != clip_id):
-            return None
-        labels = frame.get("labels", [])
-        if type(labels) is not list:
-            return None
-        try:
-            boxes = [(b["y1"], b["x1"], b["y2"], b["x2"])
-                     for b in [label["box2d"] for label in labels]]
-            codes = [_HAND_CODE if label.get("standard_category", label.get("category"))
-                     == HAND else _OBJECT_CODE for label in labels]
-        except (KeyError, TypeError, AttributeError):
-            return None
-        every += boxes
-        if len(keep) < len(ROLES):
-            boxes = [box for box, code in zip(boxes, codes) if code in keep]
-            codes = [code for code in codes if code in keep]
-        kept[number] = (list(itertools.chain.from_iterable(boxes)), codes)
-    values = list(itertools.chain.from_iterable(every))
-    if not set(map(type, values)) <= {float} or not np.isfinite(values).all():
+def _something_else_regular(clip_id: str, frames: list, keep: set[int]) -> _Arrays | None:
+    """The arrays of a video entry with nothing to report (every frame named
+    `<id>/<number>.<ext>` once, in ascending order, every label a `box2d` of four finite
+    floats), checked a whole video at a time (one regular expression over all its frame
+    names, one type check over all its values) instead of value by value; None for any
+    other entry, which `_something_else_video` then reads value by value (and reports)."""
+    if not frames or "/" in clip_id:
         return None
-    return kept
+    try:
+        names = "\n".join([frame["name"] for frame in frames])
+        label_lists = [frame.get("labels", []) for frame in frames]
+        labels = [label for frame_labels in label_lists for label in frame_labels]
+        boxes = [label["box2d"] for label in labels]
+        values = [v for b in boxes for v in (b["y1"], b["x1"], b["y2"], b["x2"])]
+        codes = [_HAND_CODE if label.get("standard_category", label.get("category")) == HAND
+                 else _OBJECT_CODE for label in labels]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    # One line per frame, each `<id>/<digits>.<ext>`: a name holding a newline or any
+    # other shape leaves the video to the value-by-value reading.
+    numbers = _regular_numbers(clip_id, names, len(frames))
+    if numbers is None or set(map(type, label_lists)) != {list} \
+            or not set(map(type, values)) <= {float}:
+        return None
+    coords = np.array(values, np.float64).reshape(-1, 4)
+    if not np.isfinite(coords).all():
+        return None
+    roles = np.array(codes, np.uint8)
+    counts = np.array([len(frame_labels) for frame_labels in label_lists], np.int64)
+    if len(keep) < len(ROLES):
+        chosen = np.isin(roles, list(keep))
+        frame_of = np.repeat(np.arange(len(frames)), counts)
+        counts = np.bincount(frame_of[chosen], minlength=len(frames))
+        coords, roles = coords[chosen], roles[chosen]
+    return numbers, np.cumsum(counts).astype(np.int32), coords, roles
+
+
+def _regular_numbers(clip_id: str, names: str, count: int) -> np.ndarray | None:
+    """The frame numbers of `count` newline-joined names when each is
+    `<clip_id>/<1 to MAX_FRAME_DIGITS digits>.<ext>` and they strictly ascend from 1 or
+    more; None otherwise."""
+    if names.count("\n") != count - 1:
+        return None
+    found = _REGULAR_NAME.findall(names)
+    if len(found) != count or {video for video, _ in found} != {clip_id}:
+        return None
+    numbers = np.array([int(digits) for _, digits in found], np.int32)
+    if numbers[0] < 1 or (count > 1 and not (numbers[1:] > numbers[:-1]).all()):
+        return None
+    return numbers
 
 
 def _something_else_video(clip_id: str, frames: object, source: str, roles: Sequence[str],
@@ -290,7 +311,7 @@ def _something_else_video(clip_id: str, frames: object, source: str, roles: Sequ
     keep = {ROLES.index(role) for role in roles}
     regular = _something_else_regular(str(clip_id), frames, keep)
     if regular is not None:
-        return (regular, _SOMETHING_ELSE_FIELDS) if regular else None
+        return regular, _SOMETHING_ELSE_FIELDS
     kept: dict[int, FrameBoxes] = {}
     unannotated: set[int] = set()  # listed, but with no valid box: not annotated
     for n, frame in enumerate(frames):

@@ -225,3 +225,52 @@ def test_resume_keys_are_the_ones_from_before_boxes_were_arrays(tmp_path):
                                    boxes=table[clip_id])
             assert shards.input_key(item, EncodeSettings(), "content") == \
                 KEYS_BEFORE[categories, clip_id]
+
+
+def _frame(clip_id: str, number: int, labels: list) -> dict:
+    return {"name": f"{clip_id}/{number:04d}.jpg", "labels": labels}
+
+
+def _label(category: str, x1: float = 1.5, y1: float = 2.25) -> dict:
+    return {"box2d": {"x1": x1, "y1": y1, "x2": x1 + 4.0, "y2": y1 + 3.5},
+            "category": "thing", "standard_category": category}
+
+
+@pytest.mark.parametrize("categories", ["both", "hands", "objects"])
+def test_whole_video_checks_read_what_the_value_by_value_reading_does(tmp_path,
+                                                                      monkeypatch,
+                                                                      categories):
+    """A video passing the whole-video checks gets exactly the boxes the value-by-value
+    reading gives; every other shape is left to that reading (same boxes, same lines)."""
+    both = [_label("hand"), _label("0000", 3.0), _label("0001", 0.5, 7.75)]
+    data = {
+        "1": [_frame("1", n, both) for n in range(1, 6)],
+        "2": [_frame("2", n, both[:1]) for n in (3, 1, 2)],  # not in order
+        "3": [_frame("3", 1, both), _frame("3", 1, both[1:])],  # a frame twice
+        "4": [_frame("4", 1, [_label("hand", 1, 2)])],  # ints
+        "5": [{"name": "5/0001.jpg\n", "labels": both}],  # a newline in the name
+        "6": [_frame("6", 1, []), _frame("6", 2, both)],  # a frame with no boxes
+        "7": [_frame("8", 1, both)],  # another video's frame
+        "9": [_frame("9", 0, both)],  # numbered from 0
+        "10": [{"name": "10/0001.jpg", "labels": both + [{"box2d": None}]}],
+        "11": [{"name": "11/0001.jpg", "labels": {"a": 1}}],
+        "12": [_frame("12", 1, [_label("0000", float("nan"))])],
+        "13": [{"name": "13/12345678.jpg", "labels": both}],  # 8 digits
+        "a/b": [_frame("a/b", 1, both)],
+        "14": [],
+    }
+    path = _write(tmp_path / "part.json", data)
+    keep = {boxes_lib.ROLES.index(r) for r in boxes_lib.CATEGORIES[categories]}
+    regular = {c for c, frames in data.items()
+               if boxes_lib._something_else_regular(c, frames, keep) is not None}
+    assert regular == {"1", "6"}  # the others are left to the value-by-value reading
+    fast = boxes_lib.load_box_files(path, categories)
+    monkeypatch.setattr(boxes_lib, "_something_else_regular", lambda *args: None)
+    slow = boxes_lib.load_box_files(path, categories)
+    assert list(map(str, fast[1])) == list(map(str, slow[1]))
+    assert sorted(fast[0]) == sorted(slow[0])
+    for clip_id, boxes in fast[0].items():
+        other = slow[0][clip_id]
+        assert boxes.fields() == other.fields(), clip_id
+        for name in ("numbers", "ends", "coords", "roles"):
+            assert getattr(boxes, name).dtype == getattr(other, name).dtype, (clip_id, name)
