@@ -75,7 +75,7 @@ from stabn_tf.models.policy import with_precision  # noqa: E402
 from stabn_tf.precision import (  # noqa: E402
     choose_precision,
     cpu_info,
-    recommend,  # noqa: E402
+    recommend,
 )
 from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 

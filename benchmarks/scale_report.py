@@ -29,7 +29,6 @@ import io
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -237,13 +236,10 @@ def gallery(cards: int, runs: int, folder: pathlib.Path) -> dict:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    flags_line = next((line for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("flags")), "")
-    features = [f for f in ("avx2", "avx512f", "amx_tile") if f" {f}" in flags_line]
-    return (f"{model}, {os.cpu_count()} cores ({', '.join(features)}), load average "
+    """The CPU (model, matrix features) and the load average, as every benchmark prints."""
+    from stabn_tf.precision import cpu_info  # noqa: PLC0415 (no TensorFlow here)
+
+    return (f"CPU: {cpu_info().describe()}, {os.cpu_count()} cores; load average "
             f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
