@@ -23,9 +23,8 @@ indices mapped, pixels normalised, boxes checked; `resolve_active` does the same
 active frames. Every problem becomes ONE line naming
 the file, video, frame and what is wrong; a bad box or frame is dropped, never the video.
 
-`rasterize_boxes` turns normalised boxes into the soft mask the spatial supervision loss
-compares with Ms, and `in_supervised_subset` picks the stable subset of videos whose boxes
-are used (`supervised_fraction`).
+This module imports no TensorFlow, so box files are read in worker processes that stay
+small; the masks the training pipeline makes of the boxes are in `box_masks`.
 """
 
 from __future__ import annotations
@@ -39,9 +38,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
-from stabn_tf.data import json_stream
+from stabn_tf.data import _parallel, json_stream
 
 #: Box roles stored in the records.
 OBJECT = "object"
@@ -561,8 +559,44 @@ def _read_file(path: str, roles: Sequence[str], known: set[str] | None,
     return found, problems
 
 
+def _read_any(task: tuple[str, Sequence[str], set[str] | None]
+              ) -> tuple[dict[str, VideoBoxes | None], list[Problem]]:
+    """`_read_file` of (path, roles, known), told the format by the file itself (a worker
+    process's task)."""
+    path, roles, known = task
+    try:
+        return _read_file(path, roles, known)
+    except _SomethingElseAfterAll:
+        return _read_file(path, roles, known, something_else=True)
+
+
+#: Files smaller than this in all are read in this process: starting worker processes
+#: costs more than reading them (the tests' and the demo's files).
+PARALLEL_MIN_BYTES = 16 << 20
+
+
+def _read_all(paths: list[str], roles: Sequence[str], known: set[str] | None,
+              workers: int | None) -> Iterator[tuple[dict[str, VideoBoxes | None],
+                                                     list[Problem]]]:
+    """Each file's `_read_any`, in the files' order: several files at once in spawned
+    worker processes (this module imports no TensorFlow, so they stay small), one at a
+    time here when there is one file, one core or little to read."""
+    workers = min(len(paths), _parallel.default_workers() if workers is None else workers)
+    tasks = [(path, roles, known) for path in paths]
+    if workers > 1:
+        try:
+            size = sum(os.path.getsize(path) for path in paths)
+        except OSError:  # a missing file: read in order, so its error comes in order
+            size = 0
+        if size >= PARALLEL_MIN_BYTES:
+            with _parallel.worker_pool(workers) as pool:
+                yield from pool.imap(_read_any, tasks)
+            return
+    yield from map(_read_any, tasks)
+
+
 def load_box_files(paths: str | Iterable[str], categories: str = "both",
-                   known: Iterable[str] | None = None
+                   known: Iterable[str] | None = None, workers: int | None = None
                    ) -> tuple[dict[str, VideoBoxes], list[Problem]]:
     """Reads box files (Something-Else or the simple format, told apart per file) →
     (`{id: VideoBoxes}`, problem lines). `categories` ("hands", "objects", "both") picks
@@ -572,6 +606,9 @@ def load_box_files(paths: str | Iterable[str], categories: str = "both",
     boxes kept, not with the files. With `known` (the ids being converted) only those
     videos' boxes are kept; every other video the files give boxes for is one problem
     line (`unknown_ids`' line, sorted by id, after the files' own problems).
+
+    Several files (Something-Else's four parts) are read at once by up to `workers`
+    processes (None = every core; 0 or 1 = in this process); the result is the same.
 
     Raises ValueError for a file that cannot be read at all (missing, not JSON, cut
     short, not an object): nothing sensible can be converted from it.
@@ -586,12 +623,8 @@ def load_box_files(paths: str | Iterable[str], categories: str = "both",
     table: dict[str, VideoBoxes] = {}
     first_file: dict[str, str] = {}  # every video given boxes → the file that gave them
     problems: list[Problem] = []
-    for path in paths:
-        path = os.fspath(path)
-        try:
-            found, found_problems = _read_file(path, roles, known)
-        except _SomethingElseAfterAll:
-            found, found_problems = _read_file(path, roles, known, something_else=True)
+    paths = [os.fspath(path) for path in paths]
+    for path, (found, found_problems) in zip(paths, _read_all(paths, roles, known, workers)):
         problems += found_problems
         for clip_id, boxes in found.items():
             if clip_id in first_file:
@@ -743,73 +776,3 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
 
 def _show(box: Sequence[float]) -> str:
     return "[" + ", ".join(f"{c:g}" for c in box) + "]"
-
-
-# --- masks and the supervised subset (TF, used by the input pipeline) ------------------
-
-
-def mask_size(image_size: int) -> int:
-    """Side of the attention map for `image_size` input: the backbone halves it 4 times,
-    rounding up (padded strided convs)."""
-    return -(-int(image_size) // 16)
-
-
-def _axis_coverage(lo, hi, valid, cells: int):
-    """Elementary intervals of one axis: for `[F, K]` box edges, the sorted cut points of
-    cell borders and box edges give intervals `[F, J]` that lie in one cell each and are
-    either inside or outside each box. Returns (length [F, J], cell one-hot [F, J, cells],
-    inside [F, K, J])."""
-    frames = tf.shape(lo)[0]
-    borders = tf.broadcast_to(tf.linspace(0.0, 1.0, cells + 1)[tf.newaxis], [frames, cells + 1])
-    cuts = tf.sort(tf.concat([borders, tf.clip_by_value(lo, 0.0, 1.0),
-                              tf.clip_by_value(hi, 0.0, 1.0)], axis=1), axis=1)
-    start, end = cuts[:, :-1], cuts[:, 1:]
-    mid = (start + end) / 2
-    cell = tf.clip_by_value(tf.cast(tf.floor(mid * cells), tf.int32), 0, cells - 1)
-    inside = ((lo[:, :, tf.newaxis] <= mid[:, tf.newaxis]) &
-              (mid[:, tf.newaxis] < hi[:, :, tf.newaxis]) & valid[:, :, tf.newaxis])
-    return end - start, tf.one_hot(cell, cells), tf.cast(inside, tf.float32)
-
-
-def rasterize_boxes(boxes, height: int, width: int | None = None) -> tf.Tensor:
-    """Normalised boxes `[..., K, 4]` (ymin, xmin, ymax, xmax) → masks `[..., height, width]`.
-
-    Each cell gets the fraction of its area covered by the UNION of the boxes: exactly 1
-    inside, the covered share at borders (a cell half covered gets 0.5), and overlapping
-    boxes never count twice, so the mask stays within [0, 1]. Zero-area boxes (padding,
-    "not visible") cover nothing; K may be 0.
-
-    The union is exact: along each axis the cell borders and box edges cut [0, 1] into
-    intervals lying in one cell and wholly inside or outside each box, so the covered area
-    of a cell is a sum of interval-length products.
-    """
-    width = height if width is None else width
-    boxes = tf.convert_to_tensor(boxes, tf.float32)
-    shape = tf.shape(boxes)
-    flat = tf.reshape(boxes, [-1, shape[-2], 4])
-    ymin, xmin, ymax, xmax = tf.unstack(flat, axis=-1)
-    valid = (ymax > ymin) & (xmax > xmin)
-    len_y, cell_y, in_y = _axis_coverage(ymin, ymax, valid, height)
-    len_x, cell_x, in_x = _axis_coverage(xmin, xmax, valid, width)
-    covered = tf.cast(tf.einsum("fkj,fki->fji", in_y, in_x) > 0, tf.float32)
-    area = covered * len_y[:, :, tf.newaxis] * len_x[:, tf.newaxis, :]
-    mask = tf.einsum("fja,fji,fib->fab", cell_y, area, cell_x) * float(height * width)
-    mask = tf.clip_by_value(mask, 0.0, 1.0)  # float rounding only
-    return tf.reshape(mask, tf.concat([shape[:-2], [height, width]], 0))
-
-
-def in_supervised_subset(clip_id, fraction: float, seed: int = 0) -> tf.Tensor:
-    """Whether a video's boxes are used at `supervised_fraction = fraction`.
-
-    A hash of (seed, clip id) decides (TF's FarmHash fingerprint: the same in every
-    process, epoch and machine), so the subset is fixed for a seed and grows with the
-    fraction: the 10 % subset is inside the 50 % one. About `fraction` of the videos
-    are kept. Works on one id or a tensor of ids.
-    """
-    clip_id = tf.convert_to_tensor(clip_id, tf.string)
-    if fraction >= 1:
-        return tf.ones_like(clip_id, tf.bool) if clip_id.shape.rank else tf.constant(True)
-    buckets = 1 << 30
-    key = tf.strings.join([tf.constant(f"{int(seed)}:"), clip_id])
-    bucket = tf.strings.to_hash_bucket_fast(key, buckets)
-    return tf.cast(bucket, tf.float64) < float(fraction) * buckets

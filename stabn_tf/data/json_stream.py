@@ -112,19 +112,25 @@ def _at_end(error: Exception, text: _Text) -> bool:
     return error.pos >= end or error.msg.startswith("Unterminated string")
 
 
-def _value(buf: str, i: int) -> tuple[object, int]:
+def _value(buf: str, i: int, read_enough: bool) -> tuple[object, int]:
     """(the value at `i`, where it ends), exactly as `json.JSONDecoder.raw_decode` gives
-    them.
+    them; `read_enough`: reading more would not help (the buffer holds the rest of the
+    file, or a chunk's worth after `i`).
 
     With orjson installed, a list or object value is first cut at its likely end and
     decoded by orjson (3-4 times faster). The cut can only parse whole where it is the
     value's real end (a bracket closes its value at one place), and orjson refuses what
     the standard decoder reads differently (NaN, Infinity, numbers beyond a double, lone
     surrogates; integers beyond 64 bits are kept from it), so the value is the same;
-    anything else goes to the standard decoder.
+    anything else goes to the standard decoder. A list or object with no likely end in a
+    buffer that does not hold the rest of the file is most likely cut by the buffer's
+    end: `_Incomplete` then has more read first, instead of the standard decoder reading
+    (several times slower) as far as the cut.
     """
     likely = _LIKELY_END.get(buf[i]) if orjson is not None and i < len(buf) else None
     found = likely.search(buf, i) if likely is not None else None
+    if likely is not None and found is None and not read_enough:
+        raise _Incomplete
     if found is not None:
         try:
             text = buf[i:found.end(1)].encode()
@@ -135,9 +141,11 @@ def _value(buf: str, i: int) -> tuple[object, int]:
     return _DECODER.raw_decode(buf, i)
 
 
-def _entry(buf: str, i: int, first: bool) -> tuple[str | None, object, int]:
+def _entry(buf: str, i: int, first: bool, read_enough: bool
+           ) -> tuple[str | None, object, int]:
     """The entry after position `i` (just after the `{` or a `,`): (key, value, position
-    of the `,` or `}` after it); key None at the `}` of an empty object."""
+    of the `,` or `}` after it); key None at the `}` of an empty object. `read_enough`:
+    as `_value`'s."""
     n = len(buf)
     i = _skip(buf, i)
     if i >= n:
@@ -152,7 +160,7 @@ def _entry(buf: str, i: int, first: bool) -> tuple[str | None, object, int]:
         raise _Incomplete
     if buf[i] != ":":
         raise json.JSONDecodeError("Expecting ':' delimiter", buf, i)
-    value, i = _value(buf, _skip(buf, i + 1))
+    value, i = _value(buf, _skip(buf, i + 1), read_enough)
     i = _skip(buf, i)
     if i >= n:  # also a number the buffer's end may have cut
         raise _Incomplete
@@ -185,7 +193,9 @@ def iter_object(path: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[tuple[str
         count, last = 0, None
         while True:
             try:
-                entry = _entry(text.buf, i, count == 0)
+                # Bounded: after a read, a chunk's worth follows `i` (unless the file ends).
+                entry = _entry(text.buf, i, count == 0,
+                               text.eof or len(text.buf) - i >= text.chunk)
             except (_Incomplete, json.JSONDecodeError) as e:
                 if not _at_end(e, text):
                     raise text.error(e.msg, e.pos) from None

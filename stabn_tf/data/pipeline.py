@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from stabn_tf.data import box_masks, preprocess, sampling, tfrecord
 from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import labels as labels_lib
-from stabn_tf.data import preprocess, sampling, tfrecord
 from stabn_tf.data.preprocessor import ClipPreprocessor, decode_jpeg_window
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -115,7 +115,7 @@ def _box_targets(rec: dict, flat: tf.Tensor, window: tf.Tensor, height: tf.Tenso
     if do_flip is not None:
         moved = tf.cond(do_flip, lambda: preprocess.flip_boxes(moved), lambda: moved)
     dense = chosen.with_flat_values(moved).to_tensor(shape=[None, None, 4])  # [nT, K, 4]
-    mask = boxes_lib.rasterize_boxes(dense, mask_side)
+    mask = box_masks.rasterize_boxes(dense, mask_side)
 
     def per_frame(values: tf.Tensor) -> tf.Tensor:  # [0 or N] → [nT], zeros if absent
         padded = tf.concat([values, tf.zeros([n - tf.size(values)], values.dtype)], 0)
@@ -261,7 +261,7 @@ def make_dataset(
       box_roles: the roles whose boxes make the mask ("object", "hand").
       supervised_fraction: use boxes and active labels of about this fraction of the
         videos only: a fixed subset chosen by a hash of (`supervision_seed`, clip id),
-        the same every epoch and in every process (`boxes.in_supervised_subset`).
+        the same every epoch and in every process (`box_masks.in_supervised_subset`).
       box_mask_size: h = w of the mask; default the attention map's, ceil(S / 16).
       steps_per_epoch: training in epochs of exactly this many batches (0: off), endless:
         epoch e is a fresh pass (or several) over the data whose order and augmentation
@@ -291,7 +291,7 @@ def make_dataset(
     if unknown_roles:
         raise ValueError(f"unknown box roles {sorted(unknown_roles)}; expected some of "
                          f"{boxes_lib.ROLES}")
-    mask_side = box_mask_size or boxes_lib.mask_size(image_size)
+    mask_side = box_mask_size or box_masks.mask_size(image_size)
     files = list_files(file_pattern)
     if with_metadata and with_ground_truth is None:
         first = _first_record(files)
@@ -396,7 +396,7 @@ def make_dataset(
         clips = tf.reshape(clips, shape_out)
         targets = {PERCEPTION: label, ATTENTION: label}
         if with_boxes:
-            keep = boxes_lib.in_supervised_subset(rec[tfrecord.CLIP_ID], supervised_fraction,
+            keep = box_masks.in_supervised_subset(rec[tfrecord.CLIP_ID], supervised_fraction,
                                                   supervision_seed)
             extra = _box_targets(rec, flat, window, height, width, do_flip if flip else None,
                                  keep, tuple(box_roles), mask_side)

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from stabn_tf.data import box_masks, make_dataset, tfrecord
 from stabn_tf.data import boxes as boxes_lib
-from stabn_tf.data import make_dataset, tfrecord
-from stabn_tf.data.boxes import rasterize_boxes
+from stabn_tf.data.box_masks import rasterize_boxes
 from stabn_tf.data.preprocessor import ClipPreprocessor
 
 
@@ -262,16 +262,16 @@ def test_a_malformed_frame_name_is_one_problem_line(tmp_path, layout):
 
 def test_supervised_subset_is_stable_and_nested():
     ids = tf.constant([f"video{i}" for i in range(2000)])
-    ten = boxes_lib.in_supervised_subset(ids, 0.1, seed=3).numpy()
+    ten = box_masks.in_supervised_subset(ids, 0.1, seed=3).numpy()
     assert 0.07 < ten.mean() < 0.13
-    np.testing.assert_array_equal(ten, boxes_lib.in_supervised_subset(ids, 0.1, 3).numpy())
-    half = boxes_lib.in_supervised_subset(ids, 0.5, seed=3).numpy()
+    np.testing.assert_array_equal(ten, box_masks.in_supervised_subset(ids, 0.1, 3).numpy())
+    half = box_masks.in_supervised_subset(ids, 0.5, seed=3).numpy()
     assert (half | ~ten).all()  # the 10 % subset lies inside the 50 % one
-    other = boxes_lib.in_supervised_subset(ids, 0.1, seed=4).numpy()
+    other = box_masks.in_supervised_subset(ids, 0.1, seed=4).numpy()
     assert (other != ten).any()
-    assert boxes_lib.in_supervised_subset(ids, 1.0).numpy().all()
-    assert not boxes_lib.in_supervised_subset(ids, 0.0).numpy().any()
-    assert bool(boxes_lib.in_supervised_subset(tf.constant("video1"), 1.0))
+    assert box_masks.in_supervised_subset(ids, 1.0).numpy().all()
+    assert not box_masks.in_supervised_subset(ids, 0.0).numpy().any()
+    assert bool(box_masks.in_supervised_subset(tf.constant("video1"), 1.0))
 
 
 # --- records and the pipeline ------------------------------------------------------------

@@ -274,3 +274,22 @@ def test_whole_video_checks_read_what_the_value_by_value_reading_does(tmp_path,
         assert boxes.fields() == other.fields(), clip_id
         for name in ("numbers", "ends", "coords", "roles"):
             assert getattr(boxes, name).dtype == getattr(other, name).dtype, (clip_id, name)
+
+
+def test_files_read_in_worker_processes_give_what_one_process_gives(tmp_path, monkeypatch):
+    """Several files at once in spawned workers: the same boxes, problems (in the files'
+    order, the first file's boxes kept) and one-line refusals as reading them in turn."""
+    monkeypatch.setattr(boxes_lib, "PARALLEL_MIN_BYTES", 0)
+    parts = [_write(tmp_path / f"part{p}.json", {
+        str(k): [_frame(str(k), f + 1, [_label("hand", x1=p + f / 8), _label("0000")])
+                 for f in range(3)] + ([{"name": "bad"}] if k == 2 else [])
+        for k in range(p, p + 4)}) for p in range(3)]
+    alone = boxes_lib.load_box_files(parts, known=["1", "2", "3"], workers=1)
+    together = boxes_lib.load_box_files(parts, known=["1", "2", "3"], workers=3)
+    assert together[1] == alone[1] and list(together[0]) == list(alone[0]) == ["1", "2", "3"]
+    assert all(together[0][k] == alone[0][k] for k in alone[0])
+    assert "part1.json: video 2: boxes already given in part0.json; keeping those" in alone[1]
+    (tmp_path / "part1.json").write_text(open(parts[1]).read()[:-30])
+    with pytest.raises(ValueError, match=r"^box file \S+part1.json: cannot read it as JSON "
+                                         r"\(the file ends in the middle"):
+        boxes_lib.load_box_files(parts, workers=3)

@@ -154,7 +154,7 @@ def convert_dataset(
             lock.acquire()  # at once, before the annotations are read
         listing = list_dataset(dataset, input_dir, splits, video_dir=video_dir,
                                validation_fraction=validation_fraction)
-        box_problems = attach_boxes(listing, box_files, box_categories)
+        box_problems = attach_boxes(listing, box_files, box_categories, workers)
         if not ground_truth_supervision:
             listing.items = {split: [dataclasses.replace(it, gt_supervision=False)
                                      for it in items]

@@ -81,8 +81,10 @@ def _reject_duplicates(listing: Listing) -> None:
             for it in split_items if id(it) in drop]
 
 
-def attach_boxes(listing: Listing, files: Sequence[str], categories: str) -> list[dict]:
-    """Reads the box files once and gives each listed video its boxes (in place).
+def attach_boxes(listing: Listing, files: Sequence[str], categories: str,
+                 workers: int | None = None) -> list[dict]:
+    """Reads the box files once (several at once in up to `workers` processes, as
+    `load_box_files`) and gives each listed video its boxes (in place).
 
     Returns the problems found before decoding (malformed entries, videos the files name
     that are not in the converted splits), as `box_problems.jsonl` rows (split None).
@@ -94,7 +96,8 @@ def attach_boxes(listing: Listing, files: Sequence[str], categories: str) -> lis
     # A rejected entry (bad video id, duplicate) is a failure already, not "no such video".
     known |= {str(r["id"]) for rs in listing.rejected.values() for r in rs}
     try:  # only the converted videos' boxes are kept: memory follows them, not the files
-        table, problems = boxes_lib.load_box_files(files, categories, known=known)
+        table, problems = boxes_lib.load_box_files(files, categories, known=known,
+                                                    workers=workers)
     except ValueError as e:
         raise UsageError(str(e)) from None
     for split, items in listing.items.items():
