@@ -1,7 +1,7 @@
 """Time and peak memory per stage at N and 10·N items, and how they grow.
 
     PYTHONPATH=$PWD python benchmarks/scale.py                       # 1,800 and 18,000
-    PYTHONPATH=$PWD python benchmarks/scale.py --stages=boxes,boxes_main --sizes=18000
+    PYTHONPATH=$PWD python benchmarks/scale.py --stages=boxes,boxes_1p,boxes_main --sizes=18000
     PYTHONPATH=$PWD python benchmarks/scale.py --stages=boxes --sizes=18000,180000
 
 Each stage is a module with two functions: `prepare(workdir, n)` makes its inputs
@@ -13,7 +13,9 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 
 - `boxes`: `load_box_files` streaming Something-Else's four part files (N videos,
   generated in the published shape, ~22 KB a video) and a simple-format file of the same
-  N videos, keeping every video's boxes (as a converter listing them all would).
+  N videos, keeping every video's boxes (as a converter listing them all would); the
+  files are read at once by worker processes, one per core (the converter's default).
+- `boxes_1p`: the same in one process (`workers=1`): the reader's cost per core.
 - `boxes_main`: the same files read by the json.load reader (`git show a384790:...`), to
   compare per-video rates side by side; it holds the whole files as Python objects, so
   it is skipped above `MAX_N` videos.
@@ -45,6 +47,7 @@ from absl import app, flags
 #: Stage name → module (in benchmarks/) with `prepare(workdir, n)` and `run(workdir, n)`.
 STAGES = {
     "boxes": "scale_boxes",
+    "boxes_1p": "scale_boxes_one",
     "boxes_main": "scale_boxes_main",
     "convert": "scale_convert",
     "resume": "scale_resume",
@@ -52,7 +55,7 @@ STAGES = {
     "report": "scale_report",
 }
 
-flags.DEFINE_list("stages", ["boxes", "boxes_main", "convert", "resume"],
+flags.DEFINE_list("stages", ["boxes", "boxes_1p", "boxes_main", "convert", "resume"],
                   f"Stages to run, in order: {', '.join(STAGES)}.")
 flags.DEFINE_list("sizes", ["1800", "18000"], "Item counts N (videos); growth is stated "
                   "between consecutive sizes.")
@@ -154,14 +157,13 @@ def _growth(results: list[dict]) -> list[str]:
                          f"×{b['seconds'] / a['seconds']:.2f}, CPU ×{b['cpu_s'] / a['cpu_s']:.2f}"
                          f", peak RSS ×{b['peak_rss_mb'] / a['peak_rss_mb']:.2f} "
                          f"({a['peak_rss_mb']:,.0f} → {b['peak_rss_mb']:,.0f} MB)")
-    news = {r["n"]: r for r in results if r["stage"] == "boxes"}
     for old in (r for r in results if r["stage"] == "boxes_main" and "videos" in r):
-        new = news.get(old["n"])
-        if new is not None:
+        for new in (r for r in results if r["stage"] in ("boxes", "boxes_1p")
+                    and r["n"] == old["n"]):
             lines.append(f"- box reading at N={old['n']:,}, per video: main's reader "
                          f"{old['ms_per_video']} ms ({old['cpu_ms_per_video']} ms CPU), "
-                         f"streaming {new['ms_per_video']} ms ({new['cpu_ms_per_video']} ms "
-                         f"CPU): {old['ms_per_video'] / new['ms_per_video']:.2f}× faster "
+                         f"{new['stage']} {new['ms_per_video']} ms ({new['cpu_ms_per_video']}"
+                         f" ms CPU): {old['ms_per_video'] / new['ms_per_video']:.2f}× faster "
                          f"({old['cpu_ms_per_video'] / new['cpu_ms_per_video']:.2f}× in CPU "
                          "time)")
     return lines

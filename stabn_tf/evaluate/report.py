@@ -37,7 +37,7 @@ from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, KerasRunner, OutputNames, tfrecord_clips
 from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.models.policy import with_precision
-from stabn_tf.models.stabn import VideoClassifier
+from stabn_tf.models.stabn import VideoClassifier, inversion_of
 from stabn_tf.outputs import PERCEPTION
 from stabn_tf.precision import PrecisionError, choose_precision
 from stabn_tf.runs import RunError, check_writable_dir, file_sha256
@@ -149,13 +149,20 @@ def _passes(stabn: VideoClassifier | None, baseline: VideoClassifier | None, *,
         summaries["table1"] = table1
     if "table2" in tables and stabn is not None and invert:
         check_inversions(stabn, invert)
+        # The setting the model runs with is Table 1's own pass at that clip count (the
+        # same clips, the same forward): its scores are used, not a second pass.
+        key_of = {mode: f"table2-{mode}" for mode in invert}
+        if "table1" in tables and inversion_of(stabn) in key_of:
+            key_of[inversion_of(stabn)] = keys[entries[-1][0], num_clips[0]]
         for mode in invert:
-            passes.append(inversion_pass(stabn, mode, num_clips[0], key=f"table2-{mode}",
-                                         title=f"Table 2: attention inversion {mode!r}",
-                                         limit=limit, replicate=devices.replicate))
+            if key_of[mode] == f"table2-{mode}":
+                passes.append(inversion_pass(
+                    stabn, mode, num_clips[0], key=key_of[mode],
+                    title=f"Table 2: attention inversion {mode!r}", limit=limit,
+                    replicate=devices.replicate))
 
         def table2(scores: dict) -> dict:
-            results = {mode: accuracy_of(scores[f"table2-{mode}"])[PERCEPTION]
+            results = {mode: accuracy_of(scores[key_of[mode]])[PERCEPTION]
                        for mode in invert}
             return {**results, "ordering": inversion_ordering(results),
                     "num_clips": num_clips[0]}

@@ -514,13 +514,18 @@ def set_attention_inversion(mode: str, *models: keras.Model) -> None:
         model.train_function = model.test_function = model.predict_function = None
 
 
+def inversion_of(model: keras.Model) -> str:
+    """The attention inversion `model` runs with now ("none" unless set)."""
+    for layer in model.layers:
+        if isinstance(layer, AttentionFusion):
+            return layer.inversion
+    raise ValueError(f"model {model.name!r} has no AttentionFusion layer.")
+
+
 @contextlib.contextmanager
 def attention_inversion(mode: str, *models: keras.Model) -> Iterator[None]:
     """`with attention_inversion("both", model): model.evaluate(...)`; restores the mode."""
-    previous = [
-        next(layer.inversion for layer in m.layers if isinstance(layer, AttentionFusion))
-        for m in models
-    ]
+    previous = [inversion_of(m) for m in models]
     set_attention_inversion(mode, *models)
     try:
         yield

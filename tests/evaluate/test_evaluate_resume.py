@@ -136,6 +136,22 @@ def test_restart_drops_the_kept_batches(checkpoint, tiny_tfrecords, tmp_path):
         "3D ResNet-18 ×0.125 + ST-ABN"]["videos"] == 6
 
 
+def test_table2_takes_the_models_own_setting_from_table1(checkpoint, tiny_tfrecords,
+                                                         tmp_path):
+    """"none" (the setting the model runs with) is Table 1's pass at the first clip count:
+    no second pass over the split, the same numbers."""
+    out = tmp_path / "out"
+    counted = StopAfter(0)
+    ev.run(**_settings(checkpoint, tiny_tfrecords, tables=["table1", "table2"],
+                       invert=["none", "both"], max_videos=4),
+           output_dir=str(out), on_batch=counted)
+    assert sorted({key for key, _, _ in counted.seen}) == ["table1-stabn-2clip", "table2-both"]
+    results = json.loads((out / "results.json").read_text())
+    perception = results["table1"]["3D ResNet-18 ×0.125 + ST-ABN"]["2"]["perception"]
+    assert results["table2"]["none"] == perception
+    assert set(results["table2"]["both"]) == set(perception)
+
+
 def test_kept_scores_are_a_few_numbers_per_video(checkpoint, tiny_tfrecords, tmp_path):
     """What is kept per video does not depend on the number of classes or the clips'
     size: a rank and a probability per head; per frame a few scores per method."""
