@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -289,7 +291,18 @@ def test_files_read_in_worker_processes_give_what_one_process_gives(tmp_path, mo
     assert together[1] == alone[1] and list(together[0]) == list(alone[0]) == ["1", "2", "3"]
     assert all(together[0][k] == alone[0][k] for k in alone[0])
     assert "part1.json: video 2: boxes already given in part0.json; keeping those" in alone[1]
-    (tmp_path / "part1.json").write_text(open(parts[1]).read()[:-30])
+    (tmp_path / "part1.json").write_text((tmp_path / "part1.json").read_text()[:-30])
     with pytest.raises(ValueError, match=r"^box file \S+part1.json: cannot read it as JSON "
                                          r"\(the file ends in the middle"):
         boxes_lib.load_box_files(parts, workers=3)
+
+
+def test_reading_box_files_imports_no_tensorflow():
+    """Box files are read in worker processes that must stay small: the reader (and what
+    unpickling its results needs) imports no TensorFlow."""
+    code = ("import sys, stabn_tf.data.boxes, stabn_tf.data.json_stream; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "[]"
