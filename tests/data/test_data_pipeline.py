@@ -4,8 +4,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -221,7 +219,7 @@ def test_labels_match_templates(converted, synthetic_raw):
     assert got == expected
 
 
-def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path):
+def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path, python):
     script = tmp_path / "mirrored.py"
     script.write_text(textwrap.dedent(f"""
         import tensorflow as tf
@@ -244,6 +242,5 @@ def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path):
         assert shapes == [(2,), (2,)], shapes
         print("OK")
     """))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = python(script, timeout=120)  # a fresh TensorFlow: its CPU split before start
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
