@@ -166,7 +166,7 @@ def run_python(*args: object, env: Mapping[str, str | None] | None = None,
                           timeout=timeout, cwd=cwd, env=merged, input=stdin)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def python():
     """`python("-m", "stabn_tf.predict", ...)`: `run_python`, a fresh process."""
     return run_python
@@ -180,7 +180,10 @@ def run_in_process(module: str, *args: object, prog: str | None = None
     same one) defines its own."""
     from absl import app, flags
 
-    command = importlib.import_module(module).command
+    found = importlib.import_module(module)
+    if hasattr(found, "__path__"):  # a package: `python -m` runs its __main__
+        found = importlib.import_module(f"{module}.__main__")
+    command = found.command
     app.define_help_flags()  # absl's own (--help, ...): defined once, kept
     argv = [prog or module, *map(str, args)]
     before = set(flags.FLAGS)
@@ -205,7 +208,7 @@ def run_in_process(module: str, *args: object, prog: str | None = None
     return subprocess.CompletedProcess(argv, status, stdout.getvalue(), stderr.getvalue())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_command():
     """`run_command("stabn_tf.predict", "--checkpoint=...", video)`: `run_in_process`, the
     command's `main` with that argv in this process (no TensorFlow start-up to pay)."""
