@@ -10,6 +10,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 
 import pytest
@@ -172,12 +173,34 @@ def python():
     return run_python
 
 
+@contextlib.contextmanager
+def _captured_fds(into: tuple[io.StringIO, io.StringIO]):
+    """What is written to file descriptors 1 and 2 meanwhile (TensorFlow's C++ log, native
+    libraries) is appended to `into` (stdout, stderr) afterwards."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(tempfile.TemporaryFile()) for _ in into]
+        saved = [os.dup(fd) for fd in (1, 2)]
+        for fd, file in zip((1, 2), files):
+            os.dup2(file.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, old, file, text in zip((1, 2), saved, files, into):
+                os.dup2(old, fd)
+                os.close(old)
+                file.seek(0)
+                text.write(file.read().decode(errors="replace"))
+
+
 def run_in_process(module: str, *args: object, prog: str | None = None
                    ) -> subprocess.CompletedProcess:
     """Runs the `command` of `module` (e.g. `stabn_tf.predict`) on `args` in this process, as
     `python -m module args` (or the console script `prog`) would, and returns its exit status
-    and printed text; its flags are removed again afterwards, so the next command (or the
-    same one) defines its own."""
+    and what it printed (Python's streams and file descriptors 1 and 2); its flags are
+    removed again afterwards, so the next command (or the same one) defines its own. An
+    exception the command lets through is raised here, traceback and all."""
     from absl import app, flags
 
     found = importlib.import_module(module)
@@ -192,7 +215,8 @@ def run_in_process(module: str, *args: object, prog: str | None = None
     saved_argv = sys.argv
     sys.argv = argv
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with _captured_fds((stdout, stderr)), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr):
             try:
                 command(argv)
             except SystemExit as e:

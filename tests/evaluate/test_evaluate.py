@@ -4,8 +4,6 @@ one-line errors."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -21,7 +19,6 @@ from stabn_tf.precision import resolve_precision
 
 CLASS_NAMES = [f"action {i}" for i in range(12)]
 TINY = dict(class_names=CLASS_NAMES)  # overrides of the stabn_tiny preset
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +186,14 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
 
 
 def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path,
-                                                               own_lines_only):
+                                                               own_lines_only, python,
+                                                               run_command):
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
-           f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
-           "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
-           "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    args = ["stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
+            f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
+            "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
+            "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
+    result = python("-m", *args)  # a fresh process: its start-up lines are checked too
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)
     results = json.loads((out / "results.json").read_text())
@@ -243,9 +241,8 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert json.loads((out / "figures" / figures[1].replace(".png", ".json")).read_text()
                       )["method"] == "gradcam"
 
-    bad = subprocess.run(cmd[:3] + [f"--checkpoint={tmp_path}/missing.keras",
-                                    f"--files={_val(tiny_tfrecords)}"],
-                         capture_output=True, text=True, timeout=120, env=ENV)
+    bad = run_command("stabn_tf.evaluate", f"--checkpoint={tmp_path}/missing.keras",
+                      f"--files={_val(tiny_tfrecords)}")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
         f"stabn_tf.evaluate: error: {tmp_path}/missing.keras: no such checkpoint file"
@@ -267,16 +264,16 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     assert ev.validation_files(checkpoint) == "/data/val-*.tfrecord"
 
 
-def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only):
+def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only,
+                                            python):
     """No run directory next to the checkpoint: the model carries everything evaluation
     needs (frames, size, classes, kind)."""
     alone = tmp_path / "somewhere" / "model.keras"
     alone.parent.mkdir()
     shutil.copy(models["stabn"], alone)
-    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
-           f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
-           "--invert=none,both", "--max_videos=4", "--batch_size=4"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    result = python("-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
+                    f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
+                    "--invert=none,both", "--max_videos=4", "--batch_size=4")
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)
     assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4 |" in result.stdout

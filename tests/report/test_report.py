@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -336,7 +335,8 @@ def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     assert "OpenVINO IR" in (tmp_path / "site" / "index.html").read_text()
 
 
-def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only):
+def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only,
+                                     python):
     def report(**kwargs):
         settings = dict(checkpoint=checkpoint, output_dir=str(tmp_path / "out"),
                         files=_val(tiny_tfrecords), tables=[], progress=False,
@@ -373,10 +373,8 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     with pytest.raises(EvaluationError, match="different clips"):
         report(compare_checkpoint=str(tmp_path / "eight.keras"))
     # The command: one line, status 2.
-    done = subprocess.run([sys.executable, "-m", "stabn_tf.report", f"--checkpoint={checkpoint}",
-                           f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}"],
-                          capture_output=True, text=True, env=ENV, timeout=120,
-                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    done = python("-m", "stabn_tf.report", f"--checkpoint={checkpoint}",
+                  f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}", timeout=120)
     assert done.returncode == 2
     own_lines_only(done)
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
@@ -451,7 +449,7 @@ def _record_boxes(record, frame: int) -> list[tuple[list[float], str]]:
 
 
 def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfrecords,
-                                           tmp_path):
+                                           tmp_path, run_command):
     """Two clips corrected with the mouse (draw, move, resize, delete with the keyboard, roles,
     action frames), kept over a reload, exported from the Corrections page as a download,
     loaded back with --corrections under the browser's newer edits, and converted with 0
@@ -574,12 +572,9 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
     # canvas pixel) on their frames and the action frames as labels.
     raw = pathlib.Path(tiny_tfrecords).parent / "raw"
     converted = tmp_path / "converted"
-    done = subprocess.run([sys.executable, "-m", "stabn_tf.data.convert", "--dataset=ssv2",
-                           f"--input_dir={raw}", f"--output_dir={converted}",
-                           f"--boxes={path}", "--splits=validation", "--workers=1",
-                           "--num_shards=1", "--noprogress"],
-                          capture_output=True, text=True, env=ENV, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    done = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw}",
+                       f"--output_dir={converted}", f"--boxes={path}", "--splits=validation",
+                       "--workers=1", "--num_shards=1", "--noprogress")
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((converted / "manifest.json").read_text())
     assert manifest["boxes"]["problems"] == 0 and manifest["boxes"]["videos_with_boxes"] == 2
