@@ -4,9 +4,12 @@ full run, see benchmarks/data_pipeline.py)."""
 import json
 import pathlib
 
+import pytest
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "data_pipeline.py"
 
 
+@pytest.mark.slow
 def test_benchmark_runs(tmp_path, python):
     out = tmp_path / "result.json"
     result = python(SCRIPT, f"--data_dir={tmp_path}", "--num_videos=3", "--frames_per_video=6",

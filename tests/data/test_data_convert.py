@@ -221,6 +221,7 @@ def test_resume_rewrites_only_incomplete_shards(synthetic_raw, converted, tmp_pa
     assert manifest["splits"]["train"]["written"] == 24
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(synthetic_raw, converted, tmp_path):
     out, _ = converted
     work = tmp_path / "killed"

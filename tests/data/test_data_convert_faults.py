@@ -231,6 +231,7 @@ def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path, monkeypat
     assert len(errors) == 1 and "no space left on device writing" in errors[0]
 
 
+@pytest.mark.slow
 def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, python):
     out = tmp_path / "out"
     convert.convert_dataset("folder", folder, out, jpeg_quality=95, **FAST)

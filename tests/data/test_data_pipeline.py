@@ -219,6 +219,7 @@ def test_labels_match_templates(converted, synthetic_raw):
     assert got == expected
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path, python):
     script = tmp_path / "mirrored.py"
     script.write_text(textwrap.dedent(f"""

@@ -141,6 +141,7 @@ def test_ensure_synthetic_tfrecords_caches(tmp_path):
     assert other != path
 
 
+@pytest.mark.slow
 def test_cli_generates_and_converts(tmp_path, python):
     result = python("-m", "stabn_tf.data.synthetic", f"--output_dir={tmp_path}",
                     "--num_train_per_class=1", "--num_val_per_class=0",

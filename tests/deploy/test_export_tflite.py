@@ -70,6 +70,7 @@ def test_float32_export_of_a_run_matches_keras_on_its_validation_clips(model, ti
     assert f"its config {tmp_path / 'stabn_float.json'}" in text
 
 
+@pytest.mark.slow
 def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
         model, lone, tiny_tfrecords, tmp_path, own_lines_only, python):
     output = tmp_path / "m" / "stabn_int8.tflite"
@@ -104,6 +105,7 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
     assert runner.preprocessor.get_config() == model.preprocessor.get_config()  # as saved
 
 
+@pytest.mark.slow
 def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
         model, tiny_tfrecords, tmp_path, own_lines_only, python):
     """Issue 15 item 7: 5 training clips, --num_representative at its default of 128."""

@@ -58,6 +58,7 @@ def test_float_ir_matches_keras_on_the_validation_clips(model, float_export):
     assert "top-1 accuracy Keras / OpenVINO" in text
 
 
+@pytest.mark.slow
 def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrecords,
                                                                tmp_path, own_lines_only, python):
     """The TFLite export's calibration rules: the run's training split (5 clips here, 128

@@ -68,6 +68,7 @@ def test_tf_serving_layout_and_versions(exported, tmp_path):
     assert sorted(p.name for p in (base / "stabn").iterdir()) == ["3"]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # TensorFlow's own console script
 def test_saved_model_cli_lists_both_signatures(exported):
     _, _, path, _ = exported
@@ -260,6 +261,7 @@ def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_p
     assert len(client.predict(fake_server, "stabn", {"instances": pixels})) == 1
 
 
+@pytest.mark.slow
 def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only, python,
                                           run_command):
     model, _, _, _ = exported

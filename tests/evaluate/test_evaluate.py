@@ -185,6 +185,7 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
         assert str(tmp_path) in _one_line(err)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path,
                                                                own_lines_only, python,
                                                                run_command):
@@ -264,6 +265,7 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     assert ev.validation_files(checkpoint) == "/data/val-*.tfrecord"
 
 
+@pytest.mark.slow
 def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only,
                                             python):
     """No run directory next to the checkpoint: the model carries everything evaluation

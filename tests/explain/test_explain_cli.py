@@ -149,6 +149,7 @@ def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):
     assert info["frame_indices"] == [[1, 3, 5, 7]]
 
 
+@pytest.mark.slow
 def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path,
                                               own_lines_only, python):
     _video(tmp_path / "clip.mp4")

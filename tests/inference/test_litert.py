@@ -120,6 +120,7 @@ def test_foreign_tflite_models_are_one_line(shipped, tmp_path, run_command):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_path,
                                                                  own_lines_only, python):
     path, names, _, videos = shipped

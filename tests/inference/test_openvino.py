@@ -63,6 +63,7 @@ def test_bfloat16_runs_where_the_cpu_has_bf16_and_is_refused_elsewhere(shipped):
         OpenVINORunner(path, precision="float16")
 
 
+@pytest.mark.slow
 def test_predict_cli_runs_the_ir(shipped, tmp_path, own_lines_only, python):
     path, model, videos = shipped
     out = tmp_path / "out"

@@ -108,6 +108,7 @@ def test_runner_predictions_text_output_and_baseline(inputs):
         open_runner(inputs / "baseline.keras")
 
 
+@pytest.mark.slow
 def test_cli_good_and_corrupt_file_in_one_call(inputs, own_lines_only, python):
     result = python("-m", "stabn_tf.predict", inputs / "good.mp4", inputs / "corrupt.mp4",
                     inputs / "frames", f"--checkpoint={inputs / 'stabn.keras'}", "--json",
@@ -128,6 +129,7 @@ def test_cli_good_and_corrupt_file_in_one_call(inputs, own_lines_only, python):
     own_lines_only(result)
 
 
+@pytest.mark.slow
 def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs, own_lines_only, python):
     helped = python("-m", "stabn_tf.predict", "--helpfull", env=LOUD)
     assert "--checkpoint" in helped.stdout  # (absl exits 1 after --helpfull)

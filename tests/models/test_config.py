@@ -37,6 +37,7 @@ def test_keras_file_round_trips_the_config(model_class, tmp_path):
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("imports", ["import stabn_tf; import keras",
                                      "import stabn_tf; import tensorflow as tf",
                                      "import keras; import stabn_tf"])
@@ -105,6 +106,7 @@ def test_builder_rejects_wrong_number_of_class_names():
         stabn_tf.STABN.from_preset("stabn_tiny", num_classes=4, class_names=NAMES[:3])
 
 
+@pytest.mark.slow
 def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path, python):
     model = _tiny(stabn_tf.STABN)
     legacy = keras.Model(model.input, model.output, name="stabn")  # a plain Functional

@@ -335,6 +335,7 @@ def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     assert "OpenVINO IR" in (tmp_path / "site" / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only,
                                      python):
     def report(**kwargs):
@@ -382,6 +383,7 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
                       f"{str(a_file)!r} is a file, not a directory"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command,
                                  own_lines_only):
     """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming

@@ -169,6 +169,7 @@ def signal_mid_backup(folder: str) -> dict:
             "restored_is_last_good": state == BackupState(1, 0) and _same(restored, good)}
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path, python):
     """SIGTERM arrives while the weights are half written: `Interrupted` (exit 143), the
     half file is gone, the last complete backup resumes. In a process of its own: a signal

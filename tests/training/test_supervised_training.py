@@ -5,6 +5,7 @@ import csv
 import pathlib
 
 import numpy as np
+import pytest
 
 import stabn_tf
 from stabn_tf.training.trainer import TrainConfig, train
@@ -22,6 +23,7 @@ def _weights(out):
     return [np.asarray(w) for w in model.get_weights()]
 
 
+@pytest.mark.slow
 def test_zero_weights_train_bit_identically_and_positive_weights_supervise(tiny_tfrecords,
                                                                            tmp_path):
     train(_config(tiny_tfrecords, tmp_path / "paper"))
@@ -46,6 +48,7 @@ def test_zero_weights_train_bit_identically_and_positive_weights_supervise(tiny_
     assert sorted(model.output) == ["attention", "perception"]
 
 
+@pytest.mark.slow
 def test_supervision_cost_benchmark_runs(python):
     script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "supervision_cost.py"
     result = python(script, "--width_multiplier=0.125", "--num_frames=4", "--image_size=32",
@@ -73,6 +76,7 @@ print(row["spatial_attention_loss"], row["temporal_attention_loss"])
 """
 
 
+@pytest.mark.slow
 def test_supervision_trains_under_a_mirrored_strategy(tiny_tfrecords, tmp_path, python):
     # A fresh process: the CPU is split in two before TensorFlow starts.
     result = python("-c", MIRRORED_SUPERVISED, tiny_tfrecords, tmp_path / "run", timeout=600)

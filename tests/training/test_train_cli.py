@@ -27,6 +27,7 @@ def _epochs_in_history(out):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, tmp_path,
                                                               run_command):
     out = tmp_path / "run"
@@ -46,6 +47,7 @@ def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, t
     assert len(pngs) == 2 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path, run_command):
     out = tmp_path / "baseline"
     result = run_command(*_args(tiny_tfrecords, out, "--model=baseline", "--epochs=1",
@@ -58,6 +60,7 @@ def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path, run_comm
     assert not any((out / "explanations").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # SIGKILL needs a process of its own
 def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfrecords, tmp_path,
                                                                      run_command):
@@ -128,6 +131,7 @@ def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp
                               "multiple of 32")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfrecords, tmp_path,
                                                                        run_command):
     out = tmp_path / "run"
