@@ -101,6 +101,7 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
     assert seen == expected
 
 
+@pytest.mark.slow
 def test_parallel_conversion_gives_identical_shards(synthetic_raw, converted, tmp_path):
     out, _ = converted
     manifest = convert.convert_dataset("ssv2", synthetic_raw, tmp_path / "par", workers=2,

@@ -141,6 +141,7 @@ def test_flip_needs_the_class_names(train_pattern, tmp_path):
                  batch_size=2, flip=True, labels=CLASSES)
 
 
+@pytest.mark.slow
 def test_file_sharding_gives_disjoint_complete_splits(val_pattern):
     kw = dict(training=False, batch_size=2, preprocessor=ClipPreprocessor(2, 16),
               with_metadata=True)

@@ -12,6 +12,9 @@ from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import tflite as lite
 from stabn_tf.inference import LiteRTRunner, load_checkpoint
 
+#: Every test here converts to TFLite (float32, int8, parity runs): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
 
 

@@ -13,6 +13,9 @@ from stabn_tf.deploy import ExportError
 from stabn_tf.deploy import openvino as ovx
 from stabn_tf.layers import Conv3DAs2D, FrameMaxPool2D
 
+#: Every test here converts to OpenVINO (the shared float IR, NNCF): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S = 4, 32
 OUTPUTS = ("logits", "probabilities", "spatial_attention", "temporal_attention")
 
