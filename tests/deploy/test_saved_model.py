@@ -20,6 +20,9 @@ from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
 from stabn_tf.export.client import run_args as client_main
 
+#: Every test here reads the module's SavedModel export (and a bf16 one): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
 
