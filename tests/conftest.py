@@ -194,11 +194,25 @@ def _captured_fds(into: tuple[io.StringIO, io.StringIO]):
                 text.write(file.read().decode(errors="replace"))
 
 
+@contextlib.contextmanager
+def _absl_log_to(stream: io.StringIO):
+    """absl's log lines (a command's warnings) go to `stream`, as they go to a fresh
+    process's stderr; absl's handler otherwise keeps the stream it found at import."""
+    from absl import logging as absl_logging
+
+    handler = absl_logging.get_absl_handler().python_handler
+    previous = handler.setStream(stream)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
 def run_in_process(module: str, *args: object, prog: str | None = None
                    ) -> subprocess.CompletedProcess:
     """Runs the `command` of `module` (e.g. `stabn_tf.predict`) on `args` in this process, as
     `python -m module args` (or the console script `prog`) would, and returns its exit status
-    and what it printed (Python's streams and file descriptors 1 and 2); its flags are
+    and what it printed (Python's streams, absl's log, file descriptors 1 and 2); its flags are
     removed again afterwards, so the next command (or the same one) defines its own. An
     exception the command lets through is raised here, traceback and all."""
     from absl import app, flags
@@ -216,7 +230,7 @@ def run_in_process(module: str, *args: object, prog: str | None = None
     sys.argv = argv
     try:
         with _captured_fds((stdout, stderr)), contextlib.redirect_stdout(stdout), \
-                contextlib.redirect_stderr(stderr):
+                contextlib.redirect_stderr(stderr), _absl_log_to(stderr):
             try:
                 command(argv)
             except SystemExit as e:
