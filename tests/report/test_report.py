@@ -281,6 +281,7 @@ def test_no_way_to_install_the_browser_is_one_clear_failure(tmp_path):
         ensure_browser(path, install_nothing, is_root=True)
 
 
+@pytest.mark.slow
 def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
     out, _ = site
     media = [p for p in (out / "media").rglob("*") if p.is_file()]
@@ -293,6 +294,7 @@ def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
     assert {p for p in (out / "media").rglob("*") if p.is_file()} == set(media)
 
 
+@pytest.mark.slow
 def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     lite = tmp_path / "stabn.tflite"
     tflite.export_tflite(load_checkpoint(checkpoint), str(lite))
@@ -321,6 +323,7 @@ def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path)
                      log=lambda text: None, precision="bfloat16")
 
 
+@pytest.mark.slow
 def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     ir = tmp_path / "stabn.xml"
     openvino.export_openvino(load_checkpoint(checkpoint), str(ir))
@@ -713,6 +716,7 @@ def _tree(folder: pathlib.Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_any_number_of_workers_draws_the_same_site(checkpoint, tiny_tfrecords, tmp_path):
     """One drawing process or two: the same files, byte for byte; by default no GIF and
     no Grad-CAM panel, `animations=True` adds the GIFs."""
@@ -734,6 +738,7 @@ def test_any_number_of_workers_draws_the_same_site(checkpoint, tiny_tfrecords, t
     assert len(list((tmp_path / "w1" / "media").rglob("*.gif"))) == 3
 
 
+@pytest.mark.slow
 def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecords, tmp_path):
     def clips(**kwargs) -> list[str]:
         out = tmp_path / "_".join(f"{k}{v}" for k, v in kwargs.items())
@@ -757,6 +762,7 @@ def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecord
     assert clips(errors_only=True, max_clips=CLIPS) == wrong
 
 
+@pytest.mark.slow
 def test_a_clip_that_cannot_be_drawn_is_one_line(checkpoint, tiny_tfrecords, tmp_path):
     """A clip whose picture cannot be written: one line naming it, the other clips kept."""
     out = tmp_path / "site"
