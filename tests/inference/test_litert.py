@@ -14,6 +14,9 @@ from stabn_tf.data import ClipPreprocessor, load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
 
+#: The module's model is converted to TFLite first: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
 
 

@@ -14,6 +14,9 @@ from stabn_tf.deploy import openvino as ovx
 from stabn_tf.inference import InferenceError, KerasRunner, OpenVINORunner, open_runner
 from stabn_tf.inference import openvino as ovr
 
+#: The module's model is converted to OpenVINO IR first: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
 
 
