@@ -9,6 +9,9 @@ import pytest
 
 import stabn_tf
 
+#: Every test here checks a trained run directory (the module's `existing_run`): slow.
+pytestmark = pytest.mark.slow
+
 TINY = ["--preset=stabn_tiny", "--verbose=0", "--num_explain_clips=0"]
 
 
