@@ -80,6 +80,7 @@ def test_topk_accuracy_known_answers():
     assert ev.topk_accuracy(probs, labels, 5) == 1.0  # k capped at K
 
 
+@pytest.mark.slow
 def test_inversion_changes_the_fusion_inputs_as_specified(models):
     model = ev.load_checkpoint(models["stabn"])
     fusion = model.get_layer("attention_fusion")
@@ -101,6 +102,7 @@ def test_inversion_changes_the_fusion_inputs_as_specified(models):
         assert not np.allclose(logits[mode], logits["none"]), mode
 
 
+@pytest.mark.slow
 def test_evaluate_inversions_matches_manual_inversion(models, tiny_tfrecords):
     model = ev.load_checkpoint(models["stabn"])
     results = ev.evaluate_inversions(model, _val(tiny_tfrecords), batch_size=12)
@@ -323,6 +325,7 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
     _one_line(err)
 
 
+@pytest.mark.slow
 def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
     """Records whose labels the model does not have, and shards without videos."""
     small = tmp_path / "five_classes.keras"
@@ -341,6 +344,7 @@ def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_run_reads_the_split_from_the_checkpoints_run(models, tiny_tfrecords, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -61,6 +61,7 @@ class StopAfter:
             raise self.make()
 
 
+@pytest.mark.slow
 def test_interrupted_evaluation_resumes_to_the_uninterrupted_results(
         checkpoint, tiny_tfrecords, tmp_path, monkeypatch):
     reference, out = tmp_path / "reference", tmp_path / "resumed"

@@ -83,6 +83,7 @@ def test_frame_folder_errors_name_the_problem(tmp_path):
         data_lib.read_frame_folder(tmp_path)
 
 
+@pytest.mark.slow
 def test_runner_predictions_text_output_and_baseline(inputs):
     runner = open_runner(inputs / "stabn.keras")
     assert runner.class_names == NAMES
@@ -197,6 +198,7 @@ def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path, run_c
     assert len(sources) == 3
 
 
+@pytest.mark.slow
 def test_runner_precision(inputs):
     """`auto` is the machine's choice; an explicit precision runs a copy built in it, whose
     outputs stay float32; without one, KerasRunner runs the model it was given."""
@@ -223,6 +225,7 @@ def test_runner_precision(inputs):
         KerasRunner(live, precision="fp16")
 
 
+@pytest.mark.slow
 def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path, run_command):
     out = tmp_path / "out"
     result = run_command("stabn_tf.predict", inputs / "good.mp4",
