@@ -1,13 +1,37 @@
-"""Test-wide settings (quiet TF logs, float32 restored), the shared tiny data and model, and
-the check that a command printed only its own lines."""
+"""Test-wide settings (quiet TF logs, float32 restored), the shared tiny data and model, the
+two ways to run a command (in this process, or as a fresh `python`), and the check that a
+command printed only its own lines."""
 
+import contextlib
+import importlib
+import io
 import os
+import pathlib
 import re
 import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+#: Fixtures whose tests get a marker without saying so (setup.cfg lists the markers).
+MARKED_BY_FIXTURE = {"chromium": ("browser", "slow"), "python": ("e2e",),
+                     "full_disk_command": ("e2e",)}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks each test by the fixtures it uses (`MARKED_BY_FIXTURE`), so a test that starts
+    a browser or a fresh process is in `-m browser` / `-m e2e` however it was written."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in MARKED_BY_FIXTURE.get(fixture, ()):
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +149,105 @@ def own_lines_only():
         foreign = foreign_lines(result)
         assert not foreign, "lines that are not ours:\n" + "\n".join(foreign)
     return check
+
+
+def run_python(*args: object, env: Mapping[str, str | None] | None = None,
+               timeout: float = 300, cwd: os.PathLike | str = ROOT,
+               stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`python *args` in a fresh process (text stdout/stderr captured): for what only a new
+    process shows (signals, start-up output, imports, real console scripts). `env` adds to
+    this process's environment (TF_CPP_MIN_LOG_LEVEL=2 unless given); None removes a name."""
+    merged = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for name, value in (env or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=merged, input=stdin)
+
+
+@pytest.fixture(scope="session")
+def python():
+    """`python("-m", "stabn_tf.predict", ...)`: `run_python`, a fresh process."""
+    return run_python
+
+
+@contextlib.contextmanager
+def _captured_fds(into: tuple[io.StringIO, io.StringIO]):
+    """What is written to file descriptors 1 and 2 meanwhile (TensorFlow's C++ log, native
+    libraries) is appended to `into` (stdout, stderr) afterwards."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(tempfile.TemporaryFile()) for _ in into]
+        saved = [os.dup(fd) for fd in (1, 2)]
+        for fd, file in zip((1, 2), files):
+            os.dup2(file.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, old, file, text in zip((1, 2), saved, files, into):
+                os.dup2(old, fd)
+                os.close(old)
+                file.seek(0)
+                text.write(file.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _absl_log_to(stream: io.StringIO):
+    """absl's log lines (a command's warnings) go to `stream`, as they go to a fresh
+    process's stderr; absl's handler otherwise keeps the stream it found at import."""
+    from absl import logging as absl_logging
+
+    handler = absl_logging.get_absl_handler().python_handler
+    previous = handler.setStream(stream)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+def run_in_process(module: str, *args: object, prog: str | None = None
+                   ) -> subprocess.CompletedProcess:
+    """Runs the `command` of `module` (e.g. `stabn_tf.predict`) on `args` in this process, as
+    `python -m module args` (or the console script `prog`) would, and returns its exit status
+    and what it printed (Python's streams, absl's log, file descriptors 1 and 2); its flags are
+    removed again afterwards, so the next command (or the same one) defines its own. An
+    exception the command lets through is raised here, traceback and all."""
+    from absl import app, flags
+
+    found = importlib.import_module(module)
+    if hasattr(found, "__path__"):  # a package: `python -m` runs its __main__
+        found = importlib.import_module(f"{module}.__main__")
+    command = found.command
+    app.define_help_flags()  # absl's own (--help, ...): defined once, kept
+    argv = [prog or module, *map(str, args)]
+    before = set(flags.FLAGS)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    status: int = 0
+    saved_argv = sys.argv
+    sys.argv = argv
+    try:
+        with _captured_fds((stdout, stderr)), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr), _absl_log_to(stderr):
+            try:
+                command(argv)
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                status = 1 if isinstance(e.code, str) else (e.code or 0)
+    finally:
+        sys.argv = saved_argv
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+        command._defined = False
+    return subprocess.CompletedProcess(argv, status, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture(scope="session")
+def run_command():
+    """`run_command("stabn_tf.predict", "--checkpoint=...", video)`: `run_in_process`, the
+    command's `main` with that argv in this process (no TensorFlow start-up to pay)."""
+    return run_in_process

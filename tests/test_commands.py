@@ -1,13 +1,10 @@
 """Every command: its console script (setup.cfg) resolves to a callable whose `--help`
 lists the command's own flags, and the REST client runs without TensorFlow."""
 
-import concurrent.futures
 import configparser
 import importlib
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -43,25 +40,18 @@ def test_the_readme_lists_every_console_script_with_its_module():
         assert f"| `{name}` | `{module}`" in readme, name
 
 
-def _help(name: str) -> subprocess.CompletedProcess:
-    """`<name> --help`, run as the console script would (its argv[0], no docstring in
-    __main__)."""
-    module, attribute = SCRIPTS[name].split(":")
-    code = (f"import sys; sys.argv[0] = {name!r}; from {module} import {attribute}; "
-            f"{attribute}()")
-    return subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-
-def test_help_of_every_console_script_shows_its_docstring_and_its_own_flags():
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = dict(zip(SCRIPTS, pool.map(_help, SCRIPTS)))
-    for name, proc in results.items():
+def test_help_of_every_console_script_shows_its_docstring_and_its_own_flags(run_command,
+                                                                           monkeypatch):
+    """`<name> --help` as the console script runs it (its argv[0], no docstring in
+    __main__), every command in this one process."""
+    for name, target in SCRIPTS.items():
+        module, attribute = target.split(":")
+        assert attribute == "command", name  # what run_command calls
+        monkeypatch.setattr(sys.modules["__main__"], "__doc__", None)
+        proc = run_command(module, "--help", prog=name)
         assert "Traceback" not in proc.stderr, (name, proc.stderr)
         assert proc.returncode in (0, 1), (name, proc.returncode)  # absl's --help: 1
-        module = importlib.import_module(SCRIPTS[name].split(":")[0])
-        first_line = module.__doc__.strip().splitlines()[0]
+        first_line = importlib.import_module(module).__doc__.strip().splitlines()[0]
         assert first_line in proc.stdout, (name, proc.stdout[:300])
         # The command's flags are listed as its own, not left under another module.
         assert f"{name}:\n" in proc.stdout, (name, proc.stdout)
@@ -81,26 +71,24 @@ sys.exit(status)
 """
 
 
-def test_the_client_runs_and_writes_requests_without_tensorflow(tmp_path):
+def test_the_client_runs_and_writes_requests_without_tensorflow(tmp_path, python):
     frames = tmp_path / "clip"
     frames.mkdir()
     for i in range(3):
         (frames / f"{i}.jpg").write_bytes(b"\xff\xd8" + bytes([i]) * 5)
     request = tmp_path / "request.json"
-    proc = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW, "--frames",
-                           str(frames / "*.jpg"), "--write_request", str(request)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = python("-c", _NO_TENSORFLOW, "--frames", frames / "*.jpg", "--write_request", request,
+                  timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "modules: []" in proc.stdout
     body = json.loads(request.read_text())
     assert body["signature_name"] == "serve_examples" and len(body["instances"]) == 1
 
 
-def test_importing_the_client_imports_no_tensorflow():
+def test_importing_the_client_imports_no_tensorflow(python):
     code = ("import sys; import stabn_tf.export.client, stabn_tf.serving_client; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = python("-c", code, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

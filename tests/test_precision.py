@@ -1,10 +1,7 @@
 """`stabn_tf.precision`: CPU features read from cpuinfo text, GPUs by compute capability,
 and `auto` resolved both ways; bad values are one line."""
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
@@ -120,9 +117,7 @@ def test_result_files_the_advice_cites_are_committed():
                 assert (ROOT / word).is_file(), word
 
 
-def test_module_prints_this_machines_advice():
-    result = subprocess.run([sys.executable, "-m", "stabn_tf.precision"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+def test_module_prints_this_machines_advice(python):
+    result = python("-m", "stabn_tf.precision")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == pr.describe_machine() + "\n"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -40,19 +37,6 @@ def raw_copy(synthetic_raw, tmp_path) -> str:
     dst = str(tmp_path / "raw")
     shutil.copytree(synthetic_raw, dst)
     return dst
-
-
-def _run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture
-def run_module():
-    """`run_module("pkg.mod", "--flag=1")`: runs `python -m` and returns the completed
-    process (text stdout/stderr)."""
-    return _run_module
 
 
 def _write_video(path, frames, fps: int = 12) -> str:

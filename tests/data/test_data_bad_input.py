@@ -175,7 +175,7 @@ def test_folder_nested_videos_belong_to_their_top_class_folder(tmp_path, tiny_fo
     assert "not inside a class folder" in failure["reason"]
 
 
-def test_folder_empty_class_folder_is_refused(tmp_path, tiny_folder, run_module):
+def test_folder_empty_class_folder_is_refused(tmp_path, tiny_folder, run_command):
     root = tiny_folder(tmp_path / "videos", {"a/v.mp4": 1, "b/v.mp4": 2})
     out = tmp_path / "out"
     _convert("folder", root, out)
@@ -183,8 +183,8 @@ def test_folder_empty_class_folder_is_refused(tmp_path, tiny_folder, run_module)
     (root / "empty").mkdir()
     (root / "notes_only").mkdir()
     (root / "notes_only" / "readme.txt").write_text("no videos here")
-    result = run_module("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={root}",
-                        f"--output_dir={out}", "--workers=1", "--noprogress")
+    result = run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={root}",
+                         f"--output_dir={out}", "--workers=1", "--noprogress")
     _assert_one_line(result, 1, "empty", "notes_only", "no videos")
     assert _snapshot(out) == before
     assert read_labels(out / "labels.txt") == ["a", "b"]
@@ -240,11 +240,11 @@ def test_verify_tfrecords_names_file_and_record(converted_copy, how):
         assert f"record {problem.record}" in str(problem)
 
 
-def test_verify_cli_lists_corrupt_shards(converted_copy, run_module):
+def test_verify_cli_lists_corrupt_shards(converted_copy, run_command):
     _corrupt(converted_copy / _SHARD, "same_size")
     before = _snapshot(converted_copy)
-    result = run_module("stabn_tf.data.convert", "--verify",
-                        f"--output_dir={converted_copy}")
+    result = run_command("stabn_tf.data.convert", "--verify",
+                         f"--output_dir={converted_copy}")
     _assert_one_line(result, 1, str(converted_copy / _SHARD), "record")
     assert _snapshot(converted_copy) == before
 
@@ -253,15 +253,15 @@ def test_verify_cli_lists_corrupt_shards(converted_copy, run_module):
 
 
 @pytest.mark.parametrize("where", ["file", "under_a_file", "read_only"])
-def test_unusable_output_dir_is_one_line(synthetic_raw, tmp_path, run_module, where):
+def test_unusable_output_dir_is_one_line(synthetic_raw, tmp_path, run_command, where):
     blocker = tmp_path / "taken.txt"
     blocker.write_text("keep me\n")
     # procfs refuses new folders to everyone, root included (tests run as root in CI).
     out = {"file": blocker, "under_a_file": blocker / "out",
            "read_only": pathlib.Path("/proc/stabn_tf_unwritable")}
-    result = run_module("stabn_tf.data.convert", "--dataset=ssv2",
-                        f"--input_dir={synthetic_raw}", f"--output_dir={out[where]}",
-                        "--workers=1", "--noprogress")
+    result = run_command("stabn_tf.data.convert", "--dataset=ssv2",
+                         f"--input_dir={synthetic_raw}", f"--output_dir={out[where]}",
+                         "--workers=1", "--noprogress")
     _assert_one_line(result, 2, "output_dir", str(out[where]))
     assert blocker.read_text() == "keep me\n"
 
@@ -294,12 +294,12 @@ def test_duplicate_and_cross_split_ids_are_failures_not_written_twice(raw_copy, 
 
 
 def test_another_datasets_output_dir_is_refused(converted_copy, tmp_path, tiny_folder,
-                                                run_module):
+                                                run_command):
     before = _snapshot(converted_copy)
     labels = (converted_copy / "labels.txt").read_bytes()
     root = tiny_folder(tmp_path / "videos", {"a/v.mp4": 1, "b/v.mp4": 2})
-    result = run_module("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={root}",
-                        f"--output_dir={converted_copy}", "--workers=1", "--noprogress")
+    result = run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={root}",
+                         f"--output_dir={converted_copy}", "--workers=1", "--noprogress")
     _assert_one_line(result, 2, str(converted_copy), "--overwrite")
     assert _snapshot(converted_copy) == before
     assert (converted_copy / "labels.txt").read_bytes() == labels

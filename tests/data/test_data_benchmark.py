@@ -2,23 +2,20 @@
 full run, see benchmarks/data_pipeline.py)."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
+
+import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "data_pipeline.py"
 
 
-def test_benchmark_runs(tmp_path):
+@pytest.mark.slow
+def test_benchmark_runs(tmp_path, python):
     out = tmp_path / "result.json"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), f"--data_dir={tmp_path}", "--num_videos=3",
-         "--frames_per_video=6", "--height=48", "--width=64", "--num_frames=4",
-         "--image_size=32", "--batch_size=2", "--seconds=0.3", "--rounds=1",
-         f"--json_out={out}"],
-        capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = python(SCRIPT, f"--data_dir={tmp_path}", "--num_videos=3", "--frames_per_video=6",
+                    "--height=48", "--width=64", "--num_frames=4", "--image_size=32",
+                    "--batch_size=2", "--seconds=0.3", "--rounds=1", f"--json_out={out}",
+                    timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ratio ours / naive" in result.stdout
     figures = json.loads(out.read_text())

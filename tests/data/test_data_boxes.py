@@ -357,6 +357,7 @@ def _take(path, **kwargs):
     return list(make_dataset(path, **options))
 
 
+@pytest.mark.slow
 def test_box_stays_on_the_bright_pixels_through_sampling_crop_resize_flip(box_records):
     """A mask at pixel resolution must match the white rectangle in every sampled frame,
     for random segments, crops and flips (several seeds)."""
@@ -382,6 +383,7 @@ def test_box_stays_on_the_bright_pixels_through_sampling_crop_resize_flip(box_re
     assert flips == {True, False}
 
 
+@pytest.mark.slow
 def test_supervision_targets_shapes_and_unknowns(box_records):
     (clips, targets), = _take(box_records, flip=False)
     assert targets["box_mask"].shape == (3, 4, 2, 2)

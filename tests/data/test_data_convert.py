@@ -101,6 +101,7 @@ def test_synthetic_ssv2_end_to_end(converted, synthetic_raw):
     assert seen == expected
 
 
+@pytest.mark.slow
 def test_parallel_conversion_gives_identical_shards(synthetic_raw, converted, tmp_path):
     out, _ = converted
     manifest = convert.convert_dataset("ssv2", synthetic_raw, tmp_path / "par", workers=2,
@@ -117,7 +118,7 @@ def _entries(raw, split):
         return json.load(f)
 
 
-def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp_path):
+def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_command, tmp_path):
     videos = os.path.join(raw_copy, "20bn-something-something-v2")
     train = _entries(raw_copy, "train")
     ids = [e["id"] for e in train]
@@ -141,9 +142,9 @@ def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp
         json.dump(gt, f)
 
     out = tmp_path / "out"
-    result = run_module("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw_copy}",
-                        f"--output_dir={out}", "--workers=1", "--num_shards=2",
-                        "--noprogress")
+    result = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw_copy}",
+                         f"--output_dir={out}", "--workers=1", "--num_shards=2",
+                         "--noprogress")
     assert result.returncode == 0, result.stderr
     assert "train: read 26 = written 21 + failed 5 [ok]" in result.stdout
     assert "validation: read 12 = written 12 + failed 0 [ok]" in result.stdout
@@ -165,12 +166,12 @@ def test_bad_videos_are_listed_and_good_ones_converted(raw_copy, run_module, tmp
     assert len(_records(str(out / "train-*.tfrecord"))) == 21
 
 
-def test_malformed_label_file_exits_nonzero_naming_it(raw_copy, run_module, tmp_path):
+def test_malformed_label_file_exits_nonzero_naming_it(raw_copy, run_command, tmp_path):
     labels = os.path.join(raw_copy, "something-something-v2-labels.json")
     with open(labels, "w") as f:
         f.write('{\n  "Moving something up": "0",\n  "Moving something down": 1\n  oops\n}')
-    result = run_module("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw_copy}",
-                        f"--output_dir={tmp_path / 'out'}", "--workers=1")
+    result = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw_copy}",
+                         f"--output_dir={tmp_path / 'out'}", "--workers=1")
     assert result.returncode == 1
     assert f"{labels}:4: invalid JSON" in result.stderr
     assert "Traceback" not in result.stderr
@@ -221,6 +222,7 @@ def test_resume_rewrites_only_incomplete_shards(synthetic_raw, converted, tmp_pa
     assert manifest["splits"]["train"]["written"] == 24
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(synthetic_raw, converted, tmp_path):
     out, _ = converted
     work = tmp_path / "killed"

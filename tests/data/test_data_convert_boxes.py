@@ -168,12 +168,12 @@ def test_box_categories_hands_keeps_only_hand_boxes(raw, tmp_path):
 
 
 def test_bad_box_files_give_one_line_per_problem_and_every_video_converts(
-        raw, tmp_path, run_module):
+        raw, tmp_path, run_command):
     good, bad = _write(tmp_path / "se.json", GOOD), _write(tmp_path / "bad.json", BAD)
     out = str(tmp_path / "out")
-    proc = run_module("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw}",
-                      f"--output_dir={out}", f"--boxes={good},{bad}", "--workers=1",
-                      "--num_shards=1", "--noprogress")
+    proc = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw}",
+                       f"--output_dir={out}", f"--boxes={good},{bad}", "--workers=1",
+                       "--num_shards=1", "--noprogress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = [
         "bad.json: video 3, frame 3/0003.jpg: a label needs 'box2d' with numbers x1, y1, "

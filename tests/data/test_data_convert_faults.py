@@ -208,46 +208,44 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(folder, tmp_path, monkeypat
         convert.convert_dataset("folder", folder, out, splits=["train"], **FAST)
 
 
-def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path):
-    script = tmp_path / "full_disk.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys
-        import tensorflow as tf
-        from stabn_tf.data.convert import cli, shards
-        class Full:
-            def __init__(self, path):
-                open(path, "wb").close()
-            def __enter__(self):
-                return self
-            def __exit__(self, *exc):
-                pass
-            def write(self, record):
-                raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
-        shards.tf.io.TFRecordWriter = Full
-        cli.command(["convert", "--dataset=folder", "--input_dir={folder}",
-                     "--output_dir={tmp_path / 'out'}", "--workers=1", "--progress=false"])
-    """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path, monkeypatch,
+                                                     run_command):
+    class Full:  # every record write meets a full disk
+        def __init__(self, path):
+            open(path, "wb").close()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def write(self, record):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(shards.tf.io, "TFRecordWriter", Full)
+    proc = run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={folder}",
+                       f"--output_dir={tmp_path / 'out'}", "--workers=1", "--progress=false")
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert len(errors) == 1 and "no space left on device writing" in errors[0]
 
 
-def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, run_module):
+@pytest.mark.slow
+def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, python):
     out = tmp_path / "out"
     convert.convert_dataset("folder", folder, out, jpeg_quality=95, **FAST)
     before = _tree(out)
     with OutputLock(str(out)) as lock:
         lock.acquire()  # this test process plays the first converter
-        proc = run_module("stabn_tf.data.convert", "--dataset=folder",
-                          f"--input_dir={folder}", f"--output_dir={out}", "--jpeg_quality=20",
-                          "--workers=1", "--progress=false")
+        proc = python("-m", "stabn_tf.data.convert", "--dataset=folder",
+                      f"--input_dir={folder}", f"--output_dir={out}", "--jpeg_quality=20",
+                      "--workers=1", "--progress=false")
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip() == (
             f"error: output_dir {out} is being written by another converter (pid "
             f"{os.getpid()}); wait for it to finish, or choose another --output_dir")
-        verify = run_module("stabn_tf.data.convert", "--verify", f"--output_dir={out}")
+        verify = python("-m", "stabn_tf.data.convert", "--verify", f"--output_dir={out}")
         assert verify.returncode == 2 and "being written by another converter" in verify.stderr
     assert _tree(out) == before  # nothing touched: no race on temporary files or records
     # A converter that died holding the lock (the same flock, without importing TF) does
@@ -265,7 +263,7 @@ def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, run
     assert manifest["videos_processed_this_run"] == 0
 
 
-def test_verify_finds_records_unlike_the_manifest(folder, tmp_path, run_module):
+def test_verify_finds_records_unlike_the_manifest(folder, tmp_path, run_command):
     good, other = tmp_path / "q95", tmp_path / "q20"
     convert.convert_dataset("folder", folder, good, jpeg_quality=95, **FAST)
     convert.convert_dataset("folder", folder, other, jpeg_quality=20, **FAST)
@@ -275,7 +273,7 @@ def test_verify_finds_records_unlike_the_manifest(folder, tmp_path, run_module):
     problems = convert.verify_output_dir(str(good))
     assert problems and all("JPEG quality 20, manifest.json says 95" in p for p in problems)
     assert problems[0].startswith(f"{good / name}: record 0 (clip ")
-    proc = run_module("stabn_tf.data.convert", "--verify", f"--output_dir={good}")
+    proc = run_command("stabn_tf.data.convert", "--verify", f"--output_dir={good}")
     assert proc.returncode == 1 and "JPEG quality 20" in proc.stderr
     # Frames larger than the manifest's short side, and counts that do not add up.
     manifest = json.loads((other / convert.MANIFEST_FILE).read_text())

@@ -4,8 +4,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -143,6 +141,7 @@ def test_flip_needs_the_class_names(train_pattern, tmp_path):
                  batch_size=2, flip=True, labels=CLASSES)
 
 
+@pytest.mark.slow
 def test_file_sharding_gives_disjoint_complete_splits(val_pattern):
     kw = dict(training=False, batch_size=2, preprocessor=ClipPreprocessor(2, 16),
               with_metadata=True)
@@ -221,7 +220,8 @@ def test_labels_match_templates(converted, synthetic_raw):
     assert got == expected
 
 
-def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path):
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path, python):
     script = tmp_path / "mirrored.py"
     script.write_text(textwrap.dedent(f"""
         import tensorflow as tf
@@ -244,6 +244,5 @@ def test_mirrored_strategy_on_two_cpus(train_pattern, tmp_path):
         assert shapes == [(2,), (2,)], shapes
         print("OK")
     """))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = python(script, timeout=120)  # a fresh TensorFlow: its CPU split before start
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -141,11 +141,12 @@ def test_ensure_synthetic_tfrecords_caches(tmp_path):
     assert other != path
 
 
-def test_cli_generates_and_converts(tmp_path, run_module):
-    result = run_module("stabn_tf.data.synthetic", f"--output_dir={tmp_path}",
-                        "--num_train_per_class=1", "--num_val_per_class=0",
-                        "--num_test_per_class=1", "--resolution=32", "--num_frames=5",
-                        "--workers=1")
+@pytest.mark.slow
+def test_cli_generates_and_converts(tmp_path, python):
+    result = python("-m", "stabn_tf.data.synthetic", f"--output_dir={tmp_path}",
+                    "--num_train_per_class=1", "--num_val_per_class=0",
+                    "--num_test_per_class=1", "--resolution=32", "--num_frames=5",
+                    "--workers=1")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["per_split"] == {"train": 12, "validation": 0, "test": 12}
     with open(tmp_path / "something-something-v2-test.json") as f:

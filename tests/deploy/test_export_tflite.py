@@ -3,10 +3,7 @@ report (op histogram by kernel dtype, size, parity with Keras on real clips); fr
 training run or from the `.keras` file alone, and from a run with very little data."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
@@ -15,14 +12,10 @@ from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy import tflite as lite
 from stabn_tf.inference import LiteRTRunner, load_checkpoint
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: Every test here converts to TFLite (float32, int8, parity runs): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def export_cli(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.tflite", *flags], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def make_run(root: pathlib.Path, model, train_files: str, val_files: str) -> pathlib.Path:
@@ -80,17 +73,19 @@ def test_float32_export_of_a_run_matches_keras_on_its_validation_clips(model, ti
     assert f"its config {tmp_path / 'stabn_float.json'}" in text
 
 
+@pytest.mark.slow
 def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
-        model, lone, tiny_tfrecords, tmp_path, own_lines_only):
+        model, lone, tiny_tfrecords, tmp_path, own_lines_only, python):
     output = tmp_path / "m" / "stabn_int8.tflite"
     report_json = tmp_path / "report.json"
     assert "no run directory" in RunData.of_checkpoint(lone).problem  # flags only
-    result = export_cli(f"--checkpoint={lone}", "--quantize=int8", f"--output={output}",
-                        f"--representative_data={tiny_tfrecords}/train-*.tfrecord",
-                        "--num_representative=8",
-                        f"--eval_data={tiny_tfrecords}/validation-*.tfrecord",
-                        f"--report_json={report_json}",
-                        "--accept_unfaithful")  # a tiny model on 8 clips: any parity is shown
+    result = python("-m", "export.tflite", f"--checkpoint={lone}", "--quantize=int8",
+                    f"--output={output}",
+                    f"--representative_data={tiny_tfrecords}/train-*.tfrecord",
+                    "--num_representative=8",
+                    f"--eval_data={tiny_tfrecords}/validation-*.tfrecord",
+                    f"--report_json={report_json}",
+                    "--accept_unfaithful")  # a tiny model on 8 clips: any parity is shown
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)  # no converter/quantizer chatter, no LiteRT notice
     out = result.stdout
@@ -113,16 +108,17 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
     assert runner.preprocessor.get_config() == model.preprocessor.get_config()  # as saved
 
 
+@pytest.mark.slow
 def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
-        model, tiny_tfrecords, tmp_path, own_lines_only):
+        model, tiny_tfrecords, tmp_path, own_lines_only, python):
     """Issue 15 item 7: 5 training clips, --num_representative at its default of 128."""
     train = write_records(tmp_path / "train-small.tfrecord",
                           f"{tiny_tfrecords}/train-*.tfrecord", 5)
     checkpoint = make_run(tmp_path / "run", model, train,
                           f"{tiny_tfrecords}/validation-*.tfrecord")
     output = tmp_path / "small_int8.tflite"
-    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8", f"--output={output}",
-                        "--num_eval=4", "--accept_unfaithful")
+    result = python("-m", "export.tflite", f"--checkpoint={checkpoint}", "--quantize=int8",
+                    f"--output={output}", "--num_eval=4", "--accept_unfaithful")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     own_lines_only(result)
@@ -135,12 +131,13 @@ def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
     assert output.exists() and output.with_suffix(".json").exists()
 
 
-def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, tmp_path):
+def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, tmp_path,
+                                                                   run_command):
     empty = tmp_path / "train-empty.tfrecord"
     empty.write_bytes(b"")
     checkpoint = make_run(tmp_path / "run", model, str(empty), str(empty))
-    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8",
-                        f"--output={tmp_path / 'x.tflite'}")
+    result = run_command("export.tflite", f"--checkpoint={checkpoint}", "--quantize=int8",
+                         f"--output={tmp_path / 'x.tflite'}")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"error: --quantize=int8 calibrates on real clips and {empty} holds "
@@ -153,12 +150,12 @@ def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, 
                            representative_data=str(empty), num_representative=0)
 
 
-def test_cli_errors_name_the_missing_piece(lone, tmp_path):
-    result = export_cli(f"--checkpoint={lone}", "--quantize=int16x8")
+def test_cli_errors_name_the_missing_piece(lone, tmp_path, run_command):
+    result = run_command("export.tflite", f"--checkpoint={lone}", "--quantize=int16x8")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --quantize=int16x8 calibrates on real clips and there are none (no run "
         f"directory (config.json) around {lone}): pass "
         "--representative_data=<training TFRecord pattern>"]
-    missing = export_cli(f"--checkpoint={tmp_path}/missing.keras")
+    missing = run_command("export.tflite", f"--checkpoint={tmp_path}/missing.keras")
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr

@@ -75,6 +75,7 @@ def _one_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command, own_lines_only):
     path, params = checkpoint
     output = tmp_path / "out" / "tiny.tflite"
@@ -91,6 +92,7 @@ def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command, o
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.tflite"]
 
 
+@pytest.mark.slow
 def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
                                            own_lines_only):
     """TensorFlow's writer reports a full disk as its own error; the half-written version

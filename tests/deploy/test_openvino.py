@@ -3,10 +3,6 @@
 and every convolution / fully-connected layer run in int8 by the CPU plugin."""
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import openvino as ov
@@ -17,15 +13,11 @@ from stabn_tf.deploy import ExportError
 from stabn_tf.deploy import openvino as ovx
 from stabn_tf.layers import Conv3DAs2D, FrameMaxPool2D
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: Every test here converts to OpenVINO (the shared float IR, NNCF): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S = 4, 32
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 OUTPUTS = ("logits", "probabilities", "spatial_attention", "temporal_attention")
-
-
-def export_cli(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.openvino", *flags], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +61,9 @@ def test_float_ir_matches_keras_on_the_validation_clips(model, float_export):
     assert "top-1 accuracy Keras / OpenVINO" in text
 
 
+@pytest.mark.slow
 def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrecords,
-                                                               tmp_path, own_lines_only):
+                                                               tmp_path, own_lines_only, python):
     """The TFLite export's calibration rules: the run's training split (5 clips here, 128
     requested), the same notice; every weighted layer in int8."""
     train = tmp_path / "train-small.tfrecord"
@@ -89,8 +82,9 @@ def test_int8_cli_of_a_run_with_few_clips_quantizes_every_conv(model, tiny_tfrec
     report_json = tmp_path / "report.json"
     # a tiny model calibrated on 5 clips need not keep the explanation: accepted here,
     # the refusal is tested below
-    result = export_cli(f"--checkpoint={checkpoint}", "--quantize=int8", f"--output={output}",
-                        "--num_eval=6", f"--report_json={report_json}", "--accept_unfaithful")
+    result = python("-m", "export.openvino", f"--checkpoint={checkpoint}", "--quantize=int8",
+                    f"--output={output}", "--num_eval=6", f"--report_json={report_json}",
+                    "--accept_unfaithful")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     own_lines_only(result)  # NNCF's too
@@ -190,10 +184,10 @@ def test_an_ir_that_bends_the_explanation_is_refused_unless_accepted(model, tiny
     assert output.exists() and report["parity"]["clips"] == 12
 
 
-def test_cli_errors_are_one_line(model, tmp_path):
+def test_cli_errors_are_one_line(model, tmp_path, run_command):
     lone = tmp_path / "stabn.keras"
     model.save(lone)
-    result = export_cli(f"--checkpoint={lone}", "--quantize=int8")
+    result = run_command("export.openvino", f"--checkpoint={lone}", "--quantize=int8")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --quantize=int8 calibrates on real clips and there are none (no run "

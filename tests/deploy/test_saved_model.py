@@ -20,6 +20,9 @@ from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
 from stabn_tf.export.client import run_args as client_main
 
+#: Every test here reads the module's SavedModel export (and a bf16 one): not in the fast tier.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T, S, K = 4, 32, 12  # K: the synthetic dataset's classes
 
@@ -68,6 +71,8 @@ def test_tf_serving_layout_and_versions(exported, tmp_path):
     assert sorted(p.name for p in (base / "stabn").iterdir()) == ["3"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e  # TensorFlow's own console script
 def test_saved_model_cli_lists_both_signatures(exported):
     _, _, path, _ = exported
     result = subprocess.run([*saved_model_cli(), "show", "--dir", path, "--all"],
@@ -259,15 +264,14 @@ def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_p
     assert len(client.predict(fake_server, "stabn", {"instances": pixels})) == 1
 
 
-def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only):
+@pytest.mark.slow
+def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only, python,
+                                          run_command):
     model, _, _, _ = exported
     model.save(tmp_path / "final.keras")  # no run directory, no labels: the model knows
-    command = [sys.executable, "-m", "export.saved_model",
-               f"--checkpoint={tmp_path}/final.keras",
-               f"--output_dir={tmp_path}/out", "--model_name=demo", "--version=7"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env=env)
+    args = ["export.saved_model", f"--checkpoint={tmp_path}/final.keras",
+            f"--output_dir={tmp_path}/out", "--model_name=demo", "--version=7"]
+    result = python("-m", *args)  # a fresh process: its start-up lines are checked too
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)  # no "Saved artifact at", no "Assets written to"
     assert f"wrote {tmp_path}/out/demo/7" in result.stdout
@@ -275,11 +279,9 @@ def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only):
     diff = float(result.stdout.split("max |Δ probabilities| = ")[1].split()[0])
     assert "computes in float32" in result.stdout and "(tolerance 0.0001)" in result.stdout
     assert diff <= 1e-5
-    missing = subprocess.run(command[:3] + [f"--checkpoint={tmp_path}/nope.keras"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300, env=env)
+    missing = run_command("export.saved_model", f"--checkpoint={tmp_path}/nope.keras")
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr
-    bad = subprocess.run(command + ["--precision=float16"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, env=env)
+    bad = run_command(*args, "--precision=float16")
     assert bad.returncode == 2 and bad.stderr.strip() == \
         "error: --precision=float16: choose from float32, bfloat16"
 

@@ -4,8 +4,6 @@ one-line errors."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -21,7 +19,6 @@ from stabn_tf.precision import resolve_precision
 
 CLASS_NAMES = [f"action {i}" for i in range(12)]
 TINY = dict(class_names=CLASS_NAMES)  # overrides of the stabn_tiny preset
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +80,7 @@ def test_topk_accuracy_known_answers():
     assert ev.topk_accuracy(probs, labels, 5) == 1.0  # k capped at K
 
 
+@pytest.mark.slow
 def test_inversion_changes_the_fusion_inputs_as_specified(models):
     model = ev.load_checkpoint(models["stabn"])
     fusion = model.get_layer("attention_fusion")
@@ -104,6 +102,7 @@ def test_inversion_changes_the_fusion_inputs_as_specified(models):
         assert not np.allclose(logits[mode], logits["none"]), mode
 
 
+@pytest.mark.slow
 def test_evaluate_inversions_matches_manual_inversion(models, tiny_tfrecords):
     model = ev.load_checkpoint(models["stabn"])
     results = ev.evaluate_inversions(model, _val(tiny_tfrecords), batch_size=12)
@@ -188,14 +187,16 @@ def test_load_checkpoint_errors_are_one_line(tmp_path):
         assert str(tmp_path) in _one_line(err)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfrecords, tmp_path,
-                                                               own_lines_only):
+                                                               own_lines_only, python,
+                                                               run_command):
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
-           f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
-           "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
-           "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    args = ["stabn_tf.evaluate", f"--checkpoint={models['stabn']}",
+            f"--baseline_checkpoint={models['baseline']}", f"--files={_val(tiny_tfrecords)}",
+            "--tables=all", "--num_clips=1,2", f"--output_dir={out}", "--batch_size=6",
+            "--deletion_grid=2", "--explain_max_videos=4", "--figures=1"]
+    result = python("-m", *args)  # a fresh process: its start-up lines are checked too
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)
     results = json.loads((out / "results.json").read_text())
@@ -243,9 +244,8 @@ def test_evaluate_cli_writes_both_tables_and_explanation_table(models, tiny_tfre
     assert json.loads((out / "figures" / figures[1].replace(".png", ".json")).read_text()
                       )["method"] == "gradcam"
 
-    bad = subprocess.run(cmd[:3] + [f"--checkpoint={tmp_path}/missing.keras",
-                                    f"--files={_val(tiny_tfrecords)}"],
-                         capture_output=True, text=True, timeout=120, env=ENV)
+    bad = run_command("stabn_tf.evaluate", f"--checkpoint={tmp_path}/missing.keras",
+                      f"--files={_val(tiny_tfrecords)}")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
         f"stabn_tf.evaluate: error: {tmp_path}/missing.keras: no such checkpoint file"
@@ -267,16 +267,17 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
     assert ev.validation_files(checkpoint) == "/data/val-*.tfrecord"
 
 
-def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only):
+@pytest.mark.slow
+def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only,
+                                            python):
     """No run directory next to the checkpoint: the model carries everything evaluation
     needs (frames, size, classes, kind)."""
     alone = tmp_path / "somewhere" / "model.keras"
     alone.parent.mkdir()
     shutil.copy(models["stabn"], alone)
-    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
-           f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
-           "--invert=none,both", "--max_videos=4", "--batch_size=4"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    result = python("-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
+                    f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
+                    "--invert=none,both", "--max_videos=4", "--batch_size=4")
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)
     assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4 |" in result.stdout
@@ -324,6 +325,7 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
     _one_line(err)
 
 
+@pytest.mark.slow
 def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
     """Records whose labels the model does not have, and shards without videos."""
     small = tmp_path / "five_classes.keras"
@@ -342,6 +344,7 @@ def test_checkpoint_and_data_mismatch_is_one_line(tiny_tfrecords, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_run_reads_the_split_from_the_checkpoints_run(models, tiny_tfrecords, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

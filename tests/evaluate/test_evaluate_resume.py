@@ -61,6 +61,7 @@ class StopAfter:
             raise self.make()
 
 
+@pytest.mark.slow
 def test_interrupted_evaluation_resumes_to_the_uninterrupted_results(
         checkpoint, tiny_tfrecords, tmp_path, monkeypatch):
     reference, out = tmp_path / "reference", tmp_path / "resumed"
@@ -216,11 +217,11 @@ def _close(a, b):
     return a == b
 
 
-def test_two_local_devices_give_the_one_device_results(checkpoint, tiny_tfrecords):
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, checkpoint,
-         f"{tiny_tfrecords}/validation-*.tfrecord"],
-        capture_output=True, text=True, timeout=900, env=ENV)
+@pytest.mark.slow
+def test_two_local_devices_give_the_one_device_results(checkpoint, tiny_tfrecords, python):
+    # A fresh process: the CPU is split in two before TensorFlow starts.
+    result = python("-c", MIRRORED_SCRIPT, checkpoint, f"{tiny_tfrecords}/validation-*.tfrecord",
+                    timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two, mirrored = json.loads(result.stdout.strip().splitlines()[-1])
     assert one["table1"]["3D ResNet-18 ×0.125 + ST-ABN"]["videos"] == 12
@@ -241,19 +242,22 @@ def _cluster_envs(count):
             for i in range(count)]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e  # the workers are processes of their own; the one-process reference is not
 def test_two_workers_merge_into_the_one_process_results(checkpoint, tiny_tfrecords,
-                                                        tmp_path):
+                                                        tmp_path, run_command):
     """`--strategy=multi_worker`: each of two processes scores one of the two shards, the
     chief (worker 0) writes the merged results: those of one process, to the byte."""
-    def command(out, *extra):
-        return [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={checkpoint}",
+    def args(out, *extra):
+        return ["stabn_tf.evaluate", f"--checkpoint={checkpoint}",
                 f"--files={tiny_tfrecords}/validation-*.tfrecord", "--num_clips=1",
                 "--tables=table1,explanation", "--batch_size=2", "--explain_max_videos=7",
                 "--deletion_grid=2", "--gradcam_layers=res5", "--precision=float32",
                 f"--output_dir={out}", *extra]
 
     outs = [tmp_path / "chief", tmp_path / "worker1"]
-    procs = [subprocess.Popen(command(out, "--strategy=multi_worker"), env=env, text=True,
+    procs = [subprocess.Popen([sys.executable, "-m", *args(out, "--strategy=multi_worker")],
+                              env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for out, env in zip(outs, _cluster_envs(2), strict=True)]
     try:
@@ -261,8 +265,7 @@ def test_two_workers_merge_into_the_one_process_results(checkpoint, tiny_tfrecor
     finally:
         for p in procs:
             p.kill()
-    single = subprocess.run(command(tmp_path / "single"), capture_output=True, text=True,
-                            timeout=900, env=ENV)
+    single = run_command(*args(tmp_path / "single"))
     for _, err, code in finished + [(single.stdout, single.stderr, single.returncode)]:
         assert code == 0, err[-3000:]
     assert "process 1 of 2" in finished[0][1] and "process 2 of 2" in finished[1][1]
@@ -272,14 +275,16 @@ def test_two_workers_merge_into_the_one_process_results(checkpoint, tiny_tfrecor
     assert [p for p in outs[1].rglob("*") if p.is_file()] == []  # nothing left there
 
 
+@pytest.mark.slow
+@pytest.mark.e2e  # SIGTERM needs a process of its own; the resumed run does not
 def test_sigterm_stops_the_command_in_one_line_and_it_resumes(checkpoint, tiny_tfrecords,
-                                                                tmp_path):
+                                                                tmp_path, run_command):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "stabn_tf.evaluate", f"--checkpoint={checkpoint}",
-           f"--files={tiny_tfrecords}/validation-*.tfrecord", "--tables=table1",
-           "--num_clips=1,2", "--batch_size=1", f"--output_dir={out}", "--precision=float32"]
-    proc = subprocess.Popen(cmd, env=ENV, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    args = ["stabn_tf.evaluate", f"--checkpoint={checkpoint}",
+            f"--files={tiny_tfrecords}/validation-*.tfrecord", "--tables=table1",
+            "--num_clips=1,2", "--batch_size=1", f"--output_dir={out}", "--precision=float32"]
+    proc = subprocess.Popen([sys.executable, "-m", *args], env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list(out.glob(f"{state_lib.PARTIAL}/*/*.npz")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -289,7 +294,7 @@ def test_sigterm_stops_the_command_in_one_line_and_it_resumes(checkpoint, tiny_t
     assert err.strip().splitlines()[-1] == (
         f"stabn_tf.evaluate: stopped by SIGTERM; the finished batches are kept in "
         f"{out / state_lib.PARTIAL}: run the same command again to resume")
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    again = run_command(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming the unfinished evaluation" in again.stderr
     assert re.search(r"Table 1: .*: \d+/12 videos", again.stderr)  # progress, no terminal

@@ -3,8 +3,6 @@
 import io
 import json
 import os
-import subprocess
-import sys
 
 import av
 import keras
@@ -151,17 +149,16 @@ def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):
     assert info["frame_indices"] == [[1, 3, 5, 7]]
 
 
+@pytest.mark.slow
 def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_path,
-                                              own_lines_only):
+                                              own_lines_only, python):
     _video(tmp_path / "clip.mp4")
     (tmp_path / "broken.webm").write_bytes(b"\x1aE\xdf\xa3 this is not a webm")
     out = tmp_path / "out"
     records = os.path.join(tiny_tfrecords, "validation-*.tfrecord")
-    cmd = [sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
-           str(tmp_path / "broken.webm"), records, "--max_clips=2", "--columns=3",
-           f"--checkpoint={checkpoints / 'stabn.keras'}", f"--output_dir={out}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    result = python("-m", "stabn_tf.explain", tmp_path / "clip.mp4", tmp_path / "broken.webm",
+                    records, "--max_clips=2", "--columns=3",
+                    f"--checkpoint={checkpoints / 'stabn.keras'}", f"--output_dir={out}")
     assert result.returncode == 1, result.stderr[-3000:]
     own_lines_only(result)
     errors = [line for line in result.stderr.splitlines() if "stabn_tf.explain: error" in line]
@@ -193,7 +190,7 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
                                             "'sequential') that is not an ST-ABN or baseline "
                                             "model")])
 def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path, flag,
-                                                          message):
+                                                          message, run_command):
     _video(tmp_path / "clip.mp4")
     (tmp_path / "afile").write_text("x")
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="sequential").save(
@@ -202,9 +199,8 @@ def test_bad_flags_fail_before_inference_and_write_nothing(checkpoints, tmp_path
     flag = flag.replace("AFILE", str(tmp_path / "afile"))
     flag = flag.replace("FOREIGN", str(tmp_path / "f.keras"))  # the last --checkpoint wins
     args = [flag] if flag.startswith("--output_dir") else [flag, f"--output_dir={out}"]
-    result = subprocess.run([sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
-                             f"--checkpoint={checkpoints / 'stabn.keras'}", *args],
-                            capture_output=True, text=True, timeout=180)
+    result = run_command("stabn_tf.explain", tmp_path / "clip.mp4",
+                         f"--checkpoint={checkpoints / 'stabn.keras'}", *args)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"stabn_tf.explain: error: {message}"] or \
         message in result.stderr.strip().splitlines()[-1]

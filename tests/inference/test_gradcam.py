@@ -67,6 +67,7 @@ def test_layer_choice_prefers_the_prediction_path():
         resolve_layer(stabn, "no_such_layer")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_class", ["STABN", "ResNet3D"])
 def test_gradcam_on_tiny_models(model_class):
     model = getattr(stabn_tf, model_class).from_preset("stabn_tiny", **TINY)

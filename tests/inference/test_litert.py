@@ -2,11 +2,8 @@
 names and clip shape of the config the export writes beside it."""
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -17,7 +14,9 @@ from stabn_tf.data import ClipPreprocessor, load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: The module's model is converted to TFLite first: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
 
 
@@ -102,7 +101,7 @@ def _foreign_tflite(folder):
     return folder / "dense.tflite", folder / "nosig.tflite"
 
 
-def test_foreign_tflite_models_are_one_line(shipped, tmp_path):
+def test_foreign_tflite_models_are_one_line(shipped, tmp_path, run_command):
     """Issue 23 item 2: a .tflite without signatures, or another model with one, is one
     line saying what it is and what is expected; predict creates nothing for it."""
     dense, nosig = _foreign_tflite(tmp_path)
@@ -116,28 +115,23 @@ def test_foreign_tflite_models_are_one_line(shipped, tmp_path):
     assert "[1, 10] and output(s) output_0 [1, 3], not an ST-ABN/baseline export; expected " \
         "a model exported by `python -m export.tflite`" in message
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "stabn_tf.predict", f"--checkpoint={nosig}",
-         str(shipped[3][0]), f"--output_dir={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_command("stabn_tf.predict", f"--checkpoint={nosig}", shipped[3][0],
+                         f"--output_dir={out}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"stabn_tf.predict: error: {nosig}: a TFLite model with 0 signatures")
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_predict_cli_runs_the_tflite_model_and_reports_bad_files(shipped, tmp_path,
-                                                                 own_lines_only):
+                                                                 own_lines_only, python):
     path, names, _, videos = shipped
     broken = tmp_path / "broken.webm"
     broken.write_bytes(b"\x1aE\xdf\xa3 not really a video")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "stabn_tf.predict", f"--checkpoint={path}", str(videos[0]),
-         str(broken), str(videos[1]), "--top_k=2", f"--output_dir={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = python("-m", "stabn_tf.predict", f"--checkpoint={path}", videos[0], broken,
+                    videos[1], "--top_k=2", f"--output_dir={out}")
     assert result.returncode == 1, result.stderr[-2000:]  # one file failed, the rest ran
     assert "broken.webm" in result.stderr and "error:" in result.stderr
     # Only our own lines: no LiteRT "Created TensorFlow Lite XNNPACK delegate", no warnings.

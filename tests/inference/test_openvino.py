@@ -2,10 +2,8 @@
 reads its classes from the config beside it, runs in predict's CLI, and says in one line
 what is wrong with a file it cannot use."""
 
-import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +14,9 @@ from stabn_tf.deploy import openvino as ovx
 from stabn_tf.inference import InferenceError, KerasRunner, OpenVINORunner, open_runner
 from stabn_tf.inference import openvino as ovr
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: The module's model is converted to OpenVINO IR first: not in the fast tier.
+pytestmark = pytest.mark.slow
+
 T, S, K = 4, 32, 12
 
 
@@ -66,14 +66,12 @@ def test_bfloat16_runs_where_the_cpu_has_bf16_and_is_refused_elsewhere(shipped):
         OpenVINORunner(path, precision="float16")
 
 
-def test_predict_cli_runs_the_ir(shipped, tmp_path, own_lines_only):
+@pytest.mark.slow
+def test_predict_cli_runs_the_ir(shipped, tmp_path, own_lines_only, python):
     path, model, videos = shipped
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "stabn_tf.predict", f"--checkpoint={path}", str(videos[0]),
-         str(videos[1]), "--top_k=2", f"--output_dir={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = python("-m", "stabn_tf.predict", f"--checkpoint={path}", videos[0], videos[1],
+                    "--top_k=2", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     own_lines_only(result)  # OpenVINO's and TensorFlow's lines stay out
     assert result.stdout.count("  1. ") == 2 and result.stdout.count("  2. ") == 2

@@ -2,10 +2,7 @@
 corrupt files in one call, one-line errors, no TensorFlow start-up noise."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import av
 import keras
@@ -58,10 +55,8 @@ def inputs(tmp_path_factory):
     return root
 
 
-def _run(*args, timeout=180):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-m", "stabn_tf.predict", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+#: TensorFlow's own log level left unset: a fresh process shows all its start-up output.
+LOUD = {"TF_CPP_MIN_LOG_LEVEL": None}
 
 
 def test_load_clip_matches_the_eval_loader(inputs):
@@ -88,6 +83,7 @@ def test_frame_folder_errors_name_the_problem(tmp_path):
         data_lib.read_frame_folder(tmp_path)
 
 
+@pytest.mark.slow
 def test_runner_predictions_text_output_and_baseline(inputs):
     runner = open_runner(inputs / "stabn.keras")
     assert runner.class_names == NAMES
@@ -113,9 +109,11 @@ def test_runner_predictions_text_output_and_baseline(inputs):
         open_runner(inputs / "baseline.keras")
 
 
-def test_cli_good_and_corrupt_file_in_one_call(inputs, own_lines_only):
-    result = _run(inputs / "good.mp4", inputs / "corrupt.mp4", inputs / "frames",
-                  f"--checkpoint={inputs / 'stabn.keras'}", "--json")
+@pytest.mark.slow
+def test_cli_good_and_corrupt_file_in_one_call(inputs, own_lines_only, python):
+    result = python("-m", "stabn_tf.predict", inputs / "good.mp4", inputs / "corrupt.mp4",
+                    inputs / "frames", f"--checkpoint={inputs / 'stabn.keras'}", "--json",
+                    env=LOUD)
     assert result.returncode == 1, result.stderr[-3000:]  # one input failed
     out = json.loads(result.stdout)
     assert [p["path"] for p in out["predictions"]] == [str(inputs / "good.mp4"),
@@ -132,11 +130,13 @@ def test_cli_good_and_corrupt_file_in_one_call(inputs, own_lines_only):
     own_lines_only(result)
 
 
-def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs, own_lines_only):
-    helped = _run("--helpfull")
+@pytest.mark.slow
+def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs, own_lines_only, python):
+    helped = python("-m", "stabn_tf.predict", "--helpfull", env=LOUD)
     assert "--checkpoint" in helped.stdout  # (absl exits 1 after --helpfull)
     assert helped.stderr == ""
-    ran = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}")
+    ran = python("-m", "stabn_tf.predict", inputs / "good.mp4",
+                 f"--checkpoint={inputs / 'stabn.keras'}", env=LOUD)
     assert ran.returncode == 0 and ran.stderr == "", ran.stderr
     own_lines_only(ran)
 
@@ -149,7 +149,7 @@ def test_helpfull_and_a_run_print_nothing_from_tensorflow(inputs, own_lines_only
     (["--output_dir=AFILE"], "is a file, not a directory"),
     (["--precision=fp16"], "--precision=fp16: choose from auto, float32, bfloat16"),
 ])
-def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message):
+def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message, run_command):
     (tmp_path / "notzip.keras").write_text("hello")
     (tmp_path / "afile").write_text("x")
     subs = {"MISSING": tmp_path / "missing.keras", "NOTZIP": tmp_path / "notzip.keras",
@@ -158,20 +158,22 @@ def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, args, message)
             for a in args]
     if not any(a.startswith("--checkpoint") for a in args):
         args.append(f"--checkpoint={inputs / 'stabn.keras'}")
-    result = _run(inputs / "good.mp4", "--json", *args)
+    result = run_command("stabn_tf.predict", inputs / "good.mp4", "--json", *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_a_foreign_keras_model_is_refused_before_anything_is_created(inputs, tmp_path):
+def test_a_foreign_keras_model_is_refused_before_anything_is_created(inputs, tmp_path,
+                                                                     run_command):
     """Issue 20 item 7: a plain keras.Sequential is not sent to `migrate` (that is for old
     ST-ABN checkpoints), and --output_dir is not created for a refused checkpoint."""
     foreign = tmp_path / "sequential.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mine").save(foreign)
     out = tmp_path / "out"
-    result = _run(inputs / "good.mp4", f"--checkpoint={foreign}", f"--output_dir={out}")
+    result = run_command("stabn_tf.predict", inputs / "good.mp4", f"--checkpoint={foreign}",
+                         f"--output_dir={out}")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"stabn_tf.predict: error: {foreign}: a Keras model (Sequential 'mine') that is not "
@@ -180,15 +182,15 @@ def test_a_foreign_keras_model_is_refused_before_anything_is_created(inputs, tmp
     assert not out.exists()
 
 
-def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path):
+def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path, run_command):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         shutil.copy(inputs / "good.mp4", tmp_path / folder / "clip.mp4")
     shutil.copy(inputs / "good.mp4", tmp_path / "a" / "clip.webm")
     out = tmp_path / "out"
-    result = _run(tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4",
-                  tmp_path / "a" / "clip.webm", f"--checkpoint={inputs / 'stabn.keras'}",
-                  f"--output_dir={out}")
+    result = run_command("stabn_tf.predict", tmp_path / "a" / "clip.mp4",
+                         tmp_path / "b" / "clip.mp4", tmp_path / "a" / "clip.webm",
+                         f"--checkpoint={inputs / 'stabn.keras'}", f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.json")) == ["clip.json", "clip_2.json",
                                                           "clip_3.json"]
@@ -196,6 +198,7 @@ def test_inputs_with_the_same_name_get_their_own_outputs(inputs, tmp_path):
     assert len(sources) == 3
 
 
+@pytest.mark.slow
 def test_runner_precision(inputs):
     """`auto` is the machine's choice; an explicit precision runs a copy built in it, whose
     outputs stay float32; without one, KerasRunner runs the model it was given."""
@@ -222,10 +225,12 @@ def test_runner_precision(inputs):
         KerasRunner(live, precision="fp16")
 
 
-def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path):
+@pytest.mark.slow
+def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path, run_command):
     out = tmp_path / "out"
-    result = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}",
-                  "--precision=bfloat16", f"--output_dir={out}")
+    result = run_command("stabn_tf.predict", inputs / "good.mp4",
+                         f"--checkpoint={inputs / 'stabn.keras'}", "--precision=bfloat16",
+                         f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0] == "precision: bfloat16 (requested)"
@@ -234,8 +239,9 @@ def test_cli_precision_is_printed_once_and_stored(inputs, tmp_path):
     # What was written is listed, then summed up.
     assert f"  → {out / 'good.png'}, {out / 'good.json'}" in result.stdout
     assert lines[-1] == f"stabn_tf.predict: wrote 2 files for 1 input(s) to {out}"
-    scripted = _run(inputs / "good.mp4", f"--checkpoint={inputs / 'stabn.keras'}", "--json",
-                    f"--output_dir={out}")
+    scripted = run_command("stabn_tf.predict", inputs / "good.mp4",
+                           f"--checkpoint={inputs / 'stabn.keras'}", "--json",
+                           f"--output_dir={out}")
     assert scripted.returncode == 0, scripted.stderr[-2000:]
     assert f"wrote 2 files for 1 input(s) to {out}" in scripted.stderr
     document = json.loads(scripted.stdout)  # stdout is the JSON document alone

@@ -2,8 +2,6 @@
 through `.keras`; checkpoints from before that get a one-line, tested migration."""
 
 import json
-import subprocess
-import sys
 import zipfile
 
 import keras
@@ -39,18 +37,18 @@ def test_keras_file_round_trips_the_config(model_class, tmp_path):
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("imports", ["import stabn_tf; import keras",
                                      "import stabn_tf; import tensorflow as tf",
                                      "import keras; import stabn_tf"])
-def test_import_stabn_tf_is_all_keras_needs_to_load_a_file(imports, tmp_path):
+def test_import_stabn_tf_is_all_keras_needs_to_load_a_file(imports, tmp_path, python):
     """`import stabn_tf` loads no TensorFlow itself, yet Keras finds the project's classes
     whichever of the two is imported first."""
     path = tmp_path / "m.keras"
     _tiny(stabn_tf.STABN).save(path)
     code = (f"{imports}; import keras; "
             f"print(type(keras.saving.load_model({str(path)!r})).__name__)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = python("-c", code)  # a fresh process: nothing imported yet
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "STABN"
 
@@ -108,7 +106,8 @@ def test_builder_rejects_wrong_number_of_class_names():
         stabn_tf.STABN.from_preset("stabn_tiny", num_classes=4, class_names=NAMES[:3])
 
 
-def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path):
+@pytest.mark.slow
+def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path, python):
     model = _tiny(stabn_tf.STABN)
     legacy = keras.Model(model.input, model.output, name="stabn")  # a plain Functional
     old = tmp_path / "old.keras"
@@ -117,9 +116,7 @@ def test_legacy_checkpoint_is_refused_in_one_line_and_migrates(tmp_path):
         stabn_tf.load_model(old)
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(NAMES) + "\n")
-    result = subprocess.run([sys.executable, "-m", "stabn_tf.models.migrate", str(old),
-                             f"--labels={labels}"], capture_output=True, text=True,
-                            timeout=300)
+    result = python("-m", "stabn_tf.models.migrate", old, f"--labels={labels}")  # the old name
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "old.legacy.keras").exists()
     migrated = stabn_tf.load_model(old)

@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -282,6 +281,7 @@ def test_no_way_to_install_the_browser_is_one_clear_failure(tmp_path):
         ensure_browser(path, install_nothing, is_root=True)
 
 
+@pytest.mark.slow
 def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
     out, _ = site
     media = [p for p in (out / "media").rglob("*") if p.is_file()]
@@ -294,6 +294,7 @@ def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
     assert {p for p in (out / "media").rglob("*") if p.is_file()} == set(media)
 
 
+@pytest.mark.slow
 def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     lite = tmp_path / "stabn.tflite"
     tflite.export_tflite(load_checkpoint(checkpoint), str(lite))
@@ -322,6 +323,7 @@ def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path)
                      log=lambda text: None, precision="bfloat16")
 
 
+@pytest.mark.slow
 def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     ir = tmp_path / "stabn.xml"
     openvino.export_openvino(load_checkpoint(checkpoint), str(ir))
@@ -336,7 +338,9 @@ def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
     assert "OpenVINO IR" in (tmp_path / "site" / "index.html").read_text()
 
 
-def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only):
+@pytest.mark.slow
+def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only,
+                                     python):
     def report(**kwargs):
         settings = dict(checkpoint=checkpoint, output_dir=str(tmp_path / "out"),
                         files=_val(tiny_tfrecords), tables=[], progress=False,
@@ -373,10 +377,8 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     with pytest.raises(EvaluationError, match="different clips"):
         report(compare_checkpoint=str(tmp_path / "eight.keras"))
     # The command: one line, status 2.
-    done = subprocess.run([sys.executable, "-m", "stabn_tf.report", f"--checkpoint={checkpoint}",
-                           f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}"],
-                          capture_output=True, text=True, env=ENV, timeout=120,
-                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    done = python("-m", "stabn_tf.report", f"--checkpoint={checkpoint}",
+                  f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}", timeout=120)
     assert done.returncode == 2
     own_lines_only(done)
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
@@ -384,6 +386,7 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
                       f"{str(a_file)!r} is a file, not a directory"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command,
                                  own_lines_only):
     """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming
@@ -451,7 +454,7 @@ def _record_boxes(record, frame: int) -> list[tuple[list[float], str]]:
 
 
 def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfrecords,
-                                           tmp_path):
+                                           tmp_path, run_command):
     """Two clips corrected with the mouse (draw, move, resize, delete with the keyboard, roles,
     action frames), kept over a reload, exported from the Corrections page as a download,
     loaded back with --corrections under the browser's newer edits, and converted with 0
@@ -574,12 +577,9 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
     # canvas pixel) on their frames and the action frames as labels.
     raw = pathlib.Path(tiny_tfrecords).parent / "raw"
     converted = tmp_path / "converted"
-    done = subprocess.run([sys.executable, "-m", "stabn_tf.data.convert", "--dataset=ssv2",
-                           f"--input_dir={raw}", f"--output_dir={converted}",
-                           f"--boxes={path}", "--splits=validation", "--workers=1",
-                           "--num_shards=1", "--noprogress"],
-                          capture_output=True, text=True, env=ENV, timeout=300,
-                          cwd=pathlib.Path(__file__).resolve().parents[2])
+    done = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw}",
+                       f"--output_dir={converted}", f"--boxes={path}", "--splits=validation",
+                       "--workers=1", "--num_shards=1", "--noprogress")
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((converted / "manifest.json").read_text())
     assert manifest["boxes"]["problems"] == 0 and manifest["boxes"]["videos_with_boxes"] == 2
@@ -716,6 +716,7 @@ def _tree(folder: pathlib.Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_any_number_of_workers_draws_the_same_site(checkpoint, tiny_tfrecords, tmp_path):
     """One drawing process or two: the same files, byte for byte; by default no GIF and
     no Grad-CAM panel, `animations=True` adds the GIFs."""
@@ -737,6 +738,7 @@ def test_any_number_of_workers_draws_the_same_site(checkpoint, tiny_tfrecords, t
     assert len(list((tmp_path / "w1" / "media").rglob("*.gif"))) == 3
 
 
+@pytest.mark.slow
 def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecords, tmp_path):
     def clips(**kwargs) -> list[str]:
         out = tmp_path / "_".join(f"{k}{v}" for k, v in kwargs.items())
@@ -760,6 +762,7 @@ def test_sample_and_errors_only_choose_the_clips(site, checkpoint, tiny_tfrecord
     assert clips(errors_only=True, max_clips=CLIPS) == wrong
 
 
+@pytest.mark.slow
 def test_a_clip_that_cannot_be_drawn_is_one_line(checkpoint, tiny_tfrecords, tmp_path):
     """A clip whose picture cannot be written: one line naming it, the other clips kept."""
     out = tmp_path / "site"

@@ -4,8 +4,6 @@ resumes, an unreadable backup falls back to the previous one, none left says wha
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -171,7 +169,8 @@ def signal_mid_backup(folder: str) -> dict:
             "restored_is_last_good": state == BackupState(1, 0) and _same(restored, good)}
 
 
-def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path):
+@pytest.mark.slow
+def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_path, python):
     """SIGTERM arrives while the weights are half written: `Interrupted` (exit 143), the
     half file is gone, the last complete backup resumes. In a process of its own: a signal
     sent to the test runner itself reaches every thread earlier tests left in it."""
@@ -180,9 +179,7 @@ def test_a_signal_during_a_backup_write_abandons_it_and_keeps_the_last_one(tmp_p
               "tests = importlib.util.module_from_spec(spec)\n"
               "spec.loader.exec_module(tests)\n"
               "print(json.dumps(tests.signal_mid_backup(sys.argv[2])))\n")
-    result = subprocess.run([sys.executable, "-c", script, __file__, str(tmp_path)],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = python("-c", script, __file__, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["exit_code"] == 143 and seen["signal"] == "SIGTERM"

@@ -110,11 +110,11 @@ def assert_same_first_update(reference, candidate) -> None:
             f"(its norm {scale:.3g})")
 
 
-def test_mirrored_two_cpus_makes_the_single_device_updates(tmp_path):
+@pytest.mark.slow
+def test_mirrored_two_cpus_makes_the_single_device_updates(tmp_path, python):
     one_path, two_path = tmp_path / "one.npz", tmp_path / "two.npz"
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, one_path, two_path],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    # A fresh process: the CPU is split in two before TensorFlow starts.
+    result = python("-c", MIRRORED_SCRIPT, one_path, two_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
     assert two["replicas"] == 2
@@ -181,15 +181,14 @@ def _run_together(commands, envs, timeout=600):
             p.kill()
 
 
-def test_multi_worker_over_loopback_makes_the_single_process_updates(tmp_path):
+@pytest.mark.slow
+def test_multi_worker_over_loopback_makes_the_single_process_updates(tmp_path, python):
     """Two worker processes (one replica each, half of every global batch) update the
     model as a single process does on the whole batches, and hold one model."""
     script = [sys.executable, "-c", MULTI_WORKER_SCRIPT]
     paths = [tmp_path / f"worker{i}.npz" for i in range(2)]
     workers = _run_together([script + ["worker", path] for path in paths], _worker_envs(2))
-    single = subprocess.run(script + ["single", tmp_path / "single.npz"], capture_output=True,
-                            text=True, timeout=600,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    single = python("-c", MULTI_WORKER_SCRIPT, "single", tmp_path / "single.npz", timeout=600)
     for _, err, code in workers + [(single.stdout, single.stderr, single.returncode)]:
         assert code == 0, err[-3000:]
     runs = [json.loads(out.strip().splitlines()[-1]) for out, _, _ in workers]
@@ -204,6 +203,8 @@ def test_multi_worker_over_loopback_makes_the_single_process_updates(tmp_path):
     assert runs[0]["final"] == runs[1]["final"]  # the workers hold one model
 
 
+@pytest.mark.slow
+@pytest.mark.e2e  # the workers are processes of their own
 def test_multi_worker_cli_run_completes_and_only_the_chief_writes(tiny_tfrecords, tmp_path):
     """`--strategy=multi_worker` from TF_CONFIG, two local workers, each given its own output
     directory: the chief's has the checkpoints and results, the other's ends up empty."""

@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 import stabn_tf
 from stabn_tf.data import convert
@@ -15,6 +16,7 @@ from stabn_tf.training.trainer import TrainConfig, train
 TINY = dict(epochs=1, steps_per_epoch=2, num_explain_clips=0, verbose=0, seed=1)
 
 
+@pytest.mark.slow
 def test_correct_a_few_clips_fine_tune_and_compare(tiny_tfrecords, tmp_path):
     data = str(tiny_tfrecords)
     before = tmp_path / "before"

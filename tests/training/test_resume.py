@@ -53,6 +53,7 @@ def test_an_epoch_of_training_data_depends_on_seed_and_epoch_only(tiny_tfrecords
         make_dataset(f"{tiny_tfrecords}/train-*.tfrecord", **options | {"start_step": 5})
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_epoch_matches_an_uninterrupted_one(tiny_tfrecords, tmp_path,
                                                               monkeypatch):
     """The run is "killed" right after its backup at step 3 of epoch 2: its folder is

@@ -3,10 +3,9 @@ the two losses, logged separately, and changes the weights."""
 
 import csv
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 
 import stabn_tf
 from stabn_tf.training.trainer import TrainConfig, train
@@ -24,6 +23,7 @@ def _weights(out):
     return [np.asarray(w) for w in model.get_weights()]
 
 
+@pytest.mark.slow
 def test_zero_weights_train_bit_identically_and_positive_weights_supervise(tiny_tfrecords,
                                                                            tmp_path):
     train(_config(tiny_tfrecords, tmp_path / "paper"))
@@ -48,12 +48,11 @@ def test_zero_weights_train_bit_identically_and_positive_weights_supervise(tiny_
     assert sorted(model.output) == ["attention", "perception"]
 
 
-def test_supervision_cost_benchmark_runs():
+@pytest.mark.slow
+def test_supervision_cost_benchmark_runs(python):
     script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "supervision_cost.py"
-    result = subprocess.run([sys.executable, str(script), "--width_multiplier=0.125",
-                             "--num_frames=4", "--image_size=32", "--batch_size=2",
-                             "--rounds=1", "--steps=1"], capture_output=True, text=True,
-                            timeout=300)
+    result = python(script, "--width_multiplier=0.125", "--num_frames=4", "--image_size=32",
+                    "--batch_size=2", "--rounds=1", "--steps=1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "supervised / paper:" in result.stdout
 
@@ -77,10 +76,10 @@ print(row["spatial_attention_loss"], row["temporal_attention_loss"])
 """
 
 
-def test_supervision_trains_under_a_mirrored_strategy(tiny_tfrecords, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED_SUPERVISED, str(tiny_tfrecords),
-                             str(tmp_path / "run")], capture_output=True, text=True,
-                            timeout=600)
+@pytest.mark.slow
+def test_supervision_trains_under_a_mirrored_strategy(tiny_tfrecords, tmp_path, python):
+    # A fresh process: the CPU is split in two before TensorFlow starts.
+    result = python("-c", MIRRORED_SUPERVISED, tiny_tfrecords, tmp_path / "run", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     spatial, temporal = map(float, result.stdout.split()[-2:])
     assert spatial > 0 and temporal > 0

@@ -4,21 +4,22 @@ run directory byte-identical afterwards (whatever the flags, files or checkpoint
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 import stabn_tf
 
+#: Every test here checks a trained run directory (the module's `existing_run`): slow.
+pytestmark = pytest.mark.slow
+
 TINY = ["--preset=stabn_tiny", "--verbose=0", "--num_explain_clips=0"]
 
 
-def _train(data, out, *extra, timeout=300):
-    cmd = [sys.executable, "-m", "stabn_tf.train", *TINY,
-           f"--train_files={data}/train-*.tfrecord", f"--val_files={data}/validation-*.tfrecord",
-           f"--output_dir={out}", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def _train(run_command, data, out, *extra):
+    """`stabn_tf.train` on `data` into `out` (in this process: `run_command`)."""
+    return run_command("stabn_tf.train", *TINY, f"--train_files={data}/train-*.tfrecord",
+                       f"--val_files={data}/validation-*.tfrecord", f"--output_dir={out}",
+                       *extra)
 
 
 def _snapshot(root):
@@ -32,9 +33,9 @@ def _snapshot(root):
 
 
 @pytest.fixture(scope="module")
-def existing_run(tiny_tfrecords, tmp_path_factory):
+def existing_run(tiny_tfrecords, tmp_path_factory, run_command):
     out = tmp_path_factory.mktemp("bad_train") / "run"
-    result = _train(tiny_tfrecords, out, "--epochs=1", "--steps_per_epoch=1")
+    result = _train(run_command, tiny_tfrecords, out, "--epochs=1", "--steps_per_epoch=1")
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -57,14 +58,15 @@ def _probe_files(tmp_path):
     (["--momentum=1.5"], "--momentum must be in [0, 1)"),
 ])
 def test_failed_setup_is_one_line_and_leaves_the_run_untouched(existing_run, tiny_tfrecords,
-                                                              tmp_path, flags, message):
+                                                              tmp_path, flags, message,
+                                                              run_command):
     _probe_files(tmp_path)
     subs = {"OTHER_LABELS": "other_labels.txt", "GARBAGE_KERAS": "garbage.keras",
             "GARBAGE_SAFETENSORS": "garbage.safetensors", "OTHER_KERAS": "other.keras"}
     for key, name in subs.items():
         flags = [f.replace(key, str(tmp_path / name)) for f in flags]
     before = _snapshot(existing_run)
-    result = _train(tiny_tfrecords, existing_run, "--epochs=2", *flags)
+    result = _train(run_command, tiny_tfrecords, existing_run, "--epochs=2", *flags)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "stabn_tf.train: error" in line]
@@ -75,7 +77,7 @@ def test_failed_setup_is_one_line_and_leaves_the_run_untouched(existing_run, tin
     assert model.class_names[0] != "other 0"
 
 
-def test_corrupt_record_mid_epoch_names_the_shard(tiny_tfrecords, tmp_path):
+def test_corrupt_record_mid_epoch_names_the_shard(tiny_tfrecords, tmp_path, run_command):
     data = tmp_path / "data"
     shutil.copytree(tiny_tfrecords, data)
     shard = sorted(data.glob("train-*.tfrecord"))[0]
@@ -83,7 +85,7 @@ def test_corrupt_record_mid_epoch_names_the_shard(tiny_tfrecords, tmp_path):
     middle = len(raw) // 2
     raw[middle:middle + 64] = bytes(64)  # same size: the clip count still trusts it
     shard.write_bytes(bytes(raw))
-    result = _train(data, tmp_path / "run", "--epochs=1", "--steps_per_epoch=4",
+    result = _train(run_command, data, tmp_path / "run", "--epochs=1", "--steps_per_epoch=4",
                     "--shuffle_buffer=1")
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "stabn_tf.train: error" in line]

@@ -16,15 +16,10 @@ TINY_FLAGS = [
 ]
 
 
-def _cmd(data_dir, out, *extra):
-    return [sys.executable, "-m", "stabn_tf.train", *TINY_FLAGS,
-            f"--train_files={data_dir}/train-*.tfrecord",
+def _args(data_dir, out, *extra):
+    """`stabn_tf.train`'s arguments for a tiny run on `data_dir` into `out`."""
+    return ["stabn_tf.train", *TINY_FLAGS, f"--train_files={data_dir}/train-*.tfrecord",
             f"--val_files={data_dir}/validation-*.tfrecord", f"--output_dir={out}", *extra]
-
-
-def _run(cmd, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _epochs_in_history(out):
@@ -32,9 +27,11 @@ def _epochs_in_history(out):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, tmp_path):
+@pytest.mark.slow
+def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, tmp_path,
+                                                              run_command):
     out = tmp_path / "run"
-    result = _run(_cmd(tiny_tfrecords, out, "--epochs=2", "--steps_per_epoch=2"))
+    result = run_command(*_args(tiny_tfrecords, out, "--epochs=2", "--steps_per_epoch=2"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| perception |" in result.stdout
     results = json.loads((out / "results.json").read_text())
@@ -50,10 +47,11 @@ def test_tiny_run_writes_checkpoints_logs_results_and_pictures(tiny_tfrecords, t
     assert len(pngs) == 2 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path):
+@pytest.mark.slow
+def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path, run_command):
     out = tmp_path / "baseline"
-    result = _run(_cmd(tiny_tfrecords, out, "--model=baseline", "--epochs=1",
-                       "--steps_per_epoch=1", "--validation_steps=1"))
+    result = run_command(*_args(tiny_tfrecords, out, "--model=baseline", "--epochs=1",
+                                "--steps_per_epoch=1", "--validation_steps=1"))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["model"] == "baseline" and "attention" not in results
@@ -62,12 +60,16 @@ def test_baseline_trains_through_the_same_cli(tiny_tfrecords, tmp_path):
     assert not any((out / "explanations").iterdir())
 
 
-def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfrecords, tmp_path):
+@pytest.mark.slow
+@pytest.mark.e2e  # SIGKILL needs a process of its own
+def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfrecords, tmp_path,
+                                                                     run_command):
     out = tmp_path / "run"
-    cmd = _cmd(tiny_tfrecords, out, "--epochs=4", "--steps_per_epoch=6",
-               "--backup_every_steps=2", "--explain_every_epochs=0")
+    args = _args(tiny_tfrecords, out, "--epochs=4", "--steps_per_epoch=6",
+                 "--backup_every_steps=2", "--explain_every_epochs=0")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
     metadata = out / "backup" / "training_metadata.json"
     deadline = time.time() + 240
     try:
@@ -88,7 +90,7 @@ def test_killed_run_resumes_from_backup_and_finishes_each_epoch_once(tiny_tfreco
     killed_at = json.loads(metadata.read_text())["epoch"]
     assert not (out / "checkpoints" / "final.keras").exists()
 
-    result = _run(cmd)
+    result = run_command(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "resuming from the backup" in log
@@ -105,37 +107,41 @@ def _one_error_line(result, expected):
     assert len(lines) == 1, result.stderr[-3000:]
 
 
-def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp_path):
-    missing = _run(_cmd(tiny_tfrecords, tmp_path / "a", "--train_files=/nowhere/train-*.tfrecord"))
+def test_bad_inputs_fail_with_one_clear_line_before_training(tiny_tfrecords, tmp_path,
+                                                            run_command):
+    missing = run_command(*_args(tiny_tfrecords, tmp_path / "a",
+                                 "--train_files=/nowhere/train-*.tfrecord"))
     _one_error_line(missing, "no TFRecord files match '/nowhere/train-*.tfrecord'")
 
-    mismatch = _run(_cmd(tiny_tfrecords, tmp_path / "b", "--num_classes=5"))
+    mismatch = run_command(*_args(tiny_tfrecords, tmp_path / "b", "--num_classes=5"))
     _one_error_line(mismatch, "--num_classes=5 but")
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    unwritable = _run(_cmd(tiny_tfrecords, blocker / "out"))
+    unwritable = run_command(*_args(tiny_tfrecords, blocker / "out"))
     _one_error_line(unwritable, "is not writable")
 
     flagfile = tmp_path / "typo.flags"
     flagfile.write_text("--epochs=1\n--learning_rat=0.1\n")
-    unknown = _run(_cmd(tiny_tfrecords, tmp_path / "c", f"--flagfile={flagfile}"))
+    unknown = run_command(*_args(tiny_tfrecords, tmp_path / "c", f"--flagfile={flagfile}"))
     _one_error_line(unknown, "Unknown command line flag 'learning_rat'")
 
-    odd_size = _run(_cmd(tiny_tfrecords, tmp_path / "d", "--image_size=40"))
+    odd_size = run_command(*_args(tiny_tfrecords, tmp_path / "d", "--image_size=40"))
     _one_error_line(odd_size, "`image_size` must be an int or (height, width), each a positive "
                               "multiple of 32")
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfrecords, tmp_path):
+@pytest.mark.slow
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfrecords, tmp_path,
+                                                                       run_command):
     out = tmp_path / "run"
     # One clean epoch (lr 0) to get a good backup, then an absurd rate diverges in epoch 2.
-    first = _run(_cmd(tiny_tfrecords, out, "--epochs=1", "--steps_per_epoch=2",
-                      "--base_lr=0", "--num_explain_clips=0"))
+    first = run_command(*_args(tiny_tfrecords, out, "--epochs=1", "--steps_per_epoch=2",
+                               "--base_lr=0", "--num_explain_clips=0"))
     assert first.returncode == 0, first.stderr[-3000:]
     good = (out / "backup" / "latest.weights.h5").read_bytes()
-    blown = _run(_cmd(tiny_tfrecords, out, "--epochs=3", "--steps_per_epoch=4",
-                      "--base_lr=1e12", "--clip_norm=0", "--num_explain_clips=0"))
+    blown = run_command(*_args(tiny_tfrecords, out, "--epochs=3", "--steps_per_epoch=4",
+                               "--base_lr=1e12", "--clip_norm=0", "--num_explain_clips=0"))
     assert blown.returncode == 2
     lines = [line for line in blown.stderr.splitlines() if "loss became nan" in line]
     assert len(lines) == 1 and "global step" in lines[0] and "--base_lr" in lines[0], lines
@@ -144,6 +150,6 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_backup(tiny_tfre
 
 
 @pytest.mark.parametrize("name", ["synthetic_frames", "decay_epochs", "init"])
-def test_every_config_field_is_a_flag(name):
-    result = _run([sys.executable, "-m", "stabn_tf.train", "--helpfull"])
+def test_every_config_field_is_a_flag(name, run_command):
+    result = run_command("stabn_tf.train", "--helpfull")
     assert f"--{name}" in result.stdout

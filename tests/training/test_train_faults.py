@@ -53,6 +53,7 @@ def test_batch_larger_than_the_training_split_is_refused(tiny_tfrecords, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -86,6 +87,7 @@ def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, 
     assert keras.saving.load_model(out / "checkpoints" / "final.keras")
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path, monkeypatch):
     out = tmp_path / "run"
     free_bytes = __import__("stabn_tf.disk", fromlist=["free_bytes"]).free_bytes
@@ -130,12 +132,14 @@ CLI_FLAGS = ["--model=stabn", "--depth=18", "--width_multiplier=0.125", "--num_f
              "--backup_every_steps=1"]
 
 
-def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path):
+@pytest.mark.slow
+@pytest.mark.e2e  # signals need a process of their own; the runs that are not signalled are not
+def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path, run_command):
     """Backing up every step, so the signals land in or next to a backup write."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "stabn_tf.train", *CLI_FLAGS,
-           f"--train_files={tiny_tfrecords}/train-*.tfrecord",
-           f"--val_files={tiny_tfrecords}/validation-*.tfrecord", f"--output_dir={out}"]
+    args = ["stabn_tf.train", *CLI_FLAGS, f"--train_files={tiny_tfrecords}/train-*.tfrecord",
+            f"--val_files={tiny_tfrecords}/validation-*.tfrecord", f"--output_dir={out}"]
+    cmd = [sys.executable, "-m", *args]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     metadata = out / "backup" / "training_metadata.json"
 
@@ -168,7 +172,7 @@ def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path)
         return proc.returncode, lines
 
     first, _ = start_and_wait_for_a_backup()
-    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    second = run_command(*args)
     assert first.poll() is None, "the first run did not outlive the second's start"
     assert second.returncode == 2 and "Traceback" not in second.stderr
     errors = [line for line in second.stderr.splitlines() if "stabn_tf.train: error" in line]
@@ -183,7 +187,7 @@ def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path)
     code, lines = stop(resumed, signal.SIGTERM)
     assert code == 143 and len(lines) == 1 and "stopped by SIGTERM" in lines[0], lines
 
-    finished = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    finished = run_command(*args)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming from the backup" in finished.stdout + finished.stderr
     assert _epochs_in_history(out) == [1, 2, 3]
