@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -278,6 +276,7 @@ def test_whole_video_checks_read_what_the_value_by_value_reading_does(tmp_path,
             assert getattr(boxes, name).dtype == getattr(other, name).dtype, (clip_id, name)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_files_read_in_worker_processes_give_what_one_process_gives(tmp_path, monkeypatch):
     """Several files at once in spawned workers: the same boxes, problems (in the files'
     order, the first file's boxes kept) and one-line refusals as reading them in turn."""
@@ -297,12 +296,11 @@ def test_files_read_in_worker_processes_give_what_one_process_gives(tmp_path, mo
         boxes_lib.load_box_files(parts, workers=3)
 
 
-def test_reading_box_files_imports_no_tensorflow():
+def test_reading_box_files_imports_no_tensorflow(python):
     """Box files are read in worker processes that must stay small: the reader (and what
     unpickling its results needs) imports no TensorFlow."""
-    code = ("import sys, stabn_tf.data.boxes, stabn_tf.data.json_stream; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'keras')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120).stdout
-    assert out.strip() == "[]"
+    done = python("-c", "import sys, stabn_tf.data.boxes, stabn_tf.data.json_stream; "
+                  "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                  "('tensorflow', 'keras')))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -137,6 +137,7 @@ def test_restart_drops_the_kept_batches(checkpoint, tiny_tfrecords, tmp_path):
         "3D ResNet-18 ×0.125 + ST-ABN"]["videos"] == 6
 
 
+@pytest.mark.slow
 def test_table2_takes_the_models_own_setting_from_table1(checkpoint, tiny_tfrecords,
                                                          tmp_path):
     """"none" (the setting the model runs with) is Table 1's pass at the first clip count:
