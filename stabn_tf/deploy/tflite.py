@@ -525,15 +525,15 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
+    keep_float = tuple(keep_float) if quantize == "int8" else ()
+    unknown = sorted(set(keep_float) - set(WEIGHTED_OPS + KEEPABLE_OPS))
+    if unknown:
+        raise ExportError(f"--keep_float={','.join(unknown)}: choose TFLite op types from "
+                          f"{', '.join(dict.fromkeys(WEIGHTED_OPS + KEEPABLE_OPS))}")
     clips = None
     if quantize in ("int8", "int16x8"):
         clips = calibration_clips(model, representative_data, num_representative, quantize,
                                   notify)
-    keep_float = tuple(keep_float) if quantize == "int8" else ()
-    unknown = sorted(set(keep_float) - set(WEIGHTED_OPS + KEEPABLE_OPS))
-    if unknown:
-        raise ExportError(f"--keep_float={','.join(unknown)}: choose op types from "
-                          f"{', '.join(WEIGHTED_OPS + KEEPABLE_OPS)}")
     edge = deployment_model(model, edge=True, batch_size=1)
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in edge.weights)
     flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
