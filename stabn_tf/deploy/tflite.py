@@ -474,10 +474,11 @@ def runner_parity(model: VideoClassifier,
                   file_pattern: Patterns, num_clips: int = 0) -> dict[str, float]:
     """`parity` of any exported model: `run` maps normalised clips `[B, T, S, S, 3]` to
     its outputs by `deployment_model` name (e.g. a runner's `run`)."""
+    batch = parity_batch_size(model.preprocessor)
     data = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
-                        batch_size=8)
+                        batch_size=batch)
     if num_clips:
-        data = data.unbatch().take(num_clips).batch(8)
+        data = data.unbatch().take(num_clips).batch(batch)
     reference = deployment_model(model)
     ref_out: list[dict] = []
     cand_out: list[dict] = []
@@ -491,6 +492,20 @@ def runner_parity(model: VideoClassifier,
 
     return compare_outputs(stack_outputs(ref_out), stack_outputs(cand_out),
                            np.concatenate(labels))
+
+
+#: Pixels (frames × height × width) of the clips one parity batch holds: 8 demo clips
+#: (8 × 64²), one full-size clip (32 × 224²), whose Keras float32 forward alone holds
+#: gigabytes of activations per clip.
+PARITY_BATCH_PIXELS = 1 << 21
+
+
+def parity_batch_size(preprocessor: ClipPreprocessor) -> int:
+    """How many clips a parity run feeds the Keras reference at once: up to 8, fewer for
+    large clips (`PARITY_BATCH_PIXELS`), so measuring parity does not set an export's peak
+    memory."""
+    pixels = preprocessor.num_frames * preprocessor.image_size ** 2
+    return max(1, min(8, PARITY_BATCH_PIXELS // pixels))
 
 
 def stack_outputs(outs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

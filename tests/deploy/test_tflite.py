@@ -248,3 +248,9 @@ def test_calibrate_batch_norm_averages_chunk_statistics_and_restores_momentum():
     expected = np.mean([x[i:i + 2].mean(0) for i in (0, 2, 4)], axis=0)
     np.testing.assert_allclose(norm.moving_mean.numpy(), expected, atol=1e-5)
     assert norm.momentum == 0.9
+
+
+def test_parity_batches_hold_one_full_size_clip_and_eight_small_ones():
+    assert tflite.parity_batch_size(ClipPreprocessor(8, 64)) == 8  # the demo
+    assert tflite.parity_batch_size(ClipPreprocessor(32, 224)) == 1  # the full size
+    assert tflite.parity_batch_size(ClipPreprocessor(16, 224)) == 2
