@@ -8,7 +8,9 @@ Formats: Keras eager, `tf.function`, `tf.function(jit_compile=True)` (XLA), each
 the model rebuilt in bfloat16 (`_bf16`: what `--precision=bfloat16` runs), the TF Serving
 SavedModel's `serving_default` in float32 and bfloat16 (uint8 frames at the stored size
 256/224·S, so its time includes the in-graph crop/resize/normalise), TFLite float32 /
-float16 / dynamic / int8 run by LiteRT with XNNPACK (`--threads`), our OpenVINO IR
+float16 / dynamic / int8 run by LiteRT with XNNPACK (`--threads`; int8 as the export writes
+it, the dense layers and softmax in float32, and with every op int8: `tflite_int8_all`, the
+model before they were kept), our OpenVINO IR
 (`export.openvino`) compiled for float32 and bfloat16, its NNCF int8 IR as the export
 writes it (the attention heads, which compute Mt and Ms, in float32) and with every
 weighted op in int8 (`openvino_int8_all`, the IR before the heads were kept), and, as
@@ -82,7 +84,8 @@ from stabn_tf.runs import RunDirectory, RunError  # noqa: E402
 FLAGS = flags.FLAGS
 TF_FORMATS = ("keras_eager", "tf_function", "tf_xla", "saved_model",
               "tf_function_bf16", "tf_xla_bf16", "saved_model_bf16")
-TFLITE_FORMATS = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8")
+TFLITE_FORMATS = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+                  "tflite_int8_all")
 OPENVINO_FORMATS = ("openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8_all",
                     "openvino_tflite_float32", "openvino_tflite_int8")
 ALL_FORMATS = TF_FORMATS + TFLITE_FORMATS + OPENVINO_FORMATS
@@ -192,10 +195,15 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     flatbuffers: dict[str, bytes] = {}
 
     def flatbuffer(mode: str) -> bytes:
+        """The TFLite model of `mode`: "int8" as the export writes it (`tflite.KEEP_FLOAT`
+        in float32), "int8_all" with every op int8."""
         if mode not in flatbuffers:
+            keep = tflite.KEEP_FLOAT if mode == "int8" else ()
             flatbuffers[mode] = tflite.convert_to_tflite(
-                edge, quantize=mode, representative_data=clips if mode == "int8" else None)
-            if mode == "int8":
+                edge, quantize=mode[:4] if mode.startswith("int8") else mode,
+                representative_data=clips if mode.startswith("int8") else None,
+                keep_float=keep, notify=_log)
+            if mode == "int8_all":
                 assert not tflite.quantization_violations(flatbuffers[mode]), \
                     "int8 left float convs"
             if FLAGS.keep_models:
@@ -207,7 +215,7 @@ def _prepare(name: str, model, clips, workdir: str) -> dict[str, dict]:
     for fmt in [f for f in wanted if f in TFLITE_FORMATS]:
 
         def lite(fmt=fmt):
-            mode = {"float32": "none"}.get(fmt.split("_")[1], fmt.split("_")[1])
+            mode = {"float32": "none"}.get(fmt[len("tflite_"):], fmt[len("tflite_"):])
             model_bytes = flatbuffer(mode)
             runner = LiteRTRunner(model_content=model_bytes, num_threads=FLAGS.threads)
             formats[fmt + "_ops"] = {f"{op} [{kind}]": n for (op, kind), n in
@@ -309,7 +317,8 @@ def _table(name: str, formats: dict, times: dict[str, list[float]]) -> tuple[str
 SPEEDUPS = (("tf_function_bf16", "tf_function"), ("tf_xla_bf16", "tf_xla"),
             ("saved_model_bf16", "saved_model"), ("openvino_bf16", "tf_function"),
             ("openvino_bf16", "tflite_float32"), ("openvino_int8", "tflite_int8"),
-            ("openvino_int8", "openvino_tflite_int8"), ("openvino_int8", "openvino_int8_all"))
+            ("openvino_int8", "openvino_tflite_int8"), ("openvino_int8", "openvino_int8_all"),
+            ("tflite_int8", "tflite_int8_all"))
 
 
 def _speedups(medians: dict[str, float]) -> list[str]:

@@ -42,7 +42,12 @@ import tensorflow as tf
 from stabn_tf.data import preprocess, tfrecord
 from stabn_tf.data.pipeline import list_files, make_dataset
 from stabn_tf.deploy import ExportError, Patterns, describe
-from stabn_tf.deploy.tflite import compare_outputs, deployment_model, stack_outputs
+from stabn_tf.deploy.tflite import (
+    compare_outputs,
+    deployment_model,
+    parity_batch_size,
+    stack_outputs,
+)
 from stabn_tf.disk import publish
 from stabn_tf.models.policy import POLICIES, with_precision
 from stabn_tf.models.stabn import VideoClassifier
@@ -245,12 +250,13 @@ def parity(path: str, model: VideoClassifier, file_pattern: Patterns,
     files = list_files(file_pattern)
     signature = tf.saved_model.load(path).signatures[SERVE_EXAMPLES]
     reference = deployment_model(with_precision(model, "float32"))
+    batch = parity_batch_size(model.preprocessor)
     clips = make_dataset(files, preprocessor=model.preprocessor, training=False,
-                         batch_size=8, cycle_length=1)
-    records = tf.data.TFRecordDataset(files).batch(8)
+                         batch_size=batch, cycle_length=1)
+    records = tf.data.TFRecordDataset(files).batch(batch)
     if num_clips:
-        clips = clips.unbatch().take(num_clips).batch(8)
-        records = records.unbatch().take(num_clips).batch(8)
+        clips = clips.unbatch().take(num_clips).batch(batch)
+        records = records.unbatch().take(num_clips).batch(batch)
     ref_out, served_out, labels = [], [], []
     for (batch, targets), examples in zip(clips, records):
         want = reference(batch, training=False)

@@ -14,7 +14,11 @@ and checks the result, op by op:
   the clone comes from the model's own config, and parity tests prove it agrees.
 - `convert_to_tflite(model, quantize=...)`: none | float16 | dynamic | int8 | int16x8.
   Integer modes calibrate on a representative set of real clips (`representative_clips`)
-  and are rejected unless every CONV_2D / FULLY_CONNECTED really runs in integers.
+  and are rejected unless every CONV_2D / FULLY_CONNECTED really runs in integers, except
+  the op types named in `keep_float` (int8 only). The export keeps `KEEP_FLOAT` (the
+  classifier and temporal-attention dense layers, the softmax) in float32: with an int8
+  classifier the demo checkpoint's near-tie clips flipped class (top-1 agreement 95.8 %
+  against Keras, 100 % with it kept float; README, "Faithful exports").
 - `op_report` / `quantization_violations`: op histogram by type and kernel dtype, read
   from the interpreter's op and tensor details.
 - `compare_outputs`: parity and agreement numbers between two sets of outputs.
@@ -61,6 +65,12 @@ from stabn_tf.quiet import caught_stderr
 
 FORBIDDEN_OPS = ("CONV_3D", "MAX_POOL_3D", "AVERAGE_POOL_3D", "CUSTOM", "FLEX")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
+#: Op types an int8 export computes in float32 by default: the dense layers (the
+#: classifier, whose int8 output step of ~0.1 logit turned near ties; the temporal
+#: attention's two small layers) and the softmax: ~0.01 % of the model's multiply-adds.
+KEEP_FLOAT = ("FULLY_CONNECTED", "SOFTMAX")
+#: Unweighted op types `keep_float` may name besides `WEIGHTED_OPS`.
+KEEPABLE_OPS = ("SOFTMAX", "LOGISTIC", "MEAN", "MUL", "ADD")
 #: Ops whose kernels must run in integers for a model to count as integer-quantized.
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 INPUT_NAME = "clips"
@@ -138,6 +148,7 @@ def convert_to_tflite(
     representative_data: Iterable[np.ndarray] | None = None,
     integer_input: bool = False,
     notify: Callable[[str], None] | None = None,
+    keep_float: Sequence[str] = (),
 ) -> bytes:
     """TFLite flatbuffer of `model` at its fixed input shape, builtin ops only.
 
@@ -156,7 +167,13 @@ def convert_to_tflite(
         with the scale/zero point in its details, instead of float32 with a QUANTIZE
         op inside. Outputs are always float32.
       notify: receives the one-line note when the MLIR quantizer has to be retried with
-        the legacy one (default: an absl warning).
+        the legacy one, or left weighted ops outside `keep_float` in float (default: an
+        absl warning).
+      keep_float: int8 only: TFLite op types (e.g. `KEEP_FLOAT`) computed in float32,
+        with their inputs dequantized; quantized by the MLIR quantizer, the one that
+        can keep ops float. A weighted op it leaves in float beyond these (it did so with
+        one of the demo's 30 convs) is named through `notify` and in
+        `quantization_violations`, not retried: the legacy quantizer cannot keep ops float.
 
     Raises:
       ValueError: unknown mode, or an integer mode without representative data.
@@ -170,6 +187,9 @@ def convert_to_tflite(
         raise ValueError(f"quantize={quantize!r} needs representative_data (real clips)")
     if integer_input and not integer:
         raise ValueError("integer_input needs quantize='int8' or 'int16x8'")
+    keep_float = tuple(keep_float)
+    if keep_float and quantize != "int8":
+        raise ValueError(f"keep_float is for quantize='int8', got {quantize!r}")
     shape = (batch_size, *model.input.shape[1:])
     clips = representative_data if integer else []
     if iter(clips) is clips:  # a one-pass iterator: the retry below needs a second pass
@@ -178,8 +198,8 @@ def convert_to_tflite(
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
         write_graph(model, export_dir, batch_size)
-        flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input)
-        if integer and quantization_violations(flatbuffer, quantize):
+        flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input, keep_float)
+        if integer and not keep_float and quantization_violations(flatbuffer, quantize):
             # The MLIR quantizer (the default) sometimes leaves a conv whose input also
             # feeds a pad/slice chain in float; the legacy quantizer does not.
             left = len(quantization_violations(flatbuffer, quantize))
@@ -188,19 +208,30 @@ def convert_to_tflite(
                 "converting again with the legacy quantizer")
             flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input,
                                   legacy_quantizer=True)
+    del clips  # a listed calibration set is not needed past conversion (peak memory)
     bad = [op for op in op_histogram(flatbuffer) if op.startswith(FORBIDDEN_OPS)]
     if bad:
         raise RuntimeError(f"TFLite graph contains ops that do not ship: {bad}")
     if integer:
-        left = quantization_violations(flatbuffer, quantize)
-        if left:
+        left = quantization_violations(flatbuffer, quantize, keep_float)
+        if left and not keep_float:
             raise RuntimeError(f"{quantize} conversion left {len(left)} weighted ops outside "
                                f"{quantize}: {left[:5]}")
+        if left:
+            (notify or logging.warning)(
+                f"{quantize}: the quantizer left {len(left)} weighted op(s) besides "
+                f"{', '.join(keep_float)} in float32: {'; '.join(_short(op) for op in left)}")
     return flatbuffer
 
 
+def _short(violation: str) -> str:
+    """A `quantization_violations` entry with only the first of its fused names."""
+    return violation.split(";")[0]
+
+
 def _convert(saved_model_dir: str, quantize: str, clips: Iterable[np.ndarray],
-             shape: Sequence[int], integer_input: bool, legacy_quantizer: bool = False) -> bytes:
+             shape: Sequence[int], integer_input: bool, keep_float: Sequence[str] = (),
+             legacy_quantizer: bool = False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
@@ -216,11 +247,22 @@ def _convert(saved_model_dir: str, quantize: str, clips: Iterable[np.ndarray],
             converter.inference_input_type = tf.int8 if quantize == "int8" else tf.int16
         if legacy_quantizer:
             converter.experimental_new_quantizer = False
+        if keep_float:
+            # Calibrate only, then quantize with the op types denied: what the public
+            # tf.lite.experimental.QuantizationDebugger does for its denylisted_ops, without
+            # also building its instrumented debug model.
+            converter._experimental_calibrate_only = True
     # The converter's MLIR/quantizer chatter (C++ lines and Python warnings) is shown only
     # when the conversion fails; the export checks the result itself.
     with caught_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return converter.convert()
+        flatbuffer = converter.convert()
+        if keep_float:
+            from tensorflow.lite.python import convert as lite_convert  # the debugger's call
+            flatbuffer = lite_convert.mlir_quantize(
+                flatbuffer, input_data_type=tf.int8 if integer_input else tf.float32,
+                output_data_type=tf.float32, denylisted_ops=list(keep_float))
+        return flatbuffer
 
 
 def representative_clips(file_pattern: Patterns, count: int,
@@ -329,16 +371,18 @@ def op_histogram(flatbuffer: bytes) -> dict[str, int]:
     return dict(collections.Counter(op["op_name"] for op in op_list))
 
 
-def quantization_violations(flatbuffer: bytes, quantize: str = "int8") -> list[str]:
+def quantization_violations(flatbuffer: bytes, quantize: str = "int8",
+                            keep_float: Sequence[str] = ()) -> list[str]:
     """Weighted ops (conv, fully-connected) that do not run in `quantize` ("int8":
     int8 input, weights and output; "int16x8": int16 input/output, int8 weights; the
-    bias int32/int64 or absent). Empty for a genuinely integer model."""
+    bias int32/int64 or absent), other than the op types in `keep_float`. Empty for a
+    genuinely integer model."""
     act = {"int8": "int8", "int16x8": "int16"}[quantize]
     bias_ok = {None, "int32", "int64"}
     op_list, tensors = _details(flatbuffer)
     bad = []
     for op in op_list:
-        if op["op_name"] not in WEIGHTED_OPS:
+        if op["op_name"] not in WEIGHTED_OPS or op["op_name"] in keep_float:
             continue
         dtypes = [_dtype(tensors, i) for i in op["inputs"]] + [None]
         out = _dtype(tensors, op["outputs"][0])
@@ -430,10 +474,11 @@ def runner_parity(model: VideoClassifier,
                   file_pattern: Patterns, num_clips: int = 0) -> dict[str, float]:
     """`parity` of any exported model: `run` maps normalised clips `[B, T, S, S, 3]` to
     its outputs by `deployment_model` name (e.g. a runner's `run`)."""
+    batch = parity_batch_size(model.preprocessor)
     data = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
-                        batch_size=8)
+                        batch_size=batch)
     if num_clips:
-        data = data.unbatch().take(num_clips).batch(8)
+        data = data.unbatch().take(num_clips).batch(batch)
     reference = deployment_model(model)
     ref_out: list[dict] = []
     cand_out: list[dict] = []
@@ -449,35 +494,57 @@ def runner_parity(model: VideoClassifier,
                            np.concatenate(labels))
 
 
+#: Pixels (frames × height × width) of the clips one parity batch holds: 8 demo clips
+#: (8 × 64²), one full-size clip (32 × 224²), whose Keras float32 forward alone holds
+#: gigabytes of activations per clip.
+PARITY_BATCH_PIXELS = 1 << 21
+
+
+def parity_batch_size(preprocessor: ClipPreprocessor) -> int:
+    """How many clips a parity run feeds the Keras reference at once: up to 8, fewer for
+    large clips (`PARITY_BATCH_PIXELS`), so measuring parity does not set an export's peak
+    memory."""
+    pixels = preprocessor.num_frames * preprocessor.image_size ** 2
+    return max(1, min(8, PARITY_BATCH_PIXELS // pixels))
+
+
 def stack_outputs(outs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Batches of outputs by name → one array per name."""
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def export_config(model: VideoClassifier, quantize: str, integer_input: bool) -> dict:
+def export_config(model: VideoClassifier, quantize: str, integer_input: bool,
+                  keep_float: Sequence[str] = ()) -> dict:
     """What the `.json` next to an exported model holds: the model's config (class names,
     clip shape and preprocessor, architecture) and how it was converted."""
     return {**model.get_config(), "format": "tflite", "quantize": quantize,
-            "integer_input": integer_input}
+            "integer_input": integer_input, "keep_float": list(keep_float)}
 
 
 def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *,
                   representative_data: Patterns | None = None, num_representative: int = 128,
                   integer_input: bool = False, eval_data: Patterns | None = None,
                   num_eval: int = 0, num_threads: int | None = None,
-                  accept_unfaithful: bool = False,
+                  accept_unfaithful: bool = False, keep_float: Sequence[str] = KEEP_FLOAT,
                   notify: Callable[[str], None] = lambda message: None) -> dict:
     """Converts `model` (the BN-folded edge graph, batch 1), measures it, writes `output`
     and its config `<stem>.json`; returns the report (`format_report` prints it).
 
     Integer modes calibrate on `num_representative` clips of `representative_data` (or
-    all there are: `calibration_clips`); parity is measured on `eval_data` when given,
+    all there are: `calibration_clips`); int8 computes the op types in `keep_float` in
+    float32 (`convert_to_tflite`; empty: every op int8). Parity is measured on `eval_data`
+    when given,
     before anything is written, and a model that does not keep the explanation is refused
     (`faithfulness.require_faithful`) unless `accept_unfaithful`. `notify` receives
     progress lines worth showing before the report.
     """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"--quantize={quantize}: choose from {QUANTIZATIONS}")
+    keep_float = tuple(keep_float) if quantize == "int8" else ()
+    unknown = sorted(set(keep_float) - set(WEIGHTED_OPS + KEEPABLE_OPS))
+    if unknown:
+        raise ExportError(f"--keep_float={','.join(unknown)}: choose TFLite op types from "
+                          f"{', '.join(dict.fromkeys(WEIGHTED_OPS + KEEPABLE_OPS))}")
     clips = None
     if quantize in ("int8", "int16x8"):
         clips = calibration_clips(model, representative_data, num_representative, quantize,
@@ -485,18 +552,21 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
     edge = deployment_model(model, edge=True, batch_size=1)
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in edge.weights)
     flatbuffer = convert_to_tflite(edge, quantize=quantize, representative_data=clips,
-                                   integer_input=integer_input, notify=notify)
+                                   integer_input=integer_input, notify=notify,
+                                   keep_float=keep_float)
     del edge  # the float graph is not needed past conversion (peak memory)
     gc.collect()
     report = {
         "output": output, "config": config_path(output), "quantize": quantize,
-        "integer_input": integer_input, "bytes": len(flatbuffer),
+        "integer_input": integer_input, "keep_float": list(keep_float),
+        "bytes": len(flatbuffer),
         "float32_weight_bytes": weight_bytes,
         "ops": {f"{op} [{kind}]": n for (op, kind), n in op_report(flatbuffer).most_common()},
         "representative_clips": 0 if clips is None else len(clips),
     }
     if clips is not None:
-        report["quantization_violations"] = quantization_violations(flatbuffer, quantize)
+        report["quantization_violations"] = quantization_violations(flatbuffer, quantize,
+                                                                    keep_float)
     if eval_data:
         report["parity"] = parity(model, flatbuffer, eval_data, num_eval, num_threads)
         require_faithful(report["parity"], f"the {quantize} TFLite model", accept_unfaithful,
@@ -504,7 +574,7 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
     write_atomic(config_path(output),
-                 json.dumps(export_config(model, quantize, integer_input), indent=1))
+                 json.dumps(export_config(model, quantize, integer_input, keep_float), indent=1))
     report["peak_rss_bytes"] = peak_rss_bytes()
     return report
 
@@ -542,13 +612,17 @@ def format_report(report: Mapping) -> str:
              f"quantize={report['quantize']}"
              + (f", calibrated on {report['representative_clips']} training clips"
                 if report["representative_clips"] else "")
-             + (", integer input" if report["integer_input"] else ", float32 input"),
+             + (", integer input" if report["integer_input"] else ", float32 input")
+             + (f"; kept in float32: {', '.join(report['keep_float'])}"
+                if report.get("keep_float") else ""),
              "ops [kernel dtype]:"]
     lines += [f"  {name:<34} {count:4d}" for name, count in report["ops"].items()]
     if "quantization_violations" in report:
         left = report["quantization_violations"]
-        lines.append(f"every CONV_2D / FULLY_CONNECTED in {report['quantize']}: "
-                     + ("yes" if not left else f"NO: {left}"))
+        besides = " (besides those kept in float32)" if report.get("keep_float") else ""
+        lines.append(f"every CONV_2D / FULLY_CONNECTED in {report['quantize']}{besides}: "
+                     + ("yes" if not left else
+                        f"NO, {len(left)} left in float32: {'; '.join(map(_short, left))}"))
     if "parity" in report:
         lines.append(PARITY_TITLE + format_parity(report["parity"]))
     lines.append(format_peak_rss(report))

