@@ -44,6 +44,7 @@ from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.evaluate.tables import Table, results_tables
+from stabn_tf.explain.glyphs import check_names
 from stabn_tf.explain.metrics import pearson, upsample
 from stabn_tf.inference import (
     EXPORTED_MODELS,
@@ -259,6 +260,7 @@ def build_report(
         clip_ids = sample_clips(clip_ids, sample, seed)
         log(f"a sample of {len(clip_ids)} clips (seed {seed})")
     count = min(len(clip_ids), max_clips or len(clip_ids))
+    check_names([*models[0].runner.class_names, *clip_ids])  # once, not in every worker
     workers = min(workers, count)  # a pool for one clip costs more than it saves
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
@@ -325,7 +327,7 @@ def build_report(
             while pending:
                 finish(*pending.popleft())
     except tf.errors.OpError as e:
-        reason = str(getattr(e, "message", "") or e).splitlines()[0]
+        reason = (str(getattr(e, "message", "") or e).splitlines() or [type(e).__name__])[0]
         raise EvaluationError(f"cannot explain the clips of {files!r} with "
                               f"{models[0].label} ({reason})") from None
     finally:
