@@ -717,7 +717,9 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
     Each inclusive range maps its ends like `resolve` maps frame indices (by time when
     the file gives `frame_rate`); the decoded frames between them are active. A range
     running past the end of the video is cut at its last frame (reported: the file and
-    the video disagree); one lying wholly beyond it is reported and dropped.
+    the video disagree); one lying wholly beyond it is reported and leaves the video's
+    active frames unknown (None), as any bad item does: without it, the frames it meant
+    would be taught as inactive.
     """
     if boxes.active is None:
         return None, []
@@ -730,6 +732,7 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
             problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
                                     f"item {shown} lies beyond the video (it would start at "
                                     f"decoded frame {lo}; the video has {num_frames})"))
+            labels = None
             continue
         if hi >= num_frames:
             problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
@@ -737,7 +740,10 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
                                     f"end at decoded frame {hi}; the video has {num_frames}):"
                                     " cut at its last frame"))
             hi = num_frames - 1
-        labels[lo:hi + 1] = [1] * (hi + 1 - lo)
+        if labels is not None:
+            labels[lo:hi + 1] = [1] * (hi + 1 - lo)
+    if labels is None:
+        problems.append(problem(boxes.source, boxes.clip_id, None, NO_VALID_ACTIVE))
     return labels, problems
 
 
