@@ -54,14 +54,16 @@ def _megabytes(size: int) -> str:
 
 
 def free_bytes(path: str | os.PathLike) -> int | None:
-    """Free bytes on the file system holding `path` (its nearest existing folder)."""
+    """Free bytes on the file system holding `path` (its nearest existing folder); None
+    when unknown, as on a file system of no size (/proc, /sys), which is not full."""
     folder = os.path.abspath(os.fspath(path))
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
     try:
-        return shutil.disk_usage(folder).free
+        usage = shutil.disk_usage(folder)
     except OSError:
         return None
+    return usage.free if usage.total else None
 
 
 def disk_full_message(error: BaseException, target: str | os.PathLike,
@@ -103,8 +105,9 @@ def _size(size: int) -> str:
 def require_space(path: str, size: int, reclaimable: int = 0) -> None:
     """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
     counting `reclaimable` bytes the caller will delete first."""
-    if size:
-        free = (free_bytes(os.path.dirname(os.path.abspath(path))) or 0) + reclaimable
+    free = free_bytes(os.path.dirname(os.path.abspath(path))) if size else None
+    if free is not None:  # unknown: the write itself says what is wrong
+        free += reclaimable
         if free < size + (1 << 20):
             raise DiskFullError(path, size, free)
 
