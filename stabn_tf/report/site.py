@@ -55,7 +55,7 @@ from stabn_tf.inference import (
 from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import Drawing, load_record, spatial_maps
-from stabn_tf.report.corrections import load_corrections
+from stabn_tf.report.corrections import known_corrections, load_corrections
 from stabn_tf.report.drawing import Drawer, default_workers
 from stabn_tf.report.models import ReportModel, open_model
 
@@ -244,7 +244,7 @@ def build_report(
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
-    loaded = load_corrections(corrections) if corrections else {}
+    loaded = load_corrections(corrections, log) if corrections else {}
     models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log,
                          precision="auto" if i and p.endswith(EXPORTED_MODELS) else precision)
               for i, p in enumerate(paths)]
@@ -255,6 +255,8 @@ def build_report(
     _check_same_clips(models)
     check_output_dir(output_dir)  # created once the checkpoints are accepted
     clip_ids = [clip for clip, _ in clip_labels(files, models)]
+    if corrections:
+        loaded = known_corrections(loaded, clip_ids, corrections, log)
     sampled = 0 < sample < len(clip_ids)
     if sampled:
         clip_ids = sample_clips(clip_ids, sample, seed)
