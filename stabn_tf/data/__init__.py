@@ -7,19 +7,31 @@ built-in synthetic Something-Something (docs/architecture.md §3).
 - `load_video(path, model.preprocessor)`: one file → a normalised clip, eval-style.
 """
 
-from stabn_tf.data.labels import LabelFileError, read_labels, write_labels
-from stabn_tf.data.pipeline import count_examples, list_files, make_dataset
-from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
-from stabn_tf.data.preprocessor import ClipPreprocessor
-from stabn_tf.data.sampling import segment_indices
-from stabn_tf.data.tfrecord import CorruptShardError, verify_tfrecords
-from stabn_tf.data.video import (
-    VideoReadError,
-    decode_video,
-    load_video,
-    read_frame_folder,
-    read_frames,
-)
+from stabn_tf.import_hooks import lazy_names
+
+#: The public names, by the module that defines them, imported on first use: importing
+#: a submodule (e.g. the converter's lock) then costs no TensorFlow import.
+_API = {
+    "ClipPreprocessor": "stabn_tf.data.preprocessor",
+    "CorruptShardError": "stabn_tf.data.tfrecord",
+    "count_examples": "stabn_tf.data.pipeline",
+    "decode_video": "stabn_tf.data.video",
+    "denormalize": "stabn_tf.data.preprocess",
+    "IMAGENET_MEAN": "stabn_tf.data.preprocess",
+    "IMAGENET_STD": "stabn_tf.data.preprocess",
+    "LabelFileError": "stabn_tf.data.labels",
+    "list_files": "stabn_tf.data.pipeline",
+    "load_video": "stabn_tf.data.video",
+    "make_dataset": "stabn_tf.data.pipeline",
+    "normalize": "stabn_tf.data.preprocess",
+    "read_frame_folder": "stabn_tf.data.video",
+    "read_frames": "stabn_tf.data.video",
+    "read_labels": "stabn_tf.data.labels",
+    "segment_indices": "stabn_tf.data.sampling",
+    "verify_tfrecords": "stabn_tf.data.tfrecord",
+    "VideoReadError": "stabn_tf.data.video",
+    "write_labels": "stabn_tf.data.labels",
+}
 
 __all__ = [
     "CorruptShardError",
@@ -42,3 +54,6 @@ __all__ = [
     "verify_tfrecords",
     "write_labels",
 ]
+
+
+__getattr__ = lazy_names(__name__, _API)

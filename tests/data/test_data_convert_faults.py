@@ -253,6 +253,14 @@ def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, run
         assert proc.stderr.strip() == (
             f"error: output_dir {out} is being written by another converter (pid "
             f"{os.getpid()}); wait for it to finish, or choose another --output_dir")
+        # ... and does so before its slow start-up: TensorFlow is never imported.
+        timed = subprocess.run([sys.executable, "-X", "importtime", "-m",
+                                "stabn_tf.data.convert", "--dataset=folder",
+                                f"--input_dir={folder}", "--output_dir", str(out)],
+                               capture_output=True, text=True, timeout=120)
+        lines = timed.stderr.splitlines()
+        assert timed.returncode == 2 and lines[-1].startswith("error: output_dir "), lines[-3:]
+        assert not [line for line in lines if line.endswith("| tensorflow")]
         verify = run_module("stabn_tf.data.convert", "--verify", f"--output_dir={out}")
         assert verify.returncode == 2 and "being written by another converter" in verify.stderr
     assert _tree(out) == before  # nothing touched: no race on temporary files or records
