@@ -12,6 +12,6 @@ if __name__ == "__main__":
     if busy:
         print(f"error: {busy}", file=sys.stderr, flush=True)
         sys.exit(2)
-    from stabn_tf.data.convert.cli import command
+    from stabn_tf.data.convert.cli import command  # after the lock: imports TensorFlow
 
     command()
