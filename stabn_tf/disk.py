@@ -54,14 +54,16 @@ def _megabytes(size: int) -> str:
 
 
 def free_bytes(path: str | os.PathLike) -> int | None:
-    """Free bytes on the file system holding `path` (its nearest existing folder)."""
+    """Free bytes on the file system holding `path` (its nearest existing folder); None
+    when unknown, as on a file system of no size (/proc, /sys), which is not full."""
     folder = os.path.abspath(os.fspath(path))
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
     try:
-        return shutil.disk_usage(folder).free
+        usage = shutil.disk_usage(folder)
     except OSError:
         return None
+    return usage.free if usage.total else None
 
 
 def disk_full_message(error: BaseException, target: str | os.PathLike,
@@ -83,10 +85,12 @@ class DiskFullError(OSError, StabnError):
     """Not enough space to write a file; the message names the file and the space needed.
     An `OSError` with errno ENOSPC, so `is_disk_full` knows it too."""
 
-    def __init__(self, path: str, needed: int, free: int | None = None):
-        where = f", {_size(free)} free" if free is not None else ""
-        self.message = (f"no space left on the device for {path} (it needs about "
-                        f"{_size(needed)}{where})")
+    def __init__(self, path: str, needed: int, free: int | None = None, reserve: int = 0):
+        need = _size(needed)
+        if reserve:  # the numbers add up: needed + reserve against free
+            need += f" + the {_size(reserve)} kept free = {_size(needed + reserve)}"
+        where = f"; {_size(free)} free" if free is not None else ""
+        self.message = f"no space left on the device for {path} (it needs about {need}{where})"
         super().__init__(errno.ENOSPC, self.message, path)
 
     def __str__(self) -> str:
@@ -100,13 +104,18 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
+#: Room `require_space` leaves free beyond what a file needs (for the logs, the next file).
+RESERVE_BYTES = 1_000_000
+
+
 def require_space(path: str, size: int, reclaimable: int = 0) -> None:
-    """`DiskFullError` unless the disk of `path` has `size` bytes free (and 1 MB to spare),
-    counting `reclaimable` bytes the caller will delete first."""
-    if size:
-        free = (free_bytes(os.path.dirname(os.path.abspath(path))) or 0) + reclaimable
-        if free < size + (1 << 20):
-            raise DiskFullError(path, size, free)
+    """`DiskFullError` unless the disk of `path` has `size` bytes free and `RESERVE_BYTES`
+    to spare, counting `reclaimable` bytes the caller will delete first."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path))) if size else None
+    if free is not None:  # unknown: the write itself says what is wrong
+        free += reclaimable
+        if free < size + RESERVE_BYTES:
+            raise DiskFullError(path, size, free, RESERVE_BYTES)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ importing it) leaves it in place. TensorFlow-free.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -65,3 +66,23 @@ class _Loader(importlib.abc.Loader):
         if self.finder in sys.meta_path:
             sys.meta_path.remove(self.finder)
         self.finder.run(lambda: self.loader.exec_module(module))
+
+
+def lazy_names(package: str, api: dict[str, str]) -> Callable[[str], object]:
+    """A package's module `__getattr__` that imports its public names (`api`: name → the
+    module defining it) and its submodules on first use, so importing one light submodule
+    (e.g. the converter's lock) does not import the package's heavy ones."""
+    def __getattr__(name: str) -> object:  # noqa: N807 (the module hook's name)
+        module = sys.modules[package]
+        if name in api:
+            value = getattr(importlib.import_module(api[name]), name)
+        else:  # a submodule, as when the package imported them all
+            try:
+                value = importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        setattr(module, name, value)
+        return value
+    return __getattr__

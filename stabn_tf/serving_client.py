@@ -9,10 +9,11 @@
 Sends to `serve_examples` (serialized SequenceExamples, base64 in JSON, the compact way to
 ship video over REST): JPEG frames are packed into a SequenceExample of the project's
 TFRecord schema (`sequence_example`, with the protobuf messages `example_messages` defines),
-TFRecord files are read record by record (`read_tfrecords`). A reply that is not what the
-signatures return (another JSON shape, missing or non-numeric outputs, a short or malformed
-body) is a `ReplyError` saying what is wrong, and the timeout bounds the whole request, so
-a server that trickles its reply cannot hang the client. A `serving_default` body must hold
+TFRecord files are read record by record, checksums checked (`read_tfrecords`). A reply
+that is not what the signatures return (another JSON shape, missing or non-numeric outputs,
+a short, malformed or oversized body) is a `ReplyError` saying what is wrong, and the
+timeout (at most a day) bounds the whole request, so a server that trickles its reply
+cannot hang the client. A `serving_default` body must hold
 uint8 pixel values (integers 0..255): the signature is uint8, and a float or out-of-range
 number could be cast rather than refused on the way in, so the client refuses it before
 sending. Imports the standard library, protobuf and `stabn_tf.errors` only: no TensorFlow
@@ -28,6 +29,7 @@ import glob
 import http.client
 import json
 import math
+import os
 import socket
 import struct
 import threading
@@ -118,21 +120,58 @@ def sequence_example(frames_jpeg: Sequence[bytes], clip_id: str = "") -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
+def _crc32c_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        for _ in range(8):
+            n = (n >> 1) ^ 0x82F63B78 if n & 1 else n >> 1
+        table.append(n)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The CRC-32C of `data`, masked as TFRecord files store it (rotated, plus a constant).
+    Pure Python, about 10 MB/s: enough for the few records the client sends."""
+    crc, table = 0xFFFFFFFF, _CRC32C
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def read_tfrecords(pattern: str) -> Iterator[bytes]:
-    """Records of TFRecord files matching `pattern`, in sorted file order (CRCs not
-    checked: the server parses every record anyway)."""
+    """Records of TFRecord files matching `pattern`, in sorted file order. Each record's
+    length and data are checked against their CRCs, and no read goes past the file's end,
+    so a file that is not a TFRecord (or is damaged) is a ValueError naming it and the
+    record, not a read of whatever size its first bytes happen to spell."""
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no TFRecord files match {pattern!r}")
     for path in files:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            index = 0
             while header := f.read(12):  # length (uint64, little-endian), its CRC
+                where = f"{path}, record {index}"
                 if len(header) < 12:
-                    raise ValueError(f"{path}: truncated record header")
+                    raise ValueError(f"{where}: truncated record header")
                 (length,) = struct.unpack("<Q", header[:8])
+                (length_crc,) = struct.unpack("<I", header[8:])
+                if masked_crc32c(header[:8]) != length_crc:
+                    raise ValueError(f"{where}: not a TFRecord file (or damaged: the "
+                                     "record length does not match its checksum)")
+                if length + 4 > size - f.tell():
+                    raise ValueError(f"{where}: truncated record ({length} bytes announced, "
+                                     f"{max(0, size - f.tell() - 4)} left in the file)")
                 data = f.read(length)
-                if len(data) < length or len(f.read(4)) < 4:  # the data, its CRC
-                    raise ValueError(f"{path}: truncated record")
+                (data_crc,) = struct.unpack("<I", f.read(4))
+                if masked_crc32c(data) != data_crc:
+                    raise ValueError(f"{where}: damaged (the data does not match its "
+                                     "checksum)")
+                index += 1
                 yield data
 
 
@@ -194,6 +233,12 @@ ATTENTION_OUTPUTS = ("spatial_attention", "temporal_attention")
 LABELS = "top_k_labels"
 #: How much of a malformed reply an error shows.
 SHOWN_BYTES = 80
+#: The largest reply read (the signatures' outputs are a few kB per clip): a longer one,
+#: announced or sent, is refused instead of filling the memory.
+MAX_REPLY_BYTES = 256 << 20
+#: The longest `--timeout` (a day); longer ones are refused rather than overflow a timer.
+MAX_TIMEOUT = 24 * 3600.0
+_CHUNK = 1 << 16
 
 
 class ReplyError(RuntimeError, StabnError):
@@ -238,13 +283,12 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
         connection.request("POST", path, body=data,
                            headers={"Content-Type": "application/json"})
         response = connection.getresponse()
-        body = response.read()
+        body = _read_body(response)
         status = response.status
-    except http.client.IncompleteRead as e:
-        if expired.is_set():
+    except ReplyError:
+        if expired.is_set():  # cut short by the deadline, not by the server
             raise TimeoutError from None
-        raise ReplyError(f"the reply ended after {len(e.partial)} bytes of its body, "
-                         f"{e.expected} bytes short of its announced length") from None
+        raise
     except (OSError, http.client.HTTPException) as e:
         if expired.is_set() or isinstance(e, TimeoutError):
             raise TimeoutError from None
@@ -255,6 +299,33 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
     if expired.is_set():  # a reply without a length, cut short at the deadline
         raise TimeoutError
     return status, body
+
+
+def _read_body(response: http.client.HTTPResponse) -> bytes:
+    """The reply's body, read a chunk at a time up to `MAX_REPLY_BYTES`; ReplyError for a
+    longer one (announced or sent) and for one shorter than it announced."""
+    announced = response.length  # None: no (valid) Content-Length, or chunked
+    if announced is not None and announced > MAX_REPLY_BYTES:
+        raise ReplyError(f"the reply announces {announced} bytes, more than the "
+                         f"{MAX_REPLY_BYTES >> 20} MB a prediction reply can need")
+    chunks, received = [], 0
+    while chunk := response.read(_CHUNK):
+        received += len(chunk)
+        if received > MAX_REPLY_BYTES:
+            raise ReplyError(f"the reply goes on past {MAX_REPLY_BYTES >> 20} MB, more than "
+                             "a prediction reply can need")
+        chunks.append(chunk)
+    if announced is not None and received < announced:
+        raise ReplyError(f"the reply ended after {received} bytes of its body, "
+                         f"{announced - received} bytes short of its announced length")
+    return b"".join(chunks)
+
+
+def check_timeout(seconds: float) -> None:
+    """ValueError unless `seconds` is a usable time limit: > 0 and at most a day."""
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError(f"the timeout must be > 0 seconds and at most {MAX_TIMEOUT:g} "
+                         f"(a day), got {seconds}")
 
 
 def _is_number(value: object) -> bool:
@@ -352,8 +423,7 @@ def predict(server: str, model: str, body: dict, version: int | None = None,
     when the whole reply did not arrive in `timeout` s; ValueError for a `serving_default`
     body that is not uint8 pixels (nothing is sent)."""
     check_frames_request(body)
-    if not timeout > 0:
-        raise ValueError(f"the timeout must be > 0 seconds, got {timeout}")
+    check_timeout(timeout)
     url = f"{server.rstrip('/')}/v1/models/{model}"
     if version:
         url += f"/versions/{version}"

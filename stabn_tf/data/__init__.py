@@ -7,49 +7,31 @@ built-in synthetic Something-Something (docs/architecture.md §3).
 - `load_video(path, model.preprocessor)`: one file → a normalised clip, eval-style.
 """
 
-from __future__ import annotations
+from stabn_tf.import_hooks import lazy_names
 
-import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stabn_tf.data.labels import LabelFileError, read_labels, write_labels
-    from stabn_tf.data.pipeline import count_examples, list_files, make_dataset
-    from stabn_tf.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
-    from stabn_tf.data.preprocessor import ClipPreprocessor
-    from stabn_tf.data.sampling import segment_indices
-    from stabn_tf.data.tfrecord import CorruptShardError, verify_tfrecords
-    from stabn_tf.data.video import (
-        VideoReadError,
-        decode_video,
-        load_video,
-        read_frame_folder,
-        read_frames,
-    )
-
-#: The public names, by the module that defines them. Imported on first use, so that a
-#: TensorFlow-free module here (`boxes`, `json_stream`) can be imported, e.g. by a worker
-#: process reading box files, without this package importing TensorFlow.
+#: The public names, by the module that defines them, imported on first use: importing
+#: a submodule (e.g. the converter's lock) then costs no TensorFlow import.
 _API = {
-    "LabelFileError": "labels", "read_labels": "labels", "write_labels": "labels",
-    "count_examples": "pipeline", "list_files": "pipeline", "make_dataset": "pipeline",
-    "IMAGENET_MEAN": "preprocess", "IMAGENET_STD": "preprocess",
-    "denormalize": "preprocess", "normalize": "preprocess",
-    "ClipPreprocessor": "preprocessor",
-    "segment_indices": "sampling",
-    "CorruptShardError": "tfrecord", "verify_tfrecords": "tfrecord",
-    "VideoReadError": "video", "decode_video": "video", "load_video": "video",
-    "read_frame_folder": "video", "read_frames": "video",
+    "ClipPreprocessor": "stabn_tf.data.preprocessor",
+    "CorruptShardError": "stabn_tf.data.tfrecord",
+    "count_examples": "stabn_tf.data.pipeline",
+    "decode_video": "stabn_tf.data.video",
+    "denormalize": "stabn_tf.data.preprocess",
+    "IMAGENET_MEAN": "stabn_tf.data.preprocess",
+    "IMAGENET_STD": "stabn_tf.data.preprocess",
+    "LabelFileError": "stabn_tf.data.labels",
+    "list_files": "stabn_tf.data.pipeline",
+    "load_video": "stabn_tf.data.video",
+    "make_dataset": "stabn_tf.data.pipeline",
+    "normalize": "stabn_tf.data.preprocess",
+    "read_frame_folder": "stabn_tf.data.video",
+    "read_frames": "stabn_tf.data.video",
+    "read_labels": "stabn_tf.data.labels",
+    "segment_indices": "stabn_tf.data.sampling",
+    "verify_tfrecords": "stabn_tf.data.tfrecord",
+    "VideoReadError": "stabn_tf.data.video",
+    "write_labels": "stabn_tf.data.labels",
 }
-
-
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    globals()[name] = value
-    return value
-
 
 __all__ = [
     "CorruptShardError",
@@ -72,3 +54,6 @@ __all__ = [
     "verify_tfrecords",
     "write_labels",
 ]
+
+
+__getattr__ = lazy_names(__name__, _API)

@@ -745,30 +745,37 @@ def resolve(
             continue
         good, overshoots = [], 0
         for box, role in frame_boxes:
-            coords = tuple(box)
-            if boxes.pixels:
-                h, w = size
-                coords = (coords[0] / h, coords[1] / w, coords[2] / h, coords[3] / w)
-            if min(coords) < -OUTSIDE_TOLERANCE or max(coords) > 1 + OUTSIDE_TOLERANCE:
-                extent = (f"the {size[1]:g}x{size[0]:g} frame" if boxes.pixels
-                          else "the frame [0, 1]")
-                problems.append(problem(boxes.source, boxes.clip_id, number, "box "
-                                        f"{_show(box)} lies outside {extent}"))
+            fitted = fit_box(box, size if boxes.pixels else None)
+            if isinstance(fitted, str):
+                problems.append(problem(boxes.source, boxes.clip_id, number, fitted))
                 continue
-            inside = tuple(min(max(c, 0.0), 1.0) for c in coords)
-            if inside[2] <= inside[0] or inside[3] <= inside[1]:
-                problems.append(problem(boxes.source, boxes.clip_id, number, f"box "
-                                        f"{_show(box)} is empty (needs ymin < ymax and "
-                                        "xmin < xmax)"))
-                continue
-            overshoots += inside != coords
-            good.append((inside, role))
+            overshoots += fitted[1]
+            good.append((fitted[0], role))
         if frame_boxes and not good:
             problems.append(problem(boxes.source, boxes.clip_id, number, NO_VALID_BOX))
             continue
         clipped += overshoots
         per_frame[index], annotated[index], distance[index] = good, 1, gap
     return FittedBoxes(per_frame, annotated, problems, clipped)
+
+
+def fit_box(box: Sequence[float], size: tuple[float, float] | None = None
+            ) -> tuple[tuple[float, float, float, float], bool] | str:
+    """One box (normalised, or pixels of a frame of `size` (h, w)) → (normalised and
+    clipped to the frame, whether it overshot a little and was clipped), or what is wrong
+    with it: outside the frame by more than `OUTSIDE_TOLERANCE`, or empty. The one rule
+    for every reader of boxes (the converter, the report's `--corrections`)."""
+    coords = tuple(box)
+    if size is not None:
+        h, w = size
+        coords = (coords[0] / h, coords[1] / w, coords[2] / h, coords[3] / w)
+    if min(coords) < -OUTSIDE_TOLERANCE or max(coords) > 1 + OUTSIDE_TOLERANCE:
+        extent = f"the {size[1]:g}x{size[0]:g} frame" if size else "the frame [0, 1]"
+        return f"box {_show(box)} lies outside {extent}"
+    inside = tuple(min(max(c, 0.0), 1.0) for c in coords)
+    if inside[2] <= inside[0] or inside[3] <= inside[1]:
+        return f"box {_show(box)} is empty (needs ymin < ymax and xmin < xmax)"
+    return inside, inside != coords
 
 
 def _decoded_index(boxes: VideoBoxes, number: int, fps: float | None) -> tuple[int, float]:
@@ -789,7 +796,9 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
     Each inclusive range maps its ends like `resolve` maps frame indices (by time when
     the file gives `frame_rate`); the decoded frames between them are active. A range
     running past the end of the video is cut at its last frame (reported: the file and
-    the video disagree); one lying wholly beyond it is reported and dropped.
+    the video disagree); one lying wholly beyond it is reported and leaves the video's
+    active frames unknown (None), as any bad item does: without it, the frames it meant
+    would be taught as inactive.
     """
     if boxes.active is None:
         return None, []
@@ -802,6 +811,7 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
             problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
                                     f"item {shown} lies beyond the video (it would start at "
                                     f"decoded frame {lo}; the video has {num_frames})"))
+            labels = None
             continue
         if hi >= num_frames:
             problems.append(problem(boxes.source, boxes.clip_id, None, "'active_frames' "
@@ -809,7 +819,10 @@ def resolve_active(boxes: VideoBoxes, num_frames: int, fps: float | None
                                     f"end at decoded frame {hi}; the video has {num_frames}):"
                                     " cut at its last frame"))
             hi = num_frames - 1
-        labels[lo:hi + 1] = [1] * (hi + 1 - lo)
+        if labels is not None:
+            labels[lo:hi + 1] = [1] * (hi + 1 - lo)
+    if labels is None:
+        problems.append(problem(boxes.source, boxes.clip_id, None, NO_VALID_ACTIVE))
     return labels, problems
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import av
 import numpy as np
@@ -136,6 +137,14 @@ def _av_reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
+def image_reason(error: Exception) -> str:
+    """Why Pillow could not read an image, for a failure line: its message without the
+    `<_io.BytesIO object at 0x...>` it names an in-memory file by."""
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image format Pillow reads"
+    return re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", str(error)) or type(error).__name__
+
+
 def _start_time(stream) -> float:
     if stream.start_time is None or stream.time_base is None:
         return 0.0
@@ -185,7 +194,7 @@ def read_frame_folder(path: str | os.PathLike,
             with Image.open(file) as img:
                 img = img.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise VideoReadError(file, f"unreadable frame ({e})") from e
+            raise VideoReadError(file, f"unreadable frame ({image_reason(e)})") from e
         if size is None:
             first = (img.height, img.width)
             size = scaled_size(img.height, img.width, short_side)

@@ -63,7 +63,7 @@ from stabn_tf.deploy.tflite import (
     runner_parity,
     write_graph,
 )
-from stabn_tf.disk import publish, write_atomic
+from stabn_tf.disk import publish, require_space, write_atomic
 from stabn_tf.inference.litert import config_path
 from stabn_tf.inference.openvino import (
     FORMAT,
@@ -266,15 +266,26 @@ def compile_ir(ir: ov.Model, precision: str = "float32",
     return core.compile_model(ir, "CPU", compile_config(core, precision, num_threads))
 
 
-def save_ir(ir: ov.Model, output: str) -> None:
+def save_ir(ir: ov.Model, output: str, expected_bytes: int = 0, shown: str | None = None
+            ) -> None:
     """Writes `output` (.xml) and its `.bin`, weights as they are (no fp16 compression);
-    each file appears whole."""
+    each file appears whole. A disk without `expected_bytes` free is refused first; one
+    that fills while OpenVINO writes (which it reports as a bare iostream error) is a
+    `DiskFullError` too. Errors name `shown` (default: `output`), the file the user asked
+    for when `output` is a staged copy."""
+    shown = shown or output
     ov = import_openvino()
     directory = os.path.dirname(os.path.abspath(output))
     os.makedirs(directory, exist_ok=True)
+    require_space(shown, expected_bytes)  # `shown` lies beside `output`: the same disk
     with tempfile.TemporaryDirectory(dir=directory) as staging:
         staged = os.path.join(staging, "model.xml")
-        ov.save_model(ir, staged, compress_to_fp16=False)
+        try:
+            ov.save_model(ir, staged, compress_to_fp16=False)
+        except RuntimeError as e:
+            require_space(shown, expected_bytes)  # the disk filled: DiskFullError
+            raise ExportError(f"OpenVINO cannot write {shown} "
+                              f"({str(e).strip().splitlines()[-1]})") from None
         publish(weights_path(staged), weights_path(output))
         publish(staged, output)
 
@@ -336,7 +347,7 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
     os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".openvino-", dir=directory) as staging:
         staged = os.path.join(staging, os.path.basename(output))
-        save_ir(ir, staged)
+        save_ir(ir, staged, weight_bytes // (4 if clips is not None else 1), shown=output)
         del ir
         gc.collect()
         write_atomic(config_path(staged), json.dumps(export_config(model, quantize), indent=1))

@@ -23,6 +23,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFont
 
 from stabn_tf.disk import atomic_path
+from stabn_tf.explain.glyphs import name_style, pil_font, quiet_glyph_warnings
 
 SPATIAL_CMAP = "jet"
 #: What the spatial scale's ends mean, under its name: blue reads "not looked at", not
@@ -120,14 +121,15 @@ def attention_figure(
         bar.set_ylim(0, 1)
         bar.axis("off")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=9, **name_style(title))
     if top_k:
         width = max(len(name) for name, _ in top_k)
         text = "\n".join(f"{i + 1}. {name:<{width}}  {p:.3f}"
                          for i, (name, p) in enumerate(top_k))
         height = fig.get_figheight()
         fig.text(0.5, 1.0 - (title_height or 0.1) / height, text, ha="center", va="top",
-                 multialignment="left", fontsize=7, family="monospace")
+                 multialignment="left", fontsize=7,
+                 **name_style(text, family="monospace"))
         fig.subplots_adjust(top=1.0 - header / height)
     _colour_scales(fig, [(SPATIAL_CMAP, spatial_label + SPATIAL_MEANING),
                          (TEMPORAL_CMAP, temporal_label)])
@@ -159,7 +161,8 @@ def _visible(box) -> bool:
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     """Render a figure to PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    with quiet_glyph_warnings():
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -229,6 +232,7 @@ def animation_frames(
     numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(frames)))
     lines = 2 if caption else 1
     scale_strip = _scale_strip(size[0], bar, font)
+    caption_font = pil_font(caption, getattr(font, "size", 12), font) if caption else font
     pictures = []
     for i, overlay in enumerate(overlays):
         canvas = Image.new("RGB", (size[0], size[1] + bar * (1 + lines)), "white")
@@ -242,8 +246,8 @@ def animation_frames(
                   fill=ink, font=font, anchor="mm")
         canvas.paste(scale_strip, (0, size[1] + bar))
         if caption:
-            draw.text((size[0] / 2, size[1] + 2.5 * bar), caption, fill="black", font=font,
-                      anchor="mm")
+            draw.text((size[0] / 2, size[1] + 2.5 * bar), caption, fill="black",
+                      font=caption_font, anchor="mm")
         pictures.append(canvas)
     return pictures
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain import figures
+from stabn_tf.explain.glyphs import check_names
 from stabn_tf.inference.prediction import Prediction
 
 ANIMATIONS = ("gif", "mp4", "none")
@@ -24,6 +25,7 @@ def prediction_figure(prediction: Prediction, *, clip: int = 0, columns: int = 8
     if prediction.temporal is None or prediction.frames is None:
         raise ValueError(f"{prediction.name}: no explanation or frames to draw")
     caption = prediction.view_caption()
+    check_names([*prediction.class_names, prediction.name])
     return figures.attention_figure(
         prediction.frames[clip], prediction.spatial[clip], prediction.temporal[clip],
         title=prediction.title() + (f"\n{caption}" if caption else ""), columns=columns,

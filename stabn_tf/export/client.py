@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from absl import flags
 
 from stabn_tf import cli
-from stabn_tf.disk import write_atomic
+from stabn_tf.disk import DiskFullError, write_atomic
 from stabn_tf.serving_client import (
+    MAX_TIMEOUT,
     format_prediction,
     predict,
     predict_request,
@@ -60,8 +61,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float("timeout", 60.0, "Seconds the whole request may take (connect, send, "
                        "reply).", **on)
     flags.mark_flags_as_mutual_exclusive(SOURCES, required=True, flag_values=flag_values)
-    flags.register_validator("timeout", lambda seconds: seconds > 0,
-                             "--timeout must be > 0 seconds", flag_values=flag_values)
+    flags.register_validator("timeout", lambda seconds: 0 < seconds <= MAX_TIMEOUT,
+                             f"--timeout must be > 0 seconds and at most {MAX_TIMEOUT:g} "
+                             "(a day)", flag_values=flag_values)
 
 
 def send(args: flags.FlagValues = FLAGS) -> int:
@@ -71,7 +73,11 @@ def send(args: flags.FlagValues = FLAGS) -> int:
     try:
         if args.request:
             with open(args.request, encoding="utf-8") as f:
-                body = json.load(f)
+                try:
+                    body = json.load(f)
+                except ValueError as e:  # UnicodeDecodeError too
+                    raise ValueError(f"--request={args.request}: not a JSON request body "
+                                     f"({e})") from None
             if not isinstance(body, dict):
                 raise ValueError(f"{args.request}: a request body is a JSON object")
             names = [f"instance {i}" for i in range(len(body.get("instances", [])))]
@@ -95,7 +101,7 @@ def send(args: flags.FlagValues = FLAGS) -> int:
             body = predict_request(records)
             names = [f"{args.tfrecord} record {i}" for i in range(len(records))]
         if args.write_request:
-            write_atomic(args.write_request, json.dumps(body))
+            _write_request(args.write_request, json.dumps(body))
             print(f"wrote {args.write_request} ({len(names)} instance(s))")
             return 0
         predictions = predict(args.server, args.model, body, args.version, args.timeout)
@@ -106,6 +112,20 @@ def send(args: flags.FlagValues = FLAGS) -> int:
     for name, prediction in zip(names, predictions):
         print(format_prediction(prediction, name))
     return 0
+
+
+def _write_request(path: str, text: str) -> None:
+    """Writes the request body to `path`; OSError in one line naming `path` (not the
+    staging file beside it) when it cannot be written there."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"--write_request={path} is a folder; name a file")
+    try:
+        write_atomic(path, text)
+    except DiskFullError:
+        raise
+    except OSError as e:
+        raise OSError(f"--write_request={path}: cannot write it there "
+                      f"({e.strerror or e})") from None
 
 
 def main(argv: Sequence[str]) -> int:

@@ -3,14 +3,18 @@ and check parity on, and finding that data (the checkpoint's run by default)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy.faithfulness import ACCEPT_FLAG, describe_limits
+from stabn_tf.disk import disk_full_message
+from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
 
@@ -42,9 +46,34 @@ def define_faithfulness_flag() -> None:
 
 
 def output_path(extension: str) -> str:
-    """--output, or its default beside the working directory."""
+    """--output, or its default beside the working directory; its folder is created and
+    proven writable first (`RunError`, one line), before any slow conversion."""
     stem = os.path.splitext(os.path.basename(FLAGS.checkpoint))[0]
-    return FLAGS.output or os.path.join("exported", f"{stem}_{FLAGS.quantize}{extension}")
+    path = FLAGS.output or os.path.join("exported", f"{stem}_{FLAGS.quantize}{extension}")
+    try:
+        check_writable_dir(os.path.dirname(os.path.abspath(path)))
+    except RunError as e:
+        raise RunError(f"--output={path}: {e}") from None
+    return path
+
+
+#: errno values of a folder that refuses a file (no permission, a read-only file system).
+REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextlib.contextmanager
+def output_errors(output: str, needed: Callable[[], int | None]) -> Iterator[None]:
+    """A full disk or a folder that refuses the files while converting or writing: one
+    line naming the file, exit 1 (`needed()`: about how many bytes the output takes)."""
+    try:
+        yield
+    except Exception as e:
+        message = disk_full_message(e, output, needed=needed())
+        if message is None and isinstance(e, OSError) and e.errno in REFUSED:
+            message = f"{output}: cannot be written there ({e.strerror or e})"
+        if message is None:
+            raise
+        cli.fail(message, 1)
 
 
 def run_data(calibrating: Sequence[str]) -> RunData:

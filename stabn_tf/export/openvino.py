@@ -40,22 +40,25 @@ def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
     output = conversion.output_path(".xml")
     model = load_checkpoint(FLAGS.checkpoint)
-    data = conversion.run_data(calibrating=("int8",))
-    report = ovx.export_openvino(
-        model, output, FLAGS.quantize, representative_data=data.train,
-        num_representative=FLAGS.num_representative,
-        eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
-        precision=FLAGS.precision, num_threads=FLAGS.num_threads,
-        accept_unfaithful=FLAGS.accept_unfaithful, notify=cli.log)
+    bytes_per_weight = 1 if FLAGS.quantize == "int8" else 4
+    with conversion.output_errors(output, lambda: bytes_per_weight * model.count_params()):
+        data = conversion.run_data(calibrating=("int8",))
+        report = ovx.export_openvino(
+            model, output, FLAGS.quantize, representative_data=data.train,
+            num_representative=FLAGS.num_representative,
+            eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
+            precision=FLAGS.precision, num_threads=FLAGS.num_threads,
+            accept_unfaithful=FLAGS.accept_unfaithful, notify=cli.log)
     print(ovx.format_report(report), flush=True)
     conversion.no_parity_note(data, report)
     if FLAGS.report_json:
-        write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
+        with conversion.output_errors(FLAGS.report_json, lambda: None):
+            write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
     return 0
 
 
 # ExportError, InferenceError (StabnErrors) and a missing file print `error: ...` and exit
-# with status 2.
+# with status 2; a full disk or a folder that refuses the files with status 1.
 command = cli.Command("stabn_tf.export.openvino", main, define_flags, __doc__, prefix="error: ",
                       errors=((FileNotFoundError, 2),))
 

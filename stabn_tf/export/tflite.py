@@ -19,7 +19,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.deploy import tflite as lite
-from stabn_tf.disk import disk_full_message, is_disk_full, write_atomic
+from stabn_tf.disk import write_atomic
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
 
@@ -42,8 +42,9 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
     output = conversion.output_path(".tflite")
-    try:
-        model = load_checkpoint(FLAGS.checkpoint)
+    model = load_checkpoint(FLAGS.checkpoint)
+    bytes_per_weight = {"none": 4, "float16": 2}.get(FLAGS.quantize, 1)
+    with conversion.output_errors(output, lambda: bytes_per_weight * model.count_params()):
         data = conversion.run_data(calibrating=("int8", "int16x8"))
         report = lite.export_tflite(
             model, output, FLAGS.quantize, representative_data=data.train,
@@ -51,24 +52,16 @@ def main(argv: Sequence[str]) -> int:
             eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
             num_threads=FLAGS.num_threads, accept_unfaithful=FLAGS.accept_unfaithful,
             keep_float=FLAGS.keep_float, notify=cli.log)
-    except Exception as e:  # a full disk, while converting or writing the model or config
-        if not is_disk_full(e):
-            raise
-        bytes_per_weight = {"none": 4, "float16": 2}.get(FLAGS.quantize, 1)
-        cli.fail(disk_full_message(e, output, needed=bytes_per_weight * model.count_params()),
-                 1)
     print(lite.format_report(report), flush=True)
     conversion.no_parity_note(data, report)
     if FLAGS.report_json:
-        try:
+        with conversion.output_errors(FLAGS.report_json, lambda: None):
             write_atomic(FLAGS.report_json, json.dumps(report, indent=1))
-        except OSError as e:
-            cli.fail(str(disk_full_message(e, FLAGS.report_json) or e), 1)
     return 0
 
 
 # ExportError, InferenceError (StabnErrors) and a missing file print `error: ...` and exit
-# with status 2; a full disk with status 1.
+# with status 2; a full disk or a folder that refuses the files with status 1.
 command = cli.Command("stabn_tf.export.tflite", main, define_flags, __doc__, prefix="error: ",
                       errors=((FileNotFoundError, 2),))
 

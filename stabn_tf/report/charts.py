@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from stabn_tf.explain.figures import figure_png
+from stabn_tf.explain.glyphs import name_style
 
 #: Beyond this many classes the matrix has no tick labels (they would not be legible).
 MAX_LABELLED_CLASSES = 40
@@ -34,8 +35,8 @@ def confusion_png(counts: np.ndarray, class_names: Sequence[str], title: str) ->
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if k <= MAX_LABELLED_CLASSES:
         ax.set_xticks(range(k), [str(i) for i in range(k)], fontsize=7)
-        ax.set_yticks(range(k), [f"{str(n)[:40]}  {i}" for i, n in enumerate(class_names)],
-                      fontsize=7)
+        labels = [f"{str(n)[:40]}  {i}" for i, n in enumerate(class_names)]
+        ax.set_yticks(range(k), labels, fontsize=7, **name_style(*labels))
         if k <= 16:
             for (i, j), n in np.ndenumerate(counts):
                 if n:
@@ -43,5 +44,5 @@ def confusion_png(counts: np.ndarray, class_names: Sequence[str], title: str) ->
                             color="white" if shares[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted class (number as on the left)")
     ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, **name_style(title))
     return figure_png(fig, dpi=80)

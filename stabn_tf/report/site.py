@@ -44,6 +44,7 @@ from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.evaluate.tables import Table, results_tables
+from stabn_tf.explain.glyphs import check_names
 from stabn_tf.explain.metrics import pearson, upsample
 from stabn_tf.inference import (
     EXPORTED_MODELS,
@@ -54,7 +55,7 @@ from stabn_tf.inference import (
 from stabn_tf.precision import PrecisionError, check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import Drawing, load_record, spatial_maps
-from stabn_tf.report.corrections import load_corrections
+from stabn_tf.report.corrections import known_corrections, load_corrections
 from stabn_tf.report.drawing import Drawer, default_workers
 from stabn_tf.report.models import ReportModel, open_model
 
@@ -243,7 +244,7 @@ def build_report(
         files = validation_files(keras_paths[0])
         log(f"reporting on the run's validation split: {files}")
     check_files(files)
-    loaded = load_corrections(corrections) if corrections else {}
+    loaded = load_corrections(corrections, log) if corrections else {}
     models = [open_model(p, gradcam=gradcam, gradcam_layer=gradcam_layer, log=log,
                          precision="auto" if i and p.endswith(EXPORTED_MODELS) else precision)
               for i, p in enumerate(paths)]
@@ -254,11 +255,14 @@ def build_report(
     _check_same_clips(models)
     check_output_dir(output_dir)  # created once the checkpoints are accepted
     clip_ids = [clip for clip, _ in clip_labels(files, models)]
+    if corrections:
+        loaded = known_corrections(loaded, clip_ids, corrections, log)
     sampled = 0 < sample < len(clip_ids)
     if sampled:
         clip_ids = sample_clips(clip_ids, sample, seed)
         log(f"a sample of {len(clip_ids)} clips (seed {seed})")
     count = min(len(clip_ids), max_clips or len(clip_ids))
+    check_names([*models[0].runner.class_names, *clip_ids])  # once, not in every worker
     workers = min(workers, count)  # a pool for one clip costs more than it saves
     folders = [os.path.join(output_dir, "media", m.key) for m in models]
     for folder in folders:
@@ -325,7 +329,7 @@ def build_report(
             while pending:
                 finish(*pending.popleft())
     except tf.errors.OpError as e:
-        reason = str(getattr(e, "message", "") or e).splitlines()[0]
+        reason = (str(getattr(e, "message", "") or e).splitlines() or [type(e).__name__])[0]
         raise EvaluationError(f"cannot explain the clips of {files!r} with "
                               f"{models[0].label} ({reason})") from None
     finally:

@@ -129,6 +129,13 @@ class RunBackup(keras.callbacks.Callback):
         self._epoch = 0
         self._metrics: list | None = None  # the resumed epoch's, assigned when it begins
 
+    @classmethod
+    def exists(cls, backup_dir: str) -> bool:
+        """Whether `backup_dir` holds a backup to resume from (the current or previous
+        pair's record), so failure lines mention one only when there is one."""
+        record = os.path.join(backup_dir, cls.METADATA)
+        return os.path.exists(record) or os.path.exists(record + cls.PREVIOUS)
+
     def _path(self, name: str, previous: bool = False) -> str:
         return os.path.join(self.backup_dir, name + (self.PREVIOUS if previous else ""))
 

@@ -459,23 +459,31 @@ def _naming_corrupt_shards(data: TrainingData, backup_dir: str) -> Iterator[None
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise TrainingError(
             f"corrupt training data: {problems[0]}{more}; `python -m stabn_tf.data.convert "
-            f"--verify --output_dir=<dir>` lists them all. Training stopped; the last "
-            f"backup is kept in {backup_dir}.") from e
+            f"--verify --output_dir=<dir>` lists them all. Training stopped; "
+            f"{_resume_from(backup_dir)}.") from e
+
+
+def _resume_from(backup_dir: str) -> str:
+    """Where a rerun resumes from, as a failure line says it: the backup only when one
+    was written."""
+    if RunBackup.exists(backup_dir):
+        return f"it resumes from the last good backup, kept in {backup_dir}"
+    return "no backup was written yet: it starts from the beginning"
 
 
 @contextlib.contextmanager
 def _one_line_write_errors(backup_dir: str) -> Iterator[None]:
     """A full disk or an output that became unwritable mid-run: one line naming the file
     (every file is written atomically, so nothing half-written is left behind)."""
-    resume = (f"run the same command again to resume from the last good backup in "
-              f"{backup_dir}")
     try:
         yield
     except DiskFullError as e:
-        raise TrainingError(f"{e}; free some space, then {resume}.") from None
+        raise TrainingError(f"{e}; free some space, then run the same command again "
+                            f"({_resume_from(backup_dir)}).") from None
     except OSError as e:
         raise TrainingError(f"cannot write {e.filename or 'the run'}: {e.strerror or e}; "
-                            f"fix it, then {resume}.") from None
+                            f"fix it, then run the same command again "
+                            f"({_resume_from(backup_dir)}).") from None
     except BackupError as e:
         raise TrainingError(str(e)) from None
 

@@ -175,6 +175,22 @@ def test_folder_nested_videos_belong_to_their_top_class_folder(tmp_path, tiny_fo
     assert "not inside a class folder" in failure["reason"]
 
 
+def test_folder_same_path_in_train_and_val_is_a_duplicate_id(tmp_path, tiny_folder):
+    """train/a/v.mp4 and val/a/v.mp4 would both be id "a/v.mp4": neither is written."""
+    root = tiny_folder(tmp_path / "videos", {
+        "train/a/v.mp4": 1, "train/a/w.mp4": 2, "train/b/v.mp4": 3, "val/a/v.mp4": 4,
+        "val/b/x.mp4": 5})
+    out = tmp_path / "out"
+    manifest = _convert("folder", root, out)
+    _counts_add_up(manifest)
+    ids = _ids(out / "*.tfrecord")
+    assert sorted(ids) == ["a/w.mp4", "b/v.mp4", "b/x.mp4"]
+    failures = [f for f in _failures(out) if f["id"] == "a/v.mp4"]
+    assert sorted(f["split"] for f in failures) == ["train", "validation"]
+    assert all("is used by 2 different videos" in f["reason"] and "train/a/v.mp4" in
+               f["reason"] and "val/a/v.mp4" in f["reason"] for f in failures), failures
+
+
 def test_folder_empty_class_folder_is_refused(tmp_path, tiny_folder, run_command):
     root = tiny_folder(tmp_path / "videos", {"a/v.mp4": 1, "b/v.mp4": 2})
     out = tmp_path / "out"

@@ -446,7 +446,8 @@ def test_bad_active_frames_give_one_line_each(tmp_path):
             "item": {"active_frames": [2, "3", [1, 2, 3], True, -1, [4, 5]]},
             "inverted": {"frames": {"0": [[0, 0, 1, 1]]}, "active_frames": [[12, 4]]},
             "frames": {"frames": [], "active_frames": [1]},
-            "late": {"active_frames": [[2, 20], 30, 1]}}
+            "late": {"active_frames": [[2, 20], 30, 1]},
+            "beyond": {"active_frames": [[40, 50]]}}
     table, problems = boxes_lib.load_box_files(_write(tmp_path, "mine.json", data))
     lines = [str(p) for p in problems]
     assert lines == [
@@ -471,15 +472,19 @@ def test_bad_active_frames_give_one_line_each(tmp_path):
     assert "item" not in table and table["dict"].active is None
     assert table["inverted"].active is None and len(table["inverted"].frames) == 1
     # Beyond the video (known only once decoded): a range running past the end is cut
-    # at the last frame, one wholly beyond is dropped; each says so.
+    # at the last frame; one wholly beyond leaves the active frames unknown (not "nothing
+    # happens here"), like any other bad item; each says so.
     labels, late = boxes_lib.resolve_active(table["late"], 6, None)
-    assert labels == [0, 1, 1, 1, 1, 1]
+    assert labels is None
     assert [p.what for p in late] == [
         "'active_frames' item [2, 20] runs past the end of the video (it would end at "
         "decoded frame 20; the video has 6): cut at its last frame",
         "'active_frames' item 30 lies beyond the video (it would start at decoded frame "
-        "30; the video has 6)"]
+        "30; the video has 6)", boxes_lib.NO_VALID_ACTIVE]
     assert all(p.clip_id == "late" and p.file == "mine.json" for p in late)
+    labels, beyond = boxes_lib.resolve_active(table["beyond"], 6, None)
+    assert labels is None and beyond[-1].what == boxes_lib.NO_VALID_ACTIVE
+    assert boxes_lib.resolve_active(table["late"], 40, None)[0][29:32] == [0, 1, 0]
 
 
 def test_active_labels_feed_mt_and_stay_apart_from_the_ground_truth(tmp_path):

@@ -61,16 +61,21 @@ def test_frame_folder_of_mixed_sizes_fails_as_predict_refuses_it(tmp_path):
         (frames / clip).mkdir(parents=True)
         for i, (h, w) in enumerate(hw):
             _jpeg_file(frames / clip / f"{i + 1:05d}.jpg", h, w)
+    (frames / "not_jpeg").mkdir()
+    _jpeg_file(frames / "not_jpeg" / "00001.jpg", 48, 64)
+    (frames / "not_jpeg" / "00002.jpg").write_text("a text file named .jpg")
     (root / "something-something-v1-labels.csv").write_text("Holding something\n")
     (root / "something-something-v1-train.csv").write_text(
-        "".join(f"{c};Holding something\n" for c in sizes))
+        "".join(f"{c};Holding something\n" for c in [*sizes, "not_jpeg"]))
     (root / "something-something-v1-validation.csv").write_text("")
     out = tmp_path / "out"
     manifest = convert.convert_dataset("ssv1", root, out, **FAST)
     assert manifest["splits"]["train"]["written"] == 1
     reasons = {json.loads(line)["id"]: json.loads(line)["reason"]
                for line in (out / convert.FAILURES_FILE).read_text().splitlines()}
-    assert set(reasons) == {"mixed", "big_first"}
+    assert set(reasons) == {"mixed", "big_first", "not_jpeg"}
+    assert reasons["not_jpeg"].endswith("00002.jpg: unreadable frame (not an image format "
+                                        "Pillow reads)"), reasons["not_jpeg"]  # no <_io...>
     assert "00002.jpg: frame size 48×64 differs from the first frame's (00001.jpg) 64×48" \
         in reasons["mixed"]
     assert "never stretched or upscaled" in reasons["big_first"]
@@ -204,7 +209,8 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(folder, tmp_path, monkeypat
     def no_room(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", path)
     monkeypatch.setattr(conversion, "write_atomic", no_room)
-    with pytest.raises(convert.DiskFullError, match=r"writing .*origin.json \(\d+ MB free\)"):
+    with pytest.raises(convert.DiskFullError, match=r"writing .*origin.json \(\d+ MB free\)"
+                       r".* needs space for 5 videos \(no shard"):  # not "for 0 videos"
         convert.convert_dataset("folder", folder, out, splits=["train"], **FAST)
 
 
@@ -245,6 +251,12 @@ def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, pyt
         assert proc.stderr.strip() == (
             f"error: output_dir {out} is being written by another converter (pid "
             f"{os.getpid()}); wait for it to finish, or choose another --output_dir")
+        # ... and does so before its slow start-up: TensorFlow is never imported.
+        timed = python("-X", "importtime", "-m", "stabn_tf.data.convert", "--dataset=folder",
+                       f"--input_dir={folder}", "--output_dir", str(out), timeout=120)
+        lines = timed.stderr.splitlines()
+        assert timed.returncode == 2 and lines[-1].startswith("error: output_dir "), lines[-3:]
+        assert not [line for line in lines if line.endswith("| tensorflow")]
         verify = python("-m", "stabn_tf.data.convert", "--verify", f"--output_dir={out}")
         assert verify.returncode == 2 and "being written by another converter" in verify.stderr
     assert _tree(out) == before  # nothing touched: no race on temporary files or records

@@ -22,7 +22,8 @@ GOOD = {"probabilities": [0.1, 0.7, 0.2], "top_k_indices": [1, 2],
 
 class _Scripted(http.server.BaseHTTPRequestHandler):
     """Answers every POST with `reply` (bytes), announcing `length` bytes (default: the
-    reply's), sending one byte every `trickle` seconds when set (at most 40 bytes)."""
+    reply's; -1: no Content-Length, the body ends when the connection closes), sending one
+    byte every `trickle` seconds when set (at most 40 bytes)."""
 
     reply = b""
     length = None
@@ -32,7 +33,8 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(self.length or len(self.reply)))
+        if self.length != -1:
+            self.send_header("Content-Length", str(self.length or len(self.reply)))
         self.end_headers()
         if not self.trickle:
             self.wfile.write(self.reply)
@@ -150,3 +152,90 @@ def test_no_server_is_one_line(tmp_path, capsys):
                            "--timeout", "5"], capsys)
     assert status == 1 and len(err) == 1
     assert err[0].startswith("error: http://127.0.0.1:9/v1/models/stabn: cannot connect")
+
+
+def test_huge_or_lying_reply_lengths_are_one_line(server, tmp_path, capsys, monkeypatch):
+    body = json.dumps({"predictions": [GOOD]}).encode()
+    address = server(body, length=10 ** 12)  # announced, never sent: nothing is allocated
+    status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
+    assert status == 1
+    assert err == [f"error: {address}/v1/models/stabn: the reply announces 1000000000000 "
+                   "bytes, more than the 256 MB a prediction reply can need"], err
+    address = server(body, length=20)  # fewer than sent: the JSON is cut
+    status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
+    assert status == 1 and len(err) == 1 and "malformed (not JSON, 20 bytes)" in err[0], err
+    monkeypatch.setattr(client, "MAX_REPLY_BYTES", 100)
+    address = server(body, length=-1)  # no length: read up to the bound, no further
+    status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
+    assert status == 1
+    assert err == [f"error: {address}/v1/models/stabn: the reply goes on past 0 MB, more "
+                   "than a prediction reply can need"], err
+    monkeypatch.undo()
+    address = server(body, length=-1)
+    assert _run(["--server", address, "--request", _request(tmp_path)], capsys)[:2] == (0, [])
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e300", "-1"])
+def test_absurd_timeouts_are_one_line(tmp_path, capsys, timeout):
+    with pytest.raises(SystemExit) as exit_:
+        client_main(["--request", _request(tmp_path), f"--timeout={timeout}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and len(err) == 1, err
+    assert "--timeout must be > 0 seconds and at most 86400 (a day)" in err[0]
+    with pytest.raises(ValueError, match="the timeout must be > 0 seconds"):
+        client.predict("http://127.0.0.1:9", "stabn", {"instances": []},
+                       timeout=float(timeout))
+
+
+def _tfrecord(path, records):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return path
+
+
+def test_a_file_that_is_not_a_tfrecord_is_one_line(tmp_path, capsys):
+    records = [b"first", b"x" * 3000, b""]
+    good = _tfrecord(tmp_path / "good.tfrecord", records)
+    assert list(client.read_tfrecords(str(good))) == records  # TensorFlow's CRCs agree
+    damaged = tmp_path / "damaged.tfrecord"
+    data = bytearray(good.read_bytes())
+    data[12 + 2] ^= 1  # a byte of the first record's data
+    damaged.write_bytes(bytes(data))
+    cut = tmp_path / "cut.tfrecord"
+    cut.write_bytes(good.read_bytes()[:40])
+    other = tmp_path / "other.tfrecord"  # its first 8 bytes spell a length of ~10^18
+    other.write_bytes(b"\xff" * 7 + b"\x0f" + bytes(range(256)) * 4)
+    for path, expected in [
+            (damaged, "damaged.tfrecord, record 0: damaged (the data does not match its "
+                      "checksum)"),
+            (cut, "cut.tfrecord, record 1: truncated record (3000 bytes announced, 3 left "
+                  "in the file)"),
+            (other, "other.tfrecord, record 0: not a TFRecord file (or damaged: the record "
+                    "length does not match its checksum)")]:
+        status, err, out = _run(["--tfrecord", str(path), "--write_request",
+                                 str(tmp_path / "r.json")], capsys)
+        assert (status, out) == (1, "") and err == [f"error: {path.parent}/{expected}"], err
+
+
+def test_bad_request_files_and_targets_are_one_line(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("{} {}")
+    status, err, _ = _run(["--request", str(text)], capsys)
+    assert status == 1
+    assert err == [f"error: --request={text}: not a JSON request body (Extra data: line 1 "
+                   "column 4 (char 3))"], err
+    binary = tmp_path / "clip.mp4"
+    binary.write_bytes(b"\x00\xff\xfe" * 10)
+    status, err, _ = _run(["--request", str(binary)], capsys)
+    assert status == 1 and len(err) == 1 and f"--request={binary}: not a JSON" in err[0]
+    for target, expected in [
+            ("/proc/stabn-request.json", "--write_request=/proc/stabn-request.json: cannot "
+                                         "write it there (No such file or directory)"),
+            (str(tmp_path), f"--write_request={tmp_path} is a folder; name a file")]:
+        status, err, _ = _run(["--request", _request(tmp_path), "--write_request", target],
+                              capsys)
+        assert status == 1 and err == [f"error: {expected}"], err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]

@@ -6,13 +6,21 @@ import errno
 import os
 import pathlib
 import subprocess
+import sys
 
 import keras
 import pytest
 import tensorflow as tf
 
 import stabn_tf
-from stabn_tf.disk import disk_full_message, is_disk_full, write_atomic
+from stabn_tf.disk import (
+    DiskFullError,
+    disk_full_message,
+    free_bytes,
+    is_disk_full,
+    require_space,
+    write_atomic,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -38,6 +46,19 @@ def test_disk_full_is_recognised_and_said_in_one_line(tmp_path):
     assert line.endswith(" MB free there); this needs about 2.5 MB: free some space and run "
                          "the command again")
     assert disk_full_message(ValueError("bad"), tmp_path) is None
+
+
+def test_the_space_needed_adds_up_and_pseudo_file_systems_are_not_full(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr("stabn_tf.disk.free_bytes", lambda path: 405_500)
+    with pytest.raises(DiskFullError) as error:
+        require_space(str(tmp_path / "latest.weights.h5"), 1_800)
+    assert str(error.value) == (f"no space left on the device for {tmp_path}/latest."
+                                "weights.h5 (it needs about 1.8 kB + the 1.0 MB kept free = "
+                                "1.0 MB; 405.5 kB free)")
+    monkeypatch.undo()
+    assert free_bytes("/proc/stabn-x.json") is None  # no size, not "0 bytes free"
+    require_space("/proc/stabn-x.json", 1_800)
 
 
 def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
@@ -115,3 +136,44 @@ def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_comma
     assert line.startswith(f"error: {tmp_path / 'serving'}: the disk is full (")
     assert f"this needs about {4 * params / 1e6:.1f} MB" in line
     assert list((tmp_path / "serving" / "stabn").iterdir()) == []  # no version, no staging
+
+
+def test_openvino_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
+                                        own_lines_only):
+    """OpenVINO says a full disk as a bare `basic_ios::clear: iostream error`."""
+    path, params = checkpoint
+    output = tmp_path / "out" / "tiny.xml"
+    openvino_full = (
+        "import openvino\n"
+        "def _save(model, path, **kwargs):\n"
+        "    with open(path, 'w') as f:\n"
+        "        f.write('<?xml')\n"
+        "    stabn_tf.disk.free_bytes = lambda folder: 4096\n"
+        "    raise RuntimeError('Exception from src/core/src/pass/serialize.cpp:1:\\n'\n"
+        "                       'basic_ios::clear: iostream error')\n"
+        "openvino.save_model = _save\n")
+    result = subprocess.run(full_disk_command("export.openvino", f"--checkpoint={path}",
+                                              f"--output={output}", "--noevaluate",
+                                              then=openvino_full),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    line = _one_line(result)
+    own_lines_only(result)
+    assert line.startswith(f"error: {output}: the disk is full (0.0 MB free there); this "
+                           f"needs about {4 * params / 1e6:.1f} MB"), line
+    assert list((tmp_path / "out").iterdir()) == []  # no IR, no staging folder
+
+
+@pytest.mark.parametrize("command,name", [("export.tflite", "tiny.tflite"),
+                                          ("export.openvino", "tiny.xml")])
+def test_exports_into_a_folder_that_refuses_files(checkpoint, tmp_path, command, name):
+    """/sys refuses new files even to root: one line before anything is converted."""
+    path, _ = checkpoint
+    for output, folder, why in [(f"/sys/{name}", "/sys", "Permission denied"),
+                                (f"/sys/stabn-test/{name}", "/sys/stabn-test",
+                                 "Operation not permitted")]:
+        result = subprocess.run([sys.executable, "-m", command, f"--checkpoint={path}",
+                                 f"--output={output}", "--noevaluate"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"error: --output={output}: output directory {folder!r} is not writable: {why}"]

@@ -361,7 +361,7 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     with pytest.raises(EvaluationError, match="must hold a JSON object keyed by video id"):
         report(corrections=str(tmp_path / "list.json"))
     (tmp_path / "bad.json").write_text('{"7": {"frames": [1]}}')
-    with pytest.raises(EvaluationError, match="video '7': expected"):
+    with pytest.raises(EvaluationError, match="the first: bad.json: video 7: expected"):
         report(corrections=str(tmp_path / "bad.json"))
     empty = tmp_path / "validation-empty.tfrecord"
     empty.write_bytes(b"")

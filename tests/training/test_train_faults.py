@@ -101,7 +101,11 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path,
         train(_config(tiny_tfrecords, out, epochs=3))
     message = str(error.value)
     assert f"no space left on the device for {out}/backup/latest.weights.h5 (it needs about" \
-        in message and "MB, 1.0 kB free" in message and "resume" in message, message
+        in message and "MB; 1.0 kB free" in message, message
+    # The reserve kept free is in the sum, so the numbers add up; the first backup is the
+    # one refused, so no backup is promised.
+    assert "MB + the 1.0 MB kept free = " in message
+    assert "no backup was written yet" in message and "last good backup" not in message
     assert _epochs_in_history(out) == [1]
     monkeypatch.undo()
 
@@ -194,3 +198,13 @@ def test_sigint_sigterm_and_a_second_writer_on_the_cli(tiny_tfrecords, tmp_path,
     assert _no_temporary_files(out) and not (out / ".lock").exists()
     keras.saving.load_model(out / "checkpoints" / "best.keras")
     keras.saving.load_model(out / "checkpoints" / "final.keras")
+
+
+def test_a_failure_line_mentions_a_backup_only_when_there_is_one(tmp_path):
+    from stabn_tf.training.backup import RunBackup
+    from stabn_tf.training.trainer import _resume_from
+
+    assert _resume_from(str(tmp_path)) == \
+        "no backup was written yet: it starts from the beginning"
+    (tmp_path / RunBackup.METADATA).write_text("{}")
+    assert "resumes from the last good backup" in _resume_from(str(tmp_path))

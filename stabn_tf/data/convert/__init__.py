@@ -78,42 +78,52 @@ Modules, one per role: `items` (what is converted, settings, errors), the layout
 
 from __future__ import annotations
 
-from stabn_tf.data.convert.conversion import convert_dataset
-from stabn_tf.data.convert.encode import FRAME_EXTENSIONS, convert_item
-from stabn_tf.data.convert.folder import FOLDER_SPLIT_DIRS, VIDEO_EXTENSIONS, list_folder
-from stabn_tf.data.convert.items import (
-    DEFAULT_SPLITS,
-    KNOWN_SPLITS,
-    ConversionError,
-    DiskFullError,
-    EncodeSettings,
-    Listing,
-    UsageError,
-    VideoItem,
-    validate_id,
-)
-from stabn_tf.data.convert.listing import DATASETS, list_dataset
-from stabn_tf.data.convert.manifest import (
-    BOX_PROBLEMS_FILE,
-    BOX_PROBLEMS_SHOWN,
-    FAILURES_FILE,
-    LABELS_FILE,
-    MANIFEST_FILE,
-    format_summary,
-)
-from stabn_tf.data.convert.output_dir import ORIGIN_FILE, OWN_FILES
-from stabn_tf.data.convert.shards import (
-    FORMAT_VERSION,
-    MIN_SHARDS,
-    STATE_DIR,
-    VIDEOS_PER_SHARD,
-    assign_shards,
-    auto_num_shards,
-    shard_name,
-)
-from stabn_tf.data.convert.ssv1 import SSV1_FILES, SSV1_FRAME_DIRS, list_ssv1
-from stabn_tf.data.convert.ssv2 import SSV2_FILES, SSV2_GROUND_TRUTH, SSV2_VIDEO_DIRS, list_ssv2
-from stabn_tf.data.convert.verify import verify_output_dir
+from stabn_tf.import_hooks import lazy_names
+
+#: The public names, by the module that defines them, imported on first use: importing
+#: a submodule (e.g. the converter's lock) then costs no TensorFlow import.
+_API = {
+    "assign_shards": "stabn_tf.data.convert.shards",
+    "auto_num_shards": "stabn_tf.data.convert.shards",
+    "BOX_PROBLEMS_FILE": "stabn_tf.data.convert.manifest",
+    "BOX_PROBLEMS_SHOWN": "stabn_tf.data.convert.manifest",
+    "ConversionError": "stabn_tf.data.convert.items",
+    "convert_dataset": "stabn_tf.data.convert.conversion",
+    "convert_item": "stabn_tf.data.convert.encode",
+    "DATASETS": "stabn_tf.data.convert.listing",
+    "DEFAULT_SPLITS": "stabn_tf.data.convert.items",
+    "DiskFullError": "stabn_tf.data.convert.items",
+    "EncodeSettings": "stabn_tf.data.convert.items",
+    "FAILURES_FILE": "stabn_tf.data.convert.manifest",
+    "FOLDER_SPLIT_DIRS": "stabn_tf.data.convert.folder",
+    "format_summary": "stabn_tf.data.convert.manifest",
+    "FORMAT_VERSION": "stabn_tf.data.convert.shards",
+    "FRAME_EXTENSIONS": "stabn_tf.data.convert.encode",
+    "KNOWN_SPLITS": "stabn_tf.data.convert.items",
+    "LABELS_FILE": "stabn_tf.data.convert.manifest",
+    "list_dataset": "stabn_tf.data.convert.listing",
+    "list_folder": "stabn_tf.data.convert.folder",
+    "list_ssv1": "stabn_tf.data.convert.ssv1",
+    "list_ssv2": "stabn_tf.data.convert.ssv2",
+    "Listing": "stabn_tf.data.convert.items",
+    "MANIFEST_FILE": "stabn_tf.data.convert.manifest",
+    "MIN_SHARDS": "stabn_tf.data.convert.shards",
+    "ORIGIN_FILE": "stabn_tf.data.convert.output_dir",
+    "OWN_FILES": "stabn_tf.data.convert.output_dir",
+    "shard_name": "stabn_tf.data.convert.shards",
+    "SSV1_FILES": "stabn_tf.data.convert.ssv1",
+    "SSV1_FRAME_DIRS": "stabn_tf.data.convert.ssv1",
+    "SSV2_FILES": "stabn_tf.data.convert.ssv2",
+    "SSV2_GROUND_TRUTH": "stabn_tf.data.convert.ssv2",
+    "SSV2_VIDEO_DIRS": "stabn_tf.data.convert.ssv2",
+    "STATE_DIR": "stabn_tf.data.convert.shards",
+    "UsageError": "stabn_tf.data.convert.items",
+    "validate_id": "stabn_tf.data.convert.items",
+    "verify_output_dir": "stabn_tf.data.convert.verify",
+    "VIDEO_EXTENSIONS": "stabn_tf.data.convert.folder",
+    "VideoItem": "stabn_tf.data.convert.items",
+    "VIDEOS_PER_SHARD": "stabn_tf.data.convert.shards",
+}
 
 __all__ = [
     "BOX_PROBLEMS_FILE",
@@ -157,3 +167,6 @@ __all__ = [
     "validate_id",
     "verify_output_dir",
 ]
+
+
+__getattr__ = lazy_names(__name__, _API)

@@ -1,6 +1,17 @@
-"""`python -m stabn_tf.data.convert`: the converter's command line (`cli`)."""
+"""`python -m stabn_tf.data.convert`: the converter's command line (`cli`). The lock on
+--output_dir is taken first (`lock.lock_early`), before the converter and TensorFlow are
+imported, so a second converter on the same directory stops at once."""
 
-from stabn_tf.data.convert.cli import command
+import sys
+
+from stabn_tf.data.convert import lock
 
 if __name__ == "__main__":
+    output_dir = lock.output_dir_flag(sys.argv[1:])
+    busy = lock.lock_early(output_dir) if output_dir else None
+    if busy:
+        print(f"error: {busy}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    from stabn_tf.data.convert.cli import command  # after the lock: imports TensorFlow
+
     command()

@@ -201,7 +201,9 @@ def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
         return ConversionError(f"cannot write {file}: {message}")
     room = disk.free_bytes(output_dir)
     free = "free space unknown" if room is None else f"{room / 1e6:.0f} MB free"
-    if written.videos:
+    if not written.videos_left:  # every video is in its shard: the summary files are left
+        need = "a little more room for the summary files (every video is written)"
+    elif written.videos:
         per_video = written.bytes / written.videos
         need = (f"about {per_video * written.videos_left / 1e6:.0f} MB more for the "
                 f"{written.videos_left} videos still to write ({per_video / 1e3:.0f} KB per "
@@ -222,6 +224,8 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
     """The writing half of `convert_dataset` (output_dir claimed and locked)."""
     from tqdm import tqdm  # local: only conversions need it
 
+    # Counted first: a full disk on the very first file still says what is to be written.
+    written.videos_left = sum(len(listing.items[s]) for s in splits)
     os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
     written.file = os.path.join(output_dir, STATE_DIR, ORIGIN_FILE)
     write_atomic(written.file, json.dumps(origin))
@@ -234,7 +238,6 @@ def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, orig
     split_summaries: dict[str, dict] = {}
     processed = 0
     sources = SourceFingerprints(output_dir)
-    written.videos_left = sum(len(listing.items[s]) for s in splits)
     with worker_pool(workers, pool) as pool:
         for split in splits:
             items = listing.items[split]

@@ -46,7 +46,8 @@ def _frames_from_folder(item: VideoItem, settings: EncodeSettings):
             img = Image.open(io.BytesIO(data))
             img.load()
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise video.VideoReadError(path, f"unreadable frame ({e})") from e
+            raise video.VideoReadError(path, f"unreadable frame ({video.image_reason(e)})"
+                                       ) from e
         if source_size is None:
             source_size = (img.height, img.width)
             size = video.scaled_size(img.height, img.width, settings.short_side)

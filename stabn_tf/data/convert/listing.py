@@ -72,6 +72,22 @@ def _reject_duplicates(listing: Listing) -> None:
             reason = (f"duplicate entry for id {cid!r} in {splits[0]} (same label): written "
                       "once")
             drop.update((id(it), reason) for it in group[1:])
+    # Different files under one id (a folder dataset's train/ and val/ holding the same
+    # relative path): records, box files and metrics key by id, so none is written.
+    by_id: dict[tuple[str, bool], list[VideoItem]] = collections.defaultdict(list)
+    for split, split_items in listing.items.items():
+        for item in split_items:
+            if id(item) not in drop:
+                by_id[item.clip_id, split == "test"].append(item)
+    for cid, _ in by_id:
+        group = by_id[cid, _]
+        sources = sorted({os.path.normpath(it.source) for it in group})
+        if len(sources) > 1:
+            splits = sorted({it.split for it in group}, key=KNOWN_SPLITS.index)
+            reason = (f"id {cid!r} is used by {len(sources)} different videos "
+                      f"({', '.join(sources)}) in {' and '.join(splits)}: an id names one "
+                      "video (rename or move one of them)")
+            drop.update((id(it), reason) for it in group)
     if not drop:
         return
     for split, split_items in listing.items.items():

@@ -9,6 +9,7 @@ import os
 
 from absl import logging
 
+from stabn_tf.data.convert import lock
 from stabn_tf.data.convert.items import UsageError
 from stabn_tf.data.convert.manifest import (
     BOX_PROBLEMS_FILE,
@@ -119,17 +120,18 @@ class OutputLock:
         a converter holds it. Creates output_dir if needed; idempotent."""
         if self._fd is not None:
             return
+        if not shared:  # taken already by the command line, before its slow imports
+            self._fd = lock.adopt(self.output_dir)
+            if self._fd is not None:
+                return
         os.makedirs(self.output_dir, exist_ok=True)
         fd = os.open(self.output_dir, os.O_RDONLY)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _lock_holder(fd)
+            holder = lock.holder_pid(fd)
             os.close(fd)
-            raise UsageError(
-                f"output_dir {self.output_dir} is being written by another converter"
-                f"{f' (pid {holder})' if holder else ''}; wait for it to finish, or choose "
-                "another --output_dir") from None
+            raise UsageError(lock.busy_message(self.output_dir, holder)) from None
         self._fd = fd
 
     def release(self) -> None:
@@ -142,18 +144,3 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def _lock_holder(fd: int) -> int | None:
-    """The pid holding a flock on `fd`'s file, from /proc/locks (Linux); None if unknown."""
-    st = os.fstat(fd)
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks", encoding="ascii") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == inode:
-                    return int(parts[4])
-    except (OSError, ValueError):
-        pass
-    return None

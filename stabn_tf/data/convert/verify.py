@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from stabn_tf.data import tfrecord
+from stabn_tf.data import tfrecord, video
 from stabn_tf.data.convert.items import UsageError
 from stabn_tf.data.convert.manifest import MANIFEST_FILE
 from stabn_tf.data.convert.output_dir import OutputLock
@@ -117,7 +117,7 @@ def _record_problem(frames: list[bytes], short_side: int | None, quality: int | 
         try:
             img = Image.open(io.BytesIO(data))
         except (OSError, ValueError) as e:
-            return f"frame {j} is not a readable JPEG ({e})"
+            return f"frame {j} is not a readable JPEG ({video.image_reason(e)})"
         sizes.add((img.height, img.width))
         if j == 0 and quality is not None and _tables(img) != _quality_tables(quality):
             return (f"JPEG quality {_guess_quality(_tables(img))}, {MANIFEST_FILE} says "
