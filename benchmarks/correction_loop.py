@@ -30,6 +30,7 @@ one clip.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import resource
@@ -43,6 +44,7 @@ from absl import app, flags
 
 from stabn_tf.disk import write_atomic
 from stabn_tf.precision import cpu_info
+from stabn_tf.runs import RunDirectory, data_patterns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -266,40 +268,32 @@ def summarise(results: dict) -> dict:
 
 
 def run_settings(checkpoint: str) -> dict:
-    """The training settings of the checkpoint's run (its config.json; {} without one),
-    with the synthetic cache resolved from where the run was started."""
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        settings = json.load(f)
-    # output_dir and cache_dir are relative to the folder training ran in.
-    output_dir = settings.get("output_dir", "")
-    base = run_dir
-    for _ in os.path.normpath(output_dir).split(os.sep) if output_dir else ():
-        base = os.path.dirname(base)
+    """The training settings of the checkpoint's run ({} without a run config), its
+    relative cache folder taken from this repository (where the demo runs)."""
+    run = RunDirectory.of_checkpoint(checkpoint)
+    settings = (run.read_config() if run else None) or {}
     cache = settings.get("cache_dir", "data/cache")
-    return {**settings, "cache_dir": cache if os.path.isabs(cache) else os.path.join(base, cache)}
+    return {**settings, "cache_dir": os.path.join(REPO, cache)}
 
 
 def find_raw_dir(settings: dict) -> str:
     """The synthetic set a run trained on, in SSv2 layout ("" where not synthetic)."""
     if settings.get("dataset") != "synthetic":
         return ""
-    from stabn_tf.runs import data_patterns
     train_pattern, _ = data_patterns(settings)
     return os.path.join(os.path.dirname(os.path.dirname(train_pattern)), "raw")
 
 
-def cached_before(data: str, work: str) -> dict:
+def cached_before(data: str, work: str, boxes_file: str) -> dict:
     """The checkpoint's evaluation before any fine-tune, reused from an earlier run in
-    the same work folder on the same checkpoint and records."""
+    the same work folder on the same checkpoint and box file (the held-out records
+    follow from the synthetic set alone)."""
     out = os.path.join(work, "eval_before")
     stamp = os.path.join(out, "inputs.json")
+    with open(boxes_file, "rb") as f:
+        boxes = hashlib.sha256(f.read()).hexdigest()
     inputs = {"checkpoint": os.path.abspath(FLAGS.checkpoint),
-              "checkpoint_mtime": os.path.getmtime(FLAGS.checkpoint),
-              "records_mtime": os.path.getmtime(os.path.join(data, "manifest.json")),
+              "checkpoint_mtime": os.path.getmtime(FLAGS.checkpoint), "boxes": boxes,
               "precision": FLAGS.precision}
     if os.path.isfile(stamp):
         with open(stamp) as f:
@@ -344,7 +338,7 @@ def main(argv) -> None:
     convert_s = convert(raw_dir, boxes_file, data, os.path.join(work, "convert.log"))
     with open(os.path.join(data, "manifest.json")) as f:
         boxes_manifest = json.load(f)["boxes"]
-    before = cached_before(data, work)
+    before = cached_before(data, work, boxes_file)
     runs = []
     for epochs in [int(e) for e in FLAGS.epochs] or [None]:
         name = f"finetune_{epochs}ep" if epochs else "finetune"

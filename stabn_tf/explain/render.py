@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+from absl import flags
 from matplotlib.figure import Figure
 
 from stabn_tf.disk import write_atomic
@@ -18,8 +19,6 @@ ANIMATIONS = ("gif", "mp4", "none")
 
 def define_colormap_flag() -> None:
     """`--colormap` of the commands that draw spatial maps (explain, predict, report)."""
-    from absl import flags
-
     flags.DEFINE_enum("colormap", figures.SPATIAL_CMAP, figures.SPATIAL_COLORMAPS,
                       "Colour map of the spatial maps: viridis (perceptually uniform, the "
                       "default) or jet (the paper's look, for side-by-side comparison).")
