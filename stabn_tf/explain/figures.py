@@ -215,6 +215,16 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _fitting_font(text: str, width: float, size: int, smallest: int = 7):
+    """The default font at `size`, or smaller (not below `smallest`) until `text` fits in
+    `width` pixels: a long class name under a 224-pixel animation is shown whole."""
+    font = _font(size)
+    while size > smallest and font.getlength(text) > width:
+        size -= 1
+        font = _font(size)
+    return font
+
+
 def _bar_height(picture_height: int) -> int:
     return max(14, picture_height // 8)
 
@@ -278,6 +288,7 @@ def animation_frames(
     numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(frames)))
     lines = 2 if caption else 1
     # "x", not "×": the default font has no glyph for it.
+    caption_font = _fitting_font(caption or "", size[0] - 4, max(10, bar * 2 // 3))
     scale_strip = _scale_strip(size[0], bar, colormap,
                                f"{map_name} {grid_size(spatial).replace('×', 'x')}")
     pictures = []
@@ -293,8 +304,8 @@ def animation_frames(
                   fill=ink, font=font, anchor="mm")
         canvas.paste(scale_strip, (0, size[1] + bar))
         if caption:
-            draw.text((size[0] / 2, size[1] + 2.5 * bar), caption, fill="black", font=font,
-                      anchor="mm")
+            draw.text((size[0] / 2, size[1] + 2.5 * bar), caption, fill="black",
+                      font=caption_font, anchor="mm")
         pictures.append(canvas)
     return pictures
 

@@ -114,3 +114,12 @@ def test_colour_stops_for_html_match_the_pictures():
     middle = np.asarray(matplotlib.colormaps["viridis"](0.5)[:3]) * 255
     np.testing.assert_allclose([int(stops[1][k:k + 2], 16) for k in (1, 3, 5)], middle,
                                atol=1)
+
+
+def test_a_long_caption_is_shown_whole():
+    caption = "Pushing something so that it falls off the table (1.00)"
+    picture, = figures.animation_frames(_frames(1, 64), np.zeros((1, 4, 4)), np.ones(1),
+                                        display_size=224, caption=caption)
+    band = np.asarray(picture)[224 + 2 * figures._bar_height(224):]
+    ink = (band < 128).any(axis=-1)
+    assert ink.sum() > 100 and not ink[:, :2].any() and not ink[:, -2:].any()
