@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from stabn_tf import cli
-from stabn_tf.explain.render import render_prediction
+from stabn_tf.explain.render import define_colormap_flag, render_prediction
 from stabn_tf.inference import InferenceError, OutputNames, Prediction, open_runner, run_inputs
 from stabn_tf.runs import check_writable_dir
 
@@ -41,6 +41,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("json", False, "One JSON document on stdout instead of text.")
     flags.DEFINE_string("output_dir", "", "Also write <input>.json and <input>.png here.")
     cli.define_precision()
+    define_colormap_flag()
 
 
 def main(argv: Sequence[str]) -> None:
@@ -64,7 +65,8 @@ def main(argv: Sequence[str]) -> None:
         text = prediction.format_text(f.top_k)
         if f.output_dir:
             paths = render_prediction(prediction, f.output_dir, names.claim(prediction.name),
-                                      animation="none", top_k=f.top_k)
+                                      animation="none", top_k=f.top_k,
+                                      colormap=f.colormap)
             written.extend(paths.values())
             text += "\n  → " + ", ".join(paths.values())
         if not f.json:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from stabn_tf import cli
-from stabn_tf.explain.render import ANIMATIONS, render_prediction
+from stabn_tf.explain.render import ANIMATIONS, define_colormap_flag, render_prediction
 from stabn_tf.inference import METHODS, InferenceError, OutputNames, Prediction, open_runner
 from stabn_tf.inference.runner import run_inputs
 from stabn_tf.runs import check_writable_dir
@@ -42,6 +42,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("animation", "gif", ANIMATIONS, "Animated overlay format.")
     flags.DEFINE_float("fps", 4.0, "Animation frames per second (> 0).")
     flags.DEFINE_integer("columns", 8, "Frames per row of the figure.")
+    define_colormap_flag()
     cli.define_top_k("Classes listed.")
     cli.define_max_clips(4, "Clips explained per TFRecord input.")
     flags.DEFINE_list("clip_ids", [], "Explain these clip ids of TFRecord inputs instead.")
@@ -66,7 +67,7 @@ def main(argv: Sequence[str]) -> None:
     def write(prediction: Prediction) -> None:
         paths = render_prediction(prediction, f.output_dir, names.claim(prediction.name),
                                   columns=f.columns, animation=f.animation, fps=f.fps,
-                                  top_k=f.top_k)
+                                  top_k=f.top_k, colormap=f.colormap)
         top = ", ".join(f"{n} {p:.2f}" for _, n, p in prediction.top_k(f.top_k))
         written.extend(paths.values())
         print(f"{prediction.name}: {top}\n  → {', '.join(paths.values())}", flush=True)

@@ -4,6 +4,15 @@
   ground-truth boxes and a top-k list; `figure_png` renders it.
 - `animation_frames` + `write_animation`: the same overlay as an animated GIF or MP4, one
   video frame per clip frame, with its temporal weight as a coloured bar.
+
+Every spatial map is drawn the same way (figures, GIFs, the report's thumbnails and its
+editor): on the fixed scale 0..1 (never stretched to the map's own range, so a flat map
+looks flat), each of its cells as a square (nearest-neighbour upsampling: a 4×4 map shows
+16 cells, not a smooth blob, and the captions say "Ms: 4×4"), in a perceptually uniform
+colour map by default (viridis: equal steps in value look like equal steps in colour and
+lightness rises with the value, so the map reads the same on any object's colours), over
+the frame at partial opacity so the frame stays readable. `colormap="jet"` gives the
+paper's rainbow look for side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -25,17 +34,47 @@ from PIL import Image, ImageDraw, ImageFont
 from stabn_tf.disk import atomic_path
 from stabn_tf.explain.glyphs import name_style, pil_font, quiet_glyph_warnings
 
-SPATIAL_CMAP = "jet"
-#: What the spatial scale's ends mean, under its name: blue reads "not looked at", not
-#: "cold" or "negative".
+#: Colour maps a spatial map can be drawn in: the perceptually uniform default, and the
+#: paper's rainbow (for comparing with its figures).
+SPATIAL_COLORMAPS = ("viridis", "jet")
+SPATIAL_CMAP = SPATIAL_COLORMAPS[0]
+#: Opacity of the map over the frame: the frame stays readable under it.
+OVERLAY_ALPHA = 0.5
+#: What the spatial scale's ends mean, under its name: the dark end reads "not looked at",
+#: not "cold" or "negative".
 SCALE_WIDTH = 0.85  # inches per colour scale: bar, ticks and a two-line label
 SPATIAL_MEANING = "\n0 = not attended, 1 = attended"
 # Temporal weights: red = important, blue = not, as in the paper's figure.
 TEMPORAL_CMAP = "coolwarm"
 
 
-def overlay_attention(frames: np.ndarray, spatial: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend each frame with its spatial map, bilinear-resized to the frame.
+def check_colormap(colormap: str) -> str:
+    """`colormap` when it is one of `SPATIAL_COLORMAPS`; ValueError in one line otherwise."""
+    if colormap not in SPATIAL_COLORMAPS:
+        raise ValueError(f"colour map {colormap!r}: choose from {list(SPATIAL_COLORMAPS)}")
+    return colormap
+
+
+def colormap_stops(colormap: str = SPATIAL_CMAP, count: int = 64) -> list[str]:
+    """`count` colours of the map from 0 to 1 as "#rrggbb": the same scale for the
+    report's HTML (the editor's overlay, the gallery's legend) as for the pictures."""
+    colours = matplotlib.colormaps[check_colormap(colormap)](np.linspace(0.0, 1.0, count))
+    return ["#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3]) for rgb in colours]
+
+
+def grid_size(spatial: np.ndarray) -> str:
+    """The spatial map's true resolution as the captions state it, "h×w" (e.g. "4×4")."""
+    shape = np.shape(spatial)
+    if len(shape) >= 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return f"{shape[-2]}×{shape[-1]}"
+
+
+def overlay_attention(frames: np.ndarray, spatial: np.ndarray, alpha: float = OVERLAY_ALPHA,
+                      colormap: str = SPATIAL_CMAP) -> np.ndarray:
+    """Blend each frame with its spatial map on the fixed 0..1 scale, each map cell drawn
+    as a block of pixels (nearest-neighbour upsampling: the map's resolution stays
+    visible).
 
     Shapes: frames `[T, H, W, 3]` uint8, spatial `[T, h, w]` or `[T, h, w, 1]` in [0, 1]
     -> `[T, H, W, 3]` uint8.
@@ -48,14 +87,15 @@ def overlay_attention(frames: np.ndarray, spatial: np.ndarray, alpha: float = 0.
         raise ValueError(f"expected frames [T, H, W, 3] and maps [T, h, w]; got "
                          f"{frames.shape} and {spatial.shape}.")
     height, width = frames.shape[1:3]
-    colormap = matplotlib.colormaps[SPATIAL_CMAP]
-    out = np.empty_like(frames, dtype=np.uint8)
-    for t, (frame, heat) in enumerate(zip(frames, spatial)):
-        heat = np.asarray(Image.fromarray(heat, mode="F").resize((width, height),
-                                                                 Image.BILINEAR))
-        colour = colormap(np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
-        out[t] = np.clip((1 - alpha) * frame + alpha * colour, 0, 255).astype(np.uint8)
-    return out
+    lookup = matplotlib.colormaps[check_colormap(colormap)]
+    # Cell of each pixel row / column: the same cells a nearest-neighbour resize picks.
+    rows = np.minimum((np.arange(height) + 0.5) * spatial.shape[1] / height,
+                      spatial.shape[1] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * spatial.shape[2] / width,
+                      spatial.shape[2] - 1).astype(int)
+    colour = lookup(np.clip(spatial, 0.0, 1.0))[..., :3] * 255.0  # [T, h, w, 3]
+    colour = colour[:, rows][:, :, cols]
+    return np.clip((1 - alpha) * frames + alpha * colour, 0, 255).astype(np.uint8)
 
 
 def attention_figure(
@@ -70,6 +110,7 @@ def attention_figure(
     top_k: Sequence[tuple[str, float]] | None = None,
     temporal_label: str = "temporal attention",
     spatial_label: str = "spatial attention Ms",
+    colormap: str = SPATIAL_CMAP,
 ) -> Figure:
     """A grid of frames with the spatial attention overlaid and, under each frame, a bar
     coloured by its temporal weight (value printed). Any frame count works; the last row
@@ -78,10 +119,12 @@ def attention_figure(
     `boxes` `[T, 4]` (normalised ymin, xmin, ymax, xmax; all zeros = none) are drawn as
     white outlines (the ground truth, when known). `top_k` lists (class name, probability)
     pairs printed under the title. Both maps get a labelled colour scale on the right:
-    `spatial_label`'s (the overlay) and `temporal_label`'s (the bars).
+    `spatial_label`'s (the overlay, with the map's grid size) and `temporal_label`'s (the
+    bars). Each frame's title gives its map's range, so a flat map reads as flat.
     """
     temporal = np.asarray(temporal, np.float32).reshape(-1)
-    blended = overlay_attention(frames, spatial)
+    blended = overlay_attention(frames, spatial, colormap=colormap)
+    values = np.asarray(spatial, np.float32).reshape(len(blended), -1)
     count = len(blended)
     if len(temporal) != count:
         raise ValueError(f"{count} frames but {len(temporal)} temporal weights.")
@@ -97,13 +140,14 @@ def attention_figure(
                           (1.6 * aspect + 0.45) * rows + header))
     grid = fig.add_gridspec(2 * rows, columns, height_ratios=[6 * aspect, 1] * rows,
                             hspace=0.15, wspace=0.05)
-    colormap = matplotlib.colormaps[TEMPORAL_CMAP]
+    bar_colours = matplotlib.colormaps[TEMPORAL_CMAP]
     numbers = list(frame_numbers) if frame_numbers is not None else list(range(count))
     for i in range(count):
         r, c = divmod(i, columns)
         ax = fig.add_subplot(grid[2 * r, c])
         ax.imshow(blended[i])
-        ax.set_title(f"frame {numbers[i]}", fontsize=7, pad=2)
+        ax.set_title(f"frame {numbers[i]} · {values[i].min():.2f}–{values[i].max():.2f}",
+                     fontsize=6.5, pad=2)
         ax.axis("off")
         if boxes is not None and _visible(boxes[i]):
             height, width = blended.shape[1:3]
@@ -114,7 +158,7 @@ def attention_figure(
                                    linestyle="--"))
         bar = fig.add_subplot(grid[2 * r + 1, c])
         value = float(temporal[i])
-        bar.add_patch(Rectangle((0, 0), 1, 1, color=colormap(value)))
+        bar.add_patch(Rectangle((0, 0), 1, 1, color=bar_colours(value)))
         bar.text(0.5, 0.5, f"{value:.2f}", ha="center", va="center", fontsize=7,
                  color="white" if abs(value - 0.5) > 0.3 else "black")
         bar.set_xlim(0, 1)
@@ -131,7 +175,8 @@ def attention_figure(
                  multialignment="left", fontsize=7,
                  **name_style(text, family="monospace"))
         fig.subplots_adjust(top=1.0 - header / height)
-    _colour_scales(fig, [(SPATIAL_CMAP, spatial_label + SPATIAL_MEANING),
+    _colour_scales(fig, [(colormap, f"{spatial_label}: {grid_size(spatial)}"
+                          + SPATIAL_MEANING),
                          (TEMPORAL_CMAP, temporal_label)])
     return fig
 
@@ -173,12 +218,24 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _fitting_font(text: str, width: float, size: int, smallest: int = 7):
+    """The default font (or, for text it lacks glyphs for, an installed one that has them)
+    at `size`, or smaller (not below `smallest`) until `text` fits in `width` pixels: a
+    long class name under a 224-pixel animation is shown whole."""
+    font = pil_font(text, size, _font(size))
+    while size > smallest and font.getlength(text) > width:
+        size -= 1
+        font = pil_font(text, size, _font(size))
+    return font
+
+
 def _bar_height(picture_height: int) -> int:
     return max(14, picture_height // 8)
 
 
 def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: int = 224,
-                     boxes: np.ndarray | None = None) -> list[Image.Image]:
+                     boxes: np.ndarray | None = None, colormap: str = SPATIAL_CMAP
+                     ) -> list[Image.Image]:
     """The frames (short side `display_size`) with the spatial attention overlaid and the
     boxes outlined in white: the picture part of every animation frame and thumbnail,
     no text baked in."""
@@ -190,7 +247,7 @@ def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: i
                         for f in frames])
     line = max(1, _bar_height(size[1]) // 10)
     pictures = []
-    for i, image in enumerate(overlay_attention(resized, spatial)):
+    for i, image in enumerate(overlay_attention(resized, spatial, colormap=colormap)):
         picture = Image.fromarray(image)
         if boxes is not None and _visible(boxes[i]):
             ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
@@ -212,11 +269,13 @@ def animation_frames(
     frame_numbers: Sequence[int] | None = None,
     caption: str | None = None,
     boxes: np.ndarray | None = None,
+    colormap: str = SPATIAL_CMAP,
+    map_name: str = "Ms",
 ) -> list[Image.Image]:
     """One RGB picture per frame for an animation: the frame (resized so its short side is
     `display_size`) with the spatial attention overlaid, a bar coloured by the frame's
     temporal weight (value and frame number printed), the spatial map's colour scale as a
-    labelled strip, and an optional caption line.
+    labelled strip (its grid size named), and an optional caption line.
 
     Shapes: frames `[T, H, W, 3]` uint8, spatial `[T, h, w(, 1)]`, temporal `[T]`.
     """
@@ -224,22 +283,25 @@ def animation_frames(
     temporal = np.asarray(temporal, np.float32).reshape(-1)
     if len(temporal) != len(frames):
         raise ValueError(f"{len(frames)} frames but {len(temporal)} temporal weights.")
-    overlays = overlay_pictures(frames, spatial, display_size=display_size, boxes=boxes)
+    overlays = overlay_pictures(frames, spatial, display_size=display_size, boxes=boxes,
+                                colormap=colormap)
     size = overlays[0].size
     bar = _bar_height(size[1])
     font = _font(max(10, bar * 2 // 3))
-    colormap = matplotlib.colormaps[TEMPORAL_CMAP]
+    bar_colours = matplotlib.colormaps[TEMPORAL_CMAP]
     numbers = list(frame_numbers) if frame_numbers is not None else list(range(len(frames)))
     lines = 2 if caption else 1
-    scale_strip = _scale_strip(size[0], bar, font)
-    caption_font = pil_font(caption, getattr(font, "size", 12), font) if caption else font
+    # "x", not "×": the default font has no glyph for it.
+    caption_font = _fitting_font(caption or "", size[0] - 4, max(10, bar * 2 // 3))
+    scale_strip = _scale_strip(size[0], bar, colormap,
+                               f"{map_name} {grid_size(spatial).replace('×', 'x')}")
     pictures = []
     for i, overlay in enumerate(overlays):
         canvas = Image.new("RGB", (size[0], size[1] + bar * (1 + lines)), "white")
         canvas.paste(overlay, (0, 0))
         draw = ImageDraw.Draw(canvas)
         value = float(temporal[i])
-        colour = tuple(int(255 * c) for c in colormap(value)[:3])
+        colour = tuple(int(255 * c) for c in bar_colours(value)[:3])
         draw.rectangle([0, size[1], size[0], size[1] + bar], fill=colour)
         ink = "white" if abs(value - 0.5) > 0.3 else "black"
         draw.text((size[0] / 2, size[1] + bar / 2), f"frame {numbers[i]}: when = {value:.2f}",
@@ -252,15 +314,32 @@ def animation_frames(
     return pictures
 
 
-def _scale_strip(width: int, height: int, font) -> Image.Image:
-    """The spatial colour scale as a strip `width` × `height`: 0 (left) to 1 (right),
-    its ends named."""
-    ramp = matplotlib.colormaps[SPATIAL_CMAP](np.linspace(0.0, 1.0, width))[:, :3] * 255
-    strip = Image.fromarray(np.repeat(ramp[None].astype(np.uint8), height, axis=0))
+def _scale_strip(width: int, height: int, colormap: str, name: str) -> Image.Image:
+    """The spatial colour scale as a strip `width` × `height`: 0 (left) to 1 (right), its
+    ends and `name` printed in whichever of black or white stands out from the colour
+    under each, in a font small enough that the three fit the width."""
+    ramp = matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, width))[:, :3]
+    strip = Image.fromarray(np.repeat((ramp[None] * 255).astype(np.uint8), height, axis=0))
     draw = ImageDraw.Draw(strip)
-    for x, anchor, text in ((2, "lm", "0 not attended"), (width - 2, "rm", "1 attended")):
-        draw.text((x, height / 2), text, fill="white", font=font, anchor=anchor,
-                  stroke_width=1, stroke_fill="black")
+    labels = ((2, "lm", "0 not attended"), (width / 2, "mm", name),
+              (width - 2, "rm", "1 attended"))
+    size = max(6, height * 2 // 3)
+    font = _font(size)
+    def fits() -> bool:  # the name centred, each end's label beside it with a gap
+        ends = max(draw.textlength(labels[0][2], font=font),
+                   draw.textlength(labels[2][2], font=font))
+        return ends + draw.textlength(name, font=font) / 2 + 2 + size <= width / 2
+
+    while size > 6 and not fits():
+        size -= 1
+        font = _font(size)
+    for x, anchor, text in labels:
+        left, _, right, _ = draw.textbbox((x, height / 2), text, font=font, anchor=anchor)
+        under = ramp[max(0, int(left)):max(int(left) + 1, min(width, int(right)))]
+        # Relative luminance of the colours under the text: dark ones get white ink.
+        luminance = float(np.mean(under @ np.array([0.2126, 0.7152, 0.0722])))
+        draw.text((x, height / 2), text, font=font, anchor=anchor,
+                  fill="black" if luminance > 0.4 else "white")
     return strip
 
 

@@ -26,6 +26,7 @@ from absl import flags
 from stabn_tf import cli
 from stabn_tf.disk import disk_full_message
 from stabn_tf.evaluate import TABLES
+from stabn_tf.explain.render import define_colormap_flag
 from stabn_tf.report import build_report
 
 FLAGS = flags.FLAGS
@@ -48,6 +49,7 @@ def define_flags() -> None:
     flags.DEFINE_boolean("animations", False, "Add the animated GIF of each clip (about 5x "
                          "the size of the rest of a clip).")
     flags.DEFINE_boolean("gradcam", False, "Add a 3D Grad-CAM panel to each clip page.")
+    define_colormap_flag()
     flags.DEFINE_string("gradcam_layer", "res5", "Layer or stage of the Grad-CAM.")
     cli.define_tables(f"Evaluation tables on the summary: {list(TABLES)}, all or none.")
     cli.define_num_clips_list("Clips per video for Table 1.")
@@ -73,7 +75,7 @@ def main(argv: Sequence[str]) -> None:
             animations=f.animations, workers=f.workers or None,
             gradcam=f.gradcam, gradcam_layer=f.gradcam_layer, tables=tables,
             num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
-            corrections=f.corrections,
+            corrections=f.corrections, colormap=f.colormap,
             log=cli.log)
     except Exception as e:  # a full disk, from PIL, matplotlib or our own writes
         line = disk_full_message(e, f.output_dir)

@@ -22,13 +22,14 @@ from PIL import Image
 from stabn_tf.disk import atomic_path, write_atomic
 from stabn_tf.evaluate.quality import POINTING_TOLERANCE
 from stabn_tf.explain import metrics as em
-from stabn_tf.explain.figures import overlay_pictures
+from stabn_tf.explain.figures import SPATIAL_CMAP, overlay_pictures
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import Clip, Prediction
 
 #: Bumped when a record's content changes meaning, so old records are redrawn.
-RECORD_VERSION = 4  # 2: thumbnails without baked-in text; 3: the editor's frames and maps;
-# 4: compact pictures (palette PNG, no GIF unless asked for), the maps in the record
+RECORD_VERSION = 5  # 2: thumbnails without baked-in text; 3: the editor's frames and maps;
+# 4: compact pictures (palette PNG, no GIF unless asked for), the maps in the record;
+# 5: maps drawn as cells in a chosen colour map (the record names it)
 #: Colours of the Figure 3 palette PNG.
 PNG_COLOURS = 256
 THUMBNAIL_SIZE = 144
@@ -72,13 +73,14 @@ def _summary(prediction: Prediction, files: dict[str, str], active) -> dict:
             "scores": clip_scores(prediction, active)}
 
 
-def write_thumbnail(prediction: Prediction, path: str) -> None:
+def write_thumbnail(prediction: Prediction, path: str, colormap: str = SPATIAL_CMAP) -> None:
     """The frame where the temporal weight peaks, Ms overlaid and the true box outlined, as
-    a small JPEG: only the picture, no text (the card says the rest in HTML)."""
+    a small JPEG: only the picture, no text (the card says the rest in HTML, and the
+    gallery's legend the colour scale)."""
     t = int(np.argmax(prediction.temporal[0])) if prediction.temporal[0].size else 0
     boxes = None if prediction.boxes is None else prediction.boxes[t:t + 1]
     picture, = overlay_pictures(prediction.frames[0][t:t + 1], prediction.spatial[0][t:t + 1],
-                                display_size=THUMBNAIL_SIZE, boxes=boxes)
+                                display_size=THUMBNAIL_SIZE, boxes=boxes, colormap=colormap)
     picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     with atomic_path(path) as temporary:  # a cut-off run leaves no half picture behind
         picture.save(temporary, "JPEG", quality=80, optimize=True)
@@ -107,10 +109,10 @@ def record_path(folder: str, stem: str) -> str:
 
 
 def load_record(folder: str, stem: str, clip: Clip, *, animation: bool = False,
-                gradcam: bool = False) -> dict | None:
+                gradcam: bool = False, colormap: str = SPATIAL_CMAP) -> dict | None:
     """The clip's saved record when it is complete, describes this very clip (same
     sampled frames and label: a different split with the same clip ids is redrawn) and
-    holds the pictures asked for (an animation, a Grad-CAM panel)."""
+    holds the pictures asked for (an animation, a Grad-CAM panel, in `colormap`)."""
     try:
         with open(record_path(folder, stem), encoding="utf-8") as f:
             record = json.load(f)
@@ -120,6 +122,7 @@ def load_record(folder: str, stem: str, clip: Clip, *, animation: bool = False,
     same = (record.get("version") == RECORD_VERSION
             and record.get("frame_indices") == np.asarray(clip.frame_indices).tolist()
             and record.get("true_label") == clip.true_label
+            and record.get("colormap") == colormap
             and (not animation or "animation" in files or "png" not in files)
             and (not gradcam or "gradcam" in record)
             and all(os.path.exists(os.path.join(folder, name)) for name in files.values()))
@@ -141,21 +144,23 @@ class Drawing:
     frame_size: tuple[int, int] | None
     animation: bool = False
     gradcam: Prediction | None = None
+    colormap: str = SPATIAL_CMAP
 
     @classmethod
     def of(cls, clip: Clip, prediction: Prediction, folder: str, stem: str, *,
-           animation: bool = False, gradcam: Prediction | None = None) -> Drawing:
+           animation: bool = False, gradcam: Prediction | None = None,
+           colormap: str = SPATIAL_CMAP) -> Drawing:
         return cls(prediction, folder, stem, np.asarray(clip.frame_indices).tolist(),
                    clip.true_label, clip.boxes is not None, clip.active, clip.frame_size,
-                   animation, gradcam)
+                   animation, gradcam, colormap)
 
 
-def _pictures(prediction: Prediction, folder: str, stem: str, animation: bool
-              ) -> dict[str, str]:
+def _pictures(prediction: Prediction, folder: str, stem: str, animation: bool,
+              colormap: str = SPATIAL_CMAP) -> dict[str, str]:
     """Figure 3 (a palette PNG: a quarter of the bytes, no visible change) and, when asked
     for, the GIF; the renderer's JSON is dropped (the record keeps the numbers)."""
     files = render_prediction(prediction, folder, stem,
-                              animation="gif" if animation else "none")
+                              animation="gif" if animation else "none", colormap=colormap)
     os.remove(files.pop("json"))
     if "png" in files:
         with Image.open(files["png"]) as picture:
@@ -172,10 +177,10 @@ def draw_clip(drawing: Drawing) -> dict:
     disk means every picture is complete. Runs in a drawing process: same input, same
     bytes, whichever process draws it."""
     prediction, folder, stem = drawing.prediction, drawing.folder, drawing.stem
-    files = _pictures(prediction, folder, stem, drawing.animation)
+    files = _pictures(prediction, folder, stem, drawing.animation, drawing.colormap)
     if "png" in files:
         files["thumb"] = os.path.join(folder, stem + THUMB_SUFFIX)
-        write_thumbnail(prediction, files["thumb"])
+        write_thumbnail(prediction, files["thumb"], drawing.colormap)
     editor = None if prediction.frames is None else editor_fields(prediction,
                                                                   drawing.frame_size)
     if editor is not None:
@@ -186,13 +191,15 @@ def draw_clip(drawing: Drawing) -> dict:
               "frame_indices": drawing.frame_indices, "true_label": drawing.true_label,
               "predicted": top[0][0], "confidence": round(top[0][2], 6),
               "top5": [[i, name, round(p, 6)] for i, name, p in top],
-              "has_boxes": drawing.has_boxes, **_summary(prediction, files, drawing.active),
+              "has_boxes": drawing.has_boxes, "colormap": drawing.colormap,
+              **_summary(prediction, files, drawing.active),
               "ms": None if prediction.spatial is None else np.round(
                   np.asarray(prediction.spatial[0], float), 3).tolist()}
     if editor is not None:
         record["editor"] = editor
     if drawing.gradcam is not None:
-        cam_files = _pictures(drawing.gradcam, folder, f"{stem}.gradcam", drawing.animation)
+        cam_files = _pictures(drawing.gradcam, folder, f"{stem}.gradcam", drawing.animation,
+                              drawing.colormap)
         record["gradcam"] = _summary(drawing.gradcam, cam_files, drawing.active)
         record["files"].update({f"gradcam_{k}": os.path.basename(v)
                                 for k, v in cam_files.items()})

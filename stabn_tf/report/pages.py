@@ -18,6 +18,7 @@ import numpy as np
 
 from stabn_tf.disk import write_atomic
 from stabn_tf.evaluate.tables import Table, number, percent
+from stabn_tf.explain.figures import OVERLAY_ALPHA, SPATIAL_CMAP, colormap_stops, grid_size
 from stabn_tf.report import charts
 from stabn_tf.report.clips import THUMB_SUFFIX
 from stabn_tf.report.models import ReportModel
@@ -180,6 +181,19 @@ def gallery_data(models: Sequence[ReportModel], entries: Sequence[dict]) -> dict
             "cards": [_card(models, e, names) for e in sorted(entries, key=lambda e: e["stem"])]}
 
 
+def map_scale(record: dict) -> dict | None:
+    """The spatial map's colour scale as the HTML draws it (the editor's overlay, the
+    gallery's legend): the colour map the record's pictures use, as colour stops from 0
+    to 1 and a CSS gradient, the pictures' opacity and the map's grid size; None for a
+    record without maps."""
+    if not record.get("ms"):
+        return None
+    stops = colormap_stops(record.get("colormap", SPATIAL_CMAP))
+    return {"colormap": record.get("colormap", SPATIAL_CMAP), "stops": stops,
+            "gradient": f"linear-gradient(to right, {', '.join(stops)})", "alpha": OVERLAY_ALPHA,
+            "grid": grid_size(np.asarray(record["ms"]))}
+
+
 def gallery_page(models: Sequence[ReportModel], entries: Sequence[dict]) -> str:
     names = models[0].runner.class_names
     present = sorted({e["true_label"] if e["true_label"] is not None
@@ -187,7 +201,9 @@ def gallery_page(models: Sequence[ReportModel], entries: Sequence[dict]) -> str:
     return render("gallery.html", label=models[0].label,
                   errors=sum(_is_error(e, e["records"][0]) for e in entries),
                   compared=len(models) == 2, classes=[(k, names[k]) for k in present],
-                  clips=len(entries), data=gallery_data(models, entries))
+                  clips=len(entries), data=gallery_data(models, entries),
+                  scale=next(filter(None, (map_scale(e["records"][0]) for e in entries)),
+                             None))
 
 
 def _explanation(model: ReportModel, record: dict, files: dict, heading: str,
@@ -217,7 +233,7 @@ def editor_data(model: ReportModel, entry: dict, depth: int = 1) -> dict | None:
             "frame_indices": record["frame_indices"][0], "crop": shown["crop"],
             "frame_size": shown["frame_size"], "image_size": shown["image_size"],
             "strip": _media(model, record["files"]["frames"], depth), "ms": record.get("ms"),
-            "display": EDITOR_DISPLAY}
+            "scale": map_scale(record), "display": EDITOR_DISPLAY}
 
 
 def clip_page(models: Sequence[ReportModel], entries: Sequence[dict], index: int) -> str:
@@ -266,6 +282,7 @@ def corrections_page(models: Sequence[ReportModel], entries: Sequence[dict],
         data = editor_data(models[0], entry, depth=0)
         if data is not None:
             data.pop("ms")
+            data.pop("scale")
             data["page"] = f"clips/{entry['stem']}.html"
             clips[entry["clip"]] = data
     return render("corrections.html", model_label=models[0].label, loaded=loaded,

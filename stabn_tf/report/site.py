@@ -44,6 +44,7 @@ from stabn_tf.evaluate.inputs import check_files, validation_files
 from stabn_tf.evaluate.report import TABLES, check_output_dir
 from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.evaluate.tables import Table, results_tables
+from stabn_tf.explain.figures import SPATIAL_CMAP, check_colormap
 from stabn_tf.explain.glyphs import check_names
 from stabn_tf.explain.metrics import pearson, upsample
 from stabn_tf.inference import (
@@ -189,6 +190,7 @@ def build_report(
     batch_size: int = 8,
     precision: str = "auto",
     corrections: str = "",
+    colormap: str = SPATIAL_CMAP,
     workers: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -220,6 +222,9 @@ def build_report(
     `corrections`: a box file the editor exported earlier (`load_corrections`), loaded
     into every page's editor under the browser's own edits (a clip edited in the browser
     keeps the browser's version).
+
+    `colormap`: the spatial maps' colour map (`figures.SPATIAL_COLORMAPS`) in every
+    picture, the editor's overlay and the gallery's legend.
     """
     start = time.perf_counter()
     unknown = [t for t in tables if t not in TABLES]
@@ -228,6 +233,10 @@ def build_report(
     for name, value in (("max_clips", max_clips), ("sample", sample)):
         if value < 0:
             raise EvaluationError(f"--{name} must be >= 0, got {value}")
+    try:
+        check_colormap(colormap)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise EvaluationError(f"--workers must be >= 1, got {workers}")
@@ -298,7 +307,7 @@ def build_report(
                 bar.update()
                 stem = names.claim(clip.name)
                 records = [load_record(folder, stem, clip, animation=animations,
-                                       gradcam=model.gradcam is not None)
+                                       gradcam=model.gradcam is not None, colormap=colormap)
                            for model, folder in zip(models, folders)]
                 outputs = [None] * len(models)
                 try:
@@ -314,7 +323,7 @@ def build_report(
                             records[i] = drawer.submit(Drawing.of(
                                 clip, outputs[i] or model.runner.predict(clip), folder, stem,
                                 animation=animations, gradcam=None if model.gradcam is None
-                                else model.gradcam.predict(clip)))
+                                else model.gradcam.predict(clip), colormap=colormap))
                 except (InferenceError, ValueError) as e:
                     counts["failed"] += 1
                     log(f"clip {clip.name!r}: cannot explain it "

@@ -38,7 +38,9 @@ def test_figure_grid_for_any_frame_count(count, columns, rows):
     fig = visualize.attention_figure(frames, spatial, temporal, columns=columns)
     images = [ax for ax in fig.axes if ax.get_images()]
     assert len(images) == count
-    assert [ax.get_title() for ax in images] == [f"frame {i}" for i in range(count)]
+    ranges = [f"{m.min():.2f}–{m.max():.2f}" for m in spatial]
+    assert [ax.get_title() for ax in images] == [f"frame {i} · {r}"
+                                                 for i, r in zip(range(count), ranges)]
     bar_values = [ax.texts[0].get_text() for ax in fig.axes if ax.texts]
     assert bar_values == [f"{v:.2f}" for v in temporal]
     # rows × (frame + bar) grid rows
@@ -70,7 +72,7 @@ def test_figure_has_labelled_scales_for_ms_beside_mt():
     fig = visualize.attention_figure(frames, spatial, temporal,
                                      temporal_label="temporal attention Mt")
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["spatial attention Ms\n0 = not attended, 1 = attended",
+    assert labels == ["spatial attention Ms: 2×2\n0 = not attended, 1 = attended",
                       "temporal attention Mt"]
     pictures = [ax.get_position() for ax in fig.axes if ax.get_images()]
     scales = [ax.get_position() for ax in fig.axes if ax.get_ylabel()]
@@ -165,6 +167,7 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
     assert len(errors) == 1 and "broken.webm" in errors[0]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 3 and "clip.png" in pngs  # the video + 2 TFRecord clips
+    _assert_scale_strip(out / "clip.gif", "viridis")  # the default colour map
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG
         with Image.open(png.with_suffix(".gif")) as gif:
@@ -181,6 +184,31 @@ def test_cli_video_tfrecord_and_corrupt_input(checkpoints, tiny_tfrecords, tmp_p
         assert str(path) in result.stdout
     assert result.stdout.splitlines()[-1] == (
         f"stabn_tf.explain: wrote {len(list(out.iterdir()))} files for 3 input(s) to {out}")
+
+
+def _assert_scale_strip(gif_path, colormap):
+    """The GIF's Ms scale strip (under the 224-pixel picture of the 48×40 test video and
+    its "when" bar) runs from the colour map's 0 to its 1."""
+    import matplotlib
+
+    with Image.open(gif_path) as gif:
+        picture = np.asarray(gif.convert("RGB"), float)
+    bar = 28  # figures._bar_height(224)
+    row = picture[224 + bar + 1]  # the strip's top row: above its labels
+    ends = np.asarray(matplotlib.colormaps[colormap]([0.0, 1.0])[:, :3]) * 255
+    np.testing.assert_allclose(row[[0, -1]], ends, atol=30)
+
+
+def test_cli_colormap_jet_keeps_the_papers_look(checkpoints, tmp_path, own_lines_only):
+    _video(tmp_path / "clip.mp4")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "stabn_tf.explain", str(tmp_path / "clip.mp4"),
+                             f"--checkpoint={checkpoints / 'stabn.keras'}", "--colormap=jet",
+                             f"--output_dir={out}"], capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    own_lines_only(result)
+    _assert_scale_strip(out / "clip.gif", "jet")
 
 
 @pytest.mark.parametrize("flag, message", [("--fps=0", "--fps=0.0: must be > 0"),

@@ -191,6 +191,12 @@ FLAG_FILES = {
                                  **_EXECUTION),
 }
 
+# Fine-tuning from corrections: the demo's model on converted records, short, from --init.
+FLAG_FILES["correction_finetune"] = dataclasses.replace(
+    FLAG_FILES["demo"], dataset="tfrecord", output_dir="runs/corrected", epochs=3,
+    base_lr=0.05, warmup_epochs=0.0, explain_every_epochs=0,
+    attention_supervision_weight=3.0, temporal_supervision_weight=10.0)
+
 
 @pytest.mark.parametrize("name", sorted(FLAG_FILES))
 def test_flag_files_resolve_to_the_settings_they_had(name, monkeypatch):

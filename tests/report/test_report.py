@@ -192,6 +192,11 @@ def test_report_in_headless_chromium(site, chromium, tmp_path):
             "return Array.from(document.querySelectorAll('#grid .card img')).map("
             "function (i) { return [i.naturalWidth, i.naturalHeight]; });")
         assert len(sizes) == CLIPS and all(w == h == 144 for w, h in sizes)
+        # A legend says what the thumbnails' overlay is: the map's grid and its scale.
+        legend = driver.find_element(By.CSS_SELECTOR, "p.scale")
+        assert "Spatial map Ms (2×2 cells" in legend.text and "viridis" in legend.text
+        assert "linear-gradient" in legend.find_element(By.CLASS_NAME, "ramp").get_attribute(
+            "style")
         driver.find_element(By.ID, "errors-only").click()
         cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")  # drawn anew
         shown = {c.get_attribute("data-name") for c in cards if c.is_displayed()}
@@ -292,6 +297,26 @@ def test_rerun_draws_nothing(site, checkpoint, tiny_tfrecords):
     assert again["rendered"] == 0
     assert {p: p.stat().st_mtime_ns for p in media} == before
     assert {p for p in (out / "media").rglob("*") if p.is_file()} == set(media)
+
+
+@pytest.mark.slow
+def test_another_colour_map_redraws_every_picture(site, checkpoint, tiny_tfrecords, tmp_path):
+    """--colormap=jet on a site drawn in viridis: every clip is drawn again, in jet, and
+    the gallery's legend says so."""
+    out = tmp_path / "site"
+    shutil.copytree(site[0], out)
+    thumbs = {p.name: p.read_bytes() for p in (out / "media").rglob("*.thumb.jpg")}
+    again = build_report(checkpoint=checkpoint, output_dir=str(out), files=_val(tiny_tfrecords),
+                         max_clips=CLIPS, tables=["table1"], num_clips=[1], progress=False,
+                         colormap="jet", log=lambda text: None)
+    assert again["rendered"] == CLIPS
+    redrawn = {p.name: p.read_bytes() for p in (out / "media").rglob("*.thumb.jpg")}
+    assert redrawn.keys() == thumbs.keys()
+    assert all(redrawn[name] != thumbs[name] for name in thumbs)
+    assert "(jet)" in (out / "gallery.html").read_text()
+    with pytest.raises(EvaluationError, match="colour map 'rainbow': choose from"):
+        build_report(checkpoint=checkpoint, output_dir=str(tmp_path / "other"),
+                     files=_val(tiny_tfrecords), colormap="rainbow", log=lambda text: None)
 
 
 @pytest.mark.slow
@@ -440,6 +465,28 @@ def _canvas_pixels(data: dict, box) -> np.ndarray:
                      (box[3] - x) / w]) * data["display"]
 
 
+def _picture(element) -> np.ndarray:
+    """What an element shows on the screen, as RGB pixels."""
+    with Image.open(io.BytesIO(element.screenshot_as_png)) as image:
+        return np.asarray(image.convert("RGB"), float)
+
+
+def _check_overlay(bare: np.ndarray, shown: np.ndarray, data: dict, t: int) -> None:
+    """The editor's Ms overlay of frame t is the pictures' one: each cell one colour of
+    the report's colour map for its value on the fixed 0..1 scale, at its opacity, over the
+    frame (checked at two points inside every cell: cells are drawn as cells)."""
+    scale, ms = data["scale"], np.asarray(data["ms"][t], float)
+    stops = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in scale["stops"]])
+    alpha, (h, w) = scale["alpha"], ms.shape
+    size = bare.shape[0]
+    for (i, j), value in np.ndenumerate(ms):
+        expected = stops[round(min(max(value, 0.0), 1.0) * (len(stops) - 1))]
+        for fy, fx in ((0.3, 0.3), (0.7, 0.6)):
+            y, x = int((i + fy) * size / h), int((j + fx) * size / w)
+            colour = (shown[y, x] - (1 - alpha) * bare[y, x]) / alpha
+            np.testing.assert_allclose(colour, expected, atol=12)
+
+
 def _records_by_id(pattern: str) -> dict:
     return {r.context.feature[tfrecord.CLIP_ID].bytes_list.value[0].decode(): r
             for r in (tf.train.SequenceExample.FromString(x.numpy())
@@ -513,9 +560,14 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
                     ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))  # a click selects it
             driver.find_element(By.ID, "delete-box").click()
         assert sorted(map(int, _stored(driver, other)["frames"])) == sorted(boxes_second)
+        # Frame 1 has no box left on it: the picture before and after the overlay.
+        t = 1
+        canvas = ed.frame_canvas(driver, other, other["frame_indices"][t])
+        bare = _picture(canvas)
         driver.find_element(By.ID, "overlay").click()  # the Ms overlay draws without errors
         driver.save_screenshot(str(tmp_path / "editor.png"))
         assert _console_errors(driver) == []
+        _check_overlay(bare, _picture(canvas), other, t)
 
         driver.find_element(By.LINK_TEXT, "Corrections").click()
         rows = driver.find_elements(By.CSS_SELECTOR, "#corrections tbody tr")

@@ -63,21 +63,25 @@
     status.textContent = count + ' boxes on ' + framed + ' frames, ' + active +
       ' action frames (kept in this browser)';
   }
-  function heatmap(t) {  // Ms of frame t as a small RGBA canvas, scaled up when drawn
+  // Ms of frame t as a small canvas, one pixel per map cell, coloured on the fixed 0..1
+  // scale of the report's pictures (data.scale: the same colour map and opacity); drawn
+  // scaled up without smoothing, so each cell shows as a square.
+  var stops = (data.scale && data.scale.stops || []).map(function (hex) {
+    return [1, 3, 5].map(function (i) { return parseInt(hex.slice(i, i + 2), 16); });
+  });
+  function heatmap(t) {
     var map = data.ms && data.ms[t];
-    if (!map) { return null; }
-    var h = map.length, w = map[0].length, low = Infinity, max = -Infinity;
-    map.forEach(function (row) {
-      row.forEach(function (v) { low = Math.min(low, v); max = Math.max(max, v); });
-    });
+    if (!map || !stops.length) { return null; }
+    var h = map.length, w = map[0].length;
     var small = document.createElement('canvas');
     small.width = w; small.height = h;
     var ctx = small.getContext('2d'), image = ctx.createImageData(w, h);
     for (var y = 0; y < h; y += 1) {
       for (var x = 0; x < w; x += 1) {
-        var v = max > low ? (map[y][x] - low) / (max - low) : 0, k = 4 * (y * w + x);
-        image.data[k] = 255; image.data[k + 1] = Math.round(255 * v); image.data[k + 2] = 0;
-        image.data[k + 3] = Math.round(150 * v);
+        var v = Math.min(1, Math.max(0, map[y][x])), k = 4 * (y * w + x);
+        var rgb = stops[Math.round(v * (stops.length - 1))];
+        image.data[k] = rgb[0]; image.data[k + 1] = rgb[1]; image.data[k + 2] = rgb[2];
+        image.data[k + 3] = 255;
       }
     }
     ctx.putImageData(image, 0, 0);
@@ -93,7 +97,13 @@
       ctx.imageSmoothingEnabled = true;
       ctx.drawImage(strip, t * S, 0, S, S, 0, 0, D, D);
     }
-    if (overlay.checked && heat && heat[t]) { ctx.drawImage(heat[t], 0, 0, D, D); }
+    if (overlay.checked && heat && heat[t]) {
+      ctx.save();
+      ctx.imageSmoothingEnabled = false;
+      ctx.globalAlpha = data.scale.alpha;
+      ctx.drawImage(heat[t], 0, 0, D, D);
+      ctx.restore();
+    }
     boxes[t].forEach(function (b, i) {
       var v = b.v, chosen = selected && selected.t === t && selected.i === i;
       ctx.lineWidth = chosen ? 3 : 2;
