@@ -4,14 +4,10 @@ another seed is refused in one line, and `--draw=direct` writes a box file the c
 reads."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "correction_loop.py"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
 
 # Runs in a fresh interpreter: the benchmark defines absl flags (--seed, --checkpoint)
 # that other commands define too.
@@ -34,11 +30,10 @@ print(json.dumps({{"corrections": corrections, "videos": sorted(videos),
 """
 
 
-def test_direct_corrections_and_the_fine_tune_command(tmp_path):
+def test_direct_corrections_and_the_fine_tune_command(tmp_path, python):
     code = PROBE.format(benchmarks=str(ROOT / "benchmarks"), checkpoint="/ckpt.keras",
                         work=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, env=ENV, cwd=tmp_path)
+    result = python("-c", code, env={"PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     (clip,) = out["corrections"].values()
@@ -53,15 +48,13 @@ def test_direct_corrections_and_the_fine_tune_command(tmp_path):
     assert not any(a.startswith("--epochs") for a in args)  # the recipe's length
 
 
-def test_a_checkpoint_of_another_seed_is_one_line(tmp_path):
+def test_a_checkpoint_of_another_seed_is_one_line(tmp_path, python):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "final.keras").write_bytes(b"")
     (run / "config.json").write_text(json.dumps({"seed": 1, "dataset": "synthetic"}))
-    result = subprocess.run([sys.executable, str(SCRIPT), "--seed=2",
-                             f"--checkpoint={run / 'checkpoints' / 'final.keras'}",
-                             f"--work_dir={tmp_path / 'work'}"],
-                            capture_output=True, text=True, timeout=300, env=ENV)
+    result = python(SCRIPT, "--seed=2", f"--checkpoint={run / 'checkpoints' / 'final.keras'}",
+                    f"--work_dir={tmp_path / 'work'}", env={"PYTHONPATH": str(ROOT)})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("--seed=2 but ")
     assert "was trained with --seed=1: pass that seed" in result.stderr
