@@ -6,6 +6,16 @@ import sys
 
 from stabn_tf.data.convert import lock
 
+
+def __getattr__(name: str):
+    """`command` for code that imports this module instead of running it (tests running
+    the converter in process): the command itself, without the early lock."""
+    if name == "command":
+        from stabn_tf.data.convert.cli import command
+        return command
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":
     output_dir = lock.output_dir_flag(sys.argv[1:])
     busy = lock.lock_early(output_dir) if output_dir else None
