@@ -341,7 +341,8 @@ def test_folder_layout_with_split_folders(tmp_path, write_video):
     root = tmp_path / "videos"
     for split, cls in (("train", "a"), ("train", "b"), ("val", "a"), ("val", "c")):
         (root / split / cls).mkdir(parents=True, exist_ok=True)
-        write_video(root / split / cls / "v.webm")
+        # Different names per split: one relative path in both would be one id twice.
+        write_video(root / split / cls / f"{split}.webm")
     manifest = convert.convert_dataset("folder", root, tmp_path / "out", workers=1,
                                        progress=False)
     assert read_labels(tmp_path / "out" / "labels.txt") == ["a", "b", "c"]
