@@ -196,15 +196,19 @@ def _captured_fds(into: tuple[io.StringIO, io.StringIO]):
 
 @contextlib.contextmanager
 def _absl_log_to(stream: io.StringIO):
-    """absl's log lines (a command's warnings) go to `stream`, as they go to a fresh
-    process's stderr; absl's handler otherwise keeps the stream it found at import."""
+    """absl's log lines (a command's warnings and INFO lines) go to `stream`, as they go to
+    a fresh process's stderr; absl's handler otherwise keeps the stream it found at
+    import."""
     from absl import logging as absl_logging
 
     handler = absl_logging.get_absl_handler().python_handler
     previous = handler.setStream(stream)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)  # a fresh `app.run` logs INFO lines too
     try:
         yield
     finally:
+        absl_logging.set_verbosity(verbosity)
         handler.setStream(previous)
 
 
