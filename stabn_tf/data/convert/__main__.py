@@ -11,7 +11,7 @@ def __getattr__(name: str):
     """`command` for code that imports this module instead of running it (tests running
     the converter in process): the command itself, without the early lock."""
     if name == "command":
-        from stabn_tf.data.convert.cli import command
+        from stabn_tf.data.convert.cli import command  # imports TensorFlow: on use only
         return command
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
