@@ -3,9 +3,12 @@
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow  # builds and fits a model
 def test_keras_snippet_runs():
     blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
               if "model.fit(clips" in b]

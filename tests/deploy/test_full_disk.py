@@ -138,6 +138,7 @@ def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_comma
     assert list((tmp_path / "serving" / "stabn").iterdir()) == []  # no version, no staging
 
 
+@pytest.mark.slow
 def test_openvino_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
                                         own_lines_only):
     """OpenVINO says a full disk as a bare `basic_ios::clear: iostream error`."""
@@ -163,6 +164,7 @@ def test_openvino_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
     assert list((tmp_path / "out").iterdir()) == []  # no IR, no staging folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command,name", [("export.tflite", "tiny.tflite"),
                                           ("export.openvino", "tiny.xml")])
 def test_exports_into_a_folder_that_refuses_files(checkpoint, tmp_path, command, name):

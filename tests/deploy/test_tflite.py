@@ -16,6 +16,10 @@ from stabn_tf.models import folding
 T, S, K = 4, 32, 5
 
 
+# Every test converts a model with the TFLite converter (10-30 s on 2 cores).
+pytestmark = pytest.mark.slow
+
+
 def run(flatbuffer: bytes, clips: np.ndarray) -> dict[str, np.ndarray]:
     runner = Interpreter(model_content=flatbuffer).get_signature_runner()
     outs = [runner(clips=clip[None]) for clip in clips]

@@ -138,6 +138,7 @@ def test_mixed_precision_keeps_logits_and_maps_float32(policy):
         assert np.all(np.isfinite(np.asarray(value))), key
 
 
+@pytest.mark.slow
 def test_plain_keras_fit_with_two_losses_and_per_head_metrics():
     model = stabn_tf.STABN.from_preset("stabn_tiny", **TINY)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
