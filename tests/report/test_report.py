@@ -654,18 +654,10 @@ NASTY = ("<script>alert(1)</script>", "\"quote'</b>", "line\u2028sep</script>&am
 
 
 @pytest.fixture(scope="module")
-def nasty_site(tiny_tfrecords, tmp_path_factory):
+def nasty_site(tiny_tfrecords, tmp_path_factory, named_clips):
     """A site whose class names and clip ids hold markup, quotes and U+2028."""
     root = tmp_path_factory.mktemp("nasty")
-    rng = np.random.default_rng(0)
-    with tf.io.TFRecordWriter(str(root / "validation-00000-of-00001.tfrecord")) as w:
-        for k, name in enumerate(NASTY):
-            jpegs = []
-            for _ in range(6):
-                buffer = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(buffer, "JPEG")
-                jpegs.append(buffer.getvalue())
-            w.write(tfrecord.make_sequence_example(name, k, name, jpegs))
+    named_clips(root / "validation-00000-of-00001.tfrecord", NASTY)
     names = list(NASTY) + [f"class {i}" for i in range(len(NASTY), 6)]
     keras.utils.set_random_seed(1)
     model = stabn_tf.build_stabn(num_classes=6, num_frames=4, image_size=32, depth=18,

@@ -2,17 +2,12 @@
 `--corrections` files with bad boxes or videos the report does not have: whole sites,
 one line per problem, nothing drawn before the corrections are known to be good."""
 
-import io
 import json
 
 import keras
-import numpy as np
 import pytest
-import tensorflow as tf
-from PIL import Image
 
 import stabn_tf
-from stabn_tf.data import tfrecord
 from stabn_tf.evaluate import EvaluationError
 from stabn_tf.explain import glyphs
 from stabn_tf.report import build_report
@@ -23,17 +18,9 @@ NAMES = ("take $x_1_2$ b", "price $5 or $6", "100% \\ back\\slash", "中文 视�
 
 
 @pytest.fixture(scope="module")
-def named(tmp_path_factory):
+def named(tmp_path_factory, named_clips):
     root = tmp_path_factory.mktemp("names")
-    rng = np.random.default_rng(0)
-    with tf.io.TFRecordWriter(str(root / "validation-00000-of-00001.tfrecord")) as w:
-        for k, name in enumerate(NAMES):
-            jpegs = []
-            for _ in range(6):
-                buffer = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(buffer, "JPEG")
-                jpegs.append(buffer.getvalue())
-            w.write(tfrecord.make_sequence_example(name, k, name, jpegs))
+    named_clips(root / "validation-00000-of-00001.tfrecord", NAMES)
     keras.utils.set_random_seed(1)
     model = stabn_tf.build_stabn(num_classes=len(NAMES), num_frames=4, image_size=32,
                                  depth=18, width_multiplier=0.125, class_names=list(NAMES))
