@@ -34,14 +34,21 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 #: Where a list or object value most likely ends: its closing bracket just before the next
 #: `, "key": [` or `{` of the outer object (the shapes of Something-Else's and the simple
-#: format's entries). A guess only: `_value` checks it.
+#: format's entries). A guess only: `_value` checks it. `_COMPACT_END` is the same guess
+#: for files written with `json.dump`'s default separators (Something-Else's are), found
+#: several times faster by its literal start; a file in another layout uses `_LIKELY_END`.
 _LIKELY_END = {"[": re.compile(r'(\}\s*\])\s*,\s*"(?:[^"\\]|\\.)*"\s*:\s*\['),
                "{": re.compile(r'(\})\s*,\s*"(?:[^"\\]|\\.)*"\s*:\s*\{')}
-#: orjson reads integers beyond 64 bits as floats (json: ints), so a value with a run of
-#: 19 digits is left to the standard decoder (found by mapping digits to "0" and
-#: everything else to " ": far faster than a regular expression).
-_LONG_DIGITS = b"0" * 19
-_DIGITS_ONLY = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_COMPACT_END = {"[": re.compile(r'(\}\]), "[^"\\]*": \['),
+                "{": re.compile(r'(\}), "[^"\\]*": \{')}
+#: orjson reads integers beyond 64 bits as floats (json: ints), so a value holding an
+#: integer part of 19 or more digits is left to the standard decoder. Found by mapping
+#: digits to "0", the characters that make a number a float (`.eE`) to "." and everything
+#: else to " ": such a run is then `b" " + 19 zeros` (a run after "." is a fraction, e.g.
+#: 0.0012345678901234567, which orjson reads as json does). Far faster than a regular
+#: expression.
+_LONG_INTEGER = b" " + b"0" * 19
+_DIGITS_ONLY = bytes(48 if 48 <= c <= 57 else 46 if c in b".eE" else 32 for c in range(256))
 _TYPE_OF_FIRST = {"[": "list", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
@@ -112,10 +119,25 @@ def _at_end(error: Exception, text: _Text) -> bool:
     return error.pos >= end or error.msg.startswith("Unterminated string")
 
 
-def _value(buf: str, i: int, read_enough: bool) -> tuple[object, int]:
+def _likely_end(buf: str, i: int, layout: list[bool]) -> re.Match | None:
+    """The likely end of the list or object at `i` (`_LIKELY_END`), looked for with
+    `_COMPACT_END` while `layout[0]` (the file still looks compact), which a file in
+    another layout turns off for the rest of it."""
+    kind = buf[i]
+    if layout[0]:
+        found = _COMPACT_END[kind].search(buf, i)
+        if found is not None:
+            return found
+    found = _LIKELY_END[kind].search(buf, i)
+    if found is not None:
+        layout[0] = False
+    return found
+
+
+def _value(buf: str, i: int, read_enough: bool, layout: list[bool]) -> tuple[object, int]:
     """(the value at `i`, where it ends), exactly as `json.JSONDecoder.raw_decode` gives
     them; `read_enough`: reading more would not help (the buffer holds the rest of the
-    file, or a chunk's worth after `i`).
+    file, or a chunk's worth after `i`); `layout`: `_likely_end`'s.
 
     With orjson installed, a list or object value is first cut at its likely end and
     decoded by orjson (3-4 times faster). The cut can only parse whole where it is the
@@ -127,25 +149,25 @@ def _value(buf: str, i: int, read_enough: bool) -> tuple[object, int]:
     end: `_Incomplete` then has more read first, instead of the standard decoder reading
     (several times slower) as far as the cut.
     """
-    likely = _LIKELY_END.get(buf[i]) if orjson is not None and i < len(buf) else None
-    found = likely.search(buf, i) if likely is not None else None
-    if likely is not None and found is None and not read_enough:
+    guess = orjson is not None and i < len(buf) and buf[i] in _LIKELY_END
+    found = _likely_end(buf, i, layout) if guess else None
+    if guess and found is None and not read_enough:
         raise _Incomplete
     if found is not None:
         try:
             text = buf[i:found.end(1)].encode()
-            if _LONG_DIGITS not in text.translate(_DIGITS_ONLY):
+            if _LONG_INTEGER not in text.translate(_DIGITS_ONLY):
                 return orjson.loads(text), found.end(1)
         except (UnicodeEncodeError, orjson.JSONDecodeError):
             pass
     return _DECODER.raw_decode(buf, i)
 
 
-def _entry(buf: str, i: int, first: bool, read_enough: bool
+def _entry(buf: str, i: int, first: bool, read_enough: bool, layout: list[bool]
            ) -> tuple[str | None, object, int]:
     """The entry after position `i` (just after the `{` or a `,`): (key, value, position
-    of the `,` or `}` after it); key None at the `}` of an empty object. `read_enough`:
-    as `_value`'s."""
+    of the `,` or `}` after it); key None at the `}` of an empty object. `read_enough`
+    and `layout`: as `_value`'s."""
     n = len(buf)
     i = _skip(buf, i)
     if i >= n:
@@ -160,7 +182,7 @@ def _entry(buf: str, i: int, first: bool, read_enough: bool
         raise _Incomplete
     if buf[i] != ":":
         raise json.JSONDecodeError("Expecting ':' delimiter", buf, i)
-    value, i = _value(buf, _skip(buf, i + 1), read_enough)
+    value, i = _value(buf, _skip(buf, i + 1), read_enough, layout)
     i = _skip(buf, i)
     if i >= n:  # also a number the buffer's end may have cut
         raise _Incomplete
@@ -191,11 +213,12 @@ def iter_object(path: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[tuple[str
             _refuse_other(text, i)
         i += 1  # just after the "{" or a ","
         count, last = 0, None
+        layout = [True]  # `_likely_end`'s: the file looks compact until it does not
         while True:
             try:
                 # Bounded: after a read, a chunk's worth follows `i` (unless the file ends).
                 entry = _entry(text.buf, i, count == 0,
-                               text.eof or len(text.buf) - i >= text.chunk)
+                               text.eof or len(text.buf) - i >= text.chunk, layout)
             except (_Incomplete, json.JSONDecodeError) as e:
                 if not _at_end(e, text):
                     raise text.error(e.msg, e.pos) from None

@@ -96,6 +96,28 @@ def test_random_files_and_every_cut(tmp_path, monkeypatch, with_orjson):
             assert _stream(path, chunk)[0] == "error", text[:cut]
 
 
+def test_a_file_that_changes_layout_and_numbers_with_long_digit_runs(tmp_path):
+    """Entries are found by their compact layout (`json.dump`'s separators) until the file
+    turns to another; a long run of digits reads as `json.load` reads it, whether an
+    integer part (an int beyond 64 bits) or a fraction."""
+    def video(k, value):
+        return [{"name": f"{k}/0001.jpg", "labels": [{"box2d": {
+            "x1": value, "y1": 0.5, "x2": 3.0, "y2": 4.0}, "standard_category": "hand"}]}]
+
+    values = [0.0012345678901234567, 12345678901234567890123, 1234567890123456789.5, 7.25]
+    def compact(first):
+        return ", ".join(f'"{k}": {json.dumps(video(k, v))}'
+                         for k, v in enumerate(values, first))
+
+    spaced = ",\n".join(f' "{k}" :\n{json.dumps(video(k, v), indent=2)}'
+                         for k, v in enumerate(values, 10))
+    text = "{" + compact(0) + ",\n" + spaced + ", " + compact(20) + "}"
+    path = tmp_path / "mixed.json"
+    path.write_text(text)
+    for chunk in (64, 4096, json_stream.CHUNK_CHARS):
+        assert repr(_stream(path, chunk)) == repr(_whole(text))
+
+
 def test_a_value_far_larger_than_the_buffer_is_read_whole(tmp_path):
     frames = [{"name": f"v/{f + 1:04d}.jpg", "labels": [{"box2d": {
         "x1": 1.0 + f / 7, "y1": 2.5, "x2": 30.0, "y2": 40.0}, "standard_category": "hand"}]}
