@@ -22,6 +22,9 @@ process of their own, so a stage's peak memory is its own: `ru_maxrss` of the pr
 - `convert`: `convert_dataset` of an SSv2 layout of tiny videos (16×16 px, 45 frames) with
   the N-video box files; `scale_convert.LISTED` says how many videos the layout lists.
 - `resume`: the same conversion again, with nothing left to do.
+- `convert_all`: the converter's command over a layout listing all N videos, stopped after
+  a few shards and run again (it resumes): set-up time and peak memory of both runs
+  (`scale_convert_all.py`).
 - `evaluate`: Tables 1+2 and the explanation-quality table of a tiny model on N
   synthetic validation videos (`scale_evaluate.py`; sizes of 100 and 1,000 suit it).
 - `report`: the explanation browser of a tiny model over N generated clips
@@ -51,6 +54,7 @@ STAGES = {
     "boxes_main": "scale_boxes_main",
     "convert": "scale_convert",
     "resume": "scale_resume",
+    "convert_all": "scale_convert_all",
     "evaluate": "scale_evaluate",
     "report": "scale_report",
 }

@@ -4,9 +4,39 @@ clips are each gigabytes."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 import sys
 from collections.abc import Mapping
+
+
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"),
+                       "malloc_trim", None)
+    except OSError:  # pragma: no cover - a Linux without a loadable C library
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> bool:
+    """Hands the memory freed so far back to the system: a garbage collection, then glibc's
+    `malloc_trim`. An export runs phases of gigabytes one after another (conversion,
+    calibration, quantization, the Keras reference, the exported model); the C library
+    keeps what one phase freed mapped, so without this the next phase's peak sits on
+    the last one's. Returns whether the C library could be asked (glibc only)."""
+    gc.collect()
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
 
 
 def peak_rss_bytes() -> int:

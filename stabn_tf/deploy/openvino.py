@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import io
 import json
 import logging
@@ -54,7 +53,7 @@ import numpy as np
 
 from stabn_tf.deploy import ExportError, Patterns
 from stabn_tf.deploy.faithfulness import require_faithful
-from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
+from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes, release_freed_memory
 from stabn_tf.deploy.tflite import (
     PARITY_TITLE,
     calibration_clips,
@@ -319,7 +318,7 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
     weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in edge.weights)
     ir = convert_to_openvino(edge)
     del edge  # the Keras clone is not needed past conversion (peak memory)
-    gc.collect()
+    release_freed_memory()
     converted = time.perf_counter()
     kept: list[str] = []
     region = head_region(ir)
@@ -349,13 +348,14 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
         staged = os.path.join(staging, os.path.basename(output))
         save_ir(ir, staged, weight_bytes // (4 if clips is not None else 1), shown=output)
         del ir
-        gc.collect()
+        release_freed_memory()
         write_atomic(config_path(staged), json.dumps(export_config(model, quantize), indent=1))
         report["bytes"] = os.path.getsize(staged) + os.path.getsize(weights_path(staged))
         if eval_data:
-            runner = OpenVINORunner(staged, precision=precision, num_threads=num_threads)
-            report["parity"] = runner_parity(model, runner.run, eval_data, num_eval)
-            del runner
+            report["parity"] = runner_parity(
+                model, lambda: OpenVINORunner(staged, precision=precision,
+                                              num_threads=num_threads).run,
+                eval_data, num_eval)
             what = f"the {quantize if quantize == 'int8' else 'float'} IR in {precision}"
             require_faithful(report["parity"], what, accept_unfaithful,
                              PARITY_TITLE + format_parity(report["parity"], "OpenVINO"),

@@ -42,6 +42,7 @@ import tensorflow as tf
 from stabn_tf.data import preprocess, tfrecord
 from stabn_tf.data.pipeline import list_files, make_dataset
 from stabn_tf.deploy import ExportError, Patterns, describe
+from stabn_tf.deploy.memory import release_freed_memory
 from stabn_tf.deploy.tflite import (
     compare_outputs,
     deployment_model,
@@ -248,7 +249,6 @@ def parity(path: str, model: VideoClassifier, file_pattern: Patterns,
     `serve_examples` as they are, the reference sees the eval pipeline's clips of the
     same records in the same order (one file at a time)."""
     files = list_files(file_pattern)
-    signature = tf.saved_model.load(path).signatures[SERVE_EXAMPLES]
     reference = deployment_model(with_precision(model, "float32"))
     batch = parity_batch_size(model.preprocessor)
     clips = make_dataset(files, preprocessor=model.preprocessor, training=False,
@@ -257,15 +257,23 @@ def parity(path: str, model: VideoClassifier, file_pattern: Patterns,
     if num_clips:
         clips = clips.unbatch().take(num_clips).batch(batch)
         records = records.unbatch().take(num_clips).batch(batch)
-    ref_out, served_out, labels = [], [], []
-    for (batch, targets), examples in zip(clips, records):
+    # The reference first, freed before the SavedModel runs (`tflite.runner_parity`).
+    ref_out, labels = [], []
+    for batch, targets in clips:
         want = reference(batch, training=False)
-        got = signature(examples=examples)
         ref_out.append({k: np.asarray(want[k]) for k in PARITY_OUTPUTS if k in want})
-        served_out.append({k: got[k].numpy() for k in PARITY_OUTPUTS if k in got})
         labels.append(targets[PERCEPTION].numpy())
     if not labels:
         raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
+    del reference, want
+    release_freed_memory()
+    signature = tf.saved_model.load(path).signatures[SERVE_EXAMPLES]
+    served_out = []
+    for examples in records:
+        got = signature(examples=examples)
+        served_out.append({k: got[k].numpy() for k in PARITY_OUTPUTS if k in got})
+    del signature, got
+    release_freed_memory()
     return compare_outputs(stack_outputs(ref_out), stack_outputs(served_out),
                            np.concatenate(labels))
 
@@ -279,10 +287,14 @@ def self_check(path: str, model: VideoClassifier, precision: str = "float32",
     side = preprocess.eval_short_side(preprocessor.image_size)
     frames = np.random.default_rng(seed).integers(
         0, 256, (1, preprocessor.num_frames, side, side, 3), dtype=np.uint8)
-    served = tf.saved_model.load(path).signatures[SERVING_DEFAULT](frames=frames_tensor(frames))
+    served = tf.saved_model.load(path).signatures[SERVING_DEFAULT](
+        frames=frames_tensor(frames))[PROBABILITIES].numpy()
+    release_freed_memory()  # the SavedModel's run, before the reference's (peak memory)
     reference = with_precision(model, "float32")
     expected = deployment_model(reference)(preprocessor(frames), training=False)[PROBABILITIES]
-    diff = float(np.abs(served[PROBABILITIES].numpy() - np.asarray(expected)).max())
+    del reference
+    release_freed_memory()
+    diff = float(np.abs(served - np.asarray(expected)).max())
     tolerance = SELF_CHECK_TOLERANCE[check_precision(precision)]
     if not diff <= tolerance:
         raise ExportError(f"self-check failed: the {precision} SavedModel's probabilities "

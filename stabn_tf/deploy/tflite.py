@@ -30,7 +30,6 @@ and checks the result, op by op:
 from __future__ import annotations
 
 import collections
-import gc
 import json
 import os
 import tempfile
@@ -47,7 +46,7 @@ from stabn_tf.data.pipeline import make_dataset
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, Patterns, describe
 from stabn_tf.deploy.faithfulness import require_faithful, verdict
-from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
+from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes, release_freed_memory
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain.metrics import pearson
 from stabn_tf.inference.litert import LiteRTRunner, config_path
@@ -198,6 +197,7 @@ def convert_to_tflite(
     # variables as uninitialised VAR_HANDLEs instead of freezing them.
     with tempfile.TemporaryDirectory() as export_dir:
         write_graph(model, export_dir, batch_size)
+        release_freed_memory()  # what tracing the graph left (peak memory)
         flatbuffer = _convert(export_dir, quantize, clips, shape, integer_input, keep_float)
         if integer and not keep_float and quantization_violations(flatbuffer, quantize):
             # The MLIR quantizer (the default) sometimes leaves a conv whose input also
@@ -259,6 +259,8 @@ def _convert(saved_model_dir: str, quantize: str, clips: Iterable[np.ndarray],
         flatbuffer = converter.convert()
         if keep_float:
             from tensorflow.lite.python import convert as lite_convert  # the debugger's call
+            del converter  # calibration is done: its graph and interpreter are freed
+            release_freed_memory()  # before the quantizer's own peak (memory)
             flatbuffer = lite_convert.mlir_quantize(
                 flatbuffer, input_data_type=tf.int8 if integer_input else tf.float32,
                 output_data_type=tf.float32, denylisted_ops=list(keep_float))
@@ -465,15 +467,21 @@ def parity(model: VideoClassifier, flatbuffer: bytes, file_pattern: Patterns,
     """`compare_outputs` of the TFLite model (run by LiteRT) against the Keras model
     (`deployment_model`, float32) on the first `num_clips` clips (0: all) of the
     TFRecords, with the model's own eval preprocessing; with top-1 accuracy of both."""
-    candidate = LiteRTRunner(model_content=flatbuffer, num_threads=num_threads)
-    return runner_parity(model, candidate.run, file_pattern, num_clips)
+    return runner_parity(
+        model, lambda: LiteRTRunner(model_content=flatbuffer, num_threads=num_threads).run,
+        file_pattern, num_clips)
 
 
 def runner_parity(model: VideoClassifier,
-                  run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+                  open_runner: Callable[[], Callable[[np.ndarray], Mapping[str, np.ndarray]]],
                   file_pattern: Patterns, num_clips: int = 0) -> dict[str, float]:
-    """`parity` of any exported model: `run` maps normalised clips `[B, T, S, S, 3]` to
-    its outputs by `deployment_model` name (e.g. a runner's `run`)."""
+    """`parity` of any exported model: `open_runner()` loads it and returns its `run`,
+    which maps normalised clips `[B, T, S, S, 3]` to its outputs by `deployment_model`
+    name (e.g. a runner's `run`).
+
+    The Keras reference sees every clip first and is freed before the exported model is
+    loaded: at full size each holds gigabytes while it runs, and one after the other
+    they do not add up (the clips are read twice, in the same fixed eval order)."""
     batch = parity_batch_size(model.preprocessor)
     data = make_dataset(file_pattern, preprocessor=model.preprocessor, training=False,
                         batch_size=batch)
@@ -481,15 +489,18 @@ def runner_parity(model: VideoClassifier,
         data = data.unbatch().take(num_clips).batch(batch)
     reference = deployment_model(model)
     ref_out: list[dict] = []
-    cand_out: list[dict] = []
     labels = []
     for clips, targets in data:
         ref_out.append({k: np.asarray(v) for k, v in reference(clips, training=False).items()})
-        cand_out.append(dict(run(clips.numpy())))
         labels.append(targets[PERCEPTION].numpy())
     if not labels:
         raise ExportError(f"{describe(file_pattern)} holds no clips to measure parity on")
-
+    del reference
+    release_freed_memory()
+    run = open_runner()
+    cand_out = [dict(run(clips.numpy())) for clips, _ in data]
+    del run
+    release_freed_memory()
     return compare_outputs(stack_outputs(ref_out), stack_outputs(cand_out),
                            np.concatenate(labels))
 
@@ -555,7 +566,7 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
                                    integer_input=integer_input, notify=notify,
                                    keep_float=keep_float)
     del edge  # the float graph is not needed past conversion (peak memory)
-    gc.collect()
+    release_freed_memory()
     report = {
         "output": output, "config": config_path(output), "quantize": quantize,
         "integer_input": integer_input, "keep_float": list(keep_float),
