@@ -35,7 +35,10 @@ def _run_until_shards(command: list[str], out: pathlib.Path) -> dict:
     time (to its first new shard), its peak RSS (`os.wait4`) and exit status."""
     before = _shards(out)
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Ctrl-C's default action in the child even where this process was started with it
+    # ignored (a background job of a shell), so the converter stops as a user's would.
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = None
     while time.perf_counter() - start < LIMIT_S and child.poll() is None:
         new = _shards(out) - before
