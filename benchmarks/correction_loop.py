@@ -21,7 +21,7 @@ with the explanation browser's editor:
 3. convert the dataset with `--boxes=<that file> --noground_truth_supervision`: only the
    corrected clips carry supervision, the synthetic ground truth stays for the metrics;
 4. fine-tune from the checkpoint with the recipe `--recipe`
-   (configs/correction_finetune.flags, the README's) and `--seed` (`--epochs` overrides
+   (configs/correction_finetune.flags, docs/explanations.md's) and `--seed` (`--epochs` overrides
    its length, each length from the checkpoint);
 5. evaluate the model before (cached in the work folder) and after on the held-out
    validation clips with `python -m stabn_tf.evaluate --tables=table1,explanation`
@@ -69,7 +69,7 @@ flags.DEFINE_enum("draw", "editor", ["editor", "direct"], "editor: draw the corr
                   "path); direct: write the same boxes and action frames straight into a "
                   "box file (no browser, no report: for trying recipes quickly).")
 flags.DEFINE_string("recipe", os.path.join(REPO, "configs/correction_finetune.flags"),
-                    "Flag file of the fine-tune (the README's recipe).")
+                    "Flag file of the fine-tune (docs/explanations.md's recipe).")
 flags.DEFINE_list("epochs", [], "Fine-tuning lengths tried (epochs, each from the "
                   "checkpoint); default: the recipe's.")
 flags.DEFINE_string("precision", "float32", "Precision of the evaluations.")

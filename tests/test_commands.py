@@ -33,11 +33,11 @@ def test_every_console_script_points_into_stabn_tf_at_a_callable():
         assert callable(getattr(importlib.import_module(module), attribute)), name
 
 
-def test_the_readme_lists_every_console_script_with_its_module():
-    readme = (ROOT / "README.md").read_text()
+def test_the_commands_page_lists_every_console_script_with_its_module():
+    page = (ROOT / "docs" / "commands.md").read_text()
     for name, target in SCRIPTS.items():
         module = target.split(":")[0].removesuffix(".__main__").removesuffix(".cli")
-        assert f"| `{name}` | `{module}`" in readme, name
+        assert f"| `{name}` | `{module}`" in page, name
 
 
 def test_help_of_every_console_script_shows_its_docstring_and_its_own_flags(run_command,

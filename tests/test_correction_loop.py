@@ -1,5 +1,5 @@
-"""benchmarks/correction_loop.py's wiring (the measurement itself takes minutes: see the
-README): the seed reaches the fine-tune, the recipe is the flag file, a checkpoint of
+"""benchmarks/correction_loop.py's wiring (the measurement itself takes minutes: see
+docs/evaluation.md): the seed reaches the fine-tune, the recipe is the flag file, a checkpoint of
 another seed is refused in one line, and `--draw=direct` writes a box file the converter
 reads."""
 

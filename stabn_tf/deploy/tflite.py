@@ -1,6 +1,6 @@
 """TFLite export of ST-ABN: builtin ops only, float or genuinely quantized.
 
-The network is written with 2D ops (README, "Why 2D ops only"), so it converts without
+The network is written with 2D ops (docs/deployment.md, "Why 2D ops only"), so it converts without
 CONV_3D, 3D pooling, custom or flex ops. This module turns a trained model into the shipped graph
 and checks the result, op by op:
 
@@ -18,7 +18,7 @@ and checks the result, op by op:
   the op types named in `keep_float` (int8 only). The export keeps `KEEP_FLOAT` (the
   classifier and temporal-attention dense layers, the softmax) in float32: with an int8
   classifier the demo checkpoint's near-tie clips flipped class (top-1 agreement 95.8 %
-  against Keras, 100 % with it kept float; README, "Faithful exports").
+  against Keras, 100 % with it kept float; docs/deployment.md, "Faithful exports").
 - `op_report` / `quantization_violations`: op histogram by type and kernel dtype, read
   from the interpreter's op and tensor details.
 - `compare_outputs`: parity and agreement numbers between two sets of outputs.

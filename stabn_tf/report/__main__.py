@@ -12,7 +12,7 @@ split, `--max_clips=N` the first N (of those), `--errors_only` the misclassified
 `--workers` drawing processes (0: every core); `--tables=none` skips the evaluation tables;
 `--precision` (auto: bfloat16 where the machine has bf16 units) is logged once and shown
 per model on the summary and in `models.json`; `--corrections=FILE` loads a box file
-the clip pages' editor exported (see the README's "Correcting explanations").
+the clip pages' editor exported (see docs/explanations.md, "Correcting explanations").
 Flags only: the work is `stabn_tf.report.build_report`. A usage error prints one line,
 `stabn_tf.report: error: ...`, and exits with status 2.
 """

@@ -92,8 +92,8 @@ def test_fusion_output_and_inversion_switch_without_touching_weights():
 
 
 def test_fusion_can_absorb_a_flipped_spatial_map_when_mt_is_constant():
-    """Why the loss does not fix which way round Ms comes out (README, "Explaining a
-    prediction"): with Mt = m everywhere, kernels (−Ws, Wt + 3·Ws/m) on 1−Ms give exactly
+    """Why the loss does not fix which way round Ms comes out (docs/explanations.md,
+    "Reading the figure"): with Mt = m everywhere, kernels (−Ws, Wt + 3·Ws/m) on 1−Ms give exactly
     the output of (Ws, Wt) on Ms, since (2−Ms)·(−Ws) + (Wt + 3Ws/m)·m = (1+Ms)·Ws + m·Wt."""
     f, ms, _ = _fusion_inputs()
     m = 0.5

@@ -183,7 +183,7 @@ def test_report_in_headless_chromium(site, chromium, tmp_path):
         assert len(cards) == CLIPS
         assert {c.get_attribute("data-name") for c in cards} == set(truth)
         assert not _broken_images(driver)
-        # Least confident first by default, as the README's caption says.
+        # Least confident first by default, as the caption in docs/explanations.md says.
         assert driver.find_element(By.ID, "sort").get_attribute("value") == "confidence:asc"
         confidences = [float(c.get_attribute("data-confidence")) for c in cards]
         assert confidences == sorted(confidences)

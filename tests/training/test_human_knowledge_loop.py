@@ -1,4 +1,4 @@
-"""The human-knowledge loop, as the README documents it: a trained checkpoint, boxes drawn
+"""The human-knowledge loop, as docs/explanations.md documents it: a trained checkpoint, boxes drawn
 by hand for a few clips (the simple format), conversion with `--boxes`, fine-tuning with
 `--init=<checkpoint>` and the supervision flags, before/after with `evaluate`."""
 

@@ -93,7 +93,7 @@ def test_a_run_resumed_mid_epoch_matches_an_uninterrupted_one(tiny_tfrecords, tm
 
 def _check_tidy(run):
     """A finished run: one backup copy, ordinary permissions, rounded results, and a
-    history whose `loss` is explained (README: the head losses + weight decay)."""
+    history whose `loss` is explained (docs/training.md: the head losses + weight decay)."""
     assert sorted(os.listdir(run / "backup")) == ["latest.weights.h5",
                                                   "training_metadata.json"]
     umask = os.umask(0)
@@ -116,7 +116,7 @@ def _check_tidy(run):
                              for w in model.trainable_weights if w.path.endswith("/kernel"))
     parts = float(last["val_perception_loss"]) + float(last["val_attention_loss"])
     assert float(last["val_loss"]) == pytest.approx(parts + penalty, rel=1e-4)
-    assert penalty > 0.01 * float(last["val_loss"])  # the difference the README explains
+    assert penalty > 0.01 * float(last["val_loss"])  # the difference docs/training.md explains
 
 
 def test_history_counts_epochs_from_one_and_reads_older_files(tmp_path):
