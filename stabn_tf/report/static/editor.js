@@ -180,10 +180,12 @@
     if (selected) { boxRole.value = boxes[selected.t][selected.i].role; }
     drawAll();
   }
+  // The canvas pixel under a pointer, whole (a page scrolled by a fraction of a pixel
+  // draws the same box as the keyboard's whole steps).
   function point(canvas, event) {
     var rect = canvas.getBoundingClientRect();
-    return {y: Math.min(Math.max((event.clientY - rect.top) * D / rect.height, 0), D),
-            x: Math.min(Math.max((event.clientX - rect.left) * D / rect.width, 0), D)};
+    return {y: Math.min(Math.max(Math.round((event.clientY - rect.top) * D / rect.height), 0), D),
+            x: Math.min(Math.max(Math.round((event.clientX - rect.left) * D / rect.width), 0), D)};
   }
   function inside(v, p) { return p.y >= v[0] && p.y <= v[2] && p.x >= v[1] && p.x <= v[3]; }
   // The selected box's handle or inside under p ({i, corner}: corner -1 for the inside).
@@ -278,7 +280,7 @@
     boxes[selected.t].splice(selected.i, 1);
     select(null);
     save('deleted a box on frame ' + frame, true);
-    announce('Deleted the box on frame ' + frame + '; Ctrl+Z undoes it');
+    announce('');  // the Undo notice says it
   }
   // The keyboard on a focused frame: N starts a box in its middle, Space or Enter selects
   // its next box, arrows move the selected box and Shift+arrows move its bottom or right
@@ -358,6 +360,7 @@
     });
     select(null);
     save('proposed boxes from the model', true);
+    announce('');
   }
 
   canvases.forEach(function (canvas) {
@@ -407,7 +410,7 @@
     checks.forEach(function (box) { box.checked = false; });
     select(null);
     save('cleared this clip', true);
-    announce('Cleared this clip; Ctrl+Z undoes it');
+    announce('');
   });
   load();
   showStatus();

@@ -68,5 +68,6 @@
       if (!undo()) { say('Nothing to undo.', false); }
     }
   });
+  notice();  // the live region is there before anything is said in it
   window.STABN_UNDO = {record: record, undo: undo, say: say};
 }());
