@@ -839,6 +839,7 @@ def test_a_clip_from_the_corrections_file_says_where_it_is_kept(site, chromium, 
         assert _status(driver).startswith(file_label)
         assert "kept in this browser" not in _status(driver)
         assert _snapshot(driver, data) is None
+        driver.execute_script("document.getElementById('editor-status').scrollIntoView();")
         driver.save_screenshot(str(tmp_path / "from_file.png"))
         # A click selects the file's box: nothing changes, nothing is stored.
         ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), (100, 100), (100, 100))
