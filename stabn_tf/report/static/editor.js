@@ -102,8 +102,8 @@
     var active = checks.filter(function (box) { return box.checked; }).length;
     status.textContent = count + (count === 1 ? ' box on ' : ' boxes on ') + framed +
       (framed === 1 ? ' frame, ' : ' frames, ') + active +
-      (active === 1 ? ' action frame (' : ' action frames (') + (WHERE[source] || 'nothing stored yet') + ')';
-    status.dataset.source = source || 'none';
+      (active === 1 ? ' action frame (' : ' action frames (') +
+      (WHERE[source] || 'nothing stored yet') + ')';
   }
   function announce(text) { live.textContent = text; }
   // "box 1 of 2 on frame 12 (object): top 40, left 48, bottom 120, right 152 of 224 px"
