@@ -667,6 +667,14 @@ def _status(driver) -> str:
     return driver.find_element(By.ID, "editor-status").text
 
 
+def _watch_pointers(driver) -> None:
+    """From now on `window.seen` lists the pointerType of each press on a frame."""
+    driver.execute_script(
+        "window.seen = []; document.querySelectorAll('#frames canvas').forEach("
+        "function (c) { c.addEventListener('pointerdown', function (e) {"
+        " window.seen.push(e.pointerType); }); });")
+
+
 def _press(driver, *keys) -> None:
     ActionChains(driver).send_keys(*keys).perform()
 
@@ -688,10 +696,7 @@ def test_keyboard_touch_and_pen_draw_what_the_mouse_draws(site, chromium, tmp_pa
         frame = data["frame_indices"][0]
         assert data["display"] == 224  # the keyboard's steps below assume it
         target = [40, 48, 120, 152]
-        driver.execute_script(
-            "window.seen = []; document.querySelectorAll('#frames canvas').forEach("
-            "function (c) { c.addEventListener('pointerdown', function (e) {"
-            " window.seen.push(e.pointerType); }); });")
+        _watch_pointers(driver)
         ed.drag(driver, ed.frame_canvas(driver, data, frame), target[:2], target[2:])
         mouse = _exported(driver, data)
         box = mouse[clip]["frames"][str(frame)][0]
@@ -701,10 +706,7 @@ def test_keyboard_touch_and_pen_draw_what_the_mouse_draws(site, chromium, tmp_pa
         for pointer in ("touch", "pen"):
             driver.execute_script("window.localStorage.clear();")
             data = ed.open_clip(driver, str(out), clip)
-            driver.execute_script(
-                "window.seen = []; document.querySelectorAll('#frames canvas').forEach("
-                "function (c) { c.addEventListener('pointerdown', function (e) {"
-                " window.seen.push(e.pointerType); }); });")
+            _watch_pointers(driver)
             assert _exported(driver, data) == {}
             ed.drag(driver, ed.frame_canvas(driver, data, frame), target[:2], target[2:],
                     pointer=pointer)
@@ -809,6 +811,7 @@ def test_clear_and_forget_can_be_undone(site, chromium, tmp_path):
             else:
                 _ctrl_z(driver)
             assert driver.find_elements(By.CSS_SELECTOR, row), how
+            driver.save_screenshot(str(tmp_path / f"forget_undone_{how}.png"))
             assert _snapshot(driver, data) == kept
         _ctrl_z(driver)  # nothing left to undo on this page: said, nothing changed
         assert bar.text.startswith("Nothing to undo") and _snapshot(driver, data) == kept
