@@ -101,7 +101,8 @@
       row.appendChild(cell);
       body.appendChild(row);
     });
-    document.getElementById('corrections-count').textContent = clips.length + ' corrected clips';
+    document.getElementById('corrections-count').textContent = clips.length +
+      (clips.length === 1 ? ' corrected clip' : ' corrected clips');
     document.getElementById('no-corrections').hidden = clips.length > 0;
   }
   document.getElementById('export').addEventListener('click', function () {
