@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions import interaction
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.pointer_input import PointerInput
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
@@ -84,16 +87,32 @@ def to_canvas(data: dict, box: Sequence[float]) -> list[float]:
             (box[3] - x) / w * d]
 
 
-def drag(driver, canvas, start: Sequence[float], end: Sequence[float]) -> None:
-    """Presses at canvas pixel `start` (y, x), moves to `end` and releases."""
+def drag(driver, canvas, start: Sequence[float], end: Sequence[float],
+         pointer: str = "mouse") -> None:
+    """Presses at canvas pixel `start` (y, x), moves to `end` and releases, with a mouse,
+    a finger (`pointer="touch"`) or a pen (`"pen"`): WebDriver's own input, which the page
+    sees as Pointer Events of that pointerType."""
     size = canvas.size
     y0, x0 = round(start[0]), round(start[1])
     y1, x1 = round(end[0]), round(end[1])
-    (ActionChains(driver)
-     .move_to_element_with_offset(canvas, x0 - size["width"] // 2, y0 - size["height"] // 2)
-     .click_and_hold().move_by_offset((x1 - x0) // 2, (y1 - y0) // 2)
-     .move_by_offset(x1 - x0 - (x1 - x0) // 2, y1 - y0 - (y1 - y0) // 2)
-     .release().perform())
+    if pointer == "mouse":
+        (ActionChains(driver)
+         .move_to_element_with_offset(canvas, x0 - size["width"] // 2,
+                                      y0 - size["height"] // 2)
+         .click_and_hold().move_by_offset((x1 - x0) // 2, (y1 - y0) // 2)
+         .move_by_offset(x1 - x0 - (x1 - x0) // 2, y1 - y0 - (y1 - y0) // 2)
+         .release().perform())
+        return
+    kinds = {"touch": interaction.POINTER_TOUCH, "pen": interaction.POINTER_PEN}
+    if pointer not in kinds:
+        raise ValueError(f"pointer {pointer!r} is not one of mouse, touch, pen")
+    actions = ActionBuilder(driver, mouse=PointerInput(kinds[pointer], pointer))
+    centre = size["height"] // 2, size["width"] // 2
+    (actions.pointer_action
+     .move_to(canvas, x0 - centre[1], y0 - centre[0]).pointer_down()
+     .move_to(canvas, (x0 + x1) // 2 - centre[1], (y0 + y1) // 2 - centre[0])
+     .move_to(canvas, x1 - centre[1], y1 - centre[0]).pointer_up())
+    actions.perform()
 
 
 def draw_box(driver, data: dict, frame: int, box, role: str | None = None) -> list[int]:

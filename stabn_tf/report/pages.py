@@ -24,7 +24,7 @@ from stabn_tf.report.clips import THUMB_SUFFIX
 from stabn_tf.report.models import ReportModel
 
 #: The site's own scripts and style sheet, copied into `assets/`.
-STATIC_FILES = ("report.css", "gallery.js", "corrections-store.js", "editor.js",
+STATIC_FILES = ("report.css", "gallery.js", "corrections-store.js", "undo.js", "editor.js",
                 "corrections.js")
 #: Side of a frame in the clip page's editor, in CSS pixels.
 EDITOR_DISPLAY = 224

@@ -27,6 +27,7 @@ from selenium.webdriver.support.select import Select
 
 import stabn_tf
 import stabn_tf.report.models
+import stabn_tf.report.pages
 import stabn_tf.report.site
 from stabn_tf.data import list_files, read_labels, tfrecord
 from stabn_tf.deploy import openvino, tflite
@@ -649,6 +650,221 @@ def test_editor_draws_exports_and_converts(site, chromium, checkpoint, tiny_tfre
         labels = [f.int64_list.value[0] for f in lists["clip/active"].feature]
         assert labels == [int(any(lo <= i <= hi for lo, hi in ranges))
                           for i in range(len(labels))]
+
+def _snapshot(driver, data: dict) -> str | None:
+    """The clip's item in the browser's storage, as stored (None: nothing kept there)."""
+    return driver.execute_script("return window.STABN_STORE.snapshot(arguments[0], "
+                                 "arguments[1]);", data["checkpoint"], data["clip"])
+
+
+def _exported(driver, data: dict) -> dict:
+    """What the Corrections page's Export writes, as an object."""
+    return driver.execute_script("return window.STABN_STORE.exportObject(arguments[0]);",
+                                 data["checkpoint"])
+
+
+def _status(driver) -> str:
+    return driver.find_element(By.ID, "editor-status").text
+
+
+def _watch_pointers(driver) -> None:
+    """From now on `window.seen` lists the pointerType of each press on a frame."""
+    driver.execute_script(
+        "window.seen = []; document.querySelectorAll('#frames canvas').forEach("
+        "function (c) { c.addEventListener('pointerdown', function (e) {"
+        " window.seen.push(e.pointerType); }); });")
+
+
+def _press(driver, *keys) -> None:
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def _ctrl_z(driver) -> None:
+    ActionChains(driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+
+
+def test_keyboard_touch_and_pen_draw_what_the_mouse_draws(site, chromium, tmp_path):
+    """One box drawn with the mouse, with the keyboard alone (Tab to the frame, N, arrows,
+    Shift+arrows: each step said in the live line) and by finger and by pen (Pointer
+    Events of those types): the same exported box file each time."""
+    out, _ = site
+    ed = _benchmark("editor_driver")
+    clip = json.loads((out / "clips.json").read_text())[0]["clip"]
+    driver = ed.chrome(str(tmp_path), *chromium)
+    try:
+        data = ed.open_clip(driver, str(out), clip)
+        frame = data["frame_indices"][0]
+        assert data["display"] == 224  # the keyboard's steps below assume it
+        target = [40, 48, 120, 152]
+        _watch_pointers(driver)
+        ed.drag(driver, ed.frame_canvas(driver, data, frame), target[:2], target[2:])
+        mouse = _exported(driver, data)
+        box = mouse[clip]["frames"][str(frame)][0]
+        np.testing.assert_allclose(_canvas_pixels(data, box), target, atol=0.5)
+        assert driver.execute_script("return window.seen;") == ["mouse"]
+
+        for pointer in ("touch", "pen"):
+            driver.execute_script("window.localStorage.clear();")
+            data = ed.open_clip(driver, str(out), clip)
+            _watch_pointers(driver)
+            assert _exported(driver, data) == {}
+            ed.drag(driver, ed.frame_canvas(driver, data, frame), target[:2], target[2:],
+                    pointer=pointer)
+            assert driver.execute_script("return window.seen;") == [pointer]
+            assert _exported(driver, data) == mouse, pointer
+
+        driver.execute_script("window.localStorage.clear();")
+        data = ed.open_clip(driver, str(out), clip)
+        ed.frame_canvas(driver, data, frame)
+        driver.execute_script("document.getElementById('clear-clip').focus();")
+        _press(driver, Keys.TAB)
+        focused = driver.switch_to.active_element
+        assert (focused.tag_name, focused.get_attribute("data-t")) == ("canvas", "0")
+        live = driver.find_element(By.ID, "editor-live")
+        _press(driver, Keys.ARROW_UP)
+        assert "No box selected" in live.text
+        _press(driver, "n")
+        assert live.text == (f"New box 1 of 1 on frame {frame} (object): top 84, left 84, "
+                             f"bottom 140, right 140 of 224 px")
+        _press(driver, *[Keys.ARROW_UP] * 11, *[Keys.ARROW_LEFT] * 9)
+        ActionChains(driver).key_down(Keys.SHIFT).send_keys(
+            *[Keys.ARROW_DOWN] * 6, *[Keys.ARROW_RIGHT] * 12).key_up(Keys.SHIFT).perform()
+        assert live.text.endswith("top 40, left 48, bottom 120, right 152 of 224 px")
+        # Ctrl: a pixel a press; a box never leaves the frame.
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys(Keys.ARROW_RIGHT).key_up(
+            Keys.CONTROL).perform()
+        assert live.text.endswith("top 40, left 49, bottom 120, right 153 of 224 px")
+        _press(driver, Keys.ARROW_LEFT)
+        assert live.text.endswith("left 45, bottom 120, right 149 of 224 px")
+        _press(driver, *[Keys.ARROW_RIGHT] * 60)
+        assert live.text.endswith("left 120, bottom 120, right 224 of 224 px")
+        _press(driver, *[Keys.ARROW_LEFT] * 18)
+        driver.save_screenshot(str(tmp_path / "keyboard.png"))
+        assert _exported(driver, data) == mouse
+        # A second box, then Space walks the boxes and Delete removes the selected one.
+        _press(driver, "n")
+        assert live.text.startswith("New box 2 of 2")
+        _press(driver, " ")
+        assert live.text.startswith("box 1 of 2")
+        _press(driver, " ")
+        assert live.text.startswith("box 2 of 2")
+        _press(driver, Keys.DELETE)
+        assert _exported(driver, data) == mouse
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
+
+def test_clear_and_forget_can_be_undone(site, chromium, tmp_path):
+    """"Clear this clip" and the Corrections page's "forget" put back exactly what was
+    there (the stored item itself: boxes, roles, action frames) with the notice's Undo
+    button and with Ctrl+Z; so does Delete."""
+    out, _ = site
+    ed = _benchmark("editor_driver")
+    clip = json.loads((out / "clips.json").read_text())[1]["clip"]
+    driver = ed.chrome(str(tmp_path), *chromium)
+    try:
+        data = ed.open_clip(driver, str(out), clip)
+        frames = data["frame_indices"]
+        ed.draw_box(driver, data, frames[0], _source_box(data, [30, 30, 120, 140]))
+        ed.draw_box(driver, data, frames[2], {"box": _source_box(data, [60, 20, 200, 100]),
+                                              "role": "hand"})
+        ed.mark_active(driver, data, frames[1:3])
+        kept = _snapshot(driver, data)
+        status = _status(driver)
+        assert status.startswith("2 boxes on 2 frames, 2 action frames")
+        bar = driver.find_element(By.CSS_SELECTOR, ".undo")
+        for how in ("button", "ctrl+z"):
+            driver.find_element(By.ID, "clear-clip").click()
+            assert json.loads(_snapshot(driver, data))["frames"] == {}
+            assert _status(driver).startswith("0 boxes on 0 frames, 0 action frames")
+            assert bar.is_displayed() and bar.text.startswith("Cleared this clip.")
+            if how == "button":
+                driver.save_screenshot(str(tmp_path / "cleared.png"))
+                driver.find_element(By.ID, "undo").click()
+            else:
+                _ctrl_z(driver)
+            assert _snapshot(driver, data) == kept, how
+            assert _status(driver) == status
+            ticks = driver.find_elements(By.CSS_SELECTOR, "#frames input.active")
+            assert [t.is_selected() for t in ticks] == [False, True, True, False]
+            assert "Undone: cleared this clip" in bar.text
+        # Delete, then Ctrl+Z: the box is back, role and all.
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[2]), (100, 60), (100, 60))
+        _press(driver, Keys.DELETE)
+        assert str(frames[2]) not in json.loads(_snapshot(driver, data))["frames"]
+        _ctrl_z(driver)
+        assert _snapshot(driver, data) == kept
+        assert _console_errors(driver) == []
+
+        driver.get((out / "corrections.html").as_uri())
+        row = f'#corrections tbody tr[data-clip="{clip}"]'
+        assert driver.find_element(By.CSS_SELECTOR, row).text.count("this browser") == 1
+        for how in ("button", "ctrl+z"):
+            driver.find_element(By.CSS_SELECTOR, f"{row} button").click()
+            assert not driver.find_elements(By.CSS_SELECTOR, row)
+            bar = driver.find_element(By.CSS_SELECTOR, ".undo")
+            assert bar.is_displayed() and bar.text.startswith("Forgot ")
+            if how == "button":
+                driver.save_screenshot(str(tmp_path / "forgot.png"))
+                driver.find_element(By.ID, "undo").click()
+            else:
+                _ctrl_z(driver)
+            assert driver.find_elements(By.CSS_SELECTOR, row), how
+            driver.save_screenshot(str(tmp_path / f"forget_undone_{how}.png"))
+            assert _snapshot(driver, data) == kept
+        _ctrl_z(driver)  # nothing left to undo on this page: said, nothing changed
+        assert bar.text.startswith("Nothing to undo") and _snapshot(driver, data) == kept
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
+
+def test_a_clip_from_the_corrections_file_says_where_it_is_kept(site, chromium, tmp_path):
+    """A clip loaded with --corrections is "from the corrections file" until an edit
+    stores it in the browser ("kept in this browser"); selecting a box changes nothing, and
+    undoing the first edit makes it the file's again."""
+    out, _ = site
+    ed = _benchmark("editor_driver")
+    copy = tmp_path / "site"
+    shutil.copytree(out, copy)
+    clip = json.loads((out / "clips.json").read_text())[0]["clip"]
+    driver = ed.chrome(str(tmp_path), *chromium)
+    try:
+        data = ed.open_clip(driver, str(copy), clip)
+        frames = data["frame_indices"]
+        box = [round(v, 6) for v in _source_box(data, [40, 40, 160, 160])]
+        (copy / "assets" / "corrections-data.js").write_text(stabn_tf.report.pages
+                                                             .corrections_script(
+            {clip: {"frames": {str(frames[1]): [box]}, "active_frames": [frames[1]]}}))
+        driver.refresh()
+        file_label = "1 box on 1 frame, 1 action frame (from the corrections file"
+        assert _status(driver).startswith(file_label)
+        assert "kept in this browser" not in _status(driver)
+        assert _snapshot(driver, data) is None
+        driver.execute_script("document.getElementById('editor-status').scrollIntoView();")
+        driver.save_screenshot(str(tmp_path / "from_file.png"))
+        # A click selects the file's box: nothing changes, nothing is stored.
+        ed.drag(driver, ed.frame_canvas(driver, data, frames[1]), (100, 100), (100, 100))
+        assert driver.find_element(By.ID, "delete-box").is_enabled()
+        assert _snapshot(driver, data) is None and _status(driver).startswith(file_label)
+        ed.mark_active(driver, data, [frames[2]])
+        assert _status(driver) == "1 box on 1 frame, 2 action frames (kept in this browser)"
+        assert json.loads(_snapshot(driver, data))["frames"] == {str(frames[1]): [box]}
+        _ctrl_z(driver)
+        assert _snapshot(driver, data) is None and _status(driver).startswith(file_label)
+        driver.find_element(By.ID, "clear-clip").click()
+        assert _status(driver) == "0 boxes on 0 frames, 0 action frames (kept in this browser)"
+        driver.find_element(By.ID, "undo").click()
+        assert _snapshot(driver, data) is None and _status(driver).startswith(file_label)
+        driver.get((copy / "corrections.html").as_uri())
+        cells = driver.find_elements(By.CSS_SELECTOR,
+                                     f'#corrections tbody tr[data-clip="{clip}"] td')
+        assert cells[-2].text == "corrections file"
+        assert _console_errors(driver) == []
+    finally:
+        driver.quit()
+
 
 NASTY = ("<script>alert(1)</script>", "\"quote'</b>", "line\u2028sep</script>&amp;")
 

@@ -22,14 +22,42 @@
     return {frames: copy(entry.frames || {}), active_frames: copy(entry.active_frames || []),
             updated: 0, source: 'file'};
   }
-  // The browser's entry when it has one (its edits are the newer ones), else the file's.
+  // The browser's entry when it has one (its edits are the newer ones), else the file's;
+  // "source" says which ("browser" or "file").
   function read(checkpoint, clip) {
-    var text = null;
-    try { text = window.localStorage.getItem(itemKey(checkpoint, clip)); } catch (e) { /* off */ }
+    var text = snapshot(checkpoint, clip);
     if (text) {
-      try { return JSON.parse(text); } catch (e) { /* a damaged item: fall back */ }
+      try {
+        var entry = JSON.parse(text);
+        entry.source = 'browser';
+        return entry;
+      } catch (e) { /* a damaged item: fall back */ }
     }
     return fromFile(clip);
+  }
+  // The clip's stored text as it is (null when this browser keeps nothing for it), and
+  // that text put back (null: the item removed): what Undo restores.
+  function snapshot(checkpoint, clip) {
+    try { return window.localStorage.getItem(itemKey(checkpoint, clip)); } catch (e) {
+      return null;  // storage off
+    }
+  }
+  function restore(checkpoint, clip, text) {
+    if (text === null) {
+      window.localStorage.removeItem(itemKey(checkpoint, clip));
+    } else {
+      window.localStorage.setItem(itemKey(checkpoint, clip), text);
+    }
+  }
+  // Whether two entries hold the same corrections (what is stored, not when).
+  function same(a, b) {
+    function text(entry) {
+      var frames = (entry && entry.frames) || {};
+      return JSON.stringify([Object.keys(frames).sort().map(function (key) {
+        return [key, frames[key]];
+      }), (entry && entry.active_frames) || []]);
+    }
+    return text(a) === text(b);
   }
   function write(checkpoint, clip, entry) {
     entry.updated = Date.now();
@@ -90,6 +118,7 @@
     return out;
   }
   window.STABN_STORE = {read: read, write: write, forget: forget, all: all, isEmpty: isEmpty,
+                        snapshot: snapshot, restore: restore, same: same,
                         activeFrames: activeFrames, isActive: isActive,
                         exportObject: exportObject};
 }());

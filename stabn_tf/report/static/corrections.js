@@ -3,7 +3,7 @@
 (function () {
   'use strict';
   var info = JSON.parse(document.getElementById('clips-data').textContent);
-  var store = window.STABN_STORE;
+  var store = window.STABN_STORE, undo = window.STABN_UNDO;
   var COLORS = {object: '#f59e0b', hand: '#06b6d4'};
   var THUMB = 96;
   var body = document.querySelector('#corrections tbody');
@@ -80,14 +80,29 @@
       boxes.className = 'boxes';
       row.appendChild(boxes);
       row.appendChild(text('td', describeActive(entry)));
+      row.appendChild(text('td', entry.source === 'browser' ? 'this browser' :
+                                   'corrections file'));
       var cell = document.createElement('td'), forget = text('button', 'forget');
       forget.type = 'button';
-      forget.addEventListener('click', function () { store.forget(info.checkpoint, clip); show(); });
+      forget.addEventListener('click', function () {
+        var before = store.snapshot(info.checkpoint, clip);
+        try {
+          store.forget(info.checkpoint, clip);
+        } catch (e) {
+          undo.say('Not forgotten: this browser refuses to store the change (' + e.name + ').',
+                   false);
+          return;
+        }
+        undo.record({checkpoint: info.checkpoint, clip: clip, before: before,
+                     what: 'forgot ' + (shown ? shown.stem : clip), then: show}, true);
+        show();
+      });
       cell.appendChild(forget);
       row.appendChild(cell);
       body.appendChild(row);
     });
-    document.getElementById('corrections-count').textContent = clips.length + ' corrected clips';
+    document.getElementById('corrections-count').textContent = clips.length +
+      (clips.length === 1 ? ' corrected clip' : ' corrected clips');
     document.getElementById('no-corrections').hidden = clips.length > 0;
   }
   document.getElementById('export').addEventListener('click', function () {
