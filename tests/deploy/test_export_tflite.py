@@ -116,17 +116,16 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
 
 @pytest.mark.slow
 def test_int8_export_of_a_run_with_few_training_clips_calibrates_on_them(
-        model, tiny_tfrecords, tmp_path, own_lines_only, run_command):
-    """Issue 15 item 7: 5 training clips, --num_representative at its default of 128. In
-    this process: a fresh one's start-up lines are the test above's."""
+        model, tiny_tfrecords, tmp_path, own_lines_only, python):
+    """Issue 15 item 7: 5 training clips, --num_representative at its default of 128."""
     train = write_records(tmp_path / "train-small.tfrecord",
                           f"{tiny_tfrecords}/train-*.tfrecord", 5)
     checkpoint = make_run(tmp_path / "run", model, train,
                           f"{tiny_tfrecords}/validation-*.tfrecord")
     output = tmp_path / "small_int8.tflite"
-    result = run_command("export.tflite", f"--checkpoint={checkpoint}", "--quantize=int8",
-                         f"--output={output}", "--num_eval=4", "--accept_unfaithful",
-                         "--keep_float=")  # every op int8
+    result = python("-m", "export.tflite", f"--checkpoint={checkpoint}", "--quantize=int8",
+                    f"--output={output}", "--num_eval=4", "--accept_unfaithful",
+                    "--keep_float=")  # every op int8
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     own_lines_only(result)
