@@ -269,15 +269,17 @@ def test_split_defaults_to_the_runs_validation_files(tmp_path):
 
 @pytest.mark.slow
 def test_cli_works_from_the_keras_file_alone(models, tiny_tfrecords, tmp_path, own_lines_only,
-                                            python):
+                                            run_command):
     """No run directory next to the checkpoint: the model carries everything evaluation
-    needs (frames, size, classes, kind)."""
+    needs (frames, size, classes, kind). In this process: a fresh one's start-up lines are
+    checked by the CLI test above."""
     alone = tmp_path / "somewhere" / "model.keras"
     alone.parent.mkdir()
     shutil.copy(models["stabn"], alone)
-    result = python("-m", "stabn_tf.evaluate", f"--checkpoint={alone}",
-                    f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2", "--num_clips=1",
-                    "--invert=none,both", "--max_videos=4", "--batch_size=4")
+    result = run_command("stabn_tf.evaluate", f"--checkpoint={alone}",
+                         f"--files={_val(tiny_tfrecords)}", "--tables=table1,table2",
+                         "--num_clips=1", "--invert=none,both", "--max_videos=4",
+                         "--batch_size=4")
     assert result.returncode == 0, result.stderr[-3000:]
     own_lines_only(result)
     assert "| 3D ResNet-18 ×0.125 + ST-ABN | 4 |" in result.stdout

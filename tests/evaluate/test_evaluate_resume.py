@@ -262,11 +262,11 @@ def test_two_workers_merge_into_the_one_process_results(checkpoint, tiny_tfrecor
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for out, env in zip(outs, _cluster_envs(2), strict=True)]
     try:
+        single = run_command(*args(tmp_path / "single"))  # meanwhile: the workers wait a lot
         finished = [p.communicate(timeout=900) + (p.returncode,) for p in procs]
     finally:
         for p in procs:
             p.kill()
-    single = run_command(*args(tmp_path / "single"))
     for _, err, code in finished + [(single.stdout, single.stderr, single.returncode)]:
         assert code == 0, err[-3000:]
     assert "process 1 of 2" in finished[0][1] and "process 2 of 2" in finished[1][1]

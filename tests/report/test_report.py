@@ -366,7 +366,7 @@ def test_openvino_ir_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_lines_only,
-                                     python):
+                                     run_command):
     def report(**kwargs):
         settings = dict(checkpoint=checkpoint, output_dir=str(tmp_path / "out"),
                         files=_val(tiny_tfrecords), tables=[], progress=False,
@@ -402,9 +402,10 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     other.save(tmp_path / "eight.keras")
     with pytest.raises(EvaluationError, match="different clips"):
         report(compare_checkpoint=str(tmp_path / "eight.keras"))
-    # The command: one line, status 2.
-    done = python("-m", "stabn_tf.report", f"--checkpoint={checkpoint}",
-                  f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}", timeout=120)
+    # The command: one line, status 2 (in this process: a fresh one's start-up lines are
+    # `test_a_full_disk_is_one_line`'s).
+    done = run_command("stabn_tf.report", f"--checkpoint={checkpoint}",
+                       f"--output_dir={a_file}", f"--files={_val(tiny_tfrecords)}")
     assert done.returncode == 2
     own_lines_only(done)
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
