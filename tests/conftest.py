@@ -42,6 +42,20 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_keras_state_per_file():
+    """Each test file leaves Keras's global state (traced functions, name counters) behind
+    it: a long run would otherwise carry every earlier file's graphs, and tests late in the
+    suite ran several times slower than alone."""
+    yield
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def tiny_tfrecords(tmp_path_factory):
     """A tiny synthetic dataset converted to TFRecords (12 classes, 2 + 1 videos each)."""
