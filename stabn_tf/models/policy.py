@@ -23,9 +23,7 @@ import keras
 
 from stabn_tf.models.folding import inference_clone
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
-
-#: The Keras dtype policy of each inference precision.
-POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+from stabn_tf.precision import POLICIES
 
 
 @contextlib.contextmanager
@@ -47,7 +45,7 @@ def model_precision(model: keras.Model) -> str:
 
 
 def with_precision(model: VideoClassifier, precision: str) -> VideoClassifier:
-    """`model` computing in `precision` ("float32" or "bfloat16"): the model itself when it
+    """`model` computing in `precision` (a key of `POLICIES`): the model itself when it
     already does, else a copy built from its config under that policy, with its weights.
     The copy shares no variables with `model`."""
     if precision not in POLICIES:

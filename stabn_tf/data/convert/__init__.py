@@ -92,7 +92,7 @@ _API = {
     "convert_item": "stabn_tf.data.convert.encode",
     "DATASETS": "stabn_tf.data.convert.listing",
     "DEFAULT_SPLITS": "stabn_tf.data.convert.items",
-    "DiskFullError": "stabn_tf.data.convert.items",
+    "DiskFullError": "stabn_tf.disk",  # the project's one, named here for the converter
     "EncodeSettings": "stabn_tf.data.convert.items",
     "FAILURES_FILE": "stabn_tf.data.convert.manifest",
     "FOLDER_SPLIT_DIRS": "stabn_tf.data.convert.folder",
