@@ -43,6 +43,13 @@ from stabn_tf.models.stabn import (
     explanation_model,
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.precision import (
+    POLICIES,
+    TRAINING_PRECISIONS,
+    check_precision,
+    choose_precision,
+    current_name,
+)
 from stabn_tf.runs import RunDirectory, RunError, data_patterns
 from stabn_tf.training.backup import BackupState, RunBackup, save_model_atomic
 from stabn_tf.training.callbacks import (
@@ -68,7 +75,6 @@ from stabn_tf.training.supervision import (
 )
 
 MODELS = ("stabn", "baseline")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATASETS = ("tfrecord", "synthetic")
 SCHEDULES = ("step", "cosine")
 
@@ -164,7 +170,9 @@ class TrainConfig:
         1.0, "Use the boxes/labels of this fixed, seeded fraction of the training videos "
         "only ('a few annotated videos').")
     # execution
-    precision: str = _setting("float32", "float32, mixed_float16 or mixed_bfloat16.")
+    # --precision is `stabn_tf.cli.define_precision`'s (training=True); old spellings read.
+    precision: str = _setting("float32", "auto, float32, bfloat16 or float16 "
+                              "(`stabn_tf.precision.TRAINING_PRECISIONS`).")
     jit_compile: bool = _setting(False, "Compile the train step with XLA.")
     strategy: str = _setting("auto", "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu.")
     tpu: str = _setting("", "TPU address for --strategy=tpu.")
@@ -203,7 +211,8 @@ IDENTITY_SETTINGS = frozenset({
 
 def check_config(config: TrainConfig) -> None:
     """Every setting checked before anything runs or is written; `ConfigError`, one line."""
-    choices = {"model": MODELS, "precision": PRECISIONS, "dataset": DATASETS,
+    config.precision = check_precision(config.precision, TRAINING_PRECISIONS)
+    choices = {"model": MODELS, "dataset": DATASETS,
                "schedule": SCHEDULES, "attention_head": ATTENTION_HEADS,
                "depth": tuple(RESNET_SPECS)}
     for name, allowed in choices.items():
@@ -327,8 +336,13 @@ class Execution:
 
 
 def setup_execution(config: TrainConfig) -> Execution:
-    """Precision policy, seeds and the distribution strategy."""
-    keras.mixed_precision.set_global_policy(config.precision)
+    """Precision policy (`auto` becomes this machine's precision, which the run's config
+    keeps), seeds and the distribution strategy."""
+    if config.precision == "auto":
+        choice = choose_precision("auto")
+        logging.info("%s", choice.describe())
+        config.precision = choice.precision
+    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, config.tpu)
     task_type, task_id = task_identity(strategy)
@@ -493,6 +507,8 @@ def check_same_run(run: RunDirectory, settings: dict) -> None:
         raise ConfigError(f"{e}; pass --overwrite to start the run afresh") from None
     if previous is None:
         return
+    if "precision" in previous:  # a run saved with an old spelling is the same run
+        previous = {**previous, "precision": current_name(previous["precision"])}
     differences = []
     for name, value in settings.items():
         if name not in IDENTITY_SETTINGS or name not in previous or previous[name] == value:
