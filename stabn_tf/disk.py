@@ -166,7 +166,7 @@ def require_space(path: str, size: int, reclaimable: int = 0) -> None:
     if free is not None:  # unknown: the write itself says what is wrong
         free += reclaimable
         if free < size + RESERVE_BYTES:
-            raise DiskFullError(path, size, free, RESERVE_BYTES)
+            raise DiskFullError(path, size, free, reserve=RESERVE_BYTES)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ def define_flags() -> None:
     cli.define_tables(f"Evaluation tables on the summary: {list(TABLES)}, all or none.")
     cli.define_num_clips_list("Clips per video for Table 1.")
     cli.define_batch_size("Videos per batch for the tables.")
-    cli.define_precision(" A compared .tflite model runs in its own.")
+    cli.define_precision(extra=" A compared .tflite model runs in its own.")
     flags.DEFINE_string("corrections", "", "A box file the editor exported earlier: its boxes "
                         "and action frames are loaded into the clip pages' editors (a clip "
                         "the browser already holds edits of keeps the browser's).")

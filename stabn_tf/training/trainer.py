@@ -44,6 +44,7 @@ from stabn_tf.models.stabn import (
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import (
+    FLAG_HELP,
     POLICIES,
     TRAINING_PRECISIONS,
     check_precision,
@@ -171,8 +172,7 @@ class TrainConfig:
         "only ('a few annotated videos').")
     # execution
     # --precision is `stabn_tf.cli.define_precision`'s (training=True); old spellings read.
-    precision: str = _setting("float32", "auto, float32, bfloat16 or float16 "
-                              "(`stabn_tf.precision.TRAINING_PRECISIONS`).")
+    precision: str = _setting("float32", FLAG_HELP.format(names=", ".join(TRAINING_PRECISIONS)))
     jit_compile: bool = _setting(False, "Compile the train step with XLA.")
     strategy: str = _setting("auto", "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu.")
     tpu: str = _setting("", "TPU address for --strategy=tpu.")
