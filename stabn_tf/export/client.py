@@ -149,7 +149,8 @@ def run_args(args: Sequence[str]) -> int:
     return send(values)
 
 
-# Errors other than the reply's and the input's (caught in `send`) end as one line, exit 1.
+# The input's, the server's and the reply's errors are caught in `send` (the same line and
+# status as `Command` gives every command's); a bad flag is absl's status 1.
 command = cli.Command("stabn_tf.export.client", main, define_flags, __doc__)
 
 if __name__ == "__main__":
