@@ -145,7 +145,11 @@ def disk_full_as_error(target: str | os.PathLike,
             raise
         if needed is not None and full.needed is None:
             full = DiskFullError(full.path, needed(), full.free, reserve=full.reserve)
-        raise (full.resuming(resumes) if resumes else full) from e
+        if resumes:
+            full = full.resuming(resumes)
+        if full is e:
+            raise
+        raise full from e
 
 
 def _size(size: int) -> str:

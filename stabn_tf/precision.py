@@ -181,7 +181,7 @@ def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
     """`auto` → bfloat16 on a bf16-capable GPU or a CPU with AMX-BF16 / AVX512-BF16,
     float32 elsewhere; an explicit precision is taken as it is. `cpu` and `gpus` default
     to this machine's."""
-    check_precision(requested)
+    requested = check_precision(requested)
     if requested != "auto":
         return PrecisionChoice(requested, requested, "requested")
     gpus = gpu_info() if gpus is None else list(gpus)

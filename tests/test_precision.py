@@ -133,6 +133,8 @@ def test_one_vocabulary_with_training_s_old_spellings(capsys):
         assert pr.check_precision(old, pr.TRAINING_PRECISIONS) == new
         assert capsys.readouterr().err == f"--precision={old} is now spelled --precision={new}\n"
         assert pr.current_name(old) == new and pr.current_name(new) == new
+    assert pr.choose_precision("mixed_bfloat16", gpus=[]).precision == "bfloat16"
+    capsys.readouterr()
     with pytest.raises(pr.PrecisionError, match="choose from auto, float32, bfloat16$"):
         pr.check_precision("float16")  # inference never computes in float16
     with pytest.raises(pr.PrecisionError, match="^--precision=mixed_float16: choose from"):

@@ -142,7 +142,7 @@ class LiteRTRunner(Runner):
                                                   config_path(where))
         self.has_attention = TEMPORAL_ATTENTION in self.output_names
         own = QUANTIZE_PRECISIONS.get(config.get("quantize"), self.input_dtype.name)
-        check_precision(precision)
+        precision = check_precision(precision)
         if precision not in ("auto", own):
             raise InferenceError(f"--precision={precision}: {self.path or 'this TFLite model'} "
                                  f"computes in {own}, the precision it was exported in; "
