@@ -136,15 +136,16 @@ def disk_full_as_error(target: str | os.PathLike,
                        resumes: str = "") -> Iterator[None]:
     """Inside the block, a full disk raised as anything (TensorFlow's, PIL's, an `OSError`)
     becomes a `DiskFullError` naming the file (else `target`), the room `needed()` says the
-    whole output takes, and what a re-run `resumes` from."""
+    whole output takes (when it knows), and what a re-run `resumes` from."""
     try:
         yield
     except Exception as e:
         full = DiskFullError.of(e, target)
         if full is None:
             raise
-        if needed is not None and full.needed is None:
-            full = DiskFullError(full.path, needed(), full.free, reserve=full.reserve)
+        size = needed() if needed is not None else None
+        if size:  # the whole output's size says more than the one file's
+            full = DiskFullError(full.path, size, full.free, reserve=full.reserve)
         if resumes:
             full = full.resuming(resumes)
         if full is e:
