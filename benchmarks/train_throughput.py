@@ -21,7 +21,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["stabn", "baseline"], "Which models.")
-flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16", "mixed_float16"], "Policies.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16", "float16"], "Precisions, as training's "
+                  "--precision names them (stabn_tf.precision).")
 flags.DEFINE_list("jit", ["false", "true"], "XLA off/on (TensorFlow backend).")
 flags.DEFINE_integer("batch_size", 8, "Clips per step.")
 flags.DEFINE_integer("steps", 10, "Timed steps per configuration.")
@@ -53,10 +54,12 @@ def measure(kind: str, precision: str, jit: bool) -> float:
     import keras
 
     import stabn_tf
+    from stabn_tf.precision import POLICIES, TRAINING_PRECISIONS, check_precision
     from stabn_tf.training.recipe import compile_model
 
     keras.backend.clear_session()
-    keras.mixed_precision.set_global_policy(precision)
+    keras.mixed_precision.set_global_policy(
+        POLICIES[check_precision(precision, TRAINING_PRECISIONS)])
     model_class = stabn_tf.STABN if kind == "stabn" else stabn_tf.ResNet3D
     model = model_class.from_preset(FLAGS.preset, **given_model_flags())
     settings = recipe()

@@ -2,11 +2,13 @@
 
 A command is a module with `define_flags()`, a `main(argv)` over one library function, and
 `command = Command(...)`; `python -m stabn_tf.<command>` and its console script
-(`stabn-<command>`, setup.cfg) both call `command()`. `Command` turns a `StabnError` (and
-the few other errors a command names) into one line on stderr and an exit status, here
-and nowhere else. The flags several commands define (`--checkpoint`, `--precision`,
-`--num_clips`, ...) are defined here once; `--help` still lists them as the command's own.
-TensorFlow-free, like `stabn_tf.errors`.
+(`stabn-<command>`, setup.cfg) both call `command()`. `Command` alone turns an error into
+its line, by one rule for every command: a `StabnError`, a full disk (`DiskFullError`, also
+when a library below raised it as its own error) and the few OS errors a command names print
+`<command>: error: <one line>` on stderr and exit with status 2 (`ERROR_STATUS`); any other
+exception is a bug and keeps its traceback (Python's status 1). The flags several commands
+define (`--checkpoint`, `--precision`, `--num_clips`, ...) are defined here once; `--help`
+still lists them as the command's own. TensorFlow-free, like `stabn_tf.errors`.
 """
 
 from __future__ import annotations
@@ -17,37 +19,43 @@ from typing import NoReturn
 
 from absl import app, flags
 
+from stabn_tf.disk import DiskFullError
 from stabn_tf.errors import CommandError, StabnError
-from stabn_tf.precision import FLAG_HELP
+from stabn_tf.precision import FLAG_HELP, PRECISIONS, TRAINING_PRECISIONS
 
 # Flags defined by the helpers below belong to the command that calls them (its --help).
 flags.disclaim_key_flags()
 
 FLAGS = flags.FLAGS
 
+#: The exit status of every command's one-line error.
+ERROR_STATUS = 2
+
+
+def error_prefix(name: str) -> str:
+    """What precedes the message on the error line of command `name`."""
+    return f"{name}: error: "
+
+
 class Command:
     """One command line: absl flags, a `main(argv)`, and one place that turns errors into
     a line on stderr and an exit status.
 
     Args:
-      name: the module, e.g. `stabn_tf.predict`; error lines start `<name>: error: `
-        unless `prefix` says otherwise.
+      name: the module, e.g. `stabn_tf.predict`; error lines start `<name>: error: `.
       main: `main(argv)`; may return an exit status (None: 0) or raise.
       define_flags: defines the command's flags (once, when the command runs).
       doc: what `--help` prints above the flags (the module docstring).
-      exit_code: the status of a `StabnError` that names none (`StabnError.exit_code`).
-      errors: further (exception type, status) pairs, checked first, in order.
-      prefix: what precedes the message on the error line.
+      errors: the OS errors (beyond `StabnError` and a full disk) that the command
+        documents as the user's to fix, e.g. `FileNotFoundError` for a missing input.
     """
 
     def __init__(self, name: str, main: Callable[[list[str]], int | None],
                  define_flags: Callable[[], None] | None = None, doc: str | None = None, *,
-                 exit_code: int = 2,
-                 errors: Sequence[tuple[type[BaseException], int]] = (),
-                 prefix: str | None = None):
+                 errors: tuple[type[BaseException], ...] = ()):
         self.name, self.main, self.define_flags, self.doc = name, main, define_flags, doc
-        self.exit_code, self.errors = exit_code, tuple(errors)
-        self.prefix = f"{name}: error: " if prefix is None else prefix
+        self.errors = tuple(errors)
+        self.prefix = error_prefix(name)
 
     def __call__(self, argv: Sequence[str] | None = None) -> NoReturn:
         """Defines the flags, parses `argv` (default: sys.argv) and runs `main`."""
@@ -63,22 +71,23 @@ class Command:
     def _run(self, argv: list[str]) -> int | None:
         try:
             return self.main(argv)
-        except BaseException as e:
-            code = self.status(e)
-            if code is None:
+        except Exception as e:
+            line = self.error_line(e)
+            if line is None:
                 raise
-            print(f"{self.prefix}{e}", file=sys.stderr, flush=True)
-            sys.exit(code)
+            print(f"{self.prefix}{line}", file=sys.stderr, flush=True)
+            sys.exit(ERROR_STATUS)
 
-    def status(self, error: BaseException) -> int | None:
-        """The exit status for `error`, or None when it is not the user's to fix."""
-        if isinstance(error, CommandError):
-            return error.exit_code
-        for kind, code in self.errors:
-            if isinstance(error, kind):
-                return code
+    def error_line(self, error: BaseException) -> str | None:
+        """The one line for `error`, or None when it is not the user's to fix (a bug: its
+        traceback is what helps)."""
         if isinstance(error, StabnError):
-            return error.exit_code or self.exit_code
+            return str(error)
+        full = DiskFullError.of(error)
+        if full is not None:
+            return str(full)
+        if isinstance(error, self.errors):
+            return str(error)
         return None
 
 
@@ -102,15 +111,15 @@ def _as_main_module_flags(define: Callable[[], None]) -> None:
                 FLAGS.register_flag_by_module(main, flag)
 
 
-def fail(message: str, exit_code: int = 2) -> NoReturn:
+def fail(message: str) -> NoReturn:
     """Ends the command with `message` as its error line (`Command` prints it)."""
-    raise CommandError(message, exit_code)
+    raise CommandError(message)
 
 
-def no_arguments(argv: Sequence[str], exit_code: int = 2) -> None:
+def no_arguments(argv: Sequence[str]) -> None:
     """Fails when anything but flags was given (`unexpected arguments [...]`)."""
     if len(argv) > 1:
-        fail(f"unexpected arguments {list(argv[1:])}", exit_code)
+        fail(f"unexpected arguments {list(argv[1:])}")
 
 
 def require_at_least_one(*names: str, error: type[StabnError] = CommandError) -> None:
@@ -130,9 +139,16 @@ def define_checkpoint(help: str, required: bool = True) -> None:  # noqa: A002 (
         flags.mark_flag_as_required("checkpoint")
 
 
-def define_precision(extra: str = "") -> None:
-    """`--precision`: auto, float32 or bfloat16 (`stabn_tf.precision`)."""
-    flags.DEFINE_string("precision", "auto", FLAG_HELP + extra)
+def define_precision(default: str = "auto", extra: str = "", *, training: bool = False,
+                     flag_values: flags.FlagValues = FLAGS) -> None:
+    """`--precision`, the one definition every command uses: auto, float32 or bfloat16,
+    and float16 with `training` (`stabn_tf.precision` checks the value and reads the old
+    spellings). `default`: auto where a model runs for the user; float32 where the command
+    makes something that outlives it (a trained run, an export), so that it does not depend
+    on the machine that made it."""
+    names = TRAINING_PRECISIONS if training else PRECISIONS
+    flags.DEFINE_string("precision", default, FLAG_HELP.format(names=", ".join(names))
+                        + extra, flag_values=flag_values)
 
 
 def define_num_clips_list(help: str) -> None:  # noqa: A002 (absl's name)

@@ -6,11 +6,13 @@ command, a full disk or a power cut never leaves half a file behind: a reader se
 file or the new one. Writers that stage something else (a shard that resumes, a folder)
 publish it with `publish`, the same flush-and-rename.
 
-The commands that write large files (the exports, the explanation browser) catch a full
-disk at their boundary and print which file could not be written, how much room is left
-there and what is needed, instead of a traceback from deep inside TensorFlow or PIL.
-Python reports it as an `OSError` (ENOSPC, or EDQUOT for a quota); TensorFlow's file
-system as one of its own errors whose message carries the same words.
+A full disk is one error, `DiskFullError`, with one wording: which file could not be
+written, how much room is left there and what is needed, instead of a traceback from deep
+inside TensorFlow or PIL. Python reports a full disk as an `OSError` (ENOSPC, or EDQUOT for
+a quota); TensorFlow's file system as one of its own errors whose message carries the same
+words: `DiskFullError.of` reads both. A command that knows more (the size of the whole
+output, what a re-run resumes from) raises `DiskFullError.of(error, target, needed)` or
+`error.resuming(...)`; `stabn_tf.cli.Command` alone prints the line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from stabn_tf.errors import StabnError
 
@@ -49,10 +51,6 @@ def is_disk_full(error: BaseException) -> bool:
     return False
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
-
-
 def free_bytes(path: str | os.PathLike) -> int | None:
     """Free bytes on the file system holding `path` (its nearest existing folder); None
     when unknown, as on a file system of no size (/proc, /sys), which is not full."""
@@ -66,35 +64,93 @@ def free_bytes(path: str | os.PathLike) -> int | None:
     return usage.free if usage.total else None
 
 
-def disk_full_message(error: BaseException, target: str | os.PathLike,
-                      needed: int | None = None) -> str | None:
-    """The one line for a full disk while writing `target` (the file `error` names, when it
-    names one), or None when `error` is something else. `needed`: about how many bytes
-    the whole output takes, when known."""
-    if not is_disk_full(error):
-        return None
-    file = getattr(error, "filename", None) or os.fspath(target)
-    free = free_bytes(file)
-    room = "" if free is None else f" ({_megabytes(free)} free there)"
-    need = f"about {_megabytes(needed)}" if needed else "more room"
-    return (f"{file}: the disk is full{room}; this needs {need}: free some space and run "
-            "the command again")
+def _file_named(error: BaseException | None) -> str | None:
+    """The file `error` (or an error it was raised from) names, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "filename", None):
+            return os.fspath(error.filename)
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class DiskFullError(OSError, StabnError):
-    """Not enough space to write a file; the message names the file and the space needed.
-    An `OSError` with errno ENOSPC, so `is_disk_full` knows it too."""
+    """Not enough room to write a file: one line naming the file, the room left there and
+    the room needed (bytes, or words such as "about 40 MB more for 3 videos"), and what a
+    re-run resumes from. An `OSError` with errno ENOSPC, so `is_disk_full` knows it too."""
 
-    def __init__(self, path: str, needed: int, free: int | None = None, reserve: int = 0):
-        need = _size(needed)
-        if reserve:  # the numbers add up: needed + reserve against free
-            need += f" + the {_size(reserve)} kept free = {_size(needed + reserve)}"
-        where = f"; {_size(free)} free" if free is not None else ""
-        self.message = f"no space left on the device for {path} (it needs about {need}{where})"
+    def __init__(self, path: str | None, needed: int | str | None = None,
+                 free: int | None = None, *, reserve: int = 0, resumes: str = ""):
+        self.path, self.needed, self.free = path, needed, free
+        self.reserve, self.resumes = reserve, resumes
         super().__init__(errno.ENOSPC, self.message, path)
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.needed, int) and self.needed:
+            need = f"about {_size(self.needed)}"
+            if self.reserve:  # the numbers add up: needed + reserve against free
+                need += (f" + the {_size(self.reserve)} kept free = "
+                         f"{_size(self.needed + self.reserve)}")
+        else:
+            need = self.needed or "more room"
+        where = f"{self.path}: " if self.path else ""
+        room = f" ({_size(self.free)} free there)" if self.free is not None else ""
+        after = f" ({self.resumes})" if self.resumes else ""
+        return (f"{where}the disk is full{room}; this needs {need}: free some space and run "
+                f"the same command again{after}")
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self):  # picklable across worker processes, keyword arguments included
+        return (_rebuild, (self.path, self.needed, self.free, self.reserve, self.resumes))
+
+    @classmethod
+    def of(cls, error: BaseException, target: str | os.PathLike | None = None,
+           needed: int | str | None = None) -> DiskFullError | None:
+        """`error` as a `DiskFullError` (itself when it is one), or None when it is not a
+        full disk. The file is the one `error` names, else `target`; `needed`: about how
+        many bytes the whole output takes, when known."""
+        if isinstance(error, DiskFullError):
+            return error
+        if not is_disk_full(error):
+            return None
+        file = _file_named(error) or (os.fspath(target) if target is not None else None)
+        return cls(file, needed, None if file is None else free_bytes(file))
+
+    def resuming(self, resumes: str) -> DiskFullError:
+        """The same error, saying what the next run resumes from (`resumes`)."""
+        return DiskFullError(self.path, self.needed, self.free, reserve=self.reserve,
+                             resumes=resumes)
+
+
+def _rebuild(path, needed, free, reserve, resumes) -> DiskFullError:
+    return DiskFullError(path, needed, free, reserve=reserve, resumes=resumes)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(target: str | os.PathLike,
+                       needed: Callable[[], int | None] | None = None,
+                       resumes: str = "") -> Iterator[None]:
+    """Inside the block, a full disk raised as anything (TensorFlow's, PIL's, an `OSError`)
+    becomes a `DiskFullError` naming the file (else `target`), the room `needed()` says the
+    whole output takes (when it knows), and what a re-run `resumes` from."""
+    try:
+        yield
+    except Exception as e:
+        full = DiskFullError.of(e, target)
+        if full is None:
+            raise
+        size = needed() if needed is not None else None
+        if size:  # the whole output's size says more than the one file's
+            full = DiskFullError(full.path, size, full.free, reserve=full.reserve)
+        if resumes:
+            full = full.resuming(resumes)
+        if full is e:
+            raise
+        raise full from e
 
 
 def _size(size: int) -> str:
@@ -115,7 +171,7 @@ def require_space(path: str, size: int, reclaimable: int = 0) -> None:
     if free is not None:  # unknown: the write itself says what is wrong
         free += reclaimable
         if free < size + RESERVE_BYTES:
-            raise DiskFullError(path, size, free, RESERVE_BYTES)
+            raise DiskFullError(path, size, free, reserve=RESERVE_BYTES)
 
 
 @contextlib.contextmanager
@@ -141,7 +197,7 @@ def atomic_path(path: str | os.PathLike, expected_bytes: int = 0) -> Iterator[st
         with contextlib.suppress(OSError):
             os.remove(temporary)
         if is_disk_full(e):
-            raise DiskFullError(path, max(expected_bytes, written)) from None
+            raise DiskFullError(path, max(expected_bytes, written), free_bytes(path)) from None
         raise
     _fsync_folder(folder)
 

@@ -14,6 +14,10 @@ CPU features come from `/proc/cpuinfo` (Linux); on other systems none are detect
 `auto` is float32 on their CPUs. Tests pass `cpu=parse_cpuinfo(text)` and `gpus` to check
 both branches.
 
+One vocabulary for every command (`--precision`, defined once in `stabn_tf.cli`): `auto`,
+`float32`, `bfloat16`, and `float16` for training only. Training's old spellings
+`mixed_bfloat16` / `mixed_float16` are still read (old flag files, saved run configs).
+
 `python -m stabn_tf.precision` prints this machine's CPU, what `auto` picks, and which
 export to deploy on its CPU class (`recommend`, from figures measured on each class).
 """
@@ -23,13 +27,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import platform
+import sys
 from collections.abc import Sequence
 
 from absl import app
 
 from stabn_tf.errors import StabnError
 
+#: What `--precision` takes: auto (this machine's choice, `choose_precision`) or a precision.
 PRECISIONS = ("auto", "float32", "bfloat16")
+#: Training also takes float16 (with loss scaling; inference never computes in it).
+TRAINING_PRECISIONS = (*PRECISIONS, "float16")
+#: The Keras dtype policy of each precision a model computes in.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+#: Training's old spellings, still read from old flag files and saved run configs.
+OLD_NAMES = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 #: The matrix features that decide inference speed, by their /proc/cpuinfo flag.
 CPU_FEATURES = {
@@ -46,10 +58,10 @@ BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
 CPUINFO = "/proc/cpuinfo"
 #: NVIDIA GPUs run bf16 on tensor cores from compute capability 8.0 (Ampere) on.
 BF16_GPU_CAPABILITY = (8, 0)
-#: The help text of every CLI's `--precision` flag.
-FLAG_HELP = ("What a Keras model computes in: auto (bfloat16 on a GPU or a CPU with "
-             "AMX-BF16 / AVX512-BF16, float32 elsewhere), float32 or bfloat16. An exported "
-             "model computes in its own precision (auto).")
+#: The help text of every command's `--precision` flag (`{names}`: what it takes).
+FLAG_HELP = ("What the model computes in: {names}. auto is bfloat16 on a GPU or a CPU "
+             "with AMX-BF16 / AVX512-BF16, float32 elsewhere. An exported model runs in "
+             "its own precision (auto).")
 
 
 class PrecisionError(ValueError, StabnError):
@@ -146,11 +158,22 @@ class PrecisionChoice:
                 "reason": self.reason}
 
 
-def check_precision(requested: str) -> str:
-    """`requested` if it is one of `PRECISIONS`, else `PrecisionError` (one line)."""
-    if requested not in PRECISIONS:
-        raise PrecisionError(f"--precision={requested}: choose from {', '.join(PRECISIONS)}")
-    return requested
+def current_name(name: str) -> str:
+    """`name` as the vocabulary spells it now (an old spelling → its new name)."""
+    return OLD_NAMES.get(name, name)
+
+
+def check_precision(requested: str, names: Sequence[str] = PRECISIONS) -> str:
+    """`requested` if it is one of `names` (default `PRECISIONS`), else `PrecisionError`
+    (one line). An old spelling of one of them is taken, with one line on stderr that
+    names the new one."""
+    new = current_name(requested)
+    if new not in names:
+        raise PrecisionError(f"--precision={requested}: choose from {', '.join(names)}")
+    if new != requested:
+        print(f"--precision={requested} is now spelled --precision={new}", file=sys.stderr,
+              flush=True)
+    return new
 
 
 def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
@@ -158,7 +181,7 @@ def choose_precision(requested: str = "auto", *, cpu: CPUInfo | None = None,
     """`auto` → bfloat16 on a bf16-capable GPU or a CPU with AMX-BF16 / AVX512-BF16,
     float32 elsewhere; an explicit precision is taken as it is. `cpu` and `gpus` default
     to this machine's."""
-    check_precision(requested)
+    requested = check_precision(requested)
     if requested != "auto":
         return PrecisionChoice(requested, requested, "requested")
     gpus = gpu_info() if gpus is None else list(gpus)

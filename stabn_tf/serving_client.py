@@ -245,6 +245,10 @@ class ReplyError(RuntimeError, StabnError):
     """The server answered with something that is not what the signatures return."""
 
 
+class ServerError(RuntimeError, StabnError):
+    """The server cannot be reached, answers with an HTTP error, or not in time."""
+
+
 def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
     """POSTs JSON `data`; (status, body), all within `timeout` seconds.
 
@@ -253,7 +257,7 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
     which ends whatever read or write is waiting."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RuntimeError("--server must be an http:// or https:// address")
+        raise ServerError("--server must be an http:// or https:// address")
     connection_type = (http.client.HTTPSConnection if parts.scheme == "https"
                        else http.client.HTTPConnection)
     connection = connection_type(parts.netloc, timeout=timeout)
@@ -267,7 +271,7 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
         raise
     except OSError as e:
         connection.close()
-        raise RuntimeError(f"cannot connect ({e.strerror or e}); is TF Serving running?") \
+        raise ServerError(f"cannot connect ({e.strerror or e}); is TF Serving running?") \
             from None
     sock = connection.sock  # kept: the connection lets go of it once a reply is read
 
@@ -292,7 +296,7 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
     except (OSError, http.client.HTTPException) as e:
         if expired.is_set() or isinstance(e, TimeoutError):
             raise TimeoutError from None
-        raise RuntimeError(f"the connection broke before a complete reply ({e})") from None
+        raise ServerError(f"the connection broke before a complete reply ({e})") from None
     finally:
         timer.cancel()
         connection.close()
@@ -430,7 +434,7 @@ def predict(server: str, model: str, body: dict, version: int | None = None,
     try:
         status, reply = _post(f"{url}:predict", json.dumps(body).encode("utf-8"), timeout)
     except TimeoutError:
-        raise RuntimeError(f"{url}: no complete reply within {timeout:g} s (--timeout)") \
+        raise ServerError(f"{url}: no complete reply within {timeout:g} s (--timeout)") \
             from None
     except RuntimeError as e:
         raise type(e)(f"{url}: {e}") from None
@@ -438,7 +442,7 @@ def predict(server: str, model: str, body: dict, version: int | None = None,
         detail = reply.decode("utf-8", "replace")
         with contextlib.suppress(ValueError, AttributeError):
             detail = json.loads(detail).get("error", detail)
-        raise RuntimeError(f"{url}: HTTP {status}: {str(detail)[:500]}")
+        raise ServerError(f"{url}: HTTP {status}: {str(detail)[:500]}")
     instances = body.get("instances")
     try:
         return parse_reply(reply, len(instances) if isinstance(instances, list) else None)

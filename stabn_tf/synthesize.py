@@ -41,7 +41,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    cli.no_arguments(argv, exit_code=1)
+    cli.no_arguments(argv)
     f = flags.FLAGS
     t0 = time.time()
     if f.convert:
@@ -59,8 +59,7 @@ def main(argv: Sequence[str]) -> None:
     print(json.dumps(summary, indent=1))
 
 
-command = cli.Command("stabn_tf.synthesize", main, define_flags, __doc__, prefix="error: ",
-                      exit_code=1)
+command = cli.Command("stabn_tf.synthesize", main, define_flags, __doc__)
 
 if __name__ == "__main__":
     command()

@@ -32,7 +32,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         f"{presets.known()}.", flag_values=flag_values)
     for field in dataclasses.fields(TrainConfig):
         default, name, text = field.default, field.name, field.metadata["help"]
-        if isinstance(default, bool):
+        if name == "precision":  # the one definition every command's --precision has
+            cli.define_precision(default, training=True, flag_values=flag_values)
+        elif isinstance(default, bool):
             flags.DEFINE_bool(name, default, text, flag_values=flag_values)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, text, flag_values=flag_values)

@@ -115,3 +115,105 @@ def test_sequence_example_lengths_are_varints_as_protobuf_writes_them(size):
     assert parsed.context.feature[serving_client.NUM_FRAMES].int64_list.value == [2]
     frames = parsed.feature_lists.feature_list[serving_client.IMAGE_ENCODED].feature
     assert [f.bytes_list.value[0] for f in frames] == [frame, b"x"]
+
+
+# --- one error rule and one --precision for every command ---------------------------------
+
+def _run(command, capsys) -> tuple[int, list[str]]:
+    with pytest.raises(SystemExit) as exit_:
+        command._run(["prog"])
+    return exit_.value.code, capsys.readouterr().err.splitlines()
+
+
+def test_a_project_error_or_a_full_disk_is_one_line_with_status_2(capsys, tmp_path):
+    import errno
+
+    from stabn_tf import cli
+    from stabn_tf.errors import StabnError
+
+    def fails(error):
+        def main(argv):
+            raise error
+        return cli.Command("stabn_tf.thing", main, errors=(FileNotFoundError,))
+
+    assert _run(fails(StabnError("bad input")), capsys) == (
+        2, ["stabn_tf.thing: error: bad input"])
+    assert _run(fails(FileNotFoundError("no such file: x")), capsys) == (
+        2, ["stabn_tf.thing: error: no such file: x"])
+    # A full disk, as any library says it: the one DiskFullError line.
+    deep = RuntimeError("write failed")
+    deep.__cause__ = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "m.bin"))
+    status, lines = _run(fails(deep), capsys)
+    assert status == 2 and len(lines) == 1
+    assert lines[0].startswith(f"stabn_tf.thing: error: {tmp_path / 'm.bin'}: the disk is full")
+
+
+def test_an_unexpected_exception_keeps_its_traceback(capsys):
+    from stabn_tf import cli
+
+    def main(argv):
+        raise ValueError("a bug deep inside")
+
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        cli.Command("stabn_tf.thing", main)._run(["prog"])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug in NumPy"), OSError("a bug in TF")])
+def test_the_converter_lets_an_unexpected_error_through(error, run_command, monkeypatch,
+                                                        tmp_path):
+    """Only project errors and a full disk are its one-line errors; a ValueError or OSError
+    from inside TensorFlow or NumPy keeps its traceback."""
+    def convert_dataset(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("stabn_tf.data.convert.cli.convert_dataset", convert_dataset)
+    with pytest.raises(type(error), match="a bug in"):
+        run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={tmp_path}",
+                    f"--output_dir={tmp_path / 'out'}")
+
+
+#: The commands with a --precision flag and its default there.
+PRECISION_DEFAULTS = {"stabn_tf.predict": "auto", "stabn_tf.explain": "auto",
+                      "stabn_tf.evaluate": "auto", "stabn_tf.report": "auto",
+                      "stabn_tf.train": "float32", "stabn_tf.export.saved_model": "float32",
+                      "stabn_tf.export.openvino": "float32"}
+
+
+def test_every_precision_flag_is_the_one_definition(monkeypatch):
+    from absl import flags
+
+    from stabn_tf import cli, precision
+
+    defined = []
+    original = cli.define_precision
+
+    def spy(*args, **kwargs):
+        defined.append((args, kwargs))
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "define_precision", spy)
+    for name, default in PRECISION_DEFAULTS.items():
+        module = importlib.import_module(name)
+        if hasattr(module, "__path__"):
+            module = importlib.import_module(f"{name}.__main__")
+        before, defined[:] = set(flags.FLAGS), []
+        module.command.define_flags()
+        try:
+            assert len(defined) == 1, name
+            flag = flags.FLAGS["precision"]
+            assert flag.default == default, name
+            names = precision.TRAINING_PRECISIONS if name == "stabn_tf.train" \
+                else precision.PRECISIONS
+            assert flag.help.startswith(precision.FLAG_HELP.format(names=", ".join(names)))
+        finally:
+            for new in set(flags.FLAGS) - before:
+                delattr(flags.FLAGS, new)
+
+
+def test_no_command_defines_precision_itself():
+    import re
+
+    for path in (ROOT / "stabn_tf").rglob("*.py"):
+        if path.name != "cli.py":
+            assert not re.search(r"DEFINE_\w+\(\s*\"precision\"", path.read_text()), path

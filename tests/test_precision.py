@@ -121,3 +121,21 @@ def test_module_prints_this_machines_advice(python):
     result = python("-m", "stabn_tf.precision")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == pr.describe_machine() + "\n"
+
+
+def test_one_vocabulary_with_training_s_old_spellings(capsys):
+    """Training takes float16 besides the vocabulary of every command; its old spellings
+    are read with one line naming the new one, and every precision has its Keras policy."""
+    assert pr.TRAINING_PRECISIONS == ("auto", "float32", "bfloat16", "float16")
+    assert set(pr.POLICIES) == set(pr.TRAINING_PRECISIONS) - {"auto"}
+    assert pr.check_precision("bfloat16") == "bfloat16" and capsys.readouterr().err == ""
+    for old, new in (("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")):
+        assert pr.check_precision(old, pr.TRAINING_PRECISIONS) == new
+        assert capsys.readouterr().err == f"--precision={old} is now spelled --precision={new}\n"
+        assert pr.current_name(old) == new and pr.current_name(new) == new
+    assert pr.choose_precision("mixed_bfloat16", gpus=[]).precision == "bfloat16"
+    capsys.readouterr()
+    with pytest.raises(pr.PrecisionError, match="choose from auto, float32, bfloat16$"):
+        pr.check_precision("float16")  # inference never computes in float16
+    with pytest.raises(pr.PrecisionError, match="^--precision=mixed_float16: choose from"):
+        pr.check_precision("mixed_float16")

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from json.decoder import scanstring
 from typing import BinaryIO
 
+from stabn_tf.errors import StabnError
+
 try:  # a faster decoder of the same values, where installed (see `_value`)
     import orjson
 except ImportError:  # pragma: no cover - exercised where orjson is missing
@@ -52,7 +54,7 @@ _DIGITS_ONLY = bytes(48 if 48 <= c <= 57 else 46 if c in b".eE" else 32 for c in
 _TYPE_OF_FIRST = {"[": "list", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
-class NotAnObject(ValueError):
+class NotAnObject(ValueError, StabnError):
     """The file is JSON, but not an object; `type_name` says what it is."""
 
     def __init__(self, type_name: str):

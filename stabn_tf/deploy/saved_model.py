@@ -50,9 +50,10 @@ from stabn_tf.deploy.tflite import (
     stack_outputs,
 )
 from stabn_tf.disk import publish
-from stabn_tf.models.policy import POLICIES, with_precision
+from stabn_tf.models.policy import with_precision
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import PERCEPTION, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.precision import resolve_precision
 from stabn_tf.quiet import caught_stderr
 
 SERVING_DEFAULT = "serving_default"
@@ -62,8 +63,6 @@ EXAMPLES = "examples"
 TOP_K_INDICES = "top_k_indices"
 TOP_K_LABELS = "top_k_labels"
 TOP_K_PROBABILITIES = "top_k_probabilities"
-#: What an export may compute in (`--precision`).
-PRECISIONS = tuple(POLICIES)
 #: Max |Δ probabilities| of an export against Keras float32 on `self_check`'s clip.
 #: float32: the same graph, so only op-order round-off (1e-4, as for the float TFLite
 #: export; the tests see < 1e-5). bfloat16 rounds every matmul input
@@ -133,22 +132,16 @@ def _store_variables_once(archive: keras.export.ExportArchive) -> None:
                                for u, v in zip(inner, tracked)])
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ExportError(f"--precision={precision}: choose from {', '.join(PRECISIONS)}")
-    return precision
-
-
 def serving_archive(model: VideoClassifier, top_k: int = 5,
                     precision: str = "float32") -> keras.export.ExportArchive:
     """The ExportArchive with both signatures for an ST-ABN (or baseline) model, computing
-    in `precision` ("float32" or "bfloat16"; the outputs are float32 either way)."""
+    in `precision` (auto, float32 or bfloat16; the outputs are float32 either way)."""
     try:
         preprocessor = model.preprocessor
     except ValueError as e:  # a non-square model: the eval preparation makes square clips
         raise ExportError(str(e)) from None
     num_frames, image_size = preprocessor.num_frames, preprocessor.image_size
-    deploy = deployment_model(with_precision(model, check_precision(precision)))
+    deploy = deployment_model(with_precision(model, resolve_precision(precision)))
     k = max(1, min(top_k, model.num_classes))
     class_names = tf.constant(list(model.class_names), tf.string)
 
@@ -214,11 +207,11 @@ def export_saved_model(model: VideoClassifier, output_dir: str, model_name: str 
 
     `version=None` takes the next free number. The SavedModel is written next to its
     final place and renamed into it, so TF Serving never sees a partial version.
-    `precision`: what the graph computes in ("float32" or "bfloat16"). `check(staged)`
+    `precision`: what the graph computes in (auto, float32 or bfloat16). `check(staged)`
     runs on the written SavedModel before it is published (e.g. `self_check`); an
     `ExportError` from it leaves nothing behind.
     """
-    check_precision(precision)
+    precision = resolve_precision(precision)
     base = os.path.join(output_dir, model_name)
     version = next_version(base) if version is None else int(version)
     if version < 1:
@@ -295,7 +288,7 @@ def self_check(path: str, model: VideoClassifier, precision: str = "float32",
     del reference
     release_freed_memory()
     diff = float(np.abs(served - np.asarray(expected)).max())
-    tolerance = SELF_CHECK_TOLERANCE[check_precision(precision)]
+    tolerance = SELF_CHECK_TOLERANCE[resolve_precision(precision)]
     if not diff <= tolerance:
         raise ExportError(f"self-check failed: the {precision} SavedModel's probabilities "
                           f"differ from Keras float32 by {diff:.2e} (tolerance {tolerance:g})")

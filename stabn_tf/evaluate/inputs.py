@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from stabn_tf.data import list_files
 from stabn_tf.evaluate.errors import EvaluationError
-from stabn_tf.inference import InferenceError
 from stabn_tf.inference import load_checkpoint as load_inference_checkpoint
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.runs import RunDirectory, RunError
@@ -21,10 +20,7 @@ def load_checkpoint(path: str | os.PathLike) -> VideoClassifier:
     Raises `EvaluationError` with one line naming the file when it is missing, not one of
     our models, or takes clips evaluation cannot make (non-square frames).
     """
-    try:
-        model = load_inference_checkpoint(path)
-    except InferenceError as e:
-        raise EvaluationError(str(e)) from None
+    model = load_inference_checkpoint(path)
     try:
         _ = model.preprocessor  # raises for non-square models, which have none
     except ValueError as e:

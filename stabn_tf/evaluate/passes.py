@@ -18,8 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from stabn_tf.data import count_examples, list_files, make_dataset
-from stabn_tf.data.tfrecord import CorruptShardError
-from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.progress import Progress
 from stabn_tf.evaluate.state import Scores, ScoreStore, concatenate
 
@@ -82,10 +80,7 @@ def plan_shards(files: str | Sequence[str], limit: int | None = None) -> list[Sh
     without videos are left out."""
     shards = []
     for index, path in enumerate(list_files(files)):
-        try:
-            shards.append(Shard(index, path, count_examples(path)))
-        except CorruptShardError as e:
-            raise EvaluationError(str(e)) from None
+        shards.append(Shard(index, path, count_examples(path)))
     return first_videos_of(shards, limit)
 
 

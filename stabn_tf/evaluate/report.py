@@ -34,12 +34,12 @@ from stabn_tf.evaluate.quality import POINTING_TOLERANCE, quality_table
 from stabn_tf.evaluate.state import PARTIAL, Scores, ScoreStore, from_bytes, to_bytes
 from stabn_tf.evaluate.tables import results_tables
 from stabn_tf.explain.render import render_prediction
-from stabn_tf.inference import InferenceError, KerasRunner, OutputNames, tfrecord_clips
+from stabn_tf.inference import KerasRunner, OutputNames, tfrecord_clips
 from stabn_tf.layers.attention import INVERSIONS
 from stabn_tf.models.policy import with_precision
 from stabn_tf.models.stabn import VideoClassifier, inversion_of
 from stabn_tf.outputs import PERCEPTION
-from stabn_tf.precision import PrecisionError, choose_precision
+from stabn_tf.precision import choose_precision
 from stabn_tf.runs import RunError, check_writable_dir, file_sha256
 from stabn_tf.training.distribute import gather_bytes
 from stabn_tf.training.signals import Interrupted
@@ -68,14 +68,11 @@ def write_figures(stabn: VideoClassifier | None, baseline: VideoClassifier | Non
     Grad-CAM (of the predicted class); ground-truth boxes are drawn when the records have
     them, class names are the models' own. Returns the PNG paths."""
     runners = []
-    try:
-        if stabn is not None:
-            runners.append((KerasRunner(stabn), ""))
-        if baseline is not None:
-            runners.append((KerasRunner(baseline, method="gradcam",
-                                        gradcam_layer=gradcam_layer), "_gradcam_baseline"))
-    except InferenceError as e:
-        raise EvaluationError(str(e)) from None
+    if stabn is not None:
+        runners.append((KerasRunner(stabn), ""))
+    if baseline is not None:
+        runners.append((KerasRunner(baseline, method="gradcam",
+                                    gradcam_layer=gradcam_layer), "_gradcam_baseline"))
     os.makedirs(output_dir, exist_ok=True)
     names = OutputNames()
     written = []
@@ -245,10 +242,7 @@ def run(
     if batch_size < 1:
         raise EvaluationError(f"--batch_size must be >= 1, got {batch_size}")
     devices = evaluation_devices(strategy)  # before other TF work (multi-worker needs it)
-    try:
-        choice = choose_precision(precision)
-    except PrecisionError as e:
-        raise EvaluationError(str(e)) from None
+    choice = choose_precision(precision)
     if not files:
         files = validation_files(checkpoint)
         log(f"evaluating the run's validation split: {files}")

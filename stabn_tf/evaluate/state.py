@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from stabn_tf.disk import disk_full_message, write_atomic
+from stabn_tf.disk import DiskFullError, write_atomic
 from stabn_tf.evaluate.errors import EvaluationError
 
 #: The folder of `output_dir` that holds an unfinished evaluation.
@@ -172,9 +172,9 @@ class ScoreStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_atomic(path, data)
         except OSError as e:
-            full = disk_full_message(e, path)
+            full = DiskFullError.of(e, path)
             if full is None:
                 raise EvaluationError(f"cannot write {path} ({e.strerror or e})") from None
-            raise EvaluationError(f"{full}; the finished batches are kept in {self.folder} "
-                                  "and the evaluation resumes from them") from None
+            raise full.resuming(f"the finished batches are kept in {self.folder} and the "
+                                "evaluation resumes from them") from None
 

@@ -15,7 +15,7 @@ server that trickles its reply cannot hang the client. A `--request` for `servin
 must hold uint8 pixel values (integers 0..255): the signature is uint8, and a float or
 out-of-range number could be cast rather than refused on the way in, so the client refuses
 it before sending. Flags only: the client is `stabn_tf.serving_client`; an error is one
-line, `error: ...`, and exit status 1.
+line, `stabn_tf.export.client: error: ...`, and exit status 2, as for every command.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from absl import flags
 
 from stabn_tf import cli
 from stabn_tf.disk import DiskFullError, write_atomic
+from stabn_tf.errors import StabnError
 from stabn_tf.serving_client import (
     MAX_TIMEOUT,
     format_prediction,
@@ -68,8 +69,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def send(args: flags.FlagValues = FLAGS) -> int:
     """Builds the request the flags describe and sends it (or writes it); prints each
-    clip's prediction. Returns the exit status: 1, with one `error: ...` line, when the
-    input or the reply is not usable."""
+    clip's prediction. Returns the exit status: `cli.ERROR_STATUS`, with one error line, when
+    the input, the server or the reply is not usable."""
     try:
         if args.request:
             with open(args.request, encoding="utf-8") as f:
@@ -105,9 +106,9 @@ def send(args: flags.FlagValues = FLAGS) -> int:
             print(f"wrote {args.write_request} ({len(names)} instance(s))")
             return 0
         predictions = predict(args.server, args.model, body, args.version, args.timeout)
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError, StabnError) as e:
+        print(f"{command.prefix}{e}", file=sys.stderr)
+        return cli.ERROR_STATUS
     names += [f"instance {i}" for i in range(len(names), len(predictions))]
     for name, prediction in zip(names, predictions):
         print(format_prediction(prediction, name))
@@ -130,7 +131,7 @@ def _write_request(path: str, text: str) -> None:
 
 def main(argv: Sequence[str]) -> int:
     """Flags already parsed (absl's `app.run`); `argv` holds the program name only."""
-    cli.no_arguments(argv, exit_code=1)
+    cli.no_arguments(argv)
     return send(FLAGS)
 
 
@@ -143,14 +144,14 @@ def run_args(args: Sequence[str]) -> int:
     try:
         values(["stabn-client", *args])
     except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{command.prefix}{e}", file=sys.stderr)
         raise SystemExit(1) from None
     return send(values)
 
 
-# Errors other than the reply's and the input's (caught in `send`) end as one line, exit 1.
-command = cli.Command("stabn_tf.export.client", main, define_flags, __doc__, exit_code=1,
-                      prefix="error: ")
+# The input's, the server's and the reply's errors are caught in `send` (the same line and
+# status as `Command` gives every command's); a bad flag is absl's status 1.
+command = cli.Command("stabn_tf.export.client", main, define_flags, __doc__)
 
 if __name__ == "__main__":
     command()

@@ -13,7 +13,7 @@ from absl import flags
 from stabn_tf import cli
 from stabn_tf.deploy import ExportError, RunData
 from stabn_tf.deploy.faithfulness import ACCEPT_FLAG, describe_limits
-from stabn_tf.disk import disk_full_message
+from stabn_tf.disk import disk_full_as_error
 from stabn_tf.runs import RunError, check_writable_dir
 
 FLAGS = flags.FLAGS
@@ -63,17 +63,17 @@ REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 @contextlib.contextmanager
 def output_errors(output: str, needed: Callable[[], int | None]) -> Iterator[None]:
-    """A full disk or a folder that refuses the files while converting or writing: one
-    line naming the file, exit 1 (`needed()`: about how many bytes the output takes)."""
-    try:
-        yield
-    except Exception as e:
-        message = disk_full_message(e, output, needed=needed())
-        if message is None and isinstance(e, OSError) and e.errno in REFUSED:
-            message = f"{output}: cannot be written there ({e.strerror or e})"
-        if message is None:
+    """A full disk (`DiskFullError`) or a folder that refuses the files while converting
+    or writing (`ExportError`): one line naming the file (`needed()`: about how many bytes
+    the output takes)."""
+    with disk_full_as_error(output, needed):
+        try:
+            yield
+        except OSError as e:
+            if e.errno in REFUSED:
+                raise ExportError(f"{output}: cannot be written there ({e.strerror or e})"
+                                  ) from e
             raise
-        cli.fail(message, 1)
 
 
 def run_data(calibrating: Sequence[str]) -> RunData:

@@ -22,7 +22,7 @@ from stabn_tf.deploy import openvino as ovx
 from stabn_tf.disk import write_atomic
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
-from stabn_tf.inference.openvino import PRECISIONS
+from stabn_tf.precision import choose_precision
 
 FLAGS = flags.FLAGS
 
@@ -31,14 +31,17 @@ def define_flags() -> None:
     conversion.define_flags(".xml", "int8", " (its weights go to the .bin beside it)")
     flags.DEFINE_enum("quantize", "none", ovx.QUANTIZATIONS,
                       "none (float32 weights) | int8 (NNCF post-training quantization).")
-    flags.DEFINE_enum("precision", "float32", sorted(PRECISIONS), "What OpenVINO computes "
-                      "the float ops in for the parity run (chosen at run time, not stored).")
+    cli.define_precision("float32", " Here: what OpenVINO computes the float ops in for "
+                         "the parity run (chosen at run time, not stored; auto: this CPU's).")
     flags.DEFINE_integer("num_threads", None, "CPU threads for the parity run.")
 
 
 def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
     output = conversion.output_path(".xml")
+    choice = choose_precision(FLAGS.precision, gpus=[])  # OpenVINO runs on the CPU here
+    if choice.requested == "auto":
+        cli.log(choice.describe())
     model = load_checkpoint(FLAGS.checkpoint)
     bytes_per_weight = 1 if FLAGS.quantize == "int8" else 4
     with conversion.output_errors(output, lambda: bytes_per_weight * model.count_params()):
@@ -47,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
             model, output, FLAGS.quantize, representative_data=data.train,
             num_representative=FLAGS.num_representative,
             eval_data=data.val if FLAGS.evaluate else None, num_eval=FLAGS.num_eval,
-            precision=FLAGS.precision, num_threads=FLAGS.num_threads,
+            precision=choice.precision, num_threads=FLAGS.num_threads,
             accept_unfaithful=FLAGS.accept_unfaithful, notify=cli.log)
     print(ovx.format_report(report), flush=True)
     conversion.no_parity_note(data, report)
@@ -57,10 +60,8 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-# ExportError, InferenceError (StabnErrors) and a missing file print `error: ...` and exit
-# with status 2; a full disk or a folder that refuses the files with status 1.
-command = cli.Command("stabn_tf.export.openvino", main, define_flags, __doc__, prefix="error: ",
-                      errors=((FileNotFoundError, 2),))
+command = cli.Command("stabn_tf.export.openvino", main, define_flags, __doc__,
+                      errors=(FileNotFoundError,))
 
 if __name__ == "__main__":
     command()

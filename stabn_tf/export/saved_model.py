@@ -22,9 +22,10 @@ from stabn_tf.deploy import saved_model as serving
 from stabn_tf.deploy.faithfulness import require_faithful
 from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes
 from stabn_tf.deploy.tflite import PARITY_TITLE, format_parity
-from stabn_tf.disk import disk_full_message, is_disk_full
+from stabn_tf.disk import disk_full_as_error
 from stabn_tf.export import conversion
 from stabn_tf.inference import load_checkpoint
+from stabn_tf.precision import choose_precision
 
 FLAGS = flags.FLAGS
 
@@ -38,8 +39,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("version", 0, "Version number; 0: one above the highest present.")
     flags.DEFINE_integer("top_k", 5, "How many classes top_k_* outputs list.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
-    flags.DEFINE_string("precision", "float32", "What the served graph computes in: float32, "
-                        "or bfloat16 for CPUs with AMX-BF16 / AVX512-BF16 and GPUs.")
+    cli.define_precision("float32", " The export computes in the precision it is made in "
+                         "(auto: this machine's).")
     flags.DEFINE_list("eval_data", None, "TFRecord pattern(s) for the parity numbers; "
                       "default: the run's validation split.")
     flags.DEFINE_integer("num_eval", 0, "Parity clips; 0: the whole split.")
@@ -50,7 +51,10 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> int:
     cli.no_arguments(argv)
-    precision, checked = FLAGS.precision, {}
+    choice, checked = choose_precision(FLAGS.precision), {}
+    precision = choice.precision
+    if choice.requested == "auto":
+        cli.log(choice.describe())
 
     def parity_text() -> str:
         return PARITY_TITLE + format_parity(checked["parity"], candidate="SavedModel")
@@ -62,18 +66,14 @@ def main(argv: Sequence[str]) -> int:
             require_faithful(checked["parity"], f"the {precision} SavedModel",
                              FLAGS.accept_unfaithful, parity_text(), cli.log)
 
-    try:
-        serving.check_precision(precision)
-        model = load_checkpoint(FLAGS.checkpoint)
+    model = load_checkpoint(FLAGS.checkpoint)
+    # a full disk, as whatever TensorFlow's writer raises: one line
+    with disk_full_as_error(FLAGS.output_dir, needed=lambda: 4 * model.count_params()):
         data = RunData.of_checkpoint(FLAGS.checkpoint, val=FLAGS.eval_data)
         eval_data = data.val if FLAGS.evaluate else None
         path = serving.export_saved_model(model, FLAGS.output_dir, FLAGS.model_name,
                                           FLAGS.version or None, FLAGS.top_k, FLAGS.overwrite,
                                           precision=precision, check=check)
-    except Exception as e:  # a full disk, as whatever TensorFlow's writer raises
-        if not is_disk_full(e):
-            raise
-        cli.fail(disk_full_message(e, FLAGS.output_dir, needed=4 * model.count_params()), 1)
     heads = "probabilities, top_k_indices, top_k_labels, top_k_probabilities" + (
         ", spatial_attention, temporal_attention" if model.has_attention else "")
     print(f"wrote {path}\n"
@@ -93,10 +93,7 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-# ExportError and InferenceError (StabnErrors) print `error: ...` and exit with status 2; a
-# full disk with status 1.
-command = cli.Command("stabn_tf.export.saved_model", main, define_flags, __doc__, prefix="error: ",
-                      errors=())
+command = cli.Command("stabn_tf.export.saved_model", main, define_flags, __doc__)
 
 if __name__ == "__main__":
     command()

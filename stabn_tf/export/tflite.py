@@ -60,10 +60,8 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-# ExportError, InferenceError (StabnErrors) and a missing file print `error: ...` and exit
-# with status 2; a full disk or a folder that refuses the files with status 1.
-command = cli.Command("stabn_tf.export.tflite", main, define_flags, __doc__, prefix="error: ",
-                      errors=((FileNotFoundError, 2),))
+command = cli.Command("stabn_tf.export.tflite", main, define_flags, __doc__,
+                      errors=(FileNotFoundError,))
 
 if __name__ == "__main__":
     command()

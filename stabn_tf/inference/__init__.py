@@ -24,7 +24,7 @@ from stabn_tf.inference.litert import LiteRTRunner
 from stabn_tf.inference.openvino import OpenVINORunner
 from stabn_tf.inference.prediction import Prediction, sparkline
 from stabn_tf.inference.runner import InferenceError, Runner, iter_inputs, run_inputs
-from stabn_tf.precision import PrecisionError, check_precision
+from stabn_tf.precision import check_precision
 
 #: File endings of the exported models `open_runner` reads (TFLite, OpenVINO IR).
 EXPORTED_MODELS = (".tflite", ".xml")
@@ -50,10 +50,7 @@ def open_runner(path: str | os.PathLike, method: str = "attention",
         if path.endswith(".tflite"):
             return LiteRTRunner(path, precision=precision)
         return OpenVINORunner(path, precision=precision)
-    try:
-        check_precision(precision)
-    except PrecisionError as e:  # before a checkpoint is loaded
-        raise InferenceError(str(e)) from None
+    check_precision(precision)
     return KerasRunner(load_checkpoint(path), method, gradcam_layer, precision=precision)
 
 

@@ -23,7 +23,7 @@ from stabn_tf.outputs import (
     SPATIAL_ATTENTION,
     TEMPORAL_ATTENTION,
 )
-from stabn_tf.precision import PrecisionChoice, PrecisionError, choose_precision
+from stabn_tf.precision import PrecisionChoice, choose_precision
 
 METHODS = ("attention", "gradcam")
 
@@ -60,10 +60,7 @@ class KerasRunner(Runner):
             self.precision_choice = PrecisionChoice(model_precision(model), "model",
                                                     "the model as built")
         else:
-            try:
-                self.precision_choice = choose_precision(precision)
-            except PrecisionError as e:
-                raise InferenceError(str(e)) from None
+            self.precision_choice = choose_precision(precision)
             model = with_precision(model, self.precision_choice.precision)
         self.model = model
         self.name = model.name

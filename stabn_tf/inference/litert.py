@@ -22,7 +22,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
-from stabn_tf.precision import PrecisionChoice, PrecisionError, check_precision
+from stabn_tf.precision import PrecisionChoice, check_precision
 from stabn_tf.quiet import caught_stderr
 
 #: What an exported model computes in, by its export's `--quantize`.
@@ -142,10 +142,7 @@ class LiteRTRunner(Runner):
                                                   config_path(where))
         self.has_attention = TEMPORAL_ATTENTION in self.output_names
         own = QUANTIZE_PRECISIONS.get(config.get("quantize"), self.input_dtype.name)
-        try:
-            check_precision(precision)
-        except PrecisionError as e:
-            raise InferenceError(str(e)) from None
+        precision = check_precision(precision)
         if precision not in ("auto", own):
             raise InferenceError(f"--precision={precision}: {self.path or 'this TFLite model'} "
                                  f"computes in {own}, the precision it was exported in; "

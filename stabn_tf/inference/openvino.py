@@ -25,10 +25,10 @@ import numpy as np
 from stabn_tf.inference.litert import config_path
 from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
-from stabn_tf.precision import PrecisionChoice, PrecisionError, choose_precision
+from stabn_tf.precision import PrecisionChoice, choose_precision
 
-#: `precision` → OpenVINO CPU `INFERENCE_PRECISION_HINT`.
-PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
+#: OpenVINO CPU's `INFERENCE_PRECISION_HINT` for each precision it computes in.
+HINTS = {"float32": "f32", "bfloat16": "bf16"}
 INPUT_NAME = "clips"
 #: What a config written by `export.openvino` says it is.
 FORMAT = "openvino"
@@ -58,12 +58,12 @@ def compile_config(core, precision: str, num_threads: int | None) -> dict[str, s
     """The CPU plugin settings of a runner: one clip at a time as fast as possible
     (`PERFORMANCE_HINT=LATENCY`), `precision`'s hint, and `num_threads` if given; one
     line when `precision` is unknown or `core`'s CPU cannot compute in it."""
-    if precision not in PRECISIONS:
-        raise InferenceError(f"precision={precision!r}: choose from {sorted(PRECISIONS)}")
+    if precision not in HINTS:
+        raise InferenceError(f"precision={precision!r}: choose from {sorted(HINTS)}")
     if precision == "bfloat16" and not cpu_supports_bfloat16(core):
         raise InferenceError("precision=bfloat16: this CPU has no bf16 units OpenVINO "
                              "uses (AMX or AVX512-BF16); use float32")
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISIONS[precision]}
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": HINTS[precision]}
     if num_threads:
         config["INFERENCE_NUM_THREADS"] = str(num_threads)
     return config
@@ -84,10 +84,7 @@ class OpenVINORunner(Runner):
                  num_threads: int | None = None):
         ov = import_openvino()
         self.path = os.fspath(model_path)
-        try:
-            choice = choose_precision(precision, gpus=[])
-        except PrecisionError as e:
-            raise InferenceError(str(e)) from None
+        choice = choose_precision(precision, gpus=[])
         core = ov.Core()
         if precision == "auto" and not cpu_supports_bfloat16(core):
             choice = PrecisionChoice("float32", "auto", "auto: OpenVINO finds no bf16 units")

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 import stabn_tf  # noqa: F401  (registers every object old files name)
-from stabn_tf.data.labels import LabelFileError, read_labels
+from stabn_tf.data.labels import read_labels
 from stabn_tf.disk import atomic_path
 from stabn_tf.errors import StabnError
 from stabn_tf.models.backbone import RESNET_SPECS, STEM_WIDTH
@@ -87,7 +87,7 @@ def migrate_file(path: str, labels: str, output: str | None = None) -> str:
         raise MigrationError(f"{path}: no such file")
     try:
         names = read_labels(labels)
-    except (OSError, LabelFileError) as e:
+    except OSError as e:  # a LabelFileError says itself what is wrong
         raise MigrationError(str(e)) from None
     try:
         old = keras.saving.load_model(path, compile=False)

@@ -23,9 +23,10 @@ import keras
 
 from stabn_tf.models.folding import inference_clone
 from stabn_tf.models.stabn import VideoClassifier, explanation_model
+from stabn_tf.precision import POLICIES, PRECISIONS
 
-#: The Keras dtype policy of each inference precision.
-POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+#: What inference computes in: the precisions of `--precision` (float16 is training's only).
+INFERENCE_PRECISIONS = tuple(p for p in PRECISIONS if p in POLICIES)
 
 
 @contextlib.contextmanager
@@ -50,8 +51,9 @@ def with_precision(model: VideoClassifier, precision: str) -> VideoClassifier:
     """`model` computing in `precision` ("float32" or "bfloat16"): the model itself when it
     already does, else a copy built from its config under that policy, with its weights.
     The copy shares no variables with `model`."""
-    if precision not in POLICIES:
-        raise ValueError(f"`precision` must be one of {tuple(POLICIES)}, got {precision!r}.")
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"`precision` must be one of {INFERENCE_PRECISIONS}, got "
+                         f"{precision!r}.")
     if model_precision(model) == precision:
         return model
     with dtype_policy(POLICIES[precision]):

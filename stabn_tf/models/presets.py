@@ -20,6 +20,8 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from stabn_tf.errors import StabnError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 PREPROCESSOR_FILE = "preprocessor.json"
@@ -31,7 +33,7 @@ TRAIN_MODEL_SETTINGS = ("depth", "width_multiplier", "num_frames", "image_size",
                         "attention_head", "fusion_relu")
 
 
-class PresetError(ValueError):
+class PresetError(ValueError, StabnError):
     """An unknown preset name, or a directory that is not a readable preset."""
 
 

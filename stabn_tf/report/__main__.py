@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from stabn_tf import cli
-from stabn_tf.disk import disk_full_message
+from stabn_tf.disk import disk_full_as_error
 from stabn_tf.evaluate import TABLES
 from stabn_tf.explain.render import define_colormap_flag
 from stabn_tf.report import build_report
@@ -54,7 +54,7 @@ def define_flags() -> None:
     cli.define_tables(f"Evaluation tables on the summary: {list(TABLES)}, all or none.")
     cli.define_num_clips_list("Clips per video for Table 1.")
     cli.define_batch_size("Videos per batch for the tables.")
-    cli.define_precision(" A compared .tflite model runs in its own.")
+    cli.define_precision(extra=" A compared .tflite model runs in its own.")
     flags.DEFINE_string("corrections", "", "A box file the editor exported earlier: its boxes "
                         "and action frames are loaded into the clip pages' editors (a clip "
                         "the browser already holds edits of keeps the browser's).")
@@ -67,7 +67,8 @@ def main(argv: Sequence[str]) -> None:
     f = FLAGS
     num_clips = cli.num_clips_list()
     tables = {"all": list(TABLES), "none": []}.get(",".join(f.tables), f.tables)
-    try:
+    with disk_full_as_error(f.output_dir, resumes="what was drawn is kept: the next run "
+                            "draws the rest"):  # from PIL, matplotlib or our own writes
         result = build_report(
             checkpoint=f.checkpoint, output_dir=f.output_dir,
             compare_checkpoint=f.compare_checkpoint, files=f.files, max_clips=f.max_clips,
@@ -77,11 +78,6 @@ def main(argv: Sequence[str]) -> None:
             num_clips=num_clips, batch_size=f.batch_size, precision=f.precision,
             corrections=f.corrections, colormap=f.colormap,
             log=cli.log)
-    except Exception as e:  # a full disk, from PIL, matplotlib or our own writes
-        line = disk_full_message(e, f.output_dir)
-        if line is None:
-            raise
-        cli.fail(f"{line} (what was drawn is kept: the next run draws the rest)", 1)
     print(f"open {result['index']} ({result['clips']} clips)")
 
 

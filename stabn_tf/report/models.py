@@ -9,11 +9,9 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from stabn_tf.evaluate.errors import EvaluationError
 from stabn_tf.evaluate.inputs import load_checkpoint
 from stabn_tf.inference import (
     EXPORTED_MODELS,
-    InferenceError,
     KerasRunner,
     OpenVINORunner,
     Runner,
@@ -75,19 +73,16 @@ def open_model(path: str, *, gradcam: bool, gradcam_layer: str | None,
     in bfloat16 go to a folder of their own.
     """
     path = os.fspath(path)
-    try:
-        if path.endswith(EXPORTED_MODELS):
-            if gradcam:
-                log(f"{path}: an exported model has no gradients; no Grad-CAM panel for it")
-            return ReportModel(path, checkpoint_key(path), path,
-                               open_runner(path, precision=precision))
-        model = load_checkpoint(path)
-        method = "attention" if model.has_attention else "gradcam"
-        runner = KerasRunner(model, method, gradcam_layer, precision=precision)
-        cam = (KerasRunner(runner.model, "gradcam", gradcam_layer)
-               if gradcam and model.has_attention else None)
-    except InferenceError as e:
-        raise EvaluationError(str(e)) from None
+    if path.endswith(EXPORTED_MODELS):
+        if gradcam:
+            log(f"{path}: an exported model has no gradients; no Grad-CAM panel for it")
+        return ReportModel(path, checkpoint_key(path), path,
+                           open_runner(path, precision=precision))
+    model = load_checkpoint(path)
+    method = "attention" if model.has_attention else "gradcam"
+    runner = KerasRunner(model, method, gradcam_layer, precision=precision)
+    cam = (KerasRunner(runner.model, "gradcam", gradcam_layer)
+           if gradcam and model.has_attention else None)
     key = checkpoint_key(path) + ("" if runner.precision == "float32"
                                   else f"-{runner.precision}")
     return ReportModel(path, key, path, runner, cam, runner.model)

@@ -53,7 +53,7 @@ from stabn_tf.inference import (
     OutputNames,
     tfrecord_clips,
 )
-from stabn_tf.precision import PrecisionError, check_precision
+from stabn_tf.precision import check_precision
 from stabn_tf.report import pages
 from stabn_tf.report.clips import Drawing, load_record, spatial_maps
 from stabn_tf.report.corrections import known_corrections, load_corrections
@@ -240,10 +240,7 @@ def build_report(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise EvaluationError(f"--workers must be >= 1, got {workers}")
-    try:
-        check_precision(precision)
-    except PrecisionError as e:
-        raise EvaluationError(str(e)) from None
+    check_precision(precision)
     paths = [os.fspath(checkpoint)] + ([os.fspath(compare_checkpoint)]
                                        if compare_checkpoint else [])
     if not files:

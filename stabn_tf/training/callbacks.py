@@ -47,8 +47,8 @@ class StopOnNaN(keras.callbacks.Callback):
         batch += self.step_offset
         step = self._epoch * self.steps_per_epoch + batch + 1
         hints = ["lower --base_lr or add --warmup_epochs", "keep --clip_norm (20 by default)"]
-        if self.precision == "mixed_float16":
-            hints.append("try --precision=mixed_bfloat16 or float32")
+        if self.precision == "float16":
+            hints.append("try --precision=bfloat16 or float32")
         hints.append("check the input data (labels in range, frames decodable)")
         self.message = (f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1} "
                         f"(global step {step}); training stopped. Try: " + "; ".join(hints) + ".")

@@ -34,7 +34,7 @@ from stabn_tf.inference.inputs import Clip, tfrecord_clips
 from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models import presets
 from stabn_tf.models.backbone import RESNET_SPECS
-from stabn_tf.models.inflate import InitError, initialize, parse_init
+from stabn_tf.models.inflate import initialize, parse_init
 from stabn_tf.models.stabn import (
     ATTENTION_HEADS,
     VideoClassifier,
@@ -43,8 +43,16 @@ from stabn_tf.models.stabn import (
     explanation_model,
 )
 from stabn_tf.outputs import ATTENTION, PERCEPTION, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
+from stabn_tf.precision import (
+    FLAG_HELP,
+    POLICIES,
+    TRAINING_PRECISIONS,
+    check_precision,
+    choose_precision,
+    current_name,
+)
 from stabn_tf.runs import RunDirectory, RunError, data_patterns
-from stabn_tf.training.backup import BackupError, BackupState, RunBackup, save_model_atomic
+from stabn_tf.training.backup import BackupState, RunBackup, save_model_atomic
 from stabn_tf.training.callbacks import (
     AttentionImages,
     HistoryLog,
@@ -68,7 +76,6 @@ from stabn_tf.training.supervision import (
 )
 
 MODELS = ("stabn", "baseline")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATASETS = ("tfrecord", "synthetic")
 SCHEDULES = ("step", "cosine")
 
@@ -164,7 +171,8 @@ class TrainConfig:
         1.0, "Use the boxes/labels of this fixed, seeded fraction of the training videos "
         "only ('a few annotated videos').")
     # execution
-    precision: str = _setting("float32", "float32, mixed_float16 or mixed_bfloat16.")
+    # --precision is `stabn_tf.cli.define_precision`'s (training=True); old spellings read.
+    precision: str = _setting("float32", FLAG_HELP.format(names=", ".join(TRAINING_PRECISIONS)))
     jit_compile: bool = _setting(False, "Compile the train step with XLA.")
     strategy: str = _setting("auto", "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu.")
     tpu: str = _setting("", "TPU address for --strategy=tpu.")
@@ -203,7 +211,8 @@ IDENTITY_SETTINGS = frozenset({
 
 def check_config(config: TrainConfig) -> None:
     """Every setting checked before anything runs or is written; `ConfigError`, one line."""
-    choices = {"model": MODELS, "precision": PRECISIONS, "dataset": DATASETS,
+    config.precision = check_precision(config.precision, TRAINING_PRECISIONS)
+    choices = {"model": MODELS, "dataset": DATASETS,
                "schedule": SCHEDULES, "attention_head": ATTENTION_HEADS,
                "depth": tuple(RESNET_SPECS)}
     for name, allowed in choices.items():
@@ -233,10 +242,7 @@ def check_config(config: TrainConfig) -> None:
                           "attention maps).")
     if any(e < 1 for e in config.decay_epochs):
         raise ConfigError(f"--decay_epochs must be >= 1, got {list(config.decay_epochs)}.")
-    try:
-        init = parse_init(config.init)
-    except InitError as e:
-        raise ConfigError(str(e)) from None
+    init = parse_init(config.init)
     if init.from_resnet50 and (config.depth != 50 or config.width_multiplier != 1.0):
         raise ConfigError(f"--init={config.init} needs --depth=50 and --width_multiplier=1 "
                           "(ImageNet ResNet-50 weights).")
@@ -272,10 +278,7 @@ def resolve_data(config: TrainConfig) -> TrainingData:
     labels_path = config.labels or os.path.join(os.path.dirname(train_files[0]), "labels.txt")
     if not os.path.exists(labels_path):
         raise ConfigError(f"no labels file {labels_path!r}: pass --labels=<labels.txt>.")
-    try:
-        class_names = data_lib.read_labels(labels_path)
-    except data_lib.LabelFileError as e:
-        raise ConfigError(str(e)) from None
+    class_names = data_lib.read_labels(labels_path)
     if config.num_classes and config.num_classes != len(class_names):
         raise ConfigError(f"--num_classes={config.num_classes} but {labels_path} lists "
                           f"{len(class_names)} classes.")
@@ -315,10 +318,7 @@ def build_model(config: TrainConfig, class_names: Sequence[str]) -> VideoClassif
 
 
 def _load_init(model: keras.Model, init: str) -> None:
-    try:
-        logging.info("%s", initialize(model, parse_init(init)))
-    except InitError as e:  # one line naming the file, key or layer
-        raise ConfigError(str(e)) from None
+    logging.info("%s", initialize(model, parse_init(init)))
 
 
 @dataclasses.dataclass
@@ -336,8 +336,13 @@ class Execution:
 
 
 def setup_execution(config: TrainConfig) -> Execution:
-    """Precision policy, seeds and the distribution strategy."""
-    keras.mixed_precision.set_global_policy(config.precision)
+    """Precision policy (`auto` becomes this machine's precision, which the run's config
+    keeps), seeds and the distribution strategy."""
+    if config.precision == "auto":
+        choice = choose_precision("auto")
+        logging.info("%s", choice.describe())
+        config.precision = choice.precision
+    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, config.tpu)
     task_type, task_id = task_identity(strategy)
@@ -473,19 +478,17 @@ def _resume_from(backup_dir: str) -> str:
 
 @contextlib.contextmanager
 def _one_line_write_errors(backup_dir: str) -> Iterator[None]:
-    """A full disk or an output that became unwritable mid-run: one line naming the file
-    (every file is written atomically, so nothing half-written is left behind)."""
+    """A full disk (`DiskFullError`) or an output that became unwritable mid-run
+    (`TrainingError`): one line naming the file and what a re-run resumes from (every
+    file is written atomically, so nothing half-written is left behind)."""
     try:
         yield
     except DiskFullError as e:
-        raise TrainingError(f"{e}; free some space, then run the same command again "
-                            f"({_resume_from(backup_dir)}).") from None
+        raise e.resuming(_resume_from(backup_dir)) from None
     except OSError as e:
         raise TrainingError(f"cannot write {e.filename or 'the run'}: {e.strerror or e}; "
                             f"fix it, then run the same command again "
                             f"({_resume_from(backup_dir)}).") from None
-    except BackupError as e:
-        raise TrainingError(str(e)) from None
 
 
 def run_settings(config: TrainConfig, data: TrainingData) -> dict:
@@ -504,6 +507,8 @@ def check_same_run(run: RunDirectory, settings: dict) -> None:
         raise ConfigError(f"{e}; pass --overwrite to start the run afresh") from None
     if previous is None:
         return
+    if "precision" in previous:  # a run saved with an old spelling is the same run
+        previous = {**previous, "precision": current_name(previous["precision"])}
     differences = []
     for name, value in settings.items():
         if name not in IDENTITY_SETTINGS or name not in previous or previous[name] == value:
@@ -541,19 +546,12 @@ def train(config: TrainConfig) -> dict:
     check_config(config)
     data = resolve_data(config)
     run = RunDirectory(config.output_dir)
-    try:
-        run.check_writable()
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    run.check_writable()
     execution = setup_execution(config)
     # One writer per run: the chief holds the run until it returns (other workers of a
     # multi-worker run write only their own backups).
-    try:
-        lock = run.lock() if execution.chief else contextlib.nullcontext()
-        with lock:
-            return _train_locked(config, data, run, execution)
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    with run.lock() if execution.chief else contextlib.nullcontext():
+        return _train_locked(config, data, run, execution)
 
 
 def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,

@@ -201,7 +201,7 @@ def test_folder_empty_class_folder_is_refused(tmp_path, tiny_folder, run_command
     (root / "notes_only" / "readme.txt").write_text("no videos here")
     result = run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={root}",
                          f"--output_dir={out}", "--workers=1", "--noprogress")
-    _assert_one_line(result, 1, "empty", "notes_only", "no videos")
+    _assert_one_line(result, 2, "empty", "notes_only", "no videos")
     assert _snapshot(out) == before
     assert read_labels(out / "labels.txt") == ["a", "b"]
 

@@ -172,7 +172,7 @@ def test_malformed_label_file_exits_nonzero_naming_it(raw_copy, run_command, tmp
         f.write('{\n  "Moving something up": "0",\n  "Moving something down": 1\n  oops\n}')
     result = run_command("stabn_tf.data.convert", "--dataset=ssv2", f"--input_dir={raw_copy}",
                          f"--output_dir={tmp_path / 'out'}", "--workers=1")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{labels}:4: invalid JSON" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -198,7 +198,8 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(folder, tmp_path, monkeypat
     with pytest.raises(convert.DiskFullError) as full:
         convert.convert_dataset("folder", folder, out, splits=["train"], **FAST)
     message = str(full.value)
-    assert "no space left on device writing" in message and "\n" not in message
+    assert ": the disk is full (" in message and "\n" not in message
+    assert message.endswith("(the complete shards are kept and it resumes from them)")
     assert "train-00001-of-00002.tfrecord.tmp" in message and "MB more for the" in message
     assert sorted(_shards(out)) == ["train-00000-of-00002.tfrecord"]  # the good shard kept
     assert not list(out.glob("*.tmp"))
@@ -209,8 +210,9 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(folder, tmp_path, monkeypat
     def no_room(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", path)
     monkeypatch.setattr(conversion, "write_atomic", no_room)
-    with pytest.raises(convert.DiskFullError, match=r"writing .*origin.json \(\d+ MB free\)"
-                       r".* needs space for 5 videos \(no shard"):  # not "for 0 videos"
+    with pytest.raises(convert.DiskFullError, match=r"origin.json: the disk is full \([\d.]+ "
+                       r"[kMG]?B free there\); this needs space for 5 videos \(no shard"
+                       ):  # not "for 0 videos"
         convert.convert_dataset("folder", folder, out, splits=["train"], **FAST)
 
 
@@ -232,9 +234,10 @@ def test_a_full_disk_on_the_command_line_is_one_line(folder, tmp_path, monkeypat
     monkeypatch.setattr(shards.tf.io, "TFRecordWriter", Full)
     proc = run_command("stabn_tf.data.convert", "--dataset=folder", f"--input_dir={folder}",
                        f"--output_dir={tmp_path / 'out'}", "--workers=1", "--progress=false")
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert len(errors) == 1 and "no space left on device writing" in errors[0]
+    prefix = "stabn_tf.data.convert: error: "
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(prefix)]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and ": the disk is full (" in errors[0]
 
 
 @pytest.mark.slow
@@ -249,13 +252,14 @@ def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, pyt
                       "--workers=1", "--progress=false")
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip() == (
-            f"error: output_dir {out} is being written by another converter (pid "
-            f"{os.getpid()}); wait for it to finish, or choose another --output_dir")
+            f"stabn_tf.data.convert: error: output_dir {out} is being written by another "
+            f"converter (pid {os.getpid()}); wait for it to finish, or choose another --output_dir")
         # ... and does so before its slow start-up: TensorFlow is never imported.
         timed = python("-X", "importtime", "-m", "stabn_tf.data.convert", "--dataset=folder",
                        f"--input_dir={folder}", "--output_dir", str(out), timeout=120)
         lines = timed.stderr.splitlines()
-        assert timed.returncode == 2 and lines[-1].startswith("error: output_dir "), lines[-3:]
+        assert timed.returncode == 2 and lines[-1].startswith(
+            "stabn_tf.data.convert: error: output_dir "), lines[-3:]
         assert not [line for line in lines if line.endswith("| tensorflow")]
         verify = python("-m", "stabn_tf.data.convert", "--verify", f"--output_dir={out}")
         assert verify.returncode == 2 and "being written by another converter" in verify.stderr

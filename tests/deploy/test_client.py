@@ -11,7 +11,11 @@ import time
 import pytest
 
 from stabn_tf import serving_client as client
+from stabn_tf.export.client import command
 from stabn_tf.export.client import run_args as client_main
+
+#: Every command's error line: `<command>: error: ` and the message.
+PREFIX = command.prefix
 
 GOOD = {"probabilities": [0.1, 0.7, 0.2], "top_k_indices": [1, 2],
         "top_k_labels": ["pushing", "pulling"], "top_k_probabilities": [0.7, 0.2],
@@ -113,21 +117,21 @@ def test_a_reply_that_is_not_the_signature_is_one_line(server, tmp_path, capsys,
                                                         expected):
     address = server(json.dumps(reply).encode())
     status, err, out = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1 and out == ""
-    assert err == [f"error: {address}/v1/models/stabn: {expected}"], err
+    assert status == 2 and out == ""
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: {expected}"], err
 
 
 def test_a_malformed_or_short_body_is_one_line(server, tmp_path, capsys):
     address = server(b"<html>502 Bad Gateway</html>")
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1
-    assert err == [f"error: {address}/v1/models/stabn: the server's response is malformed "
+    assert status == 2
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: the server's response is malformed "
                    "(not JSON, 28 bytes): b'<html>502 Bad Gateway</html>'"], err
     body = json.dumps({"predictions": [GOOD]}).encode()
     address = server(body[:50], length=len(body))  # the connection closes 50 bytes in
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1
-    assert err == [f"error: {address}/v1/models/stabn: the reply ended after 50 bytes of "
+    assert status == 2
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: the reply ended after 50 bytes of "
                    f"its body, {len(body) - 50} bytes short of its announced length"], err
 
 
@@ -139,8 +143,8 @@ def test_timeout_bounds_the_whole_request(server, tmp_path, capsys):
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path),
                            "--timeout", "1"], capsys)
     elapsed = time.monotonic() - start
-    assert status == 1 and 0.9 < elapsed < 3.0, elapsed
-    assert err == [f"error: {address}/v1/models/stabn: no complete reply within 1 s "
+    assert status == 2 and 0.9 < elapsed < 3.0, elapsed
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: no complete reply within 1 s "
                    "(--timeout)"], err
     with pytest.raises(SystemExit):
         client_main(["--server", address, "--request", _request(tmp_path), "--timeout", "0"])
@@ -150,25 +154,25 @@ def test_timeout_bounds_the_whole_request(server, tmp_path, capsys):
 def test_no_server_is_one_line(tmp_path, capsys):
     status, err, _ = _run(["--server", "http://127.0.0.1:9", "--request", _request(tmp_path),
                            "--timeout", "5"], capsys)
-    assert status == 1 and len(err) == 1
-    assert err[0].startswith("error: http://127.0.0.1:9/v1/models/stabn: cannot connect")
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith(f"{PREFIX}http://127.0.0.1:9/v1/models/stabn: cannot connect")
 
 
 def test_huge_or_lying_reply_lengths_are_one_line(server, tmp_path, capsys, monkeypatch):
     body = json.dumps({"predictions": [GOOD]}).encode()
     address = server(body, length=10 ** 12)  # announced, never sent: nothing is allocated
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1
-    assert err == [f"error: {address}/v1/models/stabn: the reply announces 1000000000000 "
+    assert status == 2
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: the reply announces 1000000000000 "
                    "bytes, more than the 256 MB a prediction reply can need"], err
     address = server(body, length=20)  # fewer than sent: the JSON is cut
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1 and len(err) == 1 and "malformed (not JSON, 20 bytes)" in err[0], err
+    assert status == 2 and len(err) == 1 and "malformed (not JSON, 20 bytes)" in err[0], err
     monkeypatch.setattr(client, "MAX_REPLY_BYTES", 100)
     address = server(body, length=-1)  # no length: read up to the bound, no further
     status, err, _ = _run(["--server", address, "--request", _request(tmp_path)], capsys)
-    assert status == 1
-    assert err == [f"error: {address}/v1/models/stabn: the reply goes on past 0 MB, more "
+    assert status == 2
+    assert err == [f"{PREFIX}{address}/v1/models/stabn: the reply goes on past 0 MB, more "
                    "than a prediction reply can need"], err
     monkeypatch.undo()
     address = server(body, length=-1)
@@ -217,25 +221,25 @@ def test_a_file_that_is_not_a_tfrecord_is_one_line(tmp_path, capsys):
                     "length does not match its checksum)")]:
         status, err, out = _run(["--tfrecord", str(path), "--write_request",
                                  str(tmp_path / "r.json")], capsys)
-        assert (status, out) == (1, "") and err == [f"error: {path.parent}/{expected}"], err
+        assert (status, out) == (2, "") and err == [f"{PREFIX}{path.parent}/{expected}"], err
 
 
 def test_bad_request_files_and_targets_are_one_line(tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("{} {}")
     status, err, _ = _run(["--request", str(text)], capsys)
-    assert status == 1
-    assert err == [f"error: --request={text}: not a JSON request body (Extra data: line 1 "
+    assert status == 2
+    assert err == [f"{PREFIX}--request={text}: not a JSON request body (Extra data: line 1 "
                    "column 4 (char 3))"], err
     binary = tmp_path / "clip.mp4"
     binary.write_bytes(b"\x00\xff\xfe" * 10)
     status, err, _ = _run(["--request", str(binary)], capsys)
-    assert status == 1 and len(err) == 1 and f"--request={binary}: not a JSON" in err[0]
+    assert status == 2 and len(err) == 1 and f"--request={binary}: not a JSON" in err[0]
     for target, expected in [
             ("/proc/stabn-request.json", "--write_request=/proc/stabn-request.json: cannot "
                                          "write it there (No such file or directory)"),
             (str(tmp_path), f"--write_request={tmp_path} is a folder; name a file")]:
         status, err, _ = _run(["--request", _request(tmp_path), "--write_request", target],
                               capsys)
-        assert status == 1 and err == [f"error: {expected}"], err
+        assert status == 2 and err == [f"{PREFIX}{expected}"], err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]

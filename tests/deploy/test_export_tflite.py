@@ -148,8 +148,9 @@ def test_int8_export_with_no_training_clips_is_refused_in_one_line(model, lone, 
                          f"--output={tmp_path / 'x.tflite'}")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == [f"error: --quantize=int8 calibrates on real clips and {empty} holds "
-                     "none: pass --representative_data=<TFRecords with clips>"], lines
+    assert lines == [f"stabn_tf.export.tflite: error: --quantize=int8 calibrates on real clips "
+                     f"and {empty} holds none: pass --representative_data=<TFRecords with "
+                     "clips>"], lines
     assert not (tmp_path / "x.tflite").exists()
     with pytest.raises(ExportError, match="pass --representative_data"):  # no data at all
         lite.export_tflite(model, str(tmp_path / "y.tflite"), "int8")
@@ -165,7 +166,8 @@ def test_cli_errors_name_the_missing_piece(lone, tmp_path, run_command):
     result = run_command("export.tflite", f"--checkpoint={lone}", "--quantize=int16x8")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --quantize=int16x8 calibrates on real clips and there are none (no run "
+        "stabn_tf.export.tflite: error: --quantize=int16x8 calibrates on real clips and there "
+        "are none (no run "
         f"directory (config.json) around {lone}): pass "
         "--representative_data=<training TFRecord pattern>"]
     missing = run_command("export.tflite", f"--checkpoint={tmp_path}/missing.keras")

@@ -1,4 +1,4 @@
-"""A full disk while exporting is one line naming the file and what is needed, exit 1,
+"""A full disk while exporting is one line naming the file and what is needed, exit 2,
 no traceback, and no partial model left where TF Serving or a phone would pick it up
 (ENOSPC simulated: see `full_disk_command` in tests/conftest.py)."""
 
@@ -14,7 +14,7 @@ import tensorflow as tf
 import stabn_tf
 from stabn_tf.disk import (
     DiskFullError,
-    disk_full_message,
+    disk_full_as_error,
     free_bytes,
     is_disk_full,
     require_space,
@@ -40,11 +40,22 @@ def test_disk_full_is_recognised_and_said_in_one_line(tmp_path):
     assert is_disk_full(tf.errors.ResourceExhaustedError(
         None, None, "saved_model/variables.data; No space left on device"))
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
-    line = disk_full_message(error, "elsewhere", needed=2_500_000)
+    full = DiskFullError.of(error, "elsewhere", needed=2_500_000)
+    assert isinstance(full, OSError) and full.errno == errno.ENOSPC
+    line = str(full)
     assert line.startswith(f"{tmp_path / 'm.tflite'}: the disk is full (")
-    assert line.endswith(" MB free there); this needs about 2.5 MB: free some space and run "
-                         "the command again")
-    assert disk_full_message(ValueError("bad"), tmp_path) is None
+    assert line.endswith(" free there); this needs about 2.5 MB: free some space and run "
+                         "the same command again")
+    assert DiskFullError.of(full) is full
+    assert DiskFullError.of(ValueError("bad"), tmp_path) is None
+    resumed = str(full.resuming("it resumes from the last backup"))
+    assert resumed == f"{line} (it resumes from the last backup)"
+    with pytest.raises(DiskFullError) as raised, disk_full_as_error(tmp_path, lambda: 10):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    assert str(raised.value).startswith(f"{tmp_path}: the disk is full (")
+    assert "this needs about 10 bytes:" in str(raised.value)
+    with pytest.raises(KeyError), disk_full_as_error(tmp_path):  # the rest passes through
+        raise KeyError("bad")
 
 
 def test_the_space_needed_adds_up_and_pseudo_file_systems_are_not_full(tmp_path,
@@ -52,9 +63,10 @@ def test_the_space_needed_adds_up_and_pseudo_file_systems_are_not_full(tmp_path,
     monkeypatch.setattr("stabn_tf.disk.free_bytes", lambda path: 405_500)
     with pytest.raises(DiskFullError) as error:
         require_space(str(tmp_path / "latest.weights.h5"), 1_800)
-    assert str(error.value) == (f"no space left on the device for {tmp_path}/latest."
-                                "weights.h5 (it needs about 1.8 kB + the 1.0 MB kept free = "
-                                "1.0 MB; 405.5 kB free)")
+    assert str(error.value) == (f"{tmp_path}/latest.weights.h5: the disk is full (405.5 kB "
+                                "free there); this needs about 1.8 kB + the 1.0 MB kept "
+                                "free = 1.0 MB: free some space and run the same command "
+                                "again")
     monkeypatch.undo()
     assert free_bytes("/proc/stabn-x.json") is None  # no size, not "0 bytes free"
     require_space("/proc/stabn-x.json", 1_800)
@@ -87,12 +99,14 @@ def test_write_atomic_keeps_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]  # no temporary
 
 
-def _one_line(result) -> str:
-    assert result.returncode == 1, result.stderr[-3000:]
+def _one_line(result, command: str) -> str:
+    """The one error line of `command`, without its prefix."""
+    assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    prefix = f"stabn_tf.{command}: error: "
+    lines = [line for line in result.stderr.splitlines() if line.startswith(prefix)]
     assert len(lines) == 1, result.stderr
-    return lines[0]
+    return lines[0].removeprefix(prefix)
 
 
 @pytest.mark.slow
@@ -104,9 +118,9 @@ def test_tflite_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command, o
     result = subprocess.run(full_disk_command("export.tflite", f"--checkpoint={path}",
                                               f"--output={output}", "--noevaluate"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-    line = _one_line(result)
+    line = _one_line(result, "export.tflite")
     own_lines_only(result)  # the float32 conversion ran, quietly
-    assert line.startswith(f"error: {output}: the disk is full (")
+    assert line.startswith(f"{output}: the disk is full (")
     assert f"this needs about {4 * params / 1e6:.1f} MB: free some space" in line
     assert output.read_bytes() == b"an earlier export"  # the old file, whole
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.tflite"]
@@ -130,9 +144,9 @@ def test_saved_model_export_on_a_full_disk(checkpoint, tmp_path, full_disk_comma
                                               f"--output_dir={tmp_path / 'serving'}",
                                               then=tf_full),
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-    line = _one_line(result)
+    line = _one_line(result, "export.saved_model")
     own_lines_only(result)
-    assert line.startswith(f"error: {tmp_path / 'serving'}: the disk is full (")
+    assert line.startswith(f"{tmp_path / 'serving'}: the disk is full (")
     assert f"this needs about {4 * params / 1e6:.1f} MB" in line
     assert list((tmp_path / "serving" / "stabn").iterdir()) == []  # no version, no staging
 
@@ -156,9 +170,9 @@ def test_openvino_export_on_a_full_disk(checkpoint, tmp_path, full_disk_command,
                                               f"--output={output}", "--noevaluate",
                                               then=openvino_full),
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-    line = _one_line(result)
+    line = _one_line(result, "export.openvino")
     own_lines_only(result)
-    assert line.startswith(f"error: {output}: the disk is full (0.0 MB free there); this "
+    assert line.startswith(f"{output}: the disk is full (4.1 kB free there); this "
                            f"needs about {4 * params / 1e6:.1f} MB"), line
     assert list((tmp_path / "out").iterdir()) == []  # no IR, no staging folder
 
@@ -178,4 +192,5 @@ def test_exports_into_a_folder_that_refuses_files(checkpoint, tmp_path, command,
                              "--noevaluate")
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.strip().splitlines() == [
-            f"error: --output={output}: output directory {folder!r} is not writable: {why}"]
+            f"stabn_tf.{command}: error: --output={output}: output directory {folder!r} is "
+            f"not writable: {why}"]

@@ -190,7 +190,8 @@ def test_cli_errors_are_one_line(model, tmp_path, run_command):
     result = run_command("export.openvino", f"--checkpoint={lone}", "--quantize=int8")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --quantize=int8 calibrates on real clips and there are none (no run "
+        "stabn_tf.export.openvino: error: --quantize=int8 calibrates on real clips and there "
+        "are none (no run "
         f"directory (config.json) around {lone}): pass "
         "--representative_data=<training TFRecord pattern>"]
     with pytest.raises(ExportError, match=r"--output=.*stabn\.ir: an OpenVINO IR is a \.xml"):

@@ -250,11 +250,11 @@ def test_client_refuses_float_frames_before_sending(exported, fake_server, tmp_p
     frames[1][2][3][0] = -0.42
     request = tmp_path / "floats.json"
     request.write_text(json.dumps({"instances": [frames]}))
-    assert client_main(["--server", fake_server, "--request", str(request)]) == 1
+    assert client_main(["--server", fake_server, "--request", str(request)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: instances[0][1][2][3][0] = -0.42: serving_default takes uint8 RGB "
-                   "frames (integers 0..255) and would not see this value as sent; send "
-                   "pixel values, not normalised floats"], err
+    assert err == ["stabn_tf.export.client: error: instances[0][1][2][3][0] = -0.42: "
+                   "serving_default takes uint8 RGB frames (integers 0..255) and would not "
+                   "see this value as sent; send pixel values, not normalised floats"], err
     for body in ({"signature_name": "serving_default", "inputs": {"frames": [[[[[256]]]]]}},
                  {"instances": [{"frames": [[[[True]]]]}]}):
         with pytest.raises(ValueError, match="integers 0..255"):
@@ -283,7 +283,8 @@ def test_cli_exports_the_keras_file_alone(exported, tmp_path, own_lines_only, py
     assert missing.returncode == 2 and "no such checkpoint file" in missing.stderr
     bad = run_command(*args, "--precision=float16")
     assert bad.returncode == 2 and bad.stderr.strip() == \
-        "error: --precision=float16: choose from float32, bfloat16"
+        "stabn_tf.export.saved_model: error: --precision=float16: choose from auto, float32, " \
+        "bfloat16"
 
 
 def test_bfloat16_export_same_signatures_float32_out(exported, tmp_path):

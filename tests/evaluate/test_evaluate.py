@@ -14,6 +14,7 @@ import stabn_tf
 from stabn_tf import data as data_lib
 from stabn_tf import evaluate as ev
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.errors import StabnError
 from stabn_tf.layers.attention import AttentionFusion
 from stabn_tf.precision import resolve_precision
 
@@ -170,16 +171,16 @@ def _one_line(error) -> str:
 
 
 def test_load_checkpoint_errors_are_one_line(tmp_path):
-    with pytest.raises(ev.EvaluationError, match="no such checkpoint file") as missing:
+    with pytest.raises(StabnError, match="no such checkpoint file") as missing:
         ev.load_checkpoint(tmp_path / "nope.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip file")
-    with pytest.raises(ev.EvaluationError, match="not a .keras model file") as broken:
+    with pytest.raises(StabnError, match="not a .keras model file") as broken:
         ev.load_checkpoint(bad)
     plain = tmp_path / "plain.keras"
     inputs = keras.Input((2,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(plain)
-    with pytest.raises(ev.EvaluationError,
+    with pytest.raises(StabnError,
                        match="a Keras model .Functional.* not an ST-ABN or baseline model"
                        ) as foreign:
         ev.load_checkpoint(plain)
@@ -312,11 +313,11 @@ def test_usage_errors_are_one_line_and_come_before_any_model(models, tiny_tfreco
     with pytest.raises(ev.EvaluationError, match="--output_dir: .* not writable") as err:
         _run(checkpoint=models["stabn"], files=val, output_dir=str(a_file / "evaluation"))
     _one_line(err)
-    with pytest.raises(ev.EvaluationError, match="no such checkpoint file") as err:
+    with pytest.raises(StabnError, match="no such checkpoint file") as err:
         _run(checkpoint=missing, files=val, output_dir=str(tmp_path / "never"))
     _one_line(err)
     assert not (tmp_path / "never").exists()
-    with pytest.raises(ev.EvaluationError, match="--precision=fp16: choose from auto") as err:
+    with pytest.raises(StabnError, match="--precision=fp16: choose from auto") as err:
         _run(checkpoint=missing, files=val, precision="fp16")
     _one_line(err)
     with pytest.raises(ev.EvaluationError, match="no --files given and no run config") as err:

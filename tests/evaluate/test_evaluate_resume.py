@@ -22,6 +22,7 @@ import pytest
 import stabn_tf
 from stabn_tf import evaluate as ev
 from stabn_tf.data import read_labels
+from stabn_tf.disk import DiskFullError
 from stabn_tf.evaluate import state as state_lib
 from stabn_tf.evaluate.progress import Progress
 from stabn_tf.training.signals import Interrupted
@@ -103,7 +104,7 @@ def test_interrupted_evaluation_resumes_to_the_uninterrupted_results(
 
     monkeypatch.setattr(state_lib, "write_atomic", filling)
     resumed = StopAfter(0)
-    with pytest.raises(ev.EvaluationError) as full:
+    with pytest.raises(DiskFullError) as full:
         ev.run(**_settings(checkpoint, tiny_tfrecords), output_dir=str(out), on_batch=resumed)
     assert "the disk is full" in str(full.value) and "\n" not in str(full.value)
     assert "the finished batches are kept in" in str(full.value)

@@ -167,7 +167,7 @@ def _resolved(*argv) -> TrainConfig:
 
 
 # What each flag file resolved to when it spelled every setting out itself.
-_EXECUTION = dict(precision="mixed_bfloat16", jit_compile=True, strategy="auto", sync_bn=False,
+_EXECUTION = dict(precision="bfloat16", jit_compile=True, strategy="auto", sync_bn=False,
                   backup_every_steps=500, explain_every_epochs=5, verbose=2)
 _PAPER = dict(depth=50, num_frames=32, image_size=224, init="imagenet", batch_size=64,
               epochs=150, schedule="step", decay_epochs=(75, 125), base_lr=0.01, momentum=0.9,

@@ -31,6 +31,7 @@ import stabn_tf.report.pages
 import stabn_tf.report.site
 from stabn_tf.data import list_files, read_labels, tfrecord
 from stabn_tf.deploy import openvino, tflite
+from stabn_tf.errors import StabnError
 from stabn_tf.evaluate import EvaluationError, load_checkpoint
 from stabn_tf.inference import tfrecord_clips
 from stabn_tf.report import build_report
@@ -343,7 +344,7 @@ def test_tflite_model_beside_the_keras_one(checkpoint, tiny_tfrecords, tmp_path)
     assert models[0]["key"].endswith("-bfloat16") and models[0]["kind"].endswith(", bfloat16")
     assert "Keras ST-ABN, bfloat16" in page
     assert said.count("precision: bfloat16 (requested)") == 1
-    with pytest.raises(EvaluationError, match="--precision=bfloat16: .* computes in float32"):
+    with pytest.raises(StabnError, match="--precision=bfloat16: .* computes in float32"):
         build_report(checkpoint=str(lite), output_dir=str(tmp_path / "lite"),
                      files=_val(tiny_tfrecords), tables=[], progress=False,
                      log=lambda text: None, precision="bfloat16")
@@ -377,7 +378,7 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
     a_file.write_text("x")
     with pytest.raises(EvaluationError, match="is a file"):
         report(output_dir=str(a_file))
-    with pytest.raises(EvaluationError, match="--precision=fp16: choose from auto"):
+    with pytest.raises(StabnError, match="--precision=fp16: choose from auto"):
         report(precision="fp16")
     with pytest.raises(EvaluationError, match="not writable"):
         report(output_dir=str(a_file / "inside"))
@@ -417,7 +418,7 @@ def test_bad_inputs_fail_in_one_line(checkpoint, tiny_tfrecords, tmp_path, own_l
 def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk_command,
                                  own_lines_only):
     """ENOSPC while writing the site (simulated: see `full_disk_command`): one line naming
-    the file, exit 1, no traceback."""
+    the file, exit 2, no traceback."""
     out = tmp_path / "site"
     done = subprocess.run(full_disk_command("stabn_tf.report", f"--checkpoint={checkpoint}",
                                             f"--output_dir={out}",
@@ -425,15 +426,15 @@ def test_a_full_disk_is_one_line(checkpoint, tiny_tfrecords, tmp_path, full_disk
                                             "--max_clips=1", "--tables=none"),
                           capture_output=True, text=True, env=ENV, timeout=300,
                           cwd=pathlib.Path(__file__).resolve().parents[2])
-    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     own_lines_only(done)  # a clip was drawn
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith(f"stabn_tf.report: error: {out}")
     assert ": the disk is full (" in errors[0]
-    assert errors[0].endswith("free some space and run the command again (what was drawn is "
-                              "kept: the next run draws the rest)")
+    assert errors[0].endswith("free some space and run the same command again (what was "
+                              "drawn is kept: the next run draws the rest)")
     assert not [p for p in out.rglob(".tmp-*")]  # no half-written temporary files
 
 

@@ -15,8 +15,15 @@ import time
 import keras
 import pytest
 
-from stabn_tf.runs import RunDirectory
-from stabn_tf.training.trainer import ConfigError, TrainConfig, TrainingError, train
+from stabn_tf.disk import DiskFullError
+from stabn_tf.runs import RunDirectory, RunError
+from stabn_tf.training.trainer import (
+    ConfigError,
+    TrainConfig,
+    check_config,
+    check_same_run,
+    train,
+)
 
 TINY = dict(steps_per_epoch=2, validation_steps=1, num_explain_clips=0, verbose=0)
 
@@ -53,6 +60,21 @@ def test_batch_larger_than_the_training_split_is_refused(tiny_tfrecords, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_saved_with_the_old_precision_spelling_resumes(tmp_path, capsys):
+    """Old flag files and run configs say mixed_bfloat16: the same run as bfloat16."""
+    run = RunDirectory(str(tmp_path / "run"))
+    os.makedirs(run.path)
+    run.write_config({"precision": "mixed_bfloat16", "seed": 0})
+    config = TrainConfig(precision="mixed_bfloat16")
+    check_config(config)
+    assert config.precision == "bfloat16"
+    assert "--precision=mixed_bfloat16 is now spelled --precision=bfloat16" in \
+        capsys.readouterr().err
+    check_same_run(run, {"precision": config.precision, "seed": 0})  # the same run
+    with pytest.raises(ConfigError, match=r"--precision=bfloat16 \(now float32\)"):
+        check_same_run(run, {"precision": "float32", "seed": 0})
+
+
 @pytest.mark.slow
 def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, tmp_path):
     out = tmp_path / "run"
@@ -69,7 +91,7 @@ def test_settings_are_the_runs_identity_and_one_writer_holds_it(tiny_tfrecords, 
     assert "--overwrite" in message and "\n" not in message
     assert _snapshot(out) == before
 
-    with RunDirectory(out).lock(), pytest.raises(ConfigError) as error:
+    with RunDirectory(out).lock(), pytest.raises(RunError) as error:
         started = time.monotonic()
         train(_config(tiny_tfrecords, out, epochs=2))
     assert f"in use by another training run (pid {os.getpid()} on" in str(error.value)
@@ -97,11 +119,11 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path,
         return 1000 if full else free_bytes(folder)
 
     monkeypatch.setattr("stabn_tf.disk.free_bytes", disk_fills_after_the_first_epoch)
-    with pytest.raises(TrainingError) as error:
+    with pytest.raises(DiskFullError) as error:
         train(_config(tiny_tfrecords, out, epochs=3))
     message = str(error.value)
-    assert f"no space left on the device for {out}/backup/latest.weights.h5 (it needs about" \
-        in message and "MB; 1.0 kB free" in message, message
+    assert message.startswith(f"{out}/backup/latest.weights.h5: the disk is full (1.0 kB free "
+                              "there); this needs about "), message
     # The reserve kept free is in the sum, so the numbers add up; the first backup is the
     # one refused, so no backup is promised.
     assert "MB + the 1.0 MB kept free = " in message
@@ -117,9 +139,9 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_tfrecords, tmp_path,
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr(keras.Model, "save", no_space)
-    with pytest.raises(TrainingError) as error:
+    with pytest.raises(DiskFullError) as error:
         train(_config(tiny_tfrecords, out, epochs=3))
-    assert "no space left on the device for" in str(error.value) and ".keras" in str(error.value)
+    assert ": the disk is full" in str(error.value) and ".keras" in str(error.value)
     assert _no_temporary_files(out)
     monkeypatch.undo()
 

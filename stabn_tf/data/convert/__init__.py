@@ -42,10 +42,11 @@ Design points:
   failure (with its split); the summary checks `read = written + failed` per split. Bad
   videos never stop the run, nor do duplicate ids (an id listed twice with different
   labels, or in both train and validation, is a failure in each place). Unusable label
-  files or an empty result stop it (exit code 1); unusable arguments stop it before
-  anything is written (exit code 2): an output_dir that is a file or unwritable, or that
-  holds another dataset's conversion (unless `--overwrite`), or that another converter
-  is writing (an flock on output_dir, held for the whole run). A full disk stops it with
+  files or an empty result stop it; unusable arguments stop it before anything is
+  written (each is one line and exit status 2, as for every command): an output_dir
+  that is a file or unwritable, or that holds another dataset's conversion (unless
+  `--overwrite`), or that another converter is writing (an flock on output_dir, held
+  for the whole run). A full disk stops it with
   one line (the file, the space needed; `DiskFullError`), keeping the complete shards.
   Frames are never stretched or upscaled: a frame folder of mixed sizes is a failure.
 - Deterministic: a video's shard depends only on its id (ordered by a hash of the id, so
@@ -92,7 +93,7 @@ _API = {
     "convert_item": "stabn_tf.data.convert.encode",
     "DATASETS": "stabn_tf.data.convert.listing",
     "DEFAULT_SPLITS": "stabn_tf.data.convert.items",
-    "DiskFullError": "stabn_tf.data.convert.items",
+    "DiskFullError": "stabn_tf.disk",  # the project's one, named here for the converter
     "EncodeSettings": "stabn_tf.data.convert.items",
     "FAILURES_FILE": "stabn_tf.data.convert.manifest",
     "FOLDER_SPLIT_DIRS": "stabn_tf.data.convert.folder",

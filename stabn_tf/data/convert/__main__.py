@@ -4,6 +4,7 @@ imported, so a second converter on the same directory stops at once."""
 
 import sys
 
+from stabn_tf.cli import ERROR_STATUS, error_prefix
 from stabn_tf.data.convert import lock
 
 
@@ -20,8 +21,8 @@ if __name__ == "__main__":
     output_dir = lock.output_dir_flag(sys.argv[1:])
     busy = lock.lock_early(output_dir) if output_dir else None
     if busy:
-        print(f"error: {busy}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        print(f"{error_prefix('stabn_tf.data.convert')}{busy}", file=sys.stderr, flush=True)
+        sys.exit(ERROR_STATUS)
     from stabn_tf.data.convert.cli import command  # after the lock: imports TensorFlow
 
     command()

@@ -87,7 +87,4 @@ def main(argv: Sequence[str]) -> None:
     print(f"wrote {os.path.join(f.output_dir, MANIFEST_FILE)}")
 
 
-# A usage error exits with status 2; a conversion that fails (bad labels or layout, an
-# unreadable input, a full disk) with status 1. Each is one line, `error: ...`.
-command = Command("stabn_tf.data.convert", main, define_flags, __doc__, exit_code=1,
-                  errors=((UsageError, 2), (ValueError, 1), (OSError, 1)), prefix="error: ")
+command = Command("stabn_tf.data.convert", main, define_flags, __doc__)

@@ -23,7 +23,6 @@ from stabn_tf.data.convert.items import (
     DEFAULT_SPLITS,
     KNOWN_SPLITS,
     ConversionError,
-    DiskFullError,
     EncodeSettings,
     Listing,
     UsageError,
@@ -63,7 +62,7 @@ from stabn_tf.data.convert.shards import (
     state_path,
     write_shard,
 )
-from stabn_tf.disk import publish, write_atomic
+from stabn_tf.disk import DiskFullError, publish, write_atomic
 
 
 def convert_dataset(
@@ -189,7 +188,7 @@ class _Written:
 
 
 def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
-                 written: _Written) -> ConversionError:
+                 written: _Written) -> ConversionError | DiskFullError:
     """One line for an error while writing (a full disk above all): the file, and what
     is needed. The partial file is removed (space back; complete shards are kept)."""
     file = getattr(e, "filename", None) or written.file or output_dir
@@ -199,8 +198,6 @@ def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
     message = e.strerror if isinstance(e, OSError) else e.message.splitlines()[0]
     if not disk.is_disk_full(e):
         return ConversionError(f"cannot write {file}: {message}")
-    room = disk.free_bytes(output_dir)
-    free = "free space unknown" if room is None else f"{room / 1e6:.0f} MB free"
     if not written.videos_left:  # every video is in its shard: the summary files are left
         need = "a little more room for the summary files (every video is written)"
     elif written.videos:
@@ -210,9 +207,8 @@ def _write_error(e: OSError | tf.errors.OpError, output_dir: str,
                 "video so far)")
     else:
         need = f"space for {written.videos_left} videos (no shard completed yet to size them)"
-    return DiskFullError(f"no space left on device writing {file} ({free}): the conversion "
-                         f"needs {need}; the complete shards are kept: free space and "
-                         "re-run the same command to resume")
+    return DiskFullError(file, need, disk.free_bytes(output_dir),
+                         resumes="the complete shards are kept and it resumes from them")
 
 
 def _write(dataset: str, input_dir: str, output_dir: str, listing: Listing, origin: dict,

@@ -20,11 +20,6 @@ class ConversionError(RuntimeError, StabnError):
     """The conversion cannot produce a usable dataset (bad input layout, nothing written)."""
 
 
-class DiskFullError(ConversionError):
-    """The disk filled up while writing; the message names the file and the space needed.
-    Complete shards are kept, so a re-run after freeing space resumes."""
-
-
 class UsageError(ConversionError, ValueError):
     """An argument cannot be used as given (e.g. `output_dir` is a file, or holds another
     conversion's shards); raised before anything is written. The CLI exits with code 2."""
