@@ -30,6 +30,8 @@ FLAGS = flags.FLAGS
 
 #: The exit status of every command's one-line error.
 ERROR_STATUS = 2
+#: The exit status after Ctrl-C (128 + SIGINT, what a shell reports).
+INTERRUPTED_STATUS = 130
 
 
 def error_prefix(name: str) -> str:
@@ -71,6 +73,11 @@ class Command:
     def _run(self, argv: list[str]) -> int | None:
         try:
             return self.main(argv)
+        except KeyboardInterrupt:
+            # Ctrl-C is the user's choice, not a fault: one line and the shell's status for
+            # it (train and evaluate stop at a safe point themselves and say so).
+            print(f"{self.prefix}interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            sys.exit(INTERRUPTED_STATUS)
         except Exception as e:
             line = self.error_line(e)
             if line is None:

@@ -159,6 +159,20 @@ def test_an_unexpected_exception_keeps_its_traceback(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+    """A command stopped with Ctrl-C (e.g. the converter, whose finished shards stay for
+    the rerun) says so in one line instead of a KeyboardInterrupt traceback."""
+    from stabn_tf import cli
+
+    def main(argv):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.Command("stabn_tf.thing", main)._run(["prog"])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "stabn_tf.thing: error: interrupted (Ctrl-C)\n"
+
+
 @pytest.mark.parametrize("error", [ValueError("a bug in NumPy"), OSError("a bug in TF")])
 def test_the_converter_lets_an_unexpected_error_through(error, run_command, monkeypatch,
                                                         tmp_path):
