@@ -35,6 +35,7 @@ from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models import presets
 from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models.inflate import InitError, initialize, parse_init
+from stabn_tf.models.policy import dtype_policy
 from stabn_tf.models.stabn import (
     ATTENTION_HEADS,
     VideoClassifier,
@@ -336,8 +337,8 @@ class Execution:
 
 
 def setup_execution(config: TrainConfig) -> Execution:
-    """Precision policy, seeds and the distribution strategy."""
-    keras.mixed_precision.set_global_policy(config.precision)
+    """Seeds and the distribution strategy (the precision policy is `train`'s, for the run
+    only)."""
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, config.tpu)
     task_type, task_id = task_identity(strategy)
@@ -545,15 +546,18 @@ def train(config: TrainConfig) -> dict:
         run.check_writable()
     except RunError as e:
         raise ConfigError(str(e)) from None
-    execution = setup_execution(config)
-    # One writer per run: the chief holds the run until it returns (other workers of a
-    # multi-worker run write only their own backups).
-    try:
-        lock = run.lock() if execution.chief else contextlib.nullcontext()
-        with lock:
-            return _train_locked(config, data, run, execution)
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    # The run's precision is Keras's global dtype policy while it lasts; a caller in
+    # Python gets its own policy back however the run ends.
+    with dtype_policy(config.precision):
+        execution = setup_execution(config)
+        # One writer per run: the chief holds the run until it returns (other workers of a
+        # multi-worker run write only their own backups).
+        try:
+            lock = run.lock() if execution.chief else contextlib.nullcontext()
+            with lock:
+                return _train_locked(config, data, run, execution)
+        except RunError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
