@@ -23,7 +23,6 @@ attention supervision targets. Everything is deterministic given the seed.
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,6 +39,7 @@ from tqdm import tqdm
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data._parallel import worker_pool
 from stabn_tf.disk import atomic_path, write_atomic
+from stabn_tf.locking import Flock
 
 #: The class list, as SSv2 templates (the class name is the template without brackets).
 TEMPLATES: tuple[str, ...] = (
@@ -429,22 +429,6 @@ def _settings_key(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-    """Exclusive lock, so concurrent trainers (e.g. multi-worker) generate the set once."""
-    with open(path, "a+") as f:
-        try:
-            import fcntl  # POSIX only: elsewhere the cache is not locked
-        except ImportError:  # pragma: no cover - non-POSIX: no locking
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _read_json(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -484,7 +468,9 @@ def ensure_synthetic_tfrecords(
     if _read_json(done_file) == settings:
         return out_dir
     os.makedirs(root, exist_ok=True)
-    with _file_lock(os.path.join(root, ".lock")):
+    # Concurrent trainers (e.g. multi-worker) generate the set once: the others wait.
+    with Flock(os.path.join(root, ".lock")) as held:
+        held.acquire(wait=True)
         if _read_json(done_file) == settings:
             return out_dir
         from stabn_tf.data import convert  # local: convert imports TensorFlow
