@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from stabn_tf.data.video import write_video
 from stabn_tf.disk import atomic_path
 from stabn_tf.explain.glyphs import name_style, pil_font, quiet_glyph_warnings
+from stabn_tf.explain.resize import resize
 
 #: Colour maps a spatial map can be drawn in: the perceptually uniform default, and the
 #: paper's rainbow (for comparing with its figures).
@@ -244,8 +245,7 @@ def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: i
     height, width = frames.shape[1:3]
     scale = display_size / min(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
-                        for f in frames])
+    resized = resize(frames, (size[1], size[0]))
     line = max(1, _bar_height(size[1]) // 10)
     pictures = []
     for i, image in enumerate(overlay_attention(resized, spatial, colormap=colormap)):
