@@ -99,23 +99,13 @@ class Command:
 
 
 def _as_main_module_flags(define: Callable[[], None]) -> None:
-    """Runs `define` and files the new flags under the main program, where absl's --help
-    looks for them, however the command was started (`python -m`, a console script, a
-    script that forwards to it)."""
+    """Runs `define` and makes the new flags key flags of the main program, whose key
+    flags are what absl's --help lists, however the command was started (`python -m`, a
+    console script, a script that forwards to it)."""
     before = set(FLAGS)
     define()
-    main = sys.argv[0]
-    by_module = FLAGS.flags_by_module_dict()
-    for module, defined in list(by_module.items()):
-        if module == main:
-            continue
-        moved = [f for f in defined if f.name not in before]
-        if moved:
-            by_module[module] = [f for f in defined if f.name in before]
-            if not by_module[module]:
-                del by_module[module]
-            for flag in moved:
-                FLAGS.register_flag_by_module(main, flag)
+    for name in sorted(set(FLAGS) - before):
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 
 
 def fail(message: str) -> NoReturn:

@@ -22,7 +22,6 @@ at a time (`RunDirectory.lock`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -35,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from stabn_tf.data import synthetic
 from stabn_tf.disk import write_atomic
 from stabn_tf.errors import StabnError
+from stabn_tf.locking import Flock
 
 
 class RunError(ValueError, StabnError):
@@ -154,28 +154,14 @@ class RunDirectory:
         the holder. The lock is the kernel's (`flock`), so it ends with its process, however
         that ends: a lock file left by a killed run does not block the next one. The file is
         removed on release, so a command that fails leaves the run byte-identical."""
-        path = self.file(self.LOCK)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
-                os.close(fd)
-                raise RunError(f"{self.path} is in use by another training run ({holder}); "
-                               f"wait for it to end or stop it (lock: {path})") from None
-            with contextlib.suppress(OSError):
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    break  # else the holder removed the file between open and flock: again
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-        try:
+        held = Flock(self.file(self.LOCK), remove=True)
+        if not held.acquire():
+            raise RunError(f"{self.path} is in use by another training run "
+                           f"({held.holder_text or 'unknown'}); wait for it to end or stop "
+                           f"it (lock: {held.path})")
+        with held:
+            held.write(f"pid {os.getpid()} on {socket.gethostname()}")
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-            os.close(fd)
 
     def clear(self) -> None:
         """Removes what a training run wrote (`--overwrite`); other files stay."""

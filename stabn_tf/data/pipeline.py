@@ -383,7 +383,8 @@ def make_dataset(
         frames = decode_jpeg_window(tf.gather(encoded, flat), window)
         if training:
             frames = preprocess.resize_frames(frames, image_size)  # [n*T, S, S, 3], 0..255
-            clips = preprocess.color_normalize(frames, jitter=color_jitter, seed=s_color)
+            clips = preprocess.color_normalize(frames, jitter=color_jitter, seed=s_color,
+                                               mean=preprocessor.mean, std=preprocessor.std)
         else:
             clips = preprocessor.normalize(preprocessor.resize(frames))
         if flip:

@@ -12,6 +12,7 @@ Something-Something and per-frame jitter would add fake motion.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: For other `image_size` values both scale together (short side 256/224·S, crop S).
 EVAL_SHORT_SIDE = 256
 EVAL_CROP = 224
+#: The side of the centre crop as a fraction of the short side (224/256): the default of
+#: `ClipPreprocessor(crop_ratio=...)`.
+EVAL_CROP_RATIO = EVAL_CROP / EVAL_SHORT_SIDE
 
 #: Default training crop: area as a fraction of the short side squared, and aspect range.
 CROP_AREA_RANGE = (0.3, 1.0)
@@ -45,10 +49,11 @@ def _affine_rgb(x: tf.Tensor, matrix, bias) -> tf.Tensor:
     return tf.ensure_shape(tf.reshape(y, shape), x.shape)
 
 
-def _normalizer(pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _normalizer(pixel_scale: float, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> tuple[np.ndarray, np.ndarray]:
     """(matrix, bias) of `(x * pixel_scale - mean) / std` as an RGB affine map."""
-    std = np.asarray(IMAGENET_STD, np.float32)
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(std, np.float32)
+    mean = np.asarray(mean, np.float32)
     return np.diag(pixel_scale / std).astype(np.float32), (-mean / std).astype(np.float32)
 
 
@@ -71,27 +76,29 @@ def normalize(frames):
     return (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
 
 
-def denormalize(clips) -> np.ndarray:
+def denormalize(clips, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
     """Inverse of `normalize`, for visualisation: normalised floats → uint8 RGB (numpy)."""
     x = np.asarray(clips.numpy() if _is_tf(clips) else clips, np.float32)
-    x = x * np.asarray(IMAGENET_STD, np.float32) + np.asarray(IMAGENET_MEAN, np.float32)
+    x = x * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def eval_short_side(image_size: int) -> int:
-    """Short side the eval path resizes to: 256 for 224, scaled with `image_size`."""
-    return int(round(image_size * EVAL_SHORT_SIDE / EVAL_CROP))
+def eval_short_side(image_size: int, crop_ratio: float = EVAL_CROP_RATIO) -> int:
+    """Short side the eval path resizes to: 256 for 224 (`image_size / crop_ratio`)."""
+    return int(round(image_size / crop_ratio))
 
 
 # --- crop windows: int32 [4] = (y, x, height, width) in source pixels -----------------
 
 
-def eval_crop_window(height, width) -> tf.Tensor:
-    """Centre square covering 224/256 of the short side (resize-256-then-crop-224, done as
-    one crop + one resize so nothing outside the crop is ever decoded)."""
+def eval_crop_window(height, width, crop_ratio: float = EVAL_CROP_RATIO) -> tf.Tensor:
+    """Centre square covering `crop_ratio` of the short side (by default 224/256:
+    resize-256-then-crop-224, done as one crop + one resize so nothing outside the crop
+    is ever decoded)."""
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
-    side = tf.maximum(tf.round(tf.minimum(h, w) * (EVAL_CROP / EVAL_SHORT_SIDE)), 1.0)
+    side = tf.maximum(tf.round(tf.minimum(h, w) * crop_ratio), 1.0)
     y = tf.floor((h - side) / 2)
     x = tf.floor((w - side) / 2)
     return tf.cast(tf.stack([y, x, side, side]), tf.int32)
@@ -214,12 +221,15 @@ def color_jitter_transform(strength: float, seed, mean_rgb) -> tuple[tf.Tensor, 
     return matrix, offset
 
 
-def color_normalize(frames, *, jitter: float = 0.0, seed=None) -> tf.Tensor:
+def color_normalize(frames, *, jitter: float = 0.0, seed=None,
+                    mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> tf.Tensor:
     """0..255 float frames `[..., H, W, 3]` (as `resize_frames` returns) → normalised clip.
 
     With `jitter > 0` (training), one colour jitter for the whole clip
     (`color_jitter_transform`, stateless `seed`), clipped to the valid 0..1 range, then the
-    ImageNet normalisation; otherwise just the normalisation. Each step is one affine pass.
+    normalisation by `mean` and `std` (0..1 scale; ImageNet's by default); otherwise just
+    the normalisation. Each step is one affine pass.
     """
     x = tf.cast(frames, tf.float32)
     if jitter > 0:
@@ -235,5 +245,5 @@ def color_normalize(frames, *, jitter: float = 0.0, seed=None) -> tf.Tensor:
         mean_rgb = tf.reduce_mean(some, axis=[0, 1, 2]) / 255.0
         matrix, offset = color_jitter_transform(jitter, seed, mean_rgb)
         x = tf.clip_by_value(_affine_rgb(x, matrix / 255.0, offset), 0.0, 1.0)
-        return _affine_rgb(x, *_normalizer(1.0))
-    return _affine_rgb(x, *_normalizer(1.0 / 255.0))
+        return _affine_rgb(x, *_normalizer(1.0, mean, std))
+    return _affine_rgb(x, *_normalizer(1.0 / 255.0, mean, std))

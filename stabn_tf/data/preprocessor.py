@@ -1,17 +1,22 @@
 """`ClipPreprocessor`: how a model wants its evaluation clips, as one saveable object.
 
 Evaluation preparation is always the same chain — pick T frames by centre segment
-sampling, crop the centre 224/256 of the short side, resize to S×S, normalise with the
-ImageNet statistics — and every consumer runs it through this layer: the tf.data pipeline
+sampling, crop the centre of the short side (224/256 by default), resize to S×S,
+normalise (ImageNet's mean and std by default) — and every consumer runs it through this
+layer: the tf.data pipeline
 (from JPEG records), `load_video` and the inference runners (from decoded frames), and the
 SavedModel's serving graphs. A model built by `stabn_tf.models` carries its preprocessor
-in its config (`model.preprocessor`), so a `.keras` file alone says how to feed it.
+in its config (`model.preprocessor`), so a `.keras` file alone says how to feed it: the
+preprocessor's config holds the whole clip (T, S, crop ratio, mean, std), and files saved
+before it held the last three get the defaults, which are what they were always fed.
 
 Training augmentation (random crop, colour jitter, flips) is not part of it: that belongs
 to the training pipeline, not to the shipped model.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -25,12 +30,16 @@ class ClipPreprocessor(keras.layers.Layer):
     """Evaluation clip preparation for a model of `num_frames` × `image_size`².
 
     Called on frames already sampled, `uint8 [..., T, H, W, 3]` (or float on the 0..255
-    scale) → normalised float32 `[..., T, S, S, 3]`: centre crop, bilinear resize,
-    ImageNet normalisation. `frame_indices` does the sampling, `from_frames` and
-    `from_jpeg` the whole chain for a decoded video or a record's JPEG strings.
+    scale) → normalised float32 `[..., T, S, S, 3]`: centre crop (`crop_ratio` of the short
+    side), bilinear resize, normalisation by `mean` and `std` (RGB, 0..1 scale).
+    `frame_indices` does the sampling, `from_frames` and `from_jpeg` the whole chain for
+    a decoded video or a record's JPEG strings.
     """
 
-    def __init__(self, num_frames: int = 32, image_size: int = 224, **kwargs):
+    def __init__(self, num_frames: int = 32, image_size: int = 224,
+                 crop_ratio: float = preprocess.EVAL_CROP_RATIO,
+                 mean: Sequence[float] = preprocess.IMAGENET_MEAN,
+                 std: Sequence[float] = preprocess.IMAGENET_STD, **kwargs):
         kwargs.setdefault("trainable", False)
         kwargs.setdefault("name", "clip_preprocessor")  # a fixed name: configs compare equal
         kwargs["dtype"] = "float32"  # input preparation stays float32 under mixed precision
@@ -39,8 +48,18 @@ class ClipPreprocessor(keras.layers.Layer):
             raise ValueError(f"`num_frames` must be an int >= 1, got {num_frames!r}.")
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"`image_size` must be an int >= 1, got {image_size!r}.")
+        if not isinstance(crop_ratio, (int, float)) or not 0.0 < crop_ratio <= 1.0:
+            raise ValueError(f"`crop_ratio` must be in (0, 1], got {crop_ratio!r}.")
+        for name, value in (("mean", mean), ("std", std)):
+            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value) \
+                    or (name == "std" and min(value) <= 0):
+                raise ValueError(f"`{name}` must be 3 numbers (RGB, 0..1 scale)"
+                                 f"{', each > 0' if name == 'std' else ''}, got {value!r}.")
         self.num_frames = num_frames
         self.image_size = image_size
+        self.crop_ratio = float(crop_ratio)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
 
     def frame_indices(self, num_source_frames, num_clips: int = 1) -> tf.Tensor:
         """Source frame indices `[num_clips, T]`: centre segment sampling, evenly offset
@@ -50,7 +69,7 @@ class ClipPreprocessor(keras.layers.Layer):
 
     def crop_window(self, height, width) -> tf.Tensor:
         """The centre crop `(y, x, h, w)` in source pixels."""
-        return preprocess.eval_crop_window(height, width)
+        return preprocess.eval_crop_window(height, width, self.crop_ratio)
 
     def crop_in_frame(self, height: int, width: int) -> tuple[float, float, float, float]:
         """The centre crop `(y, x, h, w)` as fractions of a `height`×`width` source frame:
@@ -63,8 +82,17 @@ class ClipPreprocessor(keras.layers.Layer):
         return preprocess.resize_frames(cropped, self.image_size)
 
     def normalize(self, resized) -> tf.Tensor:
-        """`resize`'s output → the model's input (ImageNet mean/std, RGB)."""
-        return preprocess.color_normalize(resized)
+        """`resize`'s output → the model's input (`mean`/`std`, RGB)."""
+        return preprocess.color_normalize(resized, mean=self.mean, std=self.std)
+
+    def denormalize(self, clips) -> np.ndarray:
+        """The model's input → uint8 RGB pictures, for display."""
+        return preprocess.denormalize(clips, self.mean, self.std)
+
+    @property
+    def short_side(self) -> int:
+        """The short side a video is shown at so that the crop is `image_size`."""
+        return preprocess.eval_short_side(self.image_size, self.crop_ratio)
 
     def call(self, frames):
         frames = tf.convert_to_tensor(frames)
@@ -100,7 +128,8 @@ class ClipPreprocessor(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(num_frames=self.num_frames, image_size=self.image_size)
+        config.update(num_frames=self.num_frames, image_size=self.image_size,
+                      crop_ratio=self.crop_ratio, mean=list(self.mean), std=list(self.std))
         config.pop("dtype", None)
         return config
 

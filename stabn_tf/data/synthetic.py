@@ -23,7 +23,6 @@ attention supervision targets. Everything is deterministic given the seed.
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,14 +31,15 @@ import multiprocessing.pool
 import os
 import time
 
-import av
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from stabn_tf.data import labels as labels_lib
 from stabn_tf.data._parallel import worker_pool
+from stabn_tf.data.video import write_video
 from stabn_tf.disk import atomic_path, write_atomic
+from stabn_tf.locking import Flock
 
 #: The class list, as SSv2 templates (the class name is the template without brackets).
 TEMPLATES: tuple[str, ...] = (
@@ -316,19 +316,11 @@ def render_video(spec: VideoSpec) -> tuple[np.ndarray, list[int], list[list[floa
 def write_webm(path: str, frames: np.ndarray, fps: int = FPS) -> None:
     """VP9 `.webm` (as SSv2 is distributed). Byte-identical for identical frames: one
     encoder thread, and `bitexact` so the muxer writes no random UIDs."""
-    with atomic_path(path) as tmp, av.open(tmp, "w", format="webm",
-                                           options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("libvpx-vp9", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "28", "b:v": "0",
-                          "row-mt": "0"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    with atomic_path(path) as tmp:
+        write_video(tmp, frames, fps, "libvpx-vp9", format="webm",
+                    container_options={"fflags": "+bitexact"}, threads=1,
+                    options={"deadline": "realtime", "cpu-used": "8", "crf": "28", "b:v": "0",
+                             "row-mt": "0"})
 
 
 def _make_one(args: tuple[VideoSpec, str]) -> tuple[str, list[int], list[list[float]], str]:
@@ -429,22 +421,6 @@ def _settings_key(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-    """Exclusive lock, so concurrent trainers (e.g. multi-worker) generate the set once."""
-    with open(path, "a+") as f:
-        try:
-            import fcntl  # POSIX only: elsewhere the cache is not locked
-        except ImportError:  # pragma: no cover - non-POSIX: no locking
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _read_json(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -484,7 +460,9 @@ def ensure_synthetic_tfrecords(
     if _read_json(done_file) == settings:
         return out_dir
     os.makedirs(root, exist_ok=True)
-    with _file_lock(os.path.join(root, ".lock")):
+    # Concurrent trainers (e.g. multi-worker) generate the set once: the others wait.
+    with Flock(os.path.join(root, ".lock")) as held:
+        held.acquire(wait=True)
         if _read_json(done_file) == settings:
             return out_dir
         from stabn_tf.data import convert  # local: convert imports TensorFlow

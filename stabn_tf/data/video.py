@@ -1,4 +1,5 @@
-"""Video files via PyAV: decoding for the converter, and single-file inference input.
+"""Video files via PyAV: decoding for the converter, single-file inference input, and
+the one encoder (`write_video`).
 
 `decode_video` raises a `VideoReadError` naming the file and the reason for an empty or
 unreadable file, so the converter can list it as a failure; a file that decodes to fewer
@@ -13,13 +14,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from PIL import Image
 
-from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.errors import StabnError
+
+if TYPE_CHECKING:  # the encoder is used where TensorFlow is not imported
+    from stabn_tf.data.preprocessor import ClipPreprocessor
 
 #: Short side videos are stored at by default (evaluation resizes to 256; docs/architecture.md §3).
 DEFAULT_SHORT_SIDE = 256
@@ -131,6 +136,29 @@ def decode_video(
             detail = (f"{len(frames)} decoded frames cover {covered:.2f} s of the "
                       f"{declared:.2f} s its container declares")
     return DecodedVideo(np.stack(frames), fps, source_hw, note, detail)
+
+
+def write_video(path: str, frames: Sequence[np.ndarray], fps: float, codec: str, *,
+                format: str | None = None, container_options: dict[str, str] | None = None,
+                options: dict[str, str] | None = None, threads: int | None = None) -> None:
+    """Encodes equally sized uint8 RGB frames `[H, W, 3]` (even sides: yuv420p) into
+    `path` with PyAV: the one encoding loop of the project (explanation MP4s, synthetic
+    webms). `format` defaults to the one the extension names; `options` go to the codec
+    (e.g. quality), `container_options` to the muxer (e.g. `fflags=+bitexact`); one
+    encoder thread (`threads=1`) makes the bytes repeatable."""
+    height, width = frames[0].shape[:2]
+    with av.open(path, "w", format=format, options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if threads is not None:
+            stream.codec_context.thread_count = threads
+        if options:
+            stream.options = options
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def _av_reason(e: Exception) -> str:

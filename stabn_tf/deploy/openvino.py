@@ -40,7 +40,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import json
 import logging
 import os
 import tempfile
@@ -62,8 +61,7 @@ from stabn_tf.deploy.tflite import (
     runner_parity,
     write_graph,
 )
-from stabn_tf.disk import publish, require_space, write_atomic
-from stabn_tf.inference.litert import config_path
+from stabn_tf.disk import publish, require_space
 from stabn_tf.inference.openvino import (
     FORMAT,
     OpenVINORunner,
@@ -71,6 +69,7 @@ from stabn_tf.inference.openvino import (
     import_openvino,
     weights_path,
 )
+from stabn_tf.inference.runner import config_path, write_export_config
 from stabn_tf.models.stabn import VideoClassifier
 from stabn_tf.outputs import SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.quiet import caught_stderr
@@ -252,12 +251,6 @@ def quantization_violations(compiled: ov.CompiledModel,
 # --- export of a trained model ---------------------------------------------------------
 
 
-def export_config(model: VideoClassifier, quantize: str) -> dict:
-    """What the `.json` next to the IR holds: the model's config (class names, clip shape
-    and preprocessor, architecture) and how it was converted."""
-    return {**model.get_config(), "format": FORMAT, "quantize": quantize}
-
-
 def compile_ir(ir: ov.Model, precision: str = "float32",
                num_threads: int | None = None) -> ov.CompiledModel:
     """`ir` compiled for this machine's CPU as `OpenVINORunner` compiles it."""
@@ -349,7 +342,7 @@ def export_openvino(model: VideoClassifier, output: str, quantize: str = "none",
         save_ir(ir, staged, weight_bytes // (4 if clips is not None else 1), shown=output)
         del ir
         release_freed_memory()
-        write_atomic(config_path(staged), json.dumps(export_config(model, quantize), indent=1))
+        write_export_config(staged, model, FORMAT, quantize=quantize)
         report["bytes"] = os.path.getsize(staged) + os.path.getsize(weights_path(staged))
         if eval_data:
             report["parity"] = runner_parity(

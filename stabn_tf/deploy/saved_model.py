@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stabn_tf.data import preprocess, tfrecord
+from stabn_tf.data import tfrecord
 from stabn_tf.data.pipeline import list_files, make_dataset
 from stabn_tf.deploy import ExportError, Patterns, describe
 from stabn_tf.deploy.memory import release_freed_memory
@@ -277,7 +277,7 @@ def self_check(path: str, model: VideoClassifier, precision: str = "float32",
     one random clip at the eval short side of the model's size; `ExportError` when it
     exceeds `SELF_CHECK_TOLERANCE[precision]`."""
     preprocessor = model.preprocessor
-    side = preprocess.eval_short_side(preprocessor.image_size)
+    side = preprocessor.short_side
     frames = np.random.default_rng(seed).integers(
         0, 256, (1, preprocessor.num_frames, side, side, 3), dtype=np.uint8)
     served = tf.saved_model.load(path).signatures[SERVING_DEFAULT](

@@ -30,7 +30,6 @@ and checks the result, op by op:
 from __future__ import annotations
 
 import collections
-import json
 import os
 import tempfile
 import warnings
@@ -49,7 +48,8 @@ from stabn_tf.deploy.faithfulness import require_faithful, verdict
 from stabn_tf.deploy.memory import format_peak_rss, peak_rss_bytes, release_freed_memory
 from stabn_tf.disk import write_atomic
 from stabn_tf.explain.metrics import pearson
-from stabn_tf.inference.litert import LiteRTRunner, config_path
+from stabn_tf.inference.litert import LiteRTRunner
+from stabn_tf.inference.runner import config_path, write_export_config
 from stabn_tf.models import folding
 from stabn_tf.models.policy import inference_graph
 from stabn_tf.models.stabn import VideoClassifier
@@ -524,14 +524,6 @@ def stack_outputs(outs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndar
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def export_config(model: VideoClassifier, quantize: str, integer_input: bool,
-                  keep_float: Sequence[str] = ()) -> dict:
-    """What the `.json` next to an exported model holds: the model's config (class names,
-    clip shape and preprocessor, architecture) and how it was converted."""
-    return {**model.get_config(), "format": "tflite", "quantize": quantize,
-            "integer_input": integer_input, "keep_float": list(keep_float)}
-
-
 def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *,
                   representative_data: Patterns | None = None, num_representative: int = 128,
                   integer_input: bool = False, eval_data: Patterns | None = None,
@@ -584,8 +576,8 @@ def export_tflite(model: VideoClassifier, output: str, quantize: str = "none", *
                          PARITY_TITLE + format_parity(report["parity"]), notify)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_atomic(output, flatbuffer)  # a full disk leaves the old file, not half a model
-    write_atomic(config_path(output),
-                 json.dumps(export_config(model, quantize, integer_input, keep_float), indent=1))
+    write_export_config(output, model, "tflite", quantize=quantize, integer_input=integer_input,
+                        keep_float=list(keep_float))
     report["peak_rss_bytes"] = peak_rss_bytes()
     return report
 

@@ -31,8 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFont
 
+from stabn_tf.data.video import write_video
 from stabn_tf.disk import atomic_path
 from stabn_tf.explain.glyphs import name_style, pil_font, quiet_glyph_warnings
+from stabn_tf.explain.resize import resize
 
 #: Colour maps a spatial map can be drawn in: the perceptually uniform default, and the
 #: paper's rainbow (for comparing with its figures).
@@ -243,8 +245,7 @@ def overlay_pictures(frames: np.ndarray, spatial: np.ndarray, *, display_size: i
     height, width = frames.shape[1:3]
     scale = display_size / min(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
-                        for f in frames])
+    resized = resize(frames, (size[1], size[0]))
     line = max(1, _bar_height(size[1]) // 10)
     pictures = []
     for i, image in enumerate(overlay_attention(resized, spatial, colormap=colormap)):
@@ -369,13 +370,6 @@ def write_animation(path: str | os.PathLike, pictures: Sequence[Image.Image],
 def _write_mp4(path: str, pictures: Sequence[Image.Image], fps: float) -> None:
     # yuv420p needs even sides.
     width, height = (pictures[0].width // 2 * 2, pictures[0].height // 2 * 2)
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(path, "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for picture in pictures:
-            rgb = np.asarray(picture.convert("RGB"))[:height, :width]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, [np.asarray(p.convert("RGB"))[:height, :width] for p in pictures],
+                Fraction(fps).limit_denominator(1000),
+                "libx264" if "libx264" in av.codecs_available else "mpeg4", format="mp4")

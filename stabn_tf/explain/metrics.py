@@ -4,9 +4,9 @@ Conventions (shared by every function here):
 
 - A spatial map is `[..., h, w]` (any non-negative or real scores; higher = more
   important), at any resolution. It is compared with the frame by bilinear upsampling
-  to the frame size with half-pixel centres (the same resize `figures.overlay_attention`
-  shows), so maps of different resolutions (ST-ABN's Ms at H/16, a Grad-CAM at H/32) are
-  judged on the same pixels.
+  to the frame size with half-pixel centres (`stabn_tf.explain.resize`, which also
+  sizes the pictures), so maps of different resolutions (ST-ABN's Ms at H/16, a
+  Grad-CAM at H/32) are judged on the same pixels.
 - A box is `[..., 4]`: normalised (ymin, xmin, ymax, xmax) in the frame, as the TFRecord
   ground truth and `stabn_tf.data.make_dataset(with_metadata=True)` give them. A pixel
   (i, j) of an `H×W` frame is inside when its centre ((i+½)/H, (j+½)/W) is. An all-zero
@@ -40,27 +40,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-
-def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """`[size_out, size_in]` bilinear weights, half-pixel centres, edges clamped."""
-    pos = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
-    pos = np.clip(pos, 0.0, size_in - 1)
-    low = np.floor(pos).astype(int)
-    high = np.minimum(low + 1, size_in - 1)
-    frac = pos - low
-    matrix = np.zeros((size_out, size_in))
-    matrix[np.arange(size_out), low] += 1.0 - frac
-    matrix[np.arange(size_out), high] += frac
-    return matrix
-
-
-def upsample(maps: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
-    """Bilinear resize of `[..., h, w]` maps to `[..., H, W]` (half-pixel centres)."""
-    maps = np.asarray(maps, np.float64)
-    height, width = (size, size) if isinstance(size, int) else size
-    rows = _interpolation_matrix(maps.shape[-2], height)
-    cols = _interpolation_matrix(maps.shape[-1], width)
-    return rows @ maps @ cols.T
+from stabn_tf.explain.resize import resize
 
 
 def box_mask(boxes: np.ndarray, size: tuple[int, int] | int,
@@ -91,7 +71,7 @@ def pointing_game(maps: np.ndarray, boxes: np.ndarray, size: tuple[int, int] | i
     the peak, the score is the fraction of them inside the box. `tolerance` grows the box
     by that fraction of the frame side (the classic pointing game allows 15 px at 224 px).
     """
-    up = upsample(maps, size)
+    up = resize(maps, size)
     flat = up.reshape(len(up), -1)
     peak = flat.max(axis=1, keepdims=True)
     spread = flat.max(axis=1, keepdims=True) - flat.min(axis=1, keepdims=True)
@@ -108,7 +88,7 @@ def mass_in_box(maps: np.ndarray, boxes: np.ndarray, size: tuple[int, int] | int
     map is min-max scaled to [0, 1] first (a flat map then counts as uniform); otherwise
     negative values are clipped to 0. A map with no mass at all scores the box's area.
     """
-    up = upsample(maps, size)
+    up = resize(maps, size)
     flat = up.reshape(len(up), -1)
     if normalize:
         low = flat.min(axis=1, keepdims=True)
@@ -209,7 +189,7 @@ def grid_scores(maps: np.ndarray, grid: int, size: tuple[int, int] | int) -> np.
     """Mean of each upsampled map `[T, h, w]` over a `grid×grid` partition of the frame →
     `[T, grid·grid]` (row-major cells), the units region deletion removes."""
     height, width = (size, size) if isinstance(size, int) else size
-    up = upsample(maps, (height, width))
+    up = resize(maps, (height, width))
     cells = np.eye(grid * grid)[_cell_index(grid, height, width).reshape(-1)]  # [H·W, G]
     return (up.reshape(len(up), -1) @ cells) / np.maximum(cells.sum(axis=0), 1.0)
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from stabn_tf.data import make_dataset
-from stabn_tf.data.preprocess import denormalize
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.video import SHORTER_THAN_HEADER, read_frames
 from stabn_tf.outputs import PERCEPTION
@@ -90,7 +89,7 @@ def tfrecord_clips(pattern: str | Sequence[str], preprocessor: ClipPreprocessor,
             else None
         if boxes is not None and num_clips > 1:
             boxes, active = boxes[0], active[0]
-        yield Clip(clip_id, batch, denormalize(batch), indices,
+        yield Clip(clip_id, batch, preprocessor.denormalize(batch), indices,
                    true_label=int(targets[PERCEPTION].numpy()[0]), boxes=boxes,
                    active=active,
                    frame_size=tuple(int(v) for v in targets["frame_size"].numpy()[0]))

@@ -14,13 +14,18 @@ their classes are numbered.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
+from stabn_tf.inference.runner import (
+    InferenceError,
+    Runner,
+    config_path,
+    exported_preprocessor,
+    read_export_config,
+)
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice, check_precision
 from stabn_tf.quiet import caught_stderr
@@ -36,11 +41,6 @@ EXPECTED = ("expected a model exported by `python -m export.tflite` (one signatu
             "<model>.json beside it")
 
 
-def config_path(model_path: str | os.PathLike) -> str:
-    """Where an exported model's config lies: `model.tflite` → `model.json`."""
-    return os.path.splitext(os.fspath(model_path))[0] + ".json"
-
-
 def _read_config(model_path: str) -> dict:
     """The config the export wrote beside `model_path`; InferenceError if it is missing,
     unreadable, or not a stabn_tf model's config."""
@@ -49,16 +49,9 @@ def _read_config(model_path: str) -> dict:
         raise InferenceError(f"{model_path}: a TFLite model without its stabn_tf config "
                              f"({path} is missing), so its classes and clips are unknown; "
                              + EXPECTED)
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InferenceError(f"{path}: unreadable ({e})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("class_names"), list) \
-            or config.get("format") != "tflite":
-        raise InferenceError(f"{path}: not the config of a stabn_tf TFLite export (no "
-                             "\"format\": \"tflite\" and \"class_names\"); " + EXPECTED)
-    return config
+    return read_export_config(model_path, "tflite", "not the config of a stabn_tf TFLite "
+                              "export (no \"format\": \"tflite\" and \"class_names\"); "
+                              + EXPECTED, lists=("class_names",))
 
 
 class LiteRTRunner(Runner):
@@ -165,12 +158,7 @@ class LiteRTRunner(Runner):
     def run(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """The model's raw outputs (float32, batched) for `[T, S, S, 3]` or `[B, ...]`."""
         clips = np.asarray(clips)
-        batch = clips[None] if clips.ndim == 4 else clips
-        size = self.preprocessor.image_size
-        expected = (self.preprocessor.num_frames, size, size, 3)
-        if batch.ndim != 5 or batch.shape[1:] != expected:
-            raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
-                                 f"(T, H, W) = {expected[:3]}; got {clips.shape}")
+        batch = self.batched(clips)
         with caught_stderr():  # the first run applies XNNPACK, which says so on stderr
             outs = [self._runner(**{self.input_name: self._quantize(clip)}) for clip in batch]
         return {name: np.concatenate([np.asarray(o[name], np.float32) for o in outs])

@@ -16,14 +16,18 @@ imported when a runner is made.
 
 from __future__ import annotations
 
-import json
 import os
 from types import ModuleType
 
 import numpy as np
 
-from stabn_tf.inference.litert import config_path
-from stabn_tf.inference.runner import InferenceError, Runner, exported_preprocessor
+from stabn_tf.inference.runner import (
+    InferenceError,
+    Runner,
+    config_path,
+    exported_preprocessor,
+    read_export_config,
+)
 from stabn_tf.outputs import LOGITS, PROBABILITIES, SPATIAL_ATTENTION, TEMPORAL_ATTENTION
 from stabn_tf.precision import PrecisionChoice, choose_precision
 
@@ -106,15 +110,8 @@ class OpenVINORunner(Runner):
         self._request = self.compiled.create_infer_request()
 
     def _read_config(self) -> dict:
-        try:
-            with open(config_path(self.path), encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError) as e:
-            raise InferenceError(f"{config_path(self.path)}: unreadable ({e})") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise InferenceError(f"{config_path(self.path)}: not the config of an OpenVINO "
-                                 "export (python -m export.openvino writes it)")
-        return config
+        return read_export_config(self.path, FORMAT, "not the config of an OpenVINO export "
+                                  "(python -m export.openvino writes it)")
 
     def _check(self, model, config: dict) -> None:
         """Takes the IR's shape, classes and outputs, or says in one line it is not ours."""
@@ -147,12 +144,7 @@ class OpenVINORunner(Runner):
     def run(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """The model's raw outputs (float32, batched) for `[T, S, S, 3]` or `[B, ...]`."""
         clips = np.asarray(clips, np.float32)
-        batch = clips[None] if clips.ndim == 4 else clips
-        size = self.preprocessor.image_size
-        expected = (self.preprocessor.num_frames, size, size, 3)
-        if batch.ndim != 5 or batch.shape[1:] != expected:
-            raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
-                                 f"(T, H, W) = {expected[:3]}; got {clips.shape}")
+        batch = self.batched(clips)
         step = self.batch_size or len(batch)
         outs = []
         for start in range(0, len(batch), step):

@@ -8,6 +8,7 @@ unreadable inputs as one-line errors instead of stopping.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.data.video import VideoReadError
+from stabn_tf.disk import write_atomic
 from stabn_tf.errors import StabnError
 from stabn_tf.inference.inputs import Clip, is_tfrecord_input, load_clip, tfrecord_clips
 from stabn_tf.inference.prediction import Prediction
@@ -26,6 +28,37 @@ from stabn_tf.precision import PrecisionChoice
 
 class InferenceError(ValueError, StabnError):
     """A model or an input that cannot be used; `str()` is one line for the user."""
+
+
+def config_path(model_path: str | os.PathLike) -> str:
+    """Where an exported model's config lies: `model.tflite` → `model.json`."""
+    return os.path.splitext(os.fspath(model_path))[0] + ".json"
+
+
+def write_export_config(model_path: str, model: keras.Model, format: str,
+                        **conversion) -> None:
+    """Writes the config an export carries beside `model_path` (`config_path`): the
+    model's own config (class names, clip shape and preprocessor, architecture), the
+    export's `format` and how it was converted (`conversion`, e.g. `quantize`)."""
+    config = {**model.get_config(), "format": format, **conversion}
+    write_atomic(config_path(model_path), json.dumps(config, indent=1))
+
+
+def read_export_config(model_path: str, format: str, not_ours: str,
+                       lists: Sequence[str] = ()) -> dict:
+    """The config `write_export_config` wrote beside `model_path`; InferenceError when it
+    is unreadable, or (with `not_ours` as the reason) not one of a `format` export, or
+    one whose `lists` fields are not lists."""
+    path = config_path(model_path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InferenceError(f"{path}: unreadable ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != format \
+            or not all(isinstance(config.get(key), list) for key in lists):
+        raise InferenceError(f"{path}: {not_ours}")
+    return config
 
 
 def exported_preprocessor(config: dict, num_frames: int, image_size: int,
@@ -76,6 +109,17 @@ class Runner:
 
     def outputs(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def batched(self, clips: np.ndarray) -> np.ndarray:
+        """`[T, S, S, 3]` or `[B, T, S, S, 3]` clips as a batch; InferenceError unless
+        they are the clips this model takes (`preprocessor`)."""
+        batch = clips[None] if clips.ndim == 4 else clips
+        size = self.preprocessor.image_size
+        expected = (self.preprocessor.num_frames, size, size, 3)
+        if batch.ndim != 5 or batch.shape[1:] != expected:
+            raise InferenceError(f"expected clips [T, H, W, 3] or [B, T, H, W, 3] with "
+                                 f"(T, H, W) = {expected[:3]}; got {clips.shape}")
+        return batch
 
     def predict(self, clip: Clip) -> Prediction:
         """One input's prediction: each of its clips run, their softmax averaged."""

@@ -137,7 +137,7 @@ def initialize(model: keras.Model, spec: InitSpec, *, cache_dir: str | None = No
         copied = inflate_resnet50(model)
         return ("inflated keras.applications' ImageNet ResNet50 (ResNet v1, so the model is "
                 f"built with stride_in_1x1=True) into {len(copied)} conv/BN layers")
-    load_checkpoint(model, spec.source)
+    copy_checkpoint_weights(model, spec.source)
     return f"initialised every layer from the checkpoint {spec.source}"
 
 
@@ -333,7 +333,7 @@ def inflate_resnet50(
 
 # ---- checkpoints ----------------------------------------------------------------------
 
-def load_checkpoint(model: keras.Model, path: str) -> None:
+def copy_checkpoint_weights(model: keras.Model, path: str) -> None:
     """Every weight of `model` from a `.keras` or `.weights.h5` file of the same model."""
     if path.endswith(".weights.h5"):
         try:

@@ -164,25 +164,32 @@ class VideoClassifier(keras.Model):
         return name if self.width_multiplier == 1.0 else f"{name} ×{self.width_multiplier:g}"
 
     def get_config(self) -> dict:
+        """The build arguments. The clip is stored once: a square model's `num_frames` and
+        `image_size` are its preprocessor's (`from_config` takes them from there); only a
+        non-square model, which has no preprocessor, states them itself."""
         size = self.image_size
-        return {"name": self.name, "trainable": self.trainable,
-                "num_classes": self.num_classes, "class_names": list(self.class_names),
-                "num_frames": self.num_frames,
-                "image_size": size if isinstance(size, int) else list(size),
-                "depth": self.depth, "width_multiplier": self.width_multiplier,
-                "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
-                "stride_in_1x1": self.stride_in_1x1,
-                "preprocessor": keras.saving.serialize_keras_object(self._preprocessor)}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "num_classes": self.num_classes, "class_names": list(self.class_names),
+                  "num_frames": self.num_frames,
+                  "image_size": size if isinstance(size, int) else list(size),
+                  "depth": self.depth, "width_multiplier": self.width_multiplier,
+                  "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
+                  "stride_in_1x1": self.stride_in_1x1,
+                  "preprocessor": keras.saving.serialize_keras_object(self._preprocessor)}
+        if self._preprocessor is not None:
+            del config["num_frames"], config["image_size"]
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         # Files saved before models stored their preprocessor get the one their clip
-        # shape gives, which is what such a model was always fed.
+        # shape gives, which is what such a model was always fed; files saved before the
+        # clip was stored once state it twice, and both must agree (`_preprocessor`).
         config = dict(config)
         if isinstance(config.get("preprocessor"), dict):
             config["preprocessor"] = keras.saving.deserialize_keras_object(
                 config["preprocessor"], custom_objects=custom_objects)
-        return cls(**config)
+        return cls(**_with_clip(config, config.get("preprocessor")))
 
     @classmethod
     def from_preset(cls, preset: str | os.PathLike, load_weights: bool = True,
@@ -222,9 +229,11 @@ class VideoClassifier(keras.Model):
                               "from_preset or VideoClassifier.from_preset")
         if "num_classes" in overrides and "class_names" not in overrides:
             config = {k: v for k, v in config.items() if k != "class_names"}
-        config = {k: v for k, v in config.items() if k != "preprocessor"}
+        saved_preprocessor = _saved_preprocessor(preset)
+        config = _with_clip({k: v for k, v in config.items() if k != "preprocessor"},
+                            saved_preprocessor)
         if not {"num_frames", "image_size", "preprocessor"} & set(overrides):
-            config["preprocessor"] = _saved_preprocessor(preset)
+            config["preprocessor"] = saved_preprocessor
         model = _build(model_class, config, overrides, preset)
         if load_weights:
             weights = os.path.join(os.fspath(preset), presets.WEIGHTS_FILE)
@@ -411,6 +420,15 @@ def _saved_preprocessor(preset_dir: str | os.PathLike) -> ClipPreprocessor | Non
     except (TypeError, ValueError) as e:
         raise PresetError(f"{preset_dir}: its {presets.PREPROCESSOR_FILE} is no clip "
                           f"preprocessor ({str(e).splitlines()[0]})") from None
+
+
+def _with_clip(config: dict, preprocessor) -> dict:
+    """`config` with `num_frames` and `image_size` from `preprocessor` (a ClipPreprocessor
+    or None) where it does not state them itself."""
+    if isinstance(preprocessor, ClipPreprocessor):
+        return {"num_frames": preprocessor.num_frames, "image_size": preprocessor.image_size,
+                **config}
+    return config
 
 
 def _build(model_class: type[VideoClassifier], config: dict, overrides: dict,

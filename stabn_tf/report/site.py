@@ -46,7 +46,8 @@ from stabn_tf.evaluate.report import run as run_evaluation
 from stabn_tf.evaluate.tables import Table, results_tables
 from stabn_tf.explain.figures import SPATIAL_CMAP, check_colormap
 from stabn_tf.explain.glyphs import check_names
-from stabn_tf.explain.metrics import pearson, upsample
+from stabn_tf.explain.metrics import pearson
+from stabn_tf.explain.resize import resize
 from stabn_tf.inference import (
     EXPORTED_MODELS,
     InferenceError,
@@ -166,7 +167,7 @@ def compare_clip(first: dict, second: dict) -> dict:
     a, b = spatial_maps(first), spatial_maps(second)
     if a is not None and b is not None and len(a) == len(b):
         size = (max(a.shape[1], b.shape[1]), max(a.shape[2], b.shape[2]))
-        a, b = upsample(a, size), upsample(b, size)
+        a, b = resize(a, size), resize(b, size)
         values = [c for c in (_correlation(x, y) for x, y in zip(a, b)) if c is not None]
         out["ms_correlation"] = round(float(np.mean(values)), 4) if values else None
     return out

@@ -35,6 +35,7 @@ from stabn_tf.inference.keras_runner import KerasRunner
 from stabn_tf.models import presets
 from stabn_tf.models.backbone import RESNET_SPECS
 from stabn_tf.models.inflate import initialize, parse_init
+from stabn_tf.models.policy import dtype_policy
 from stabn_tf.models.stabn import (
     ATTENTION_HEADS,
     VideoClassifier,
@@ -336,13 +337,12 @@ class Execution:
 
 
 def setup_execution(config: TrainConfig) -> Execution:
-    """Precision policy (`auto` becomes this machine's precision, which the run's config
-    keeps), seeds and the distribution strategy."""
+    """The run's precision (`auto` becomes this machine's, which the run's config keeps;
+    `train` sets its policy for the run only), seeds and the distribution strategy."""
     if config.precision == "auto":
         choice = choose_precision("auto")
         logging.info("%s", choice.describe())
         config.precision = choice.precision
-    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy, config.tpu)
     task_type, task_id = task_identity(strategy)
@@ -548,9 +548,12 @@ def train(config: TrainConfig) -> dict:
     run = RunDirectory(config.output_dir)
     run.check_writable()
     execution = setup_execution(config)
+    # The run's precision is Keras's global dtype policy while it lasts; a caller in
+    # Python gets its own policy back however the run ends.
     # One writer per run: the chief holds the run until it returns (other workers of a
     # multi-worker run write only their own backups).
-    with run.lock() if execution.chief else contextlib.nullcontext():
+    with dtype_policy(POLICIES[config.precision]), \
+            run.lock() if execution.chief else contextlib.nullcontext():
         return _train_locked(config, data, run, execution)
 
 

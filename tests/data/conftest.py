@@ -42,21 +42,13 @@ def raw_copy(synthetic_raw, tmp_path) -> str:
 def _write_video(path, frames, fps: int = 12) -> str:
     """Encodes uint8 RGB frames `[N, H, W, 3]`: VP9 for .webm, MPEG-4 part 2 otherwise
     (available in every FFmpeg build PyAV ships)."""
-    import av
+    from stabn_tf.data.video import write_video
 
     path = str(path)
-    codec = "libvpx-vp9" if path.endswith(".webm") else "mpeg4"
-    with av.open(path, "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        if codec == "mpeg4":
-            stream.options = {"qscale": "2"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    if path.endswith(".webm"):
+        write_video(path, frames, fps, "libvpx-vp9")
+    else:
+        write_video(path, frames, fps, "mpeg4", options={"qscale": "2"})
     return path
 
 

@@ -7,7 +7,6 @@ import os
 import pathlib
 import shutil
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,6 +15,7 @@ from stabn_tf.data import boxes as boxes_lib
 from stabn_tf.data import convert, make_dataset, tfrecord
 from stabn_tf.data.convert import encode
 from stabn_tf.data.preprocessor import ClipPreprocessor
+from stabn_tf.data.video import write_video
 
 H, W, N, FPS = 48, 64, 16, 24  # decoded at 24 fps: Something-Else's 12 fps frames land on 0, 2, ...
 OBJECT_Y, HAND = (8, 28), (32, 40, 42, 50)  # hand: y1, x1, y2, x2 (static)
@@ -39,13 +39,7 @@ def _frames() -> np.ndarray:
 
 
 def _write_webm(path, frames: np.ndarray) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libvpx-vp9", rate=FPS)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for img in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        container.mux(stream.encode())
+    write_video(str(path), frames, FPS, "libvpx-vp9")
 
 
 def _se_frame(clip_id: str, number: int, hand: bool = True, **object_box) -> dict:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -86,13 +85,7 @@ def test_frame_folder_of_mixed_sizes_fails_as_predict_refuses_it(tmp_path):
 
 def _live_webm(path, frames) -> None:
     """A webm as a browser records it: no duration in the container."""
-    with av.open(str(path), "w", options={"live": "1"}) as container:
-        stream = container.add_stream("libvpx-vp9", rate=12)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for img in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        container.mux(stream.encode())
+    video.write_video(str(path), frames, 12, "libvpx-vp9", container_options={"live": "1"})
 
 
 def test_videos_the_container_cannot_vouch_for_are_written_and_counted(

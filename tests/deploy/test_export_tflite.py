@@ -108,7 +108,8 @@ def test_int8_cli_from_the_keras_file_alone_and_the_runner_reads_its_config(
     config = json.loads((output.parent / "stabn_int8.json").read_text())
     assert config["format"] == "tflite" and config["quantize"] == "int8"
     assert config["keep_float"] == ["FULLY_CONNECTED", "SOFTMAX"]
-    assert config["class_names"] == model.class_names and config["num_frames"] == T
+    assert config["class_names"] == model.class_names
+    assert config["preprocessor"]["config"]["num_frames"] == T  # the clip: stored once
     runner = LiteRTRunner(output)
     assert runner.class_names == model.class_names and runner.name == model.name
     assert runner.preprocessor.get_config() == model.preprocessor.get_config()  # as saved

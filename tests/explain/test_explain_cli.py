@@ -12,6 +12,7 @@ from PIL import Image
 
 import stabn_tf
 from stabn_tf.data.synthetic import CLASSES
+from stabn_tf.data.video import write_video
 from stabn_tf.explain import figures as visualize
 from stabn_tf.explain.render import render_prediction
 from stabn_tf.inference import InferenceError, OutputNames, open_runner, run_inputs
@@ -115,16 +116,10 @@ def checkpoints(tmp_path_factory):
 
 
 def _video(path, count=9):
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
-        for t in range(count):
-            frame = np.full((40, 48, 3), 90, np.uint8)
-            frame[10:22, 3 + 4 * t:13 + 4 * t] = (30, 200, 60)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    frames = np.full((count, 40, 48, 3), 90, np.uint8)
+    for t in range(count):
+        frames[t, 10:22, 3 + 4 * t:13 + 4 * t] = (30, 200, 60)
+    write_video(str(path), frames, 8, "libx264", format="mp4")
 
 
 def test_gradcam_explanation_of_a_baseline_as_mp4(checkpoints, tmp_path):

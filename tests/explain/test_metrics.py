@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from stabn_tf.explain import metrics as em
 
@@ -14,15 +13,6 @@ def _peaked(h, w, y, x):
     m = np.zeros((h, w))
     m[y, x] = 1.0
     return m
-
-
-def test_upsample_matches_bilinear_half_pixel_resize():
-    rng = np.random.default_rng(0)
-    maps = rng.uniform(size=(3, 4, 5))
-    ours = em.upsample(maps, (16, 20))
-    theirs = tf.image.resize(maps[..., None], (16, 20), method="bilinear").numpy()[..., 0]
-    np.testing.assert_allclose(ours, theirs, atol=1e-6)
-    np.testing.assert_allclose(em.upsample(maps, (4, 5)), maps)  # same size: identity
 
 
 def test_box_mask_uses_pixel_centres_and_tolerance():

@@ -4,7 +4,6 @@ corrupt files in one call, one-line errors, no TensorFlow start-up noise."""
 import json
 import shutil
 
-import av
 import keras
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from PIL import Image
 
 import stabn_tf
 from stabn_tf import data as data_lib
+from stabn_tf.data.video import write_video as encode_video
 from stabn_tf.inference import InferenceError, KerasRunner, load_clip, open_runner, run_inputs
 from stabn_tf.models.policy import model_precision
 from stabn_tf.precision import resolve_precision
@@ -26,14 +26,7 @@ def write_video(path, num_frames=10, height=40, width=48):
     for t in range(num_frames):
         x = 4 + 3 * t
         frames[t, 12:24, x:x + 10] = (250, 40, 40)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode_video(str(path), frames, 10, "libx264", format="mp4")
     return frames
 
 

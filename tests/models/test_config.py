@@ -73,13 +73,32 @@ def test_a_file_saved_before_models_stored_their_preprocessor_loads_the_same(tmp
             data = src.read(item)
             if item.filename == "config.json":
                 config = json.loads(data)
-                del config["config"]["preprocessor"]
+                del config["config"]["preprocessor"]  # such files stated the clip itself
+                config["config"] |= {"num_frames": 4, "image_size": 64}
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
     loaded = stabn_tf.load_model(old)
     assert loaded.preprocessor.get_config() == model.preprocessor.get_config()
     clips = np.random.default_rng(2).normal(size=(1, 4, 64, 64, 3)).astype("float32")
     np.testing.assert_array_equal(model(clips)["perception"], loaded(clips)["perception"])
+
+
+def test_the_clip_is_stored_once_in_the_preprocessor(tmp_path):
+    model = _tiny(stabn_tf.STABN, num_frames=2)
+    config = model.get_config()
+    assert "num_frames" not in config and "image_size" not in config
+    assert (config["preprocessor"]["config"]["num_frames"],
+            config["preprocessor"]["config"]["image_size"]) == (2, 64)
+    again = stabn_tf.STABN.from_config(config)
+    assert (again.num_frames, again.image_size, again.preprocessor.num_frames) == (2, 64, 2)
+    model.save_to_preset(tmp_path / "preset")
+    saved = json.loads((tmp_path / "preset" / "config.json").read_text())["config"]
+    assert "num_frames" not in saved and "preprocessor" not in saved
+    longer = stabn_tf.STABN.from_preset(tmp_path / "preset", load_weights=False, num_frames=8)
+    assert (longer.num_frames, longer.image_size) == (8, 64)  # the size from the preset
+    wide = stabn_tf.build_baseline(num_classes=3, num_frames=2, image_size=(32, 64), depth=18,
+                                   width_multiplier=0.125)
+    assert (wide.get_config()["num_frames"], wide.get_config()["image_size"]) == (2, [32, 64])
 
 
 def test_a_preprocessor_for_other_clips_or_a_non_square_model_is_one_line(tmp_path):

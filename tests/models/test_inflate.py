@@ -14,12 +14,12 @@ from stabn_tf.models.inflate import (
     HUB_FILENAME,
     InitError,
     InitSpec,
+    copy_checkpoint_weights,
     download_imagenet_weights,
     inflate_resnet50,
     inflate_state_dict,
     initialize,
     keras_resnet50_name,
-    load_checkpoint,
     load_state_dict,
     parse_init,
     torchvision_resnet_name,
@@ -391,6 +391,6 @@ def test_checkpoints_load_or_fail_in_one_line_naming_the_file(tmp_path):
                                           "fails its checksum"),
                         ("garbage.weights.h5", "cannot be loaded")):
         with pytest.raises(InitError, match=match) as error:
-            load_checkpoint(_temporal_model(), str(tmp_path / name))
+            copy_checkpoint_weights(_temporal_model(), str(tmp_path / name))
         assert str(tmp_path / name) in _one_line(error)
 

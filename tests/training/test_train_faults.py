@@ -2,6 +2,7 @@
 from the run's, a batch larger than the data. Each is one line, leaves the run resumable,
 and re-running the same command finishes each epoch once."""
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -20,6 +21,7 @@ from stabn_tf.runs import RunDirectory, RunError
 from stabn_tf.training.trainer import (
     ConfigError,
     TrainConfig,
+    TrainingError,
     check_config,
     check_same_run,
     train,
@@ -230,3 +232,24 @@ def test_a_failure_line_mentions_a_backup_only_when_there_is_one(tmp_path):
         "no backup was written yet: it starts from the beginning"
     (tmp_path / RunBackup.METADATA).write_text("{}")
     assert "resumes from the last good backup" in _resume_from(str(tmp_path))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_train_leaves_the_callers_dtype_policy(tiny_tfrecords, tmp_path, monkeypatch, fails):
+    """`train` sets the run's precision for the run only, also when the run fails."""
+    import stabn_tf.training.trainer as trainer
+
+    seen = []
+
+    def run(config, data, run, execution):
+        seen.append(keras.config.dtype_policy().name)
+        if fails:
+            raise TrainingError("broke half-way")
+        return {}
+
+    monkeypatch.setattr(trainer, "_train_locked", run)
+    keras.config.set_dtype_policy("mixed_float16")  # the caller's own (conftest restores)
+    with pytest.raises(TrainingError) if fails else contextlib.nullcontext():
+        train(_config(tiny_tfrecords, tmp_path / "run", precision="bfloat16"))
+    assert seen == ["mixed_bfloat16"]
+    assert keras.config.dtype_policy().name == "mixed_float16"

@@ -8,12 +8,13 @@ the standard library only.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Sequence
 
+from stabn_tf.locking import Flock
+
 #: Exclusive locks this process took early, by output_dir's real path.
-_HELD: dict[str, int] = {}
+_HELD: dict[str, Flock] = {}
 
 
 def busy_message(output_dir: str, holder: int | None) -> str:
@@ -23,42 +24,23 @@ def busy_message(output_dir: str, holder: int | None) -> str:
             "another --output_dir")
 
 
-def holder_pid(fd: int) -> int | None:
-    """The pid holding a flock on `fd`'s file, from /proc/locks (Linux); None if unknown."""
-    st = os.fstat(fd)
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks", encoding="ascii") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == inode:
-                    return int(parts[4])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def lock_early(output_dir: str) -> str | None:
     """Takes the exclusive lock on `output_dir` when it exists (a new one cannot be
     another converter's); returns `busy_message` when another converter holds it."""
     if not os.path.isdir(output_dir):
         return None
+    held = Flock(output_dir)
     try:
-        fd = os.open(output_dir, os.O_RDONLY)
+        if not held.acquire():
+            return busy_message(output_dir, held.holder_pid)
     except OSError:
         return None  # the converter's own checks say what is wrong
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = holder_pid(fd)
-        os.close(fd)
-        return busy_message(output_dir, holder)
-    _HELD[os.path.realpath(output_dir)] = fd
+    _HELD[os.path.realpath(output_dir)] = held
     return None
 
 
-def adopt(output_dir: str) -> int | None:
-    """The descriptor of the lock `lock_early` took on `output_dir`, handed over once."""
+def adopt(output_dir: str) -> Flock | None:
+    """The lock `lock_early` took on `output_dir`, handed over once."""
     return _HELD.pop(os.path.realpath(output_dir), None)
 
 

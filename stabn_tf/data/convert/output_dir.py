@@ -3,7 +3,6 @@ dataset's conversion (unless `--overwrite`), before anything is written."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 
@@ -19,6 +18,7 @@ from stabn_tf.data.convert.manifest import (
 )
 from stabn_tf.data.convert.shards import SHARD_FILE, STATE_DIR
 from stabn_tf.disk import STAGING_PREFIX
+from stabn_tf.locking import Flock
 
 #: In STATE_DIR: which dataset the directory holds (so another one is not mixed in).
 ORIGIN_FILE = "origin.json"
@@ -113,31 +113,27 @@ class OutputLock:
 
     def __init__(self, output_dir: str):
         self.output_dir = output_dir
-        self._fd: int | None = None
+        self._held: Flock | None = None
 
     def acquire(self, shared: bool = False) -> None:
         """Takes the lock (a shared one for readers such as `--verify`); UsageError when
         a converter holds it. Creates output_dir if needed; idempotent."""
-        if self._fd is not None:
+        if self._held is not None:
             return
         if not shared:  # taken already by the command line, before its slow imports
-            self._fd = lock.adopt(self.output_dir)
-            if self._fd is not None:
+            self._held = lock.adopt(self.output_dir)
+            if self._held is not None:
                 return
         os.makedirs(self.output_dir, exist_ok=True)
-        fd = os.open(self.output_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = lock.holder_pid(fd)
-            os.close(fd)
-            raise UsageError(lock.busy_message(self.output_dir, holder)) from None
-        self._fd = fd
+        held = Flock(self.output_dir, shared=shared)
+        if not held.acquire():
+            raise UsageError(lock.busy_message(self.output_dir, held.holder_pid))
+        self._held = held
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
     def __enter__(self) -> OutputLock:
         return self
