@@ -254,6 +254,16 @@ def test_a_second_converter_stops_at_once_naming_the_first(folder, tmp_path, pyt
         assert timed.returncode == 2 and lines[-1].startswith(
             "stabn_tf.data.convert: error: output_dir "), lines[-3:]
         assert not [line for line in lines if line.endswith("| tensorflow")]
+        # The console script too: its entry point as installed, called as the script does.
+        script = python("-X", "importtime", "-c", "import sys; from importlib.metadata import "
+                        "entry_points; (found,) = entry_points(group='console_scripts', "
+                        "name='stabn-convert'); sys.argv[0] = 'stabn-convert'; "
+                        "sys.exit(found.load()())", "--dataset=folder",
+                        f"--input_dir={folder}", f"--output_dir={out}", timeout=120)
+        lines = script.stderr.splitlines()
+        assert script.returncode == 2 and lines[-1].startswith(
+            "stabn_tf.data.convert: error: output_dir "), lines[-3:]
+        assert not [line for line in lines if line.endswith("| tensorflow")]
         verify = python("-m", "stabn_tf.data.convert", "--verify", f"--output_dir={out}")
         assert verify.returncode == 2 and "being written by another converter" in verify.stderr
     assert _tree(out) == before  # nothing touched: no race on temporary files or records

@@ -1,6 +1,6 @@
-"""`python -m stabn_tf.data.convert`: the converter's command line (`cli`). The lock on
---output_dir is taken first (`lock.lock_early`), before the converter and TensorFlow are
-imported, so a second converter on the same directory stops at once."""
+"""`python -m stabn_tf.data.convert` and `stabn-convert`: the converter's command line
+(`cli`). The lock on --output_dir is taken first (`lock.lock_early`), before the converter
+and TensorFlow are imported, so a second converter on the same directory stops at once."""
 
 import sys
 
@@ -17,7 +17,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if __name__ == "__main__":
+def locked_first() -> None:
+    """The converter as `python -m stabn_tf.data.convert` and the console script
+    `stabn-convert` run it: the --output_dir lock first, then TensorFlow and the command."""
     output_dir = lock.output_dir_flag(sys.argv[1:])
     busy = lock.lock_early(output_dir) if output_dir else None
     if busy:
@@ -26,3 +28,7 @@ if __name__ == "__main__":
     from stabn_tf.data.convert.cli import command  # after the lock: imports TensorFlow
 
     command()
+
+
+if __name__ == "__main__":
+    locked_first()
