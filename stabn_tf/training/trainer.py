@@ -11,12 +11,14 @@ training starts leaves an existing run byte-identical.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -25,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from stabn_tf import data as data_lib
+from stabn_tf.data import tfrecord
 from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.disk import DiskFullError, write_atomic
 from stabn_tf.errors import StabnError
@@ -171,6 +174,11 @@ class TrainConfig:
     supervised_fraction: float = _setting(
         1.0, "Use the boxes/labels of this fixed, seeded fraction of the training videos "
         "only ('a few annotated videos').")
+    annotated_share: float = _setting(
+        0.0, "Share of each training batch drawn from the training clips whose records "
+        "carry boxes or action labels (0: every clip as often as any other). A few "
+        "corrected clips among hundreds are then seen at every step, not once an epoch, "
+        "and the rest of the batch keeps the other clips' classification in play.")
     # execution
     # --precision is `stabn_tf.cli.define_precision`'s (training=True); old spellings read.
     precision: str = _setting("float32", FLAG_HELP.format(names=", ".join(TRAINING_PRECISIONS)))
@@ -232,6 +240,12 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}.")
     if not config.width_multiplier > 0:
         raise ConfigError(f"--width_multiplier must be > 0, got {config.width_multiplier}.")
+    if not 0 <= config.annotated_share < 1:
+        raise ConfigError(f"--annotated_share must be in [0, 1), got {config.annotated_share}.")
+    if config.annotated_share and not supervised(config):
+        raise ConfigError("--annotated_share needs attention supervision (an "
+                          "--attention_supervision_weight or --temporal_supervision_weight "
+                          "above 0).")
     for name in ("momentum", "dropout", "label_smoothing"):
         if not 0 <= getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be in [0, 1), got {getattr(config, name)}.")
@@ -299,6 +313,42 @@ def resolve_data(config: TrainConfig) -> TrainingData:
                           f"({train_count} clips in {train_pattern}): use --batch_size="
                           f"{train_count} or less.")
     return TrainingData(train_files, val_files, class_names, train_count, val_count)
+
+
+def is_annotated(serialized: bytes) -> bool:
+    """Whether a training record carries attention supervision: boxes on some frame,
+    action labels from a box file, or the synthetic ground truth converted to supervise."""
+    example = tf.train.SequenceExample.FromString(serialized)
+    lists = example.feature_lists.feature_list
+
+    def any_set(key: str) -> bool:
+        return key in lists and any(v for f in lists[key].feature for v in f.int64_list.value)
+
+    def has_rows(key: str) -> bool:
+        return key in lists and len(lists[key].feature) > 0
+
+    context = example.context.feature
+    truth_supervises = (tfrecord.GT_SUPERVISION not in context
+                        or any(context[tfrecord.GT_SUPERVISION].int64_list.value))
+    return (any_set(tfrecord.BOX_ANNOTATED) or has_rows(tfrecord.ACTIVE)
+            or (truth_supervises and has_rows(tfrecord.GT_ACTIVE)))
+
+
+def annotated_records(files: Sequence[str]) -> list[str]:
+    """The training records that carry supervision (`is_annotated`), copied into one shard
+    in a fresh temporary folder (removed at exit): the stream `--annotated_share` draws
+    from. Records are read, not decoded. [] when there are none."""
+    found = [raw for raw in tf.data.TFRecordDataset(files).as_numpy_iterator()
+             if is_annotated(raw)]
+    if not found:
+        return []
+    folder = tempfile.mkdtemp(prefix="stabn_annotated_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = os.path.join(folder, "annotated.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for raw in found:
+            writer.write(raw)
+    return [path]
 
 
 def build_model(config: TrainConfig, class_names: Sequence[str]) -> VideoClassifier:
@@ -390,7 +440,8 @@ def build_training_model(config: TrainConfig, data: TrainingData, execution: Exe
 
 
 def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
-                  preprocessor: ClipPreprocessor, heads: Sequence[str], steps_per_epoch: int):
+                  preprocessor: ClipPreprocessor, heads: Sequence[str], steps_per_epoch: int,
+                  annotated_files: Sequence[str] = ()):
     """(training, validation): a function of where training starts (`BackupState`) giving
     the training dataset from there, and the validation dataset, both of the clips the
     model's `preprocessor` says (validation prepared by it). Labels for the model's
@@ -400,7 +451,10 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
 
     Training comes in epochs of `steps_per_epoch` batches, each drawn from (seed, epoch)
     alone (`data.make_dataset(steps_per_epoch=...)`), so a run resumed at a backup's epoch
-    and step gets the batches an uninterrupted run would have had."""
+    and step gets the batches an uninterrupted run would have had. With `annotated_files`
+    (`annotated_records`) and `--annotated_share`, each training batch is that share of
+    clips from them (at least one) and the rest from all training clips, both streams
+    drawn that way."""
     replicas = execution.replicas
     supervise = supervised(config)
 
@@ -420,11 +474,23 @@ def make_datasets(config: TrainConfig, data: TrainingData, execution: Execution,
             # each of the fixed `validation_steps` (the last batch may repeat a few clips).
             epochs = dict(steps_per_epoch=steps_per_epoch, start_epoch=start.epoch,
                           start_step=start.step) if start else {}
-            ds = data_lib.make_dataset(
-                files, preprocessor=preprocessor, training=training,
-                batch_size=batch_size, repeat=replicas > 1,
-                shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-                input_context=input_context, **epochs, **supervision(training))
+
+            def stream(files, batch_size, seed):
+                return data_lib.make_dataset(
+                    files, preprocessor=preprocessor, training=training,
+                    batch_size=batch_size, repeat=replicas > 1,
+                    shuffle_buffer=config.shuffle_buffer, seed=seed,
+                    input_context=input_context, **epochs, **supervision(training))
+
+            share = config.annotated_share if training and annotated_files else 0.0
+            annotated = min(batch_size - 1, max(1, round(share * batch_size))) if share else 0
+            ds = stream(files, batch_size - annotated, config.seed)
+            if annotated:
+                # Its own seed: the two streams' augmentation draws stay independent.
+                extra = stream(annotated_files, annotated, config.seed + 1)
+                ds = tf.data.Dataset.zip((ds, extra)).map(
+                    lambda a, b: tf.nest.map_structure(lambda x, y: tf.concat([x, y], 0),
+                                                       a, b))
             return ds.map(lambda clips, targets: (clips, targets_for(targets)))
 
         if replicas == 1:
@@ -569,8 +635,12 @@ def _train_locked(config: TrainConfig, data: TrainingData, run: RunDirectory,
     if not config.overwrite:
         check_same_run(run, settings)
     heads = list(model.output)
+    annotated_files = annotated_records(data.train_files) if config.annotated_share else []
+    if config.annotated_share and not annotated_files:
+        raise ConfigError(f"--annotated_share={config.annotated_share}: no training clip "
+                          "carries boxes or action labels.")
     train_data_from, val_data = make_datasets(config, data, execution, model.preprocessor, heads,
-                                               steps_per_epoch)
+                                               steps_per_epoch, annotated_files)
     explain_clips: list[Clip] = []
     if execution.chief and config.model == "stabn" and config.num_explain_clips:
         explain_clips = list(tfrecord_clips(data.val_files, model.preprocessor,

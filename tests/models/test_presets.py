@@ -193,9 +193,10 @@ FLAG_FILES = {
 
 # Fine-tuning from corrections: the demo's model on converted records, short, from --init.
 FLAG_FILES["correction_finetune"] = dataclasses.replace(
-    FLAG_FILES["demo"], dataset="tfrecord", output_dir="runs/corrected", epochs=3,
-    base_lr=0.05, warmup_epochs=0.0, explain_every_epochs=0,
-    attention_supervision_weight=3.0, temporal_supervision_weight=10.0)
+    FLAG_FILES["demo"], dataset="tfrecord", output_dir="runs/corrected", epochs=1,
+    steps_per_epoch=60, annotated_share=0.25, base_lr=0.05, warmup_epochs=0.0,
+    explain_every_epochs=0, attention_supervision_weight=3.0,
+    temporal_supervision_weight=10.0)
 
 
 @pytest.mark.parametrize("name", sorted(FLAG_FILES))
