@@ -19,6 +19,7 @@ from stabn_tf.data.preprocessor import ClipPreprocessor
 from stabn_tf.deploy import ExportError, saved_model
 from stabn_tf.deploy.tflite import deployment_model
 from stabn_tf.export.client import run_args as client_main
+from stabn_tf.precision import PrecisionError
 
 #: Every test here reads the module's SavedModel export (and a bf16 one): not in the fast tier.
 pytestmark = pytest.mark.slow
@@ -319,5 +320,6 @@ def test_bfloat16_export_same_signatures_float32_out(exported, tmp_path):
     with pytest.raises(ExportError, match="no"):
         saved_model.export_saved_model(model, str(tmp_path), version=5, check=fail)
     assert sorted(p.name for p in (tmp_path / "stabn").iterdir()) == ["1"]
-    with pytest.raises(ExportError, match="--precision=float16: choose from float32, bfloat16"):
+    with pytest.raises(PrecisionError, match="--precision=float16: choose from auto, float32, "
+                                             "bfloat16"):
         saved_model.export_saved_model(model, str(tmp_path), precision="float16")

@@ -13,6 +13,7 @@ import stabn_tf
 from stabn_tf.data import ClipPreprocessor, load_video
 from stabn_tf.deploy import tflite
 from stabn_tf.inference import InferenceError, LiteRTRunner, open_runner
+from stabn_tf.precision import PrecisionError
 
 #: The module's model is converted to TFLite first: not in the fast tier.
 pytestmark = pytest.mark.slow
@@ -162,5 +163,5 @@ def test_a_tflite_model_computes_in_its_own_precision(shipped):
     assert str(err.value) == (f"--precision=bfloat16: {path} computes in float32, the "
                               "precision it was exported in; use --precision=auto, or the "
                               ".keras checkpoint")
-    with pytest.raises(InferenceError, match="--precision=fp16: choose from auto, float32"):
+    with pytest.raises(PrecisionError, match="--precision=fp16: choose from auto, float32"):
         open_runner(path, precision="fp16")

@@ -14,7 +14,7 @@ from stabn_tf import data as data_lib
 from stabn_tf.data.video import write_video as encode_video
 from stabn_tf.inference import InferenceError, KerasRunner, load_clip, open_runner, run_inputs
 from stabn_tf.models.policy import model_precision
-from stabn_tf.precision import resolve_precision
+from stabn_tf.precision import PrecisionError, resolve_precision
 
 TINY = dict(num_classes=6)  # overrides of the stabn_tiny preset
 NAMES = ["pushing", "pulling", "lifting", "dropping", "turning", "waving"]
@@ -214,7 +214,7 @@ def test_runner_precision(inputs):
     as_given = KerasRunner(live)
     assert as_given.model is live and as_given.precision == "float32"
     assert as_given.precision_choice.reason == "the model as built"
-    with pytest.raises(InferenceError, match="--precision=fp16: choose from"):
+    with pytest.raises(PrecisionError, match="--precision=fp16: choose from"):
         KerasRunner(live, precision="fp16")
 
 
