@@ -5,25 +5,21 @@ clips are each gigabytes."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import resource
 import sys
 from collections.abc import Mapping
 
 
+@functools.cache
 def _malloc_trim():
-    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    """glibc's `malloc_trim` from the symbols already loaded in this process (no library
+    search, which would start `ldconfig`), or None where the C library has none (macOS,
+    musl). Looked up on first use, not at import."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"),
-                       "malloc_trim", None)
-    except OSError:  # pragma: no cover - a Linux without a loadable C library
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def release_freed_memory() -> bool:
@@ -33,9 +29,10 @@ def release_freed_memory() -> bool:
     keeps what one phase freed mapped, so without this the next phase's peak sits on
     the last one's. Returns whether the C library could be asked (glibc only)."""
     gc.collect()
-    if _MALLOC_TRIM is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _MALLOC_TRIM(0)
+    trim(0)
     return True
 
 
