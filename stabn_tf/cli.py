@@ -6,7 +6,8 @@ A command is a module with `define_flags()`, a `main(argv)` over one library fun
 its line, by one rule for every command: a `StabnError`, a full disk (`DiskFullError`, also
 when a library below raised it as its own error) and the few OS errors a command names print
 `<command>: error: <one line>` on stderr and exit with status 2 (`ERROR_STATUS`); any other
-exception is a bug and keeps its traceback (Python's status 1). The flags several commands
+exception is a bug and keeps its traceback (Python's status 1); Ctrl-C is one line and
+status 130 (`INTERRUPTED_STATUS`). The flags several commands
 define (`--checkpoint`, `--precision`, `--num_clips`, ...) are defined here once; `--help`
 still lists them as the command's own. TensorFlow-free, like `stabn_tf.errors`.
 """
