@@ -337,18 +337,19 @@ def is_annotated(serialized: bytes) -> bool:
 def annotated_records(files: Sequence[str]) -> list[str]:
     """The training records that carry supervision (`is_annotated`), copied into one shard
     in a fresh temporary folder (removed at exit): the stream `--annotated_share` draws
-    from. Records are read, not decoded. [] when there are none."""
-    found = [raw for raw in tf.data.TFRecordDataset(files).as_numpy_iterator()
-             if is_annotated(raw)]
-    if not found:
-        return []
+    from. Records are streamed through (their frames are not decoded, and none is held
+    beyond its own check, so a box file covering most of a large split costs disk, not
+    memory). [] when there are none."""
     folder = tempfile.mkdtemp(prefix="stabn_annotated_")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = os.path.join(folder, "annotated.tfrecord")
+    found = 0
     with tf.io.TFRecordWriter(path) as writer:
-        for raw in found:
-            writer.write(raw)
-    return [path]
+        for raw in tf.data.TFRecordDataset(files).as_numpy_iterator():
+            if is_annotated(raw):
+                writer.write(raw)
+                found += 1
+    return [path] if found else []
 
 
 def build_model(config: TrainConfig, class_names: Sequence[str]) -> VideoClassifier:
